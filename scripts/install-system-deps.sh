@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the Debian packages a purpose needs, only when they are missing.
+#   test:  DCMTK (the real DICOM peers of the test suite)
+#   bench: DCMTK and Orthanc (the servers the ingest benchmark compares against)
+set -euo pipefail
+purpose="${1:-test}"
+need=()
+command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+if [ "$purpose" = bench ]; then
+  command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "missing Debian packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,40 @@
+"""The `pacsd` command: one click group, each sub-command in a module of its own.
+
+Errors a user can cause (`PacsError`) are printed in one line without a traceback and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pacsd import __version__
+from pacsd.errors import PacsError
+
+
+class PacsGroup(click.Group):
+    """A click group that reports `PacsError` as a one-line message."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PacsError as exc:
+            click.echo(f"pacsd: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=PacsGroup)
+@click.version_option(__version__, prog_name="pacsd")
+def main() -> None:
+    """pacsd: a DICOM archive server (a small PACS)."""
+
+
+def _register() -> None:
+    from pacsd.cli import serve, tools
+
+    for command in (*serve.COMMANDS, *tools.COMMANDS):
+        main.add_command(command)
+
+
+_register()

@@ -1,0 +1,3 @@
+"""Placeholder: filled in by the receive-path work."""
+
+COMMANDS: list = []

@@ -1,0 +1,21 @@
+"""Errors a user can cause (bad config, bad file, unknown AE).
+
+Each is a `PacsError`; the CLI prints its message without a traceback, so the message must say
+what is wrong and what to do about it.
+"""
+
+
+class PacsError(Exception):
+    """Base of every error pacsd reports to a user."""
+
+
+class ConfigError(PacsError):
+    """The configuration file or a command-line flag is invalid."""
+
+
+class InvalidDicom(PacsError):
+    """A file or dataset is not readable DICOM, is truncated, or lacks a required element."""
+
+
+class StorageFull(PacsError):
+    """The storage volume has no room (or refused the write); nothing was kept."""
