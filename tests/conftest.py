@@ -1,0 +1,171 @@
+"""Shared fixtures: test data, a running pacsd (in-process or as the real command), DCMTK peers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from pacsd.config import Settings, load_settings
+from pacsd.index.schema import instances
+from pacsd.net.scp import DicomServer
+from pacsd.services.archive import Archive
+
+REPO = Path(__file__).resolve().parents[1]
+TESTDATA = Path(os.environ.get("PACSD_TESTDATA", REPO.parent / "shared" / "testdata" / "dicom"))
+VENV_BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+
+
+def testdata_files() -> list[Path]:
+    """Every DICOM-looking file of the shared test data (the manifest and licences left out)."""
+    return sorted(p for p in TESTDATA.rglob("*") if p.is_file() and p.suffix not in (".md", ".tsv")
+                  and p.name not in ("SHA256SUMS", "MANIFEST.tsv"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def dcmtk(tool: str, *args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a DCMTK tool; its output is returned (text), never raised on a non-zero exit."""
+    if shutil.which(tool) is None:
+        pytest.fail(f"DCMTK tool {tool} is missing: `make test` installs dcmtk")
+    return subprocess.run([tool, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def make_settings(tmp_path: Path, **sections) -> Settings:
+    """Settings under tmp_path on a free loopback port; keyword args are top-level sections."""
+    data = {
+        "server": {"host": HOST, "port": free_port(), "ae_title": "PACSD", "shutdown_grace": 2},
+        "storage": {"directory": str(tmp_path / "storage")},
+        "database": {"path": str(tmp_path / "index.sqlite")},
+        "logging": {"directory": str(tmp_path / "logs")},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    config = tmp_path / "pacsd.yaml"
+    import yaml
+
+    config.write_text(yaml.safe_dump(data))
+    return load_settings(config)
+
+
+@dataclass
+class RunningPacs:
+    settings: Settings
+    archive: Archive
+    server: DicomServer
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def aet(self) -> str:
+        return self.settings.server.ae_title
+
+    @property
+    def storage(self) -> Path:
+        return Path(self.settings.storage.directory)
+
+    def instance_count(self) -> int:
+        with self.archive.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(instances)).scalar_one()
+
+    def stored_files(self) -> list[Path]:
+        return sorted(p for p in self.storage.rglob("*") if p.is_file() and ".incoming" not in p.parts)
+
+    def incoming_files(self) -> list[Path]:
+        return sorted((self.storage / ".incoming").iterdir())
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.archive.close()
+
+
+def start_pacs(settings: Settings) -> RunningPacs:
+    archive = Archive(settings)
+    server = DicomServer(settings, archive)
+    server.start()
+    return RunningPacs(settings, archive, server)
+
+
+@pytest.fixture
+def pacs_factory(tmp_path):
+    """Start in-process servers with chosen settings; all are stopped at the end of the test."""
+    started: list[RunningPacs] = []
+
+    def factory(**sections) -> RunningPacs:
+        running = start_pacs(make_settings(tmp_path, **sections))
+        started.append(running)
+        return running
+
+    yield factory
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def pacs(pacs_factory) -> RunningPacs:
+    """A running pacsd with default settings on a free loopback port."""
+    return pacs_factory()
+
+
+class PacsProcess:
+    """The real `pacsd serve` command in a subprocess."""
+
+    def __init__(self, tmp_path: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.data = tmp_path
+        self.args = [str(VENV_BIN / "pacsd"), "serve", "--host", HOST, "--port", str(self.port),
+                     "--storage-dir", str(tmp_path / "storage"), "--index-db", str(tmp_path / "index.sqlite"),
+                     "--log-dir", str(tmp_path / "logs"), *extra]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "PacsProcess":
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pacsd serve exited: {self.proc.stdout.read()}")
+            if dcmtk("echoscu", "-aec", "PACSD", HOST, str(self.port), timeout=10).returncode == 0:
+                return self
+            time.sleep(0.2)
+        raise RuntimeError("pacsd serve did not answer C-ECHO within 30 s")
+
+    def stop(self, sig: int = 2) -> str:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        out, _ = self.proc.communicate(timeout=30)
+        return out
+
+
+@pytest.fixture
+def pacs_process(tmp_path):
+    processes: list[PacsProcess] = []
+
+    def factory(*extra: str) -> PacsProcess:
+        process = PacsProcess(tmp_path, *extra).start()
+        processes.append(process)
+        return process
+
+    yield factory
+    for process in processes:
+        if process.proc and process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.wait()
