@@ -11,6 +11,7 @@ import logging
 import socket
 import time
 from pathlib import Path
+from typing import Protocol
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
@@ -35,13 +36,27 @@ def configure_pynetdicom() -> None:
     _config.LOG_HANDLER_LEVEL = "none"
 
 
+class DicomService(Protocol):
+    """A DICOM service the listener offers besides Storage: its contexts and event handlers."""
+
+    def add_contexts(self, ae: AE) -> None: ...
+
+    def handlers(self) -> list: ...
+
+
+def extra_services(server: "DicomServer") -> list[DicomService]:
+    """The services offered besides Verification and Storage (query/retrieve, commitment, ...)."""
+    return []
+
+
 class DicomServer:
-    """One listening AE serving Verification and Storage for an `Archive`."""
+    """One listening AE serving Verification, Storage and the extra services for an `Archive`."""
 
     def __init__(self, settings: Settings, archive: Archive) -> None:
         self.settings = settings
         self.archive = archive
         self.connections = ConnectionTracker()
+        self.services = extra_services(self)
         self._server = None
 
     # -- set-up ---------------------------------------------------------------------------
@@ -60,6 +75,8 @@ class DicomServer:
             if not accepted or uid in accepted:
                 ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES)
         _config.UNRESTRICTED_STORAGE_SERVICE = bool(self.settings.accept_unknown_sop_classes and not accepted)
+        for service in self.services:
+            service.add_contexts(ae)
         return ae
 
     def handlers(self) -> list:
@@ -71,6 +88,7 @@ class DicomServer:
             (evt.EVT_ABORTED, self._on_result, ["aborted"]),
             (evt.EVT_CONN_CLOSE, self._on_conn_close),
             (evt.EVT_C_STORE, self._on_store),
+            *(handler for service in self.services for handler in service.handlers()),
         ]
 
     def start(self) -> None:
