@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian packages a purpose needs, only when they are missing.
-#   test:  DCMTK (the real DICOM peers of the test suite)
+#   test:  DCMTK (the real DICOM peers of the test suite), dicom3tools (dciodvfy checks the
+#          objects pacsd writes)
 #   bench: DCMTK and Orthanc (the servers the ingest benchmark compares against)
 set -euo pipefail
 purpose="${1:-test}"
 need=()
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+if [ "$purpose" = test ]; then
+  command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+fi
 if [ "$purpose" = bench ]; then
   command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 fi
