@@ -35,3 +35,7 @@ class InvalidTagValue(PacsError):
 
 class FrameOutOfRange(PacsError):
     """A frame number was asked for that the multi-frame object does not have."""
+
+
+class TagNotFound(InvalidTagValue):
+    """The element (or a sequence item on the way to it) is not in the file."""
