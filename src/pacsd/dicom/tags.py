@@ -111,7 +111,7 @@ def write_tags(
     """
     ds = read_dicom(path)
     for key, value in sorted(changes.items(), key=_character_set_first):
-        _apply_change(ds, key, value)
+        apply_change(ds, key, value)
     _mirror_into_file_meta(ds)
     return write_atomically(out or path, lambda handle: ds.save_as(handle))
 
@@ -176,7 +176,8 @@ def _character_set_first(change: tuple[TagKey, Any]) -> int:
     return 0 if key in ("SpecificCharacterSet", "0008,0005", 0x00080005) else 1
 
 
-def _apply_change(ds: Dataset, key: TagKey, value: Any) -> None:
+def apply_change(ds: Dataset, key: TagKey, value: Any) -> None:
+    """Set (value) or delete (None) one element of `ds` in memory, checked like `write_tags`."""
     steps = parse_tag_path(key)
     tag, index = steps[-1]
     if index is not None:
