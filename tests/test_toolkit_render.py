@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -14,6 +15,7 @@ from pacsd.dicom.render import (
     Window,
     apply_window,
     auto_window,
+    middle_frame,
     render_frame,
     window_from_dataset,
 )
@@ -151,6 +153,7 @@ def test_multi_frame_chosen_frame_and_out_of_range():
     assert not np.array_equal(first, last)
     with pytest.raises(FrameOutOfRange, match="4 frame"):
         render_frame(path, frame=4)
+    assert middle_frame(pydicom.dcmread(path)) == 2
 
 
 def test_ybr_jpeg_of_a_grey_ct_comes_out_grey():

@@ -25,13 +25,22 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(lambda match: f"\\x{ord(match[0]):02x}", text)
 
 
+_dicom_file_argument = click.argument(
+    "file", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+_write_to_option = click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the result here instead of changing FILE.",
+)
+
+
 @click.group("tags")
 def tags_group() -> None:
     """Show and change the tags of a DICOM file."""
 
 
 @tags_group.command("show")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_dicom_file_argument
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of elements.")
 def tags_show(file: Path, as_json: bool) -> None:
     """List every element of FILE, sequences indented."""
@@ -44,7 +53,7 @@ def tags_show(file: Path, as_json: bool) -> None:
 
 
 @tags_group.command("get")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_dicom_file_argument
 @click.argument("tag")
 def tags_get(file: Path, tag: str) -> None:
     """Print one value: TAG is a keyword (PatientName), gggg,eeee or Seq[0].Keyword."""
@@ -58,10 +67,9 @@ def tags_get(file: Path, tag: str) -> None:
 
 
 @tags_group.command("set")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_dicom_file_argument
 @click.argument("assignments", nargs=-1, required=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the result here instead of changing FILE.")
+@_write_to_option
 def tags_set(file: Path, assignments: tuple[str, ...], out: Path | None) -> None:
     """Set elements: TAG=VALUE ... (use \\ between multiple values)."""
     changes = {}
@@ -75,10 +83,9 @@ def tags_set(file: Path, assignments: tuple[str, ...], out: Path | None) -> None
 
 
 @tags_group.command("delete")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_dicom_file_argument
 @click.argument("tags", nargs=-1, required=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the result here instead of changing FILE.")
+@_write_to_option
 def tags_delete(file: Path, tags: tuple[str, ...], out: Path | None) -> None:
     """Delete elements: TAG ..."""
     written = write_tags(file, dict.fromkeys(tags), out=out)

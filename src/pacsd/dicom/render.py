@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi
 
 from pacsd.dicom.files import as_dataset
@@ -171,9 +172,8 @@ def _has_modality_lut(attributes: Dataset) -> bool:
 
 
 def _first_number(value) -> float | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, (list, tuple)) or hasattr(value, "__getitem__") and not isinstance(value, str):
+    """First value of a possibly multi-valued DS/IS element; None when empty."""
+    if isinstance(value, (list, tuple, MultiValue)):
         value = value[0] if len(value) else None
     return None if value is None or value == "" else float(value)
 
