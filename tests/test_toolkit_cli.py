@@ -11,7 +11,7 @@ from PIL import Image
 
 from pacsd.cli import main
 from pacsd.cli.toolkit import printable
-from toolkit_testdata import data_file
+from tests.toolkit_testdata import data_file
 
 CT = data_file("dicompyler-core/ct.0.dcm")
 RTSS = data_file("dicompyler-core/rtss.dcm")

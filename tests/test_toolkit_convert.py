@@ -11,7 +11,7 @@ from pydicom.encaps import generate_fragments
 from pacsd.dicom.convert import dcm_to_jpg, dcm_to_tn, jpg_to_dcm
 from pacsd.dicom.jpeg import UnsupportedJpeg
 from pacsd.errors import InvalidTagValue, NoPixelData
-from toolkit_testdata import data_file, run_tool
+from tests.toolkit_testdata import data_file, run_tool
 
 CT = data_file("dicompyler-core/ct.0.dcm")
 MULTI_FRAME = data_file("debian-libgdcm3.0/00191113.dcm")

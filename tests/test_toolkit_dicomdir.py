@@ -11,7 +11,7 @@ from pydicom.fileset import FileSet
 
 from pacsd.dicom.dicomdir import read_fileset, write_fileset
 from pacsd.errors import InvalidDicom
-from toolkit_testdata import data_file, run_tool
+from tests.toolkit_testdata import data_file, run_tool
 
 INSTANCES = [
     data_file(name)

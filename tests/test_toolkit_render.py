@@ -20,7 +20,7 @@ from pacsd.dicom.render import (
     window_from_dataset,
 )
 from pacsd.errors import FrameOutOfRange, NoPixelData, PixelDecodeError
-from toolkit_testdata import data_file, manifest
+from tests.toolkit_testdata import data_file, manifest
 
 ROWS = manifest()
 

@@ -10,7 +10,7 @@ import pytest
 
 from pacsd.dicom.tags import get_tag, load_tags, write_tags
 from pacsd.errors import InvalidTagValue, TagNotFound
-from toolkit_testdata import data_file, run_tool
+from tests.toolkit_testdata import data_file, run_tool
 
 CT = data_file("dicompyler-core/ct.0.dcm")  # implicit VR, Specific Character Set ISO_IR 100
 JPEG_LOSSLESS = data_file("pydicom-data/bad_sequence.dcm")  # encapsulated pixel data

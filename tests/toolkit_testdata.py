@@ -14,10 +14,7 @@ from pathlib import Path
 
 import pytest
 
-TESTDATA = Path(
-    os.environ.get("PACSD_TESTDATA")
-    or Path(__file__).resolve().parents[2] / "shared" / "testdata" / "dicom"
-)
+from tests.conftest import TESTDATA
 
 
 @dataclass(frozen=True)
