@@ -2,7 +2,8 @@
 
 Many associations hand it records at once; it takes what is waiting (up to `batch`), writes
 them in one transaction, commits once, and only then resolves each caller's future.  A group
-that fails is retried one record per transaction, so one bad record fails alone.
+that fails is retried one record per transaction, so one bad record fails alone.  Before a
+group's rows are committed its files are made durable in one step (`make_durable`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Literal
@@ -66,9 +68,13 @@ _STOP = object()
 class IndexWriter:
     """Owns all writes of instance rows; callers block on `write()` until their group commits."""
 
-    def __init__(self, engine: Engine, batch: int = 64) -> None:
+    def __init__(self, engine: Engine, batch: int = 64,
+                 make_durable: Callable[[list[str]], None] = lambda paths: None) -> None:
+        """`make_durable(paths)` is called once per group, before its rows are committed, so a
+        committed row always points at a file already on disk."""
         self.engine = engine
         self.batch = batch
+        self.make_durable = make_durable
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="index-writer", daemon=True)
         self._thread.start()
@@ -105,18 +111,31 @@ class IndexWriter:
 
     def _commit_group(self, jobs: list[_Job]) -> None:
         try:
+            self.make_durable([job.record.path for job in jobs])
+        except Exception as exc:  # the volume failed: no row may point at these files
+            for job in jobs:
+                job.future.set_exception(exc)
+            return
+        try:
             with self.engine.begin() as conn:
                 outcomes = [_apply(conn, job.record, job.policy) for job in jobs]
         except Exception:
-            if len(jobs) > 1:
-                log.warning("group commit of %d records failed; retrying one by one", len(jobs))
-                for job in jobs:
-                    self._commit_group([job])
-                return
-            log.exception("index write failed for %s", jobs[0].record.sop_uid)
-            jobs[0].future.set_exception(_IndexWriteFailed(jobs[0].record.sop_uid))
+            log.warning("group commit of %d records failed; retrying one by one", len(jobs))
+            for job in jobs:
+                self._commit_one_by_one(job)
             return
         for job, outcome in zip(jobs, outcomes):
+            job.future.set_result(outcome)
+
+    def _commit_one_by_one(self, job: _Job) -> None:
+        """Retry one job of a failed group (its file is already durable)."""
+        try:
+            with self.engine.begin() as conn:
+                outcome = _apply(conn, job.record, job.policy)
+        except Exception:
+            log.exception("index write failed for %s", job.record.sop_uid)
+            job.future.set_exception(_IndexWriteFailed(job.record.sop_uid))
+        else:
             job.future.set_result(outcome)
 
 

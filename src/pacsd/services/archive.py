@@ -23,9 +23,10 @@ class Archive:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = open_index(settings.database.path, settings.database.wal_mode)
-        self.writer = IndexWriter(self.engine, batch=settings.database.commit_batch)
         storage = settings.storage
         self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode)
+        self.writer = IndexWriter(self.engine, batch=settings.database.commit_batch,
+                                  make_durable=self.blobs.make_durable)
         self.accepted_sop_classes = resolve_sop_classes(settings.accepted_sop_classes)
         self.ingest = Ingest(
             self.blobs,

@@ -82,7 +82,6 @@ class Ingest:
             header = read_header(temp)
             self._check(header, expected)
             record = self._record(header, temp, source)
-            self.blobs.sync_file(temp)
             placed = str(self.blobs.place(temp, self.layout.relative_path(header.dataset)))
             record.path = placed
             outcome = self.writer.write(record, self.duplicates)

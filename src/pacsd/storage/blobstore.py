@@ -1,12 +1,16 @@
-"""Files on the storage volume: incoming temp files, durable placement, removal.
+"""Files on the storage volume: incoming temp files, placement, durability, removal.
 
 An incoming file is written under `<root>/.incoming/` (same volume, so placing it is a link, not
-a copy), fsynced, then linked to its final name without ever replacing an existing file (a name
-collision gets a `_1`, `_2`, ... suffix), and the temp name is removed.
+a copy), linked to its final name without ever replacing an existing file (a name collision gets
+a `_1`, `_2`, ... suffix), and the temp name is removed.  `make_durable` then flushes a whole
+group of placed files at once: one `syncfs()` of the volume covers their data and their new
+directory entries (per-file fdatasync + folder fsync where syncfs is missing).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import logging
 import os
@@ -58,45 +62,50 @@ class BlobStore:
             raise ValueError(f"{relative!r} is outside the storage root")
         return path
 
-    def sync_file(self, path: Path) -> None:
-        """Make a file's content durable (no-op when fsync is turned off)."""
-        if not self.fsync:
-            return
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
-
     def place(self, temp: Path, relative: PurePosixPath) -> PurePosixPath:
-        """Link a synced temp file to `relative` (or a suffixed name if taken); return the name used.
+        """Link a temp file to `relative` (or a suffixed name if taken); return the name used.
 
-        Never replaces an existing file.  Raises StorageFull when the volume refuses.
+        Never replaces an existing file.  Not yet durable: see `make_durable`.  Raises
+        StorageFull when the volume refuses.
         """
         try:
             os.chmod(temp, self.file_mode)
-            created = self._make_parents(relative.parent)
+            self._make_parents(relative.parent)
             final = self._link_unique(temp, relative)
-            if self.fsync:
-                for directory in {self.root / final.parent, *created}:
-                    _sync_dir(directory)
         except OSError as exc:
             raise storage_error(exc, f"cannot store {relative}") from None
         temp.unlink(missing_ok=True)
         return final
 
-    def _make_parents(self, relative_dir: PurePosixPath) -> list[Path]:
-        """Create missing folders; return the parents whose entries changed (to fsync)."""
-        changed: list[Path] = []
+    def make_durable(self, relatives: list[str]) -> None:
+        """Flush placed files (data and directory entries) to disk; one flush for the group.
+
+        No-op when fsync is turned off.  Raises StorageFull when the volume reports an error.
+        """
+        if not self.fsync or not relatives:
+            return
+        try:
+            if _syncfs is not None:
+                _syncfs(self.root)
+                return
+            for relative in relatives:
+                path = self.root / relative
+                _fsync_path(path, data_only=True)
+            for directory in {(self.root / relative).parent for relative in relatives}:
+                while directory != self.root.parent:  # new folders too: their entries in parents
+                    _fsync_path(directory)
+                    directory = directory.parent
+        except OSError as exc:
+            raise storage_error(exc, "cannot make stored files durable") from None
+
+    def _make_parents(self, relative_dir: PurePosixPath) -> None:
         current = self.root
         for part in relative_dir.parts:
             current = current / part
             try:
                 os.mkdir(current, self.dir_mode)
-                changed.append(current.parent)
             except FileExistsError:
                 pass
-        return changed
 
     def _link_unique(self, temp: Path, relative: PurePosixPath) -> PurePosixPath:
         stem, suffix = relative.stem, relative.suffix
@@ -129,9 +138,32 @@ class BlobStore:
         return (stats.f_blocks - stats.f_bfree) * stats.f_frsize, stats.f_bavail * stats.f_frsize
 
 
-def _sync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+def _fsync_path(path: Path, data_only: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        (os.fdatasync if data_only else os.fsync)(fd)
     finally:
         os.close(fd)
+
+
+def _load_syncfs():
+    """Linux syncfs(2): flush one filesystem (all files, directories, journal) in one call."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+
+    def call(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if syncfs(fd) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code))
+        finally:
+            os.close(fd)
+
+    return call
+
+
+_syncfs = _load_syncfs()
