@@ -1,3 +1,111 @@
-"""Placeholder: filled in by the receive-path work."""
+"""`pacsd serve` and the seed-style `store-scp`: run the archive in the foreground.
 
-COMMANDS: list = []
+Settings come from the YAML file (`--config`) with flags on top.  SIGINT/SIGTERM stop the server
+cleanly: no new associations, open ones finish (or are aborted after the grace period), the
+index writer drains and the database is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from pacsd.config import Settings, load_settings
+from pacsd.logsetup import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def server_options(func):
+    """Flags shared by `pacsd serve` and `store-scp`, each overriding one setting."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="YAML settings file (see pacsd.example.yaml)."),
+        click.option("--host", help="Address to listen on [server.host, default 0.0.0.0]."),
+        click.option("--storage-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Image storage folder [storage.directory]."),
+        click.option("--index-db", type=click.Path(dir_okay=False, path_type=Path),
+                     help="SQLite index file [database.path]."),
+        click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Folder of the application and connection logs [logging.directory]."),
+        click.option("--naming", help="hierarchical | flat | date | a path template [storage.naming]."),
+        click.option("--duplicates", type=click.Choice(["keep", "overwrite", "reject"]),
+                     help="What to do with an instance already stored [duplicates]."),
+        click.option("--accept", help='Accepted SOP classes, e.g. "CT,MR,US" [accepted_sop_classes].'),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_settings(config_path, port=None, aet=None, host=None, storage_dir=None, index_db=None,
+                   log_dir=None, naming=None, duplicates=None, accept=None) -> Settings:
+    overrides = {
+        "server.port": port,
+        "server.ae_title": aet,
+        "server.host": host,
+        "storage.directory": storage_dir,
+        "database.path": index_db,
+        "logging.directory": log_dir,
+        "storage.naming": naming,
+        "duplicates": duplicates,
+        "accepted_sop_classes": [w.strip() for w in accept.split(",") if w.strip()] if accept else None,
+    }
+    return load_settings(config_path, overrides)
+
+
+def run_server(settings: Settings) -> None:
+    """Run until SIGINT or SIGTERM, then stop cleanly."""
+    from pacsd.net.scp import DicomServer
+    from pacsd.services.archive import Archive
+
+    setup_logging(settings.logging)
+    archive = Archive(settings)
+    server = DicomServer(settings, archive)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        server.start()
+        log.info("pacsd ready: storage %s, index %s", settings.storage.directory, settings.database.path)
+        while not stop.wait(1.0):
+            pass
+        log.info("stopping: no new associations; open ones have %.0f s to finish",
+                 settings.server.shutdown_grace)
+    finally:
+        server.stop()
+        archive.close()
+        log.info("pacsd stopped")
+
+
+@click.command()
+@server_options
+@click.option("--port", type=int, help="DICOM port [server.port, default 11112].")
+@click.option("--aet", help="Our AE title [server.ae_title, default PACSD].")
+def serve(config_path, port, aet, **flags) -> None:
+    """Run the archive: DICOM listener, storage and index, in the foreground."""
+    run_server(build_settings(config_path, port=port, aet=aet, **flags))
+
+
+@click.command(name="store-scp")
+@click.argument("port", type=int)
+@click.argument("aet")
+@server_options
+def store_scp(port, aet, config_path, **flags) -> None:
+    """Seed-style: store-scp PORT AET --storage-dir D --index-db F [--accept "CT,MR,US"]."""
+    run_server(build_settings(config_path, port=port, aet=aet, **flags))
+
+
+def main() -> None:
+    """Entry point of the `store-scp` console script."""
+    from pacsd.cli import PacsGroup
+
+    group = PacsGroup(commands={"store-scp": store_scp})
+    group.main(args=["store-scp", *__import__("sys").argv[1:]], prog_name="store-scp")
+
+
+COMMANDS = [serve]

@@ -1,0 +1,109 @@
+"""The index schema: patients, studies, series, instances, and the changes feed.
+
+Main query keys are real, indexed columns; counters (related series/instances, modalities and
+SOP classes in study) are kept current at ingest so listings never count rows.  Each instance
+keeps its header as DICOM JSON (bulk data left out) for WADO-RS metadata.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+patients = Table(
+    "patients",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("patient_id", String(64), nullable=False, unique=True),
+    Column("patient_name", String(324), nullable=False, default=""),
+    Column("patient_name_upper", String(324), nullable=False, default="", index=True),
+    Column("birth_date", String(8), nullable=False, default=""),
+    Column("sex", String(16), nullable=False, default=""),
+    Column("num_studies", Integer, nullable=False, default=0),
+    Column("num_series", Integer, nullable=False, default=0),
+    Column("num_instances", Integer, nullable=False, default=0),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("study_uid", String(64), nullable=False, unique=True),
+    Column("patient_pk", Integer, ForeignKey("patients.pk"), nullable=False, index=True),
+    Column("study_date", String(8), nullable=False, default="", index=True),
+    Column("study_time", String(16), nullable=False, default=""),
+    Column("accession_number", String(64), nullable=False, default="", index=True),
+    Column("study_id", String(16), nullable=False, default=""),
+    Column("description", String(64), nullable=False, default=""),
+    Column("referring_physician", String(324), nullable=False, default="", index=True),
+    Column("requesting_physician", String(324), nullable=False, default="", index=True),
+    Column("institution", String(64), nullable=False, default=""),
+    Column("account", String(128), nullable=False, default="", index=True),
+    Column("modalities", String(256), nullable=False, default=""),
+    Column("sop_classes", Text, nullable=False, default=""),
+    Column("num_series", Integer, nullable=False, default=0),
+    Column("num_instances", Integer, nullable=False, default=0),
+    Column("size_bytes", BigInteger, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+series = Table(
+    "series",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("series_uid", String(64), nullable=False, unique=True),
+    Column("study_pk", Integer, ForeignKey("studies.pk"), nullable=False, index=True),
+    Column("modality", String(16), nullable=False, default="", index=True),
+    Column("series_number", String(12), nullable=False, default=""),
+    Column("description", String(64), nullable=False, default=""),
+    Column("body_part", String(16), nullable=False, default=""),
+    Column("protocol_name", String(64), nullable=False, default=""),
+    Column("station_name", String(16), nullable=False, default=""),
+    Column("series_date", String(8), nullable=False, default=""),
+    Column("series_time", String(16), nullable=False, default=""),
+    Column("num_instances", Integer, nullable=False, default=0),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("sop_uid", String(64), nullable=False, unique=True),
+    Column("series_pk", Integer, ForeignKey("series.pk"), nullable=False, index=True),
+    Column("sop_class_uid", String(64), nullable=False),
+    Column("instance_number", Integer, nullable=True),
+    Column("transfer_syntax", String(64), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("checksum", String(64), nullable=False, default=""),
+    Column("account", String(128), nullable=False, default="", index=True),
+    Column("calling_aet", String(16), nullable=False, default=""),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("header_json", Text, nullable=False),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("uid", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_changes_kind_seq", "kind", "seq"),
+)

@@ -1,0 +1,171 @@
+"""The DICOM listener: Storage SCP and Verification SCP on pynetdicom, with access control.
+
+Handlers are thin: C-STORE hands the received file to `Ingest.store` and answers its status.
+Access policy (calling AE and host whitelist) is applied when the association is requested;
+SOP classes outside `accepted_sop_classes` are refused at negotiation.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
+from pynetdicom.sop_class import Verification
+
+from pacsd.config import Settings
+from pacsd.dicom.sopclasses import STORAGE_CLASSES
+from pacsd.errors import StorageFull
+from pacsd.net.connlog import ConnectionTracker
+from pacsd.net.incoming import incoming_file_of, receive_into
+from pacsd.services.archive import Archive
+from pacsd.services.ingest import OUT_OF_RESOURCES, Expected, Source
+
+log = logging.getLogger(__name__)
+
+# A-ASSOCIATE-RJ: rejected-permanent, by the service user, calling AE title not recognised.
+_REJECT_CALLING_AET = (0x01, 0x01, 0x03)
+
+
+def configure_pynetdicom() -> None:
+    """Process-wide pynetdicom settings for a server: quiet standard handlers."""
+    _config.LOG_HANDLER_LEVEL = "none"
+
+
+class DicomServer:
+    """One listening AE serving Verification and Storage for an `Archive`."""
+
+    def __init__(self, settings: Settings, archive: Archive) -> None:
+        self.settings = settings
+        self.archive = archive
+        self.connections = ConnectionTracker()
+        self._server = None
+
+    # -- set-up ---------------------------------------------------------------------------
+    def build_ae(self) -> AE:
+        server = self.settings.server
+        ae = AE(ae_title=server.ae_title)
+        ae.maximum_associations = server.max_associations
+        ae.maximum_pdu_size = server.max_pdu
+        ae.acse_timeout = server.acse_timeout
+        ae.dimse_timeout = server.dimse_timeout
+        ae.network_timeout = server.network_timeout
+        ae.require_called_aet = server.require_called_aet
+        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        accepted = self.archive.accepted_sop_classes
+        for uid in sorted(set(STORAGE_CLASSES.values()) | accepted):
+            if not accepted or uid in accepted:
+                ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES)
+        _config.UNRESTRICTED_STORAGE_SERVICE = bool(self.settings.accept_unknown_sop_classes and not accepted)
+        return ae
+
+    def handlers(self) -> list:
+        return [
+            (evt.EVT_CONN_OPEN, self._on_conn_open),
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_ACCEPTED, self._on_result, ["accepted"]),
+            (evt.EVT_RELEASED, self._on_result, ["released"]),
+            (evt.EVT_ABORTED, self._on_result, ["aborted"]),
+            (evt.EVT_CONN_CLOSE, self._on_conn_close),
+            (evt.EVT_C_STORE, self._on_store),
+        ]
+
+    def start(self) -> None:
+        """Start listening in background threads."""
+        configure_pynetdicom()
+        receive_into(self.archive.blobs)
+        ae = self.build_ae()
+        address = (self.settings.server.host, self.settings.server.port)
+        self._server = ae.start_server(address, block=False, evt_handlers=self.handlers())
+        log.info("DICOM listener %s on %s:%d", self.settings.server.ae_title, *self._server.server_address[:2])
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def stop(self) -> None:
+        """Stop accepting; let open associations finish for the grace period, then abort them."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.shutdown()
+        deadline = time.monotonic() + self.settings.server.shutdown_grace
+        while server.active_associations and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for assoc in server.active_associations:
+            log.warning("aborting association from %s at shutdown", assoc.requestor.ae_title)
+            assoc.abort()
+
+    # -- handlers -------------------------------------------------------------------------
+    def _on_conn_open(self, event) -> None:
+        sock = event.assoc.dul.socket.socket
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        address = event.address
+        self.connections.opened(event.assoc, f"{address[0]}:{address[1]}")
+
+    def _on_requested(self, event) -> None:
+        assoc = event.assoc
+        stats = self.connections.get(assoc)
+        request = assoc.requestor.primitive  # the A-ASSOCIATE-RQ: titles as the peer sent them
+        calling = str(request.calling_ae_title).strip()
+        if stats is not None:
+            stats.calling_aet, stats.called_aet = calling, str(request.called_ae_title).strip()
+        allowed = self.settings.access.allowed_aets
+        if not allowed:
+            return
+        host = assoc.requestor.address
+        if any(peer.ae_title == calling and peer.host in (None, host) for peer in allowed):
+            return
+        log.warning("rejected association from %s at %s: calling AE not allowed", calling, host)
+        if stats is not None:
+            stats.result, stats.reason = "rejected", "calling AE not allowed"
+        assoc.acse.send_reject(*_REJECT_CALLING_AET)
+
+    def _on_result(self, event, result: str) -> None:
+        stats = self.connections.get(event.assoc)
+        if stats is not None and stats.result != "rejected":
+            stats.result = result
+
+    def _on_conn_close(self, event) -> None:
+        stats = self.connections.get(event.assoc)
+        if stats is not None and stats.result == "open":
+            stats.result = "rejected"
+        self.connections.closed(event.assoc)
+
+    def _on_store(self, event) -> Dataset | int:
+        request = event.request
+        stats = self.connections.get(event.assoc)
+        path = Path(event.dataset_path)
+        incoming = incoming_file_of(request)
+        source = Source("dimse", event.assoc.requestor.ae_title.strip(), str(event.assoc.requestor.address))
+        try:
+            if incoming is not None:
+                incoming.finish()
+        except StorageFull as exc:
+            path.unlink(missing_ok=True)
+            log.warning("refused %s from %s (status 0xA700): %s",
+                        request.AffectedSOPInstanceUID, source.calling_aet, exc)
+            result_status, reason, ok, size = OUT_OF_RESOURCES, str(exc), False, 0
+        else:
+            size = path.stat().st_size
+            result = self.archive.ingest.store(
+                path, source, Expected(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID))
+            )
+            result_status, reason, ok = result.status, result.reason, result.ok
+        if stats is not None:
+            if ok:
+                stats.stored += 1
+                stats.bytes += size
+            else:
+                stats.failed += 1
+        answer = Dataset()
+        answer.Status = result_status
+        if not ok and reason:
+            answer.ErrorComment = reason[:64]
+        return answer

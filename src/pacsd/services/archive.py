@@ -1,0 +1,40 @@
+"""Assemble the archive from settings: index engine, writer, blob store, layout, ingest.
+
+One `Archive` per process; `net`, `web` and the CLI take what they need from it and call
+`close()` once at shutdown (the writer drains, the engine is disposed).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pacsd.config import Settings
+from pacsd.dicom.sopclasses import resolve_sop_classes
+from pacsd.index.engine import open_index
+from pacsd.index.writer import IndexWriter
+from pacsd.services.ingest import Ingest
+from pacsd.storage.blobstore import BlobStore
+from pacsd.storage.layout import make_layout
+
+log = logging.getLogger(__name__)
+
+
+class Archive:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = open_index(settings.database.path, settings.database.wal_mode)
+        self.writer = IndexWriter(self.engine, batch=settings.database.commit_batch)
+        storage = settings.storage
+        self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode)
+        self.accepted_sop_classes = resolve_sop_classes(settings.accepted_sop_classes)
+        self.ingest = Ingest(
+            self.blobs,
+            self.writer,
+            make_layout(storage.naming),
+            duplicates=settings.duplicates,
+            accepted_sop_classes=self.accepted_sop_classes,
+        )
+
+    def close(self) -> None:
+        self.writer.close()
+        self.engine.dispose()

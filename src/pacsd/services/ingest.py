@@ -1,0 +1,214 @@
+"""The one path every image takes into the archive: `Ingest.store(temp file, source)`.
+
+C-STORE, `pacsd import` and (later) STOW-RS all hand a complete file on the storage volume to
+`store`.  It checks policy, parses the header (never the pixels), decides the path, makes the
+file durable, indexes it in one transaction, and returns a DICOM status.  On any failure the
+temp file and any placed file are removed: nothing half-done stays behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from pacsd.dicom.header import Header, first_text, read_header
+from pacsd.errors import InvalidDicom, StorageFull
+from pacsd.index.writer import DuplicatePolicy, IndexWriter, InstanceRecord
+from pacsd.storage.blobstore import BlobStore
+
+log = logging.getLogger(__name__)
+
+# C-STORE statuses (PS3.4 Annex B.2.3, and 0x0111 as used by archives for duplicates).
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+DUPLICATE_SOP_INSTANCE = 0x0111
+
+BULK_DATA_THRESHOLD = 1024  # bytes: larger binary values are left out of the stored JSON header
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who sent an instance: the calling AE and peer for DICOM, a label for other ways in."""
+
+    kind: str  # "dimse", "import", "stow"
+    calling_aet: str = ""
+    peer: str = ""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the C-STORE request said it carries; the dataset must agree."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    status: int
+    action: str  # stored | kept-existing | overwritten | rejected-duplicate | failed
+    sop_instance_uid: str = ""
+    path: str = ""
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCESS
+
+
+class Ingest:
+    """Receives complete files on the storage volume and archives them."""
+
+    def __init__(self, blobs: BlobStore, writer: IndexWriter, layout, duplicates: DuplicatePolicy = "keep",
+                 accepted_sop_classes: set[str] | None = None) -> None:
+        self.blobs = blobs
+        self.writer = writer
+        self.layout = layout
+        self.duplicates = duplicates
+        self.accepted_sop_classes = accepted_sop_classes or set()
+
+    def store(self, temp: Path, source: Source, expected: Expected | None = None) -> StoreResult:
+        """Archive the file at `temp` (which this call consumes) and return the DICOM status."""
+        placed: str | None = None
+        try:
+            header = read_header(temp)
+            self._check(header, expected)
+            record = self._record(header, temp, source)
+            self.blobs.sync_file(temp)
+            placed = str(self.blobs.place(temp, self.layout.relative_path(header.dataset)))
+            record.path = placed
+            outcome = self.writer.write(record, self.duplicates)
+        except InvalidDicom as exc:
+            return self._fail(temp, placed, CANNOT_UNDERSTAND, str(exc), source, expected)
+        except _Refused as exc:
+            return self._fail(temp, placed, exc.status, str(exc), source, expected)
+        except StorageFull as exc:
+            return self._fail(temp, placed, OUT_OF_RESOURCES, str(exc), source, expected)
+        except OSError as exc:
+            return self._fail(temp, placed, OUT_OF_RESOURCES, f"storage error: {exc}", source, expected)
+        except Exception as exc:  # the index refused: nothing may stay behind
+            log.exception("ingest failed")
+            return self._fail(temp, placed, OUT_OF_RESOURCES, str(exc), source, expected)
+        return self._finish(header, outcome, placed, source)
+
+    def _finish(self, header: Header, outcome, placed: str, source: Source) -> StoreResult:
+        uid = header.sop_instance_uid
+        if outcome.conflict:
+            log.warning("conflict: %s from %s has the UID of a stored instance but other content",
+                        uid, source.calling_aet or source.kind)
+        if outcome.replaced_path:
+            self.blobs.remove(outcome.replaced_path)
+        if outcome.action == "kept-existing":
+            log.info("duplicate %s from %s: kept the stored copy", uid, source.calling_aet or source.kind)
+            return StoreResult(SUCCESS, outcome.action, uid, reason="duplicate; stored copy kept")
+        if outcome.action == "rejected-duplicate":
+            log.warning("duplicate %s from %s rejected", uid, source.calling_aet or source.kind)
+            return StoreResult(DUPLICATE_SOP_INSTANCE, outcome.action, uid, reason="duplicate SOP Instance UID")
+        log.debug("%s %s as %s", outcome.action, uid, placed)
+        return StoreResult(SUCCESS, outcome.action, uid, placed)
+
+    def _check(self, header: Header, expected: Expected | None) -> None:
+        if self.accepted_sop_classes and header.sop_class_uid not in self.accepted_sop_classes:
+            raise _Refused(SOP_CLASS_NOT_SUPPORTED, f"SOP Class {header.sop_class_uid} is not accepted here")
+        if expected is None:
+            return
+        if expected.sop_class_uid != header.sop_class_uid:
+            raise _Refused(
+                DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                f"the dataset's SOP Class UID {header.sop_class_uid} differs from the request's "
+                f"{expected.sop_class_uid}",
+            )
+        if expected.sop_instance_uid != header.sop_instance_uid:
+            raise _Refused(
+                CANNOT_UNDERSTAND,
+                f"the dataset's SOP Instance UID {header.sop_instance_uid} differs from the "
+                f"request's {expected.sop_instance_uid}",
+            )
+
+    def _record(self, header: Header, temp: Path, source: Source) -> InstanceRecord:
+        ds = header.dataset
+        return InstanceRecord(
+            sop_uid=header.sop_instance_uid,
+            sop_class_uid=header.sop_class_uid,
+            transfer_syntax=header.transfer_syntax,
+            path="",
+            size_bytes=header.size,
+            checksum=_sha256(temp),
+            header_json=header_json(ds),
+            instance_number=_int_or_none(first_text(ds, "InstanceNumber")),
+            calling_aet=source.calling_aet,
+            patient={
+                "patient_id": first_text(ds, "PatientID"),
+                "patient_name": first_text(ds, "PatientName"),
+                "birth_date": first_text(ds, "PatientBirthDate")[:8],
+                "sex": first_text(ds, "PatientSex")[:16],
+            },
+            study={
+                "study_uid": header.study_uid,
+                "study_date": first_text(ds, "StudyDate")[:8],
+                "study_time": first_text(ds, "StudyTime")[:16],
+                "accession_number": first_text(ds, "AccessionNumber")[:64],
+                "study_id": first_text(ds, "StudyID")[:16],
+                "description": first_text(ds, "StudyDescription")[:64],
+                "referring_physician": first_text(ds, "ReferringPhysicianName"),
+                "requesting_physician": first_text(ds, "RequestingPhysician"),
+                "institution": first_text(ds, "InstitutionName")[:64],
+            },
+            series={
+                "series_uid": header.series_uid,
+                "modality": first_text(ds, "Modality")[:16],
+                "series_number": first_text(ds, "SeriesNumber")[:12],
+                "description": first_text(ds, "SeriesDescription")[:64],
+                "body_part": first_text(ds, "BodyPartExamined")[:16],
+                "protocol_name": first_text(ds, "ProtocolName")[:64],
+                "station_name": first_text(ds, "StationName")[:16],
+                "series_date": first_text(ds, "SeriesDate")[:8],
+                "series_time": first_text(ds, "SeriesTime")[:16],
+            },
+        )
+
+    def _fail(self, temp: Path, placed: str | None, status: int, reason: str, source: Source,
+              expected: Expected | None) -> StoreResult:
+        temp.unlink(missing_ok=True)
+        if placed:
+            self.blobs.remove(placed)
+        uid = expected.sop_instance_uid if expected else ""
+        log.warning("refused %s from %s (status 0x%04X): %s", uid or temp.name,
+                    source.calling_aet or source.kind, status, reason)
+        return StoreResult(status, "failed", uid, reason=reason)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def header_json(dataset: Dataset) -> str:
+    """The header as DICOM JSON; binary values above the threshold are left out (BulkDataURI)."""
+    as_dict = dataset.to_json_dict(
+        bulk_data_threshold=BULK_DATA_THRESHOLD,
+        bulk_data_element_handler=lambda element: f"bulkdata/{element.tag:08X}",
+        suppress_invalid_tags=True,
+    )
+    return json.dumps(as_dict, separators=(",", ":"), ensure_ascii=False)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(float(text))
+    except ValueError:
+        return None
