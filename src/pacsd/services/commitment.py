@@ -166,7 +166,7 @@ class CommitmentJobs:
         else:
             delay = self.retry_delay(attempts)
             values["next_attempt_at"] = now + timedelta(seconds=delay)
-            log.warning("commitment report %s to %s: attempt %d failed (%s); retrying in %.0f s",
+            log.warning("commitment report %s to %s: attempt %d failed (%s); retrying in %.1f s",
                         report.result.transaction_uid, report.requester_aet, attempts, error, delay)
         with self.engine.begin() as conn:
             self._attempt(conn, report.pk, now, method, "failed", error)
