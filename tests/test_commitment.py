@@ -5,10 +5,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from pydicom.uid import MRImageStorage, generate_uid
+import yaml
+from pydicom.uid import CTImageStorage, MRImageStorage, generate_uid
 from sqlalchemy import select
 
+from pacsd.dicom.commitment import Reference
+from pacsd.index.engine import open_index
 from pacsd.index.schema import commitment_deliveries, commitment_requests, instances
+from pacsd.net.commitment_scp import StorageCommitmentService
 from tests.commitment_peer import Modality
 from tests.conftest import HOST, free_port
 from tests.dicomgen import make_dataset
@@ -44,13 +48,17 @@ def wait_until(condition, timeout: float = 30, what: str = "condition"):
     raise AssertionError(f"{what} not met within {timeout} s")
 
 
+def _engine(pacs_or_engine):
+    return pacs_or_engine.archive.engine if hasattr(pacs_or_engine, "archive") else pacs_or_engine
+
+
 def request_rows(pacs):
-    with pacs.archive.engine.connect() as conn:
+    with _engine(pacs).connect() as conn:
         return conn.execute(select(commitment_requests)).all()
 
 
 def delivery_rows(pacs):
-    with pacs.archive.engine.connect() as conn:
+    with _engine(pacs).connect() as conn:
         return conn.execute(select(commitment_deliveries).order_by(commitment_deliveries.c.pk)).all()
 
 
@@ -131,22 +139,56 @@ def test_offline_requester_gets_the_report_after_a_retry(pacs_factory, modality)
     assert request_rows(pacs)[0].attempts == len(outcomes) >= 2
 
 
-def test_pending_report_is_sent_after_a_restart(pacs_factory, modality):
+def test_pending_report_is_sent_after_a_restart(pacs_process, modality, tmp_path):
+    """The real `pacsd serve`: stopped with a report undelivered, started again, it delivers."""
     listen_port = free_port()
-    sections = dict(**known(modality, "new", listen_port),
-                    commitment={"retry_first_delay": 3600, "connect_timeout": 5})
-    first = pacs_factory(**sections)
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump({**known(modality, "new", listen_port),
+                                      "commitment": {"retry_first_delay": 3600, "connect_timeout": 5}}))
+    first = pacs_process("--config", str(config))
     good = stored(first, modality)
     transaction_uid = modality.request(first.port, good, keep_open=False)
-    wait_until(lambda: any(r.outcome == "failed" for r in delivery_rows(first)), what="a failed attempt")
-    first.stop()
+    index = open_index(tmp_path / "index.sqlite")
+    try:
+        wait_until(lambda: any(r.outcome == "failed" for r in delivery_rows(index)), what="a failed attempt")
+        first.stop()
 
+        modality.listen(listen_port)
+        second = pacs_process("--config", str(config))  # same storage and index, next retry an hour away
+        report = modality.wait_report()
+
+        assert (report.transaction_uid, report.event_type, sorted(report.committed)) == \
+            (transaction_uid, 1, sorted(good))
+        wait_until(lambda: request_rows(index)[0].state == "delivered", what="delivered row")
+        assert "commitment report" in second.stop()  # its log names the delivery
+    finally:
+        index.dispose()
+
+
+def commitment_service(pacs) -> StorageCommitmentService:
+    return next(s for s in pacs.server.services if isinstance(s, StorageCommitmentService))
+
+
+def test_unknown_requester_without_an_association_waits(pacs):
+    service = commitment_service(pacs)
+    pk = service.jobs.record_request(generate_uid(), [Reference(CTImageStorage, generate_uid())], "STRANGER", HOST)
+    delivery = service.deliver(service.jobs.report(pk))
+    assert delivery.outcome == "no-route" and "STRANGER is not a known AE" in delivery.detail
+
+
+def test_auto_without_an_open_association_opens_a_new_one(pacs_factory, modality):
+    listen_port = free_port()
+    pacs = pacs_factory(**known(modality, "auto", listen_port))
     modality.listen(listen_port)
-    second = pacs_factory(**sections)  # same storage and index, next retry an hour away
-    report = modality.wait_report()
+    service = commitment_service(pacs)
+    transaction_uid = generate_uid()
+    pk = service.jobs.record_request(transaction_uid, [Reference(CTImageStorage, generate_uid())], modality.aet, HOST)
 
-    assert (report.transaction_uid, report.event_type, sorted(report.committed)) == (transaction_uid, 1, sorted(good))
-    wait_until(lambda: request_rows(second)[0].state == "delivered", what="delivered row")
+    delivery = service.deliver(service.jobs.report(pk))
+
+    assert delivery == ("delivered", "new", "")
+    report = modality.wait_report()
+    assert (report.route, report.transaction_uid, report.event_type) == ("new", transaction_uid, 2)
 
 
 def test_requester_that_refused_gets_its_report_when_it_calls_again(pacs_factory):

@@ -12,8 +12,8 @@ from typing import NamedTuple
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from pacsd.dicom.header import UID_PATTERN
-from pacsd.errors import PacsError
+from pacsd.dicom.header import _require_uid
+from pacsd.errors import InvalidDicom, PacsError
 
 REQUEST_COMMITMENT = 1  # N-ACTION Action Type ID
 ALL_COMMITTED, SOME_FAILED = 1, 2  # N-EVENT-REPORT Event Type ID
@@ -53,12 +53,10 @@ class CommitmentResult(NamedTuple):
 
 
 def _uid(dataset: Dataset, keyword: str, where: str) -> str:
-    value = str(dataset.get(keyword, "") or "").strip().rstrip("\x00")
-    if not value:
-        raise InvalidCommitment(f"{where}: {keyword} is missing")
-    if len(value) > 64 or not UID_PATTERN.match(value):
-        raise InvalidCommitment(f"{where}: {keyword} {value[:80]!r} is not a valid UID")
-    return value
+    try:
+        return _require_uid(dataset, keyword)  # the receive path's check: present, a valid UID
+    except InvalidDicom as exc:
+        raise InvalidCommitment(f"{where}: {exc}") from None
 
 
 def _reference_item(reference: Reference) -> Dataset:

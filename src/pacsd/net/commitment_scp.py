@@ -110,9 +110,11 @@ class StorageCommitmentService:
     def _on_closed(self, event) -> None:
         assoc = event.assoc
         with self._lock:
-            for associations in self._open.values():
+            for aet, associations in list(self._open.items()):
                 if assoc in associations:
                     associations.remove(assoc)
+                if not associations:
+                    del self._open[aet]
         self._schedule_answered(assoc)
 
     def _schedule_answered(self, assoc: Association) -> None:
