@@ -178,7 +178,7 @@ class CommitmentJobs:
             conn.execute(update(commitment_requests).where(requests_c.pk == report.pk).values(
                 state=WAITING, next_attempt_at=None, last_error=why,
             ))
-        log.info("commitment report %s for %s kept until it calls again: %s",
+        log.warning("commitment report %s for %s kept until it calls again: %s",
                  report.result.transaction_uid, report.requester_aet, why)
 
     def retry_delay(self, attempts: int) -> float:
