@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Install the Debian packages a purpose needs, only when they are missing.
-#   test:  DCMTK (the real DICOM peers of the test suite), iproute2
+#   test:  DCMTK (the real DICOM peers of the test suite), iproute2 (private network
+#          namespaces for peers that cannot bind one address), dicom3tools (dciodvfy checks
+#          the objects pacsd writes)
 #   bench: DCMTK and Orthanc (the servers the ingest benchmark compares against)
 set -euo pipefail
 purpose="${1:-test}"
 need=()
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
-# iproute2: `ip link set lo up` inside the private network namespaces DCMTK storescp runs in
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if [ "$purpose" = test ]; then
+  command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+fi
 if [ "$purpose" = bench ]; then
   command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 fi

@@ -10,52 +10,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from pathlib import Path
-
 import click
 
-from pacsd.config import Settings, load_settings
+from pacsd.cli.options import build_settings, server_options
+from pacsd.config import Settings
 from pacsd.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
-
-
-def server_options(func):
-    """Flags shared by `pacsd serve` and `store-scp`, each overriding one setting."""
-    options = [
-        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                     help="YAML settings file (see pacsd.example.yaml)."),
-        click.option("--host", help="Address to listen on [server.host, default 0.0.0.0]."),
-        click.option("--storage-dir", type=click.Path(file_okay=False, path_type=Path),
-                     help="Image storage folder [storage.directory]."),
-        click.option("--index-db", type=click.Path(dir_okay=False, path_type=Path),
-                     help="SQLite index file [database.path]."),
-        click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path),
-                     help="Folder of the application and connection logs [logging.directory]."),
-        click.option("--naming", help="hierarchical | flat | date | a path template [storage.naming]."),
-        click.option("--duplicates", type=click.Choice(["keep", "overwrite", "reject"]),
-                     help="What to do with an instance already stored [duplicates]."),
-        click.option("--accept", help='Accepted SOP classes, e.g. "CT,MR,US" [accepted_sop_classes].'),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def build_settings(config_path, port=None, aet=None, host=None, storage_dir=None, index_db=None,
-                   log_dir=None, naming=None, duplicates=None, accept=None) -> Settings:
-    overrides = {
-        "server.port": port,
-        "server.ae_title": aet,
-        "server.host": host,
-        "storage.directory": storage_dir,
-        "database.path": index_db,
-        "logging.directory": log_dir,
-        "storage.naming": naming,
-        "duplicates": duplicates,
-        "accepted_sop_classes": [w.strip() for w in accept.split(",") if w.strip()] if accept else None,
-    }
-    return load_settings(config_path, overrides)
 
 
 def run_server(settings: Settings) -> None:

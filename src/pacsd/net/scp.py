@@ -8,7 +8,6 @@ SOP classes outside `accepted_sop_classes` are refused at negotiation.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +20,7 @@ from pacsd.config import Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import StorageFull
 from pacsd.net.connlog import ConnectionTracker
+from pacsd.net.tcp import enable_nodelay
 from pacsd.net.incoming import incoming_file_of, receive_into
 from pacsd.services.archive import Archive
 from pacsd.services.ingest import OUT_OF_RESOURCES, Expected, Source
@@ -127,11 +127,7 @@ class DicomServer:
 
     # -- handlers -------------------------------------------------------------------------
     def _on_conn_open(self, event) -> None:
-        sock = event.assoc.dul.socket.socket
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+        enable_nodelay(event.assoc)
         address = event.address
         self.connections.opened(event.assoc, f"{address[0]}:{address[1]}")
 
