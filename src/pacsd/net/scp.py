@@ -46,6 +46,7 @@ class DicomService(Protocol):
     # Optional: `start()` is called once the listener runs, `stop()` first thing at shutdown
     # (background workers, e.g. Storage Commitment's report delivery).
 
+
 def extra_services(server: "DicomServer") -> list[DicomService]:
     """The services offered besides Verification and Storage (query/retrieve, commitment, ...)."""
     from pacsd.net.commitment_scp import StorageCommitmentService
