@@ -110,8 +110,22 @@ class KnownAE(_Section):
     ae_title: str
     host: str
     port: int = Field(ge=1, le=65535)
+    commitment_reply: Literal["same", "new", "auto"] = Field(
+        "auto", description="where Storage Commitment reports go: the requester's open association, "
+        "a new one to host:port, or the open one when there is one and a new one otherwise")
 
     _check_aet = field_validator("ae_title")(_check_ae_title)
+
+
+class CommitmentSettings(_Section):
+    """Storage Commitment: how hard instances are checked and how reports are re-sent."""
+
+    verify_checksums: bool = Field(False, description="re-hash each file and compare to its ingest checksum")
+    retry_first_delay: float = Field(10, gt=0, description="seconds before the first retry of a report")
+    retry_backoff: float = Field(2.0, ge=1, description="each retry waits this many times longer")
+    retry_max_delay: float = Field(600, gt=0, description="the longest wait between two retries")
+    max_attempts: int = Field(20, ge=1, description="then the report waits for the requester to call again")
+    connect_timeout: float = Field(15, gt=0, description="seconds to open an association to the requester")
 
 
 class LoggingSettings(_Section):
@@ -131,6 +145,7 @@ class Settings(_Section):
     duplicates: Literal["keep", "overwrite", "reject"] = "keep"
     known_aes: list[KnownAE] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    commitment: CommitmentSettings = Field(default_factory=CommitmentSettings)
 
     @field_validator("accepted_sop_classes")
     @classmethod

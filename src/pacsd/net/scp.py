@@ -43,10 +43,15 @@ class DicomService(Protocol):
 
     def handlers(self) -> list: ...
 
+    # Optional: `start()` is called once the listener runs, `stop()` first thing at shutdown
+    # (background workers, e.g. Storage Commitment's report delivery).
+
 
 def extra_services(server: "DicomServer") -> list[DicomService]:
     """The services offered besides Verification and Storage (query/retrieve, commitment, ...)."""
-    return []
+    from pacsd.net.commitment_scp import StorageCommitmentService
+
+    return [StorageCommitmentService(server.settings, server.archive)]
 
 
 class DicomServer:
@@ -99,6 +104,8 @@ class DicomServer:
         address = (self.settings.server.host, self.settings.server.port)
         self._server = ae.start_server(address, block=False, evt_handlers=self.handlers())
         log.info("DICOM listener %s on %s:%d", self.settings.server.ae_title, *self._server.server_address[:2])
+        for service in self.services:
+            getattr(service, "start", lambda: None)()
 
     @property
     def port(self) -> int:
@@ -108,6 +115,8 @@ class DicomServer:
         """Stop accepting; let open associations finish for the grace period, then abort them."""
         if self._server is None:
             return
+        for service in self.services:
+            getattr(service, "stop", lambda: None)()
         server, self._server = self._server, None
         server.shutdown()
         deadline = time.monotonic() + self.settings.server.shutdown_grace
