@@ -20,7 +20,8 @@ from pacsd.config import Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import StorageFull
 from pacsd.net.connlog import ConnectionTracker
-from pacsd.net.tcp import enable_nodelay
+from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
+from pacsd.net.tcp import tune_association_socket
 from pacsd.net.incoming import incoming_file_of, receive_into
 from pacsd.services.archive import Archive
 from pacsd.services.ingest import OUT_OF_RESOURCES, Expected, Source
@@ -34,6 +35,7 @@ _REJECT_CALLING_AET = (0x01, 0x01, 0x03)
 def configure_pynetdicom() -> None:
     """Process-wide pynetdicom settings for a server: quiet standard handlers."""
     _config.LOG_HANDLER_LEVEL = "none"
+    shorten_association_polling()
 
 
 class DicomService(Protocol):
@@ -128,7 +130,8 @@ class DicomServer:
 
     # -- handlers -------------------------------------------------------------------------
     def _on_conn_open(self, event) -> None:
-        enable_nodelay(event.assoc)
+        tune_association_socket(event.assoc)
+        shorten_dul_polling(event.assoc)
         address = event.address
         self.connections.opened(event.assoc, f"{address[0]}:{address[1]}")
 

@@ -21,7 +21,8 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification
 
 from pacsd.errors import PacsError
-from pacsd.net.tcp import enable_nodelay
+from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
+from pacsd.net.tcp import tune_association_socket
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,14 @@ def _client_ae(aet: str) -> AE:
     return ae
 
 
+def _tune(event) -> None:
+    tune_association_socket(event.assoc)
+    shorten_dul_polling(event.assoc)
+
+
 def _associate(ae: AE, host: str, port: int, aec: str):
-    assoc = ae.associate(host, port, ae_title=aec, evt_handlers=[(evt.EVT_CONN_OPEN, lambda e: enable_nodelay(e.assoc))])
+    shorten_association_polling()
+    assoc = ae.associate(host, port, ae_title=aec, evt_handlers=[(evt.EVT_CONN_OPEN, _tune)])
     if not assoc.is_established:
         if assoc.is_rejected:
             raise AssociationFailed(f"{aec} at {host}:{port} rejected the association")
