@@ -12,6 +12,7 @@ from pacsd.config import Settings
 from pacsd.dicom.sopclasses import resolve_sop_classes
 from pacsd.index.engine import open_index
 from pacsd.index.writer import IndexWriter
+from pacsd.services.actionlog import ActionLog
 from pacsd.services.ingest import Ingest
 from pacsd.storage.blobstore import BlobStore
 from pacsd.storage.layout import make_layout
@@ -25,16 +26,20 @@ class Archive:
         self.engine = open_index(settings.database.path, settings.database.wal_mode)
         self.writer = IndexWriter(self.engine, batch=settings.database.commit_batch)
         storage = settings.storage
-        self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode)
+        self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group)
         self.accepted_sop_classes = resolve_sop_classes(settings.accepted_sop_classes)
+        self.layout = make_layout(storage.naming, settings)
+        self.actions = ActionLog.from_settings(settings)
         self.ingest = Ingest(
             self.blobs,
             self.writer,
-            make_layout(storage.naming),
+            self.layout,
             duplicates=settings.duplicates,
             accepted_sop_classes=self.accepted_sop_classes,
+            actions=self.actions,
         )
 
     def close(self) -> None:
         self.writer.close()
         self.engine.dispose()
+        self.actions.close()

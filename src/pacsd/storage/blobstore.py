@@ -8,12 +8,13 @@ collision gets a `_1`, `_2`, ... suffix), and the temp name is removed.
 from __future__ import annotations
 
 import errno
+import grp
 import logging
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from pacsd.errors import StorageFull
+from pacsd.errors import ConfigError, StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,12 @@ def storage_error(exc: OSError, what: str) -> StorageFull:
 class BlobStore:
     """The image files under one root directory."""
 
-    def __init__(self, root: Path | str, fsync: bool = True, file_mode: int = 0o640, dir_mode: int = 0o750) -> None:
+    def __init__(self, root: Path | str, fsync: bool = True, file_mode: int = 0o640, dir_mode: int = 0o750,
+                 group: str | None = None) -> None:
         self.root = Path(root).resolve()
         self.fsync = fsync
         self.file_mode, self.dir_mode = file_mode, dir_mode
+        self.gid = group_id(group)
         self.incoming = self.root / INCOMING
         self.incoming.mkdir(parents=True, exist_ok=True, mode=dir_mode)
         self._clear_stale_incoming()
@@ -74,7 +77,7 @@ class BlobStore:
         Never replaces an existing file.  Raises StorageFull when the volume refuses.
         """
         try:
-            os.chmod(temp, self.file_mode)
+            self.make_private(temp, self.file_mode)
             created = self._make_parents(relative.parent)
             final = self._link_unique(temp, relative)
             if self.fsync:
@@ -93,10 +96,17 @@ class BlobStore:
             current = current / part
             try:
                 os.mkdir(current, self.dir_mode)
+                self.make_private(current, self.dir_mode)
                 changed.append(current.parent)
             except FileExistsError:
                 pass
         return changed
+
+    def make_private(self, path: Path, mode: int) -> None:
+        """Give a created file or folder its exact mode (whatever the umask) and the group."""
+        if self.gid is not None:
+            os.chown(path, -1, self.gid)
+        os.chmod(path, mode)
 
     def _link_unique(self, temp: Path, relative: PurePosixPath) -> PurePosixPath:
         stem, suffix = relative.stem, relative.suffix
@@ -127,6 +137,18 @@ class BlobStore:
         """(bytes used, bytes free) on the storage volume."""
         stats = os.statvfs(self.root)
         return (stats.f_blocks - stats.f_bfree) * stats.f_frsize, stats.f_bavail * stats.f_frsize
+
+
+def group_id(group: str | None) -> int | None:
+    """The id of a group given by name or number (None: leave the group as created)."""
+    if group is None or group == "":
+        return None
+    if str(group).isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(f"storage.group: there is no group {group!r} on this machine") from None
 
 
 def _sync_dir(directory: Path) -> None:
