@@ -1,7 +1,8 @@
 """Assemble the archive from settings: index engine, writer, blob store, layout, ingest.
 
-One `Archive` per process; `net`, `web` and the CLI take what they need from it and call
-`close()` once at shutdown (the writer drains, the engine is disposed).
+One `Archive` per process; `net`, `web` and the CLI take what they need from it, call
+`start_background()` to run the study-stable detector, and `close()` once at shutdown (the
+detector stops, queued jobs finish, the writer drains, the engine is disposed).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pacsd.index.engine import open_index
 from pacsd.index.writer import IndexWriter
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.ingest import Ingest
+from pacsd.services.stable import StudyStableDetector
+from pacsd.services.workqueue import WorkQueue
 from pacsd.storage.blobstore import BlobStore
 from pacsd.storage.layout import make_layout
 
@@ -38,8 +41,19 @@ class Archive:
             accepted_sop_classes=self.accepted_sop_classes,
             actions=self.actions,
         )
+        self.work = WorkQueue(settings.hooks.workers)
+        self.stable_detector = StudyStableDetector(self.engine, settings.stable_after, self._on_study_stable)
+
+    def start_background(self) -> None:
+        """Start the study-stable detector (the server does; tests may)."""
+        self.stable_detector.start()
+
+    def _on_study_stable(self, study_uid: str) -> None:
+        self.actions.record("study-stable", study=study_uid)
 
     def close(self) -> None:
+        self.stable_detector.stop()
+        self.work.close()
         self.writer.close()
         self.engine.dispose()
         self.actions.close()
