@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from pydicom.uid import generate_uid
@@ -31,3 +32,13 @@ def send(pacs, files, aet: str = "MODALITY"):
     result = dcmtk("storescu", "-aet", aet, "-aec", pacs.aet, "-xe", HOST, str(pacs.port), *map(str, files))
     assert result.returncode == 0, result.stderr
     return result
+
+
+def wait_for(condition, timeout: float = 20.0) -> bool:
+    """Poll `condition` until it is true or `timeout` seconds pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return bool(condition())

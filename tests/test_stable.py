@@ -13,22 +13,13 @@ from sqlalchemy import select
 from pacsd.index.engine import open_index
 from pacsd.index.schema import changes
 from pacsd.services.stable import StudyStableDetector
-from tests.studies import send, write_study
+from tests.studies import send, wait_for, write_study
 
 
 def stable_rows(engine, study_uid: str) -> int:
     with engine.connect() as conn:
         return len(conn.execute(select(changes.c.seq).where(changes.c.kind == "study-stable",
                                                             changes.c.uid == study_uid)).all())
-
-
-def wait_for(condition, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def study_uid_of(files) -> str:

@@ -15,6 +15,7 @@ from pacsd.index.engine import open_index
 from pacsd.index.writer import IndexWriter
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.ingest import Ingest
+from pacsd.services.scansheet import ScanSheetWriter
 from pacsd.services.stable import StudyStableDetector
 from pacsd.services.workqueue import WorkQueue
 from pacsd.storage.blobstore import BlobStore
@@ -42,6 +43,7 @@ class Archive:
             actions=self.actions,
         )
         self.work = WorkQueue(settings.hooks.workers)
+        self.scan_sheets = ScanSheetWriter(self.engine, self.blobs, self.layout, settings.scan_sheets, self.actions)
         self.stable_detector = StudyStableDetector(self.engine, settings.stable_after, self._on_study_stable)
 
     def start_background(self) -> None:
@@ -50,6 +52,15 @@ class Archive:
 
     def _on_study_stable(self, study_uid: str) -> None:
         self.actions.record("study-stable", study=study_uid)
+        self.work.submit(f"end of study {study_uid}", lambda: self._end_of_study(study_uid))
+
+    def _end_of_study(self, study_uid: str) -> None:
+        if self.settings.scan_sheets.enabled:
+            try:
+                self.scan_sheets.write(study_uid)
+            except Exception as exc:
+                log.exception("scan sheet of %s failed", study_uid)
+                self.actions.record("scan-sheet-failed", study=study_uid, error=exc)
 
     def close(self) -> None:
         self.stable_detector.stop()

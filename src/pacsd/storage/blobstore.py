@@ -80,9 +80,7 @@ class BlobStore:
             self.make_private(temp, self.file_mode)
             created = self._make_parents(relative.parent)
             final = self._link_unique(temp, relative)
-            if self.fsync:
-                for directory in {self.root / final.parent, *created}:
-                    _sync_dir(directory)
+            self._sync_dirs(final.parent, created)
         except OSError as exc:
             raise storage_error(exc, f"cannot store {relative}") from None
         temp.unlink(missing_ok=True)
@@ -101,6 +99,27 @@ class BlobStore:
             except FileExistsError:
                 pass
         return changed
+
+    def replace_file(self, relative: PurePosixPath, data: bytes) -> Path:
+        """Write a derived file (a scan sheet) at `relative`, atomically replacing an older one."""
+        temp = self.new_temp_path(suffix=relative.suffix)
+        try:
+            temp.write_bytes(data)
+            self.sync_file(temp)
+            self.make_private(temp, self.file_mode)
+            created = self._make_parents(relative.parent)
+            os.replace(temp, self.root / relative)
+            self._sync_dirs(relative.parent, created)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise storage_error(exc, f"cannot write {relative}") from None
+        return self.root / relative
+
+    def _sync_dirs(self, relative_dir: PurePosixPath, created: list[Path]) -> None:
+        """Make new directory entries durable: the file's folder and every folder just made."""
+        if self.fsync:
+            for directory in {self.root / relative_dir, *created}:
+                _sync_dir(directory)
 
     def make_private(self, path: Path, mode: int) -> None:
         """Give a created file or folder its exact mode (whatever the umask) and the group."""
