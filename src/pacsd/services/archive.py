@@ -14,6 +14,7 @@ from pacsd.dicom.sopclasses import resolve_sop_classes
 from pacsd.index.engine import open_index
 from pacsd.index.writer import IndexWriter
 from pacsd.services.actionlog import ActionLog
+from pacsd.services.hooks import HookRunner
 from pacsd.services.ingest import Ingest
 from pacsd.services.scansheet import ScanSheetWriter
 from pacsd.services.stable import StudyStableDetector
@@ -34,6 +35,8 @@ class Archive:
         self.accepted_sop_classes = resolve_sop_classes(settings.accepted_sop_classes)
         self.layout = make_layout(storage.naming, settings)
         self.actions = ActionLog.from_settings(settings)
+        self.work = WorkQueue(settings.hooks.workers)
+        self.hooks = HookRunner(settings.hooks, self.engine, self.layout, self.blobs.root, self.work, self.actions)
         self.ingest = Ingest(
             self.blobs,
             self.writer,
@@ -41,8 +44,8 @@ class Archive:
             duplicates=settings.duplicates,
             accepted_sop_classes=self.accepted_sop_classes,
             actions=self.actions,
+            on_stored=self.hooks.instance_stored,
         )
-        self.work = WorkQueue(settings.hooks.workers)
         self.scan_sheets = ScanSheetWriter(self.engine, self.blobs, self.layout, settings.scan_sheets, self.actions)
         self.stable_detector = StudyStableDetector(self.engine, settings.stable_after, self._on_study_stable)
 
@@ -61,6 +64,7 @@ class Archive:
             except Exception as exc:
                 log.exception("scan sheet of %s failed", study_uid)
                 self.actions.record("scan-sheet-failed", study=study_uid, error=exc)
+        self.hooks.study_stable(study_uid)
 
     def close(self) -> None:
         self.stable_detector.stop()

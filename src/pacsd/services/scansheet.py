@@ -113,6 +113,12 @@ def _series_row(conn: Connection, row, storage_root: Path) -> SeriesRow:
     )
 
 
+def study_dir_for(layout: Layout, first_instance_path: str, study_uid: str) -> PurePosixPath:
+    """The study's folder (where its scan sheet goes): the layout's, else ScanSheets/<uid>."""
+    study_dir = layout.study_dir_of(PurePosixPath(first_instance_path))
+    return study_dir if study_dir is not None else PurePosixPath(SHEETS_FOLDER, path_component(study_uid))
+
+
 def read_study_sheet(engine: Engine, study_uid: str, layout: Layout, storage_root: Path) -> StudySheet | None:
     """What the scan sheet of `study_uid` shows, from the index (None: no such study)."""
     with engine.connect() as conn:
@@ -129,9 +135,7 @@ def read_study_sheet(engine: Engine, study_uid: str, layout: Layout, storage_roo
             .where(series.c.study_pk == study.pk).order_by(instances.c.pk).limit(1)
         ).scalar_one()
         rows = [_series_row(conn, row, storage_root) for row in series_rows]
-    study_dir = layout.study_dir_of(PurePosixPath(first_path))
-    if study_dir is None:
-        study_dir = PurePosixPath(SHEETS_FOLDER, path_component(study_uid))
+    study_dir = study_dir_for(layout, first_path, study_uid)
     stations = sorted({row.station_name for row in series_rows if row.station_name})
     fields = [
         ("Patient name", study.patient_name), ("Patient ID", study.patient_id),
