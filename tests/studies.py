@@ -28,8 +28,10 @@ def write_study(folder: Path, series: int = 1, per_series: int = 2, **attrs) -> 
 
 
 def send(pacs, files, aet: str = "MODALITY"):
-    """Send files in one storescu association (Explicit VR Little Endian, as written)."""
-    result = dcmtk("storescu", "-aet", aet, "-aec", pacs.aet, "-xe", HOST, str(pacs.port), *map(str, files))
+    """Send files in one storescu association (Explicit VR Little Endian, as written) to an
+    in-process pacs or a `pacsd serve` process (which is always PACSD)."""
+    called = getattr(pacs, "aet", "PACSD")
+    result = dcmtk("storescu", "-aet", aet, "-aec", called, "-xe", HOST, str(pacs.port), *map(str, files))
     assert result.returncode == 0, result.stderr
     return result
 

@@ -44,28 +44,18 @@ def test_configured_name_with_trailing_empty_components_matches():
     assert route(RequestingPhysician="ROE^ANNA")[0] == "cardiology"
 
 
-def test_requesting_wins_over_referring():
-    assert route(RequestingPhysician="SMITH^JANE", ReferringPhysicianName="DOE^JOHN")[0] == "neuro"
-
-
-def test_referring_physician_when_requesting_has_no_account():
-    account, reason = route(RequestingPhysician="NOBODY^KNOWN", ReferringPhysicianName="smith^jane")
-    assert account == "neuro"
-    assert "referring physician" in reason
-
-
-def test_referring_physician_when_no_requesting():
-    assert route(ReferringPhysicianName="Smith^Jane^^")[0] == "neuro"
-
-
-def test_guest_named_after_requesting_physician_first():
-    account, reason = route(RequestingPhysician="NEW^DOC", ReferringPhysicianName="OTHER^DOC")
-    assert account == "Guest/NEW^DOC"
-    assert "has no account" in reason
-
-
-def test_guest_named_after_referring_when_only_it_is_present():
-    assert route(ReferringPhysicianName="OTHER^DOC")[0] == "Guest/OTHER^DOC"
+@pytest.mark.parametrize("attrs, account, why", [
+    ({"RequestingPhysician": "SMITH^JANE", "ReferringPhysicianName": "DOE^JOHN"}, "neuro", "requesting physician"),
+    ({"RequestingPhysician": "NOBODY^KNOWN", "ReferringPhysicianName": "smith^jane"}, "neuro", "referring physician"),
+    ({"ReferringPhysicianName": "Smith^Jane^^"}, "neuro", "referring physician"),
+    ({"RequestingPhysician": "NEW^DOC", "ReferringPhysicianName": "OTHER^DOC"}, "Guest/NEW^DOC", "has no account"),
+    ({"ReferringPhysicianName": "OTHER^DOC"}, "Guest/OTHER^DOC", "referring physician 'OTHER^DOC' has no account"),
+], ids=["requesting-wins", "referring-when-requesting-unknown", "referring-alone", "guest-requesting-first",
+        "guest-referring"])
+def test_rule_order(attrs, account, why):
+    routed, reason = route(**attrs)
+    assert routed == account
+    assert why in reason
 
 
 @pytest.mark.parametrize("attrs", [{}, {"RequestingPhysician": "", "ReferringPhysicianName": "^^^"},

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
+import yaml
 from pydicom import dcmread
 from sqlalchemy import select
 
@@ -84,3 +85,24 @@ def test_several_detectors_on_one_database_fire_once(pacs, tmp_path):
             engine.dispose()
     assert fired == [study_uid_of(files)]
     assert stable_rows(pacs.archive.engine, study_uid_of(files)) == 1
+
+
+def test_pacsd_serve_rearms_after_restart_and_writes_the_sheet(pacs_process, tmp_path):
+    def config(stable_after: float) -> str:
+        path = tmp_path / f"pacsd-{stable_after}.yaml"
+        path.write_text(yaml.safe_dump({"stable_after": stable_after, "storage": {"naming": "accounts"}}))
+        return str(path)
+
+    files = write_study(tmp_path / "s", RequestingPhysician="NEW^DOC", PatientName="P^Q")
+    server = pacs_process("--config", config(600))
+    send(server, files)
+    assert "pacsd stopped" in server.stop()
+    engine = open_index(tmp_path / "index.sqlite")
+    try:
+        assert stable_rows(engine, study_uid_of(files)) == 0
+        server = pacs_process("--config", config(0.3))
+        sheet = tmp_path / "storage" / "Guest" / "NEW^DOC" / "20240115_P^Q_ACC001" / "ScanSheet.pdf"
+        assert wait_for(sheet.exists)
+        assert stable_rows(engine, study_uid_of(files)) == 1
+    finally:
+        engine.dispose()
