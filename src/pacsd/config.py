@@ -51,6 +51,22 @@ class StorageSettings(_Section):
     dir_mode: int = 0o750
     group: str | None = Field(None, description="group given to created folders and files (chgrp)")
 
+    @field_validator("file_mode", "dir_mode", mode="before")
+    @classmethod
+    def _octal(cls, value: Any) -> Any:
+        """Modes are octal however written: 0o640, "0640" or 640 all mean rw-r-----."""
+        if isinstance(value, int):
+            value = str(value) if value > 0o777 or value in (640, 750, 600, 700, 644, 755) else oct(value)
+        if isinstance(value, str):
+            try:
+                mode = int(value.strip().lower().removeprefix("0o"), 8)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an octal file mode such as 0o640") from None
+            if not 0 <= mode <= 0o7777:
+                raise ValueError(f"{value!r} is not a file mode")
+            return mode
+        return value
+
     @field_validator("naming")
     @classmethod
     def _check_naming(cls, value: str) -> str:

@@ -31,9 +31,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pacsd.cli import serve, tools
+    from pacsd.cli import serve, toolkit, tools
 
-    for command in (*serve.COMMANDS, *tools.COMMANDS):
+    for command in (*serve.COMMANDS, *tools.COMMANDS, *toolkit.COMMANDS):
         main.add_command(command)
 
 

@@ -123,4 +123,28 @@ def stats(config_path, as_json, **flags) -> None:
     Console().print(table)
 
 
-COMMANDS = [echo, send, import_, stats]
+@click.command()
+@click.option("--study", help="Study Instance UID to export.")
+@click.option("--series", "series_uid", help="Series Instance UID to export.")
+@click.option("--patient", help="Patient ID to export (all their studies).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Empty folder to write the File-set (DICOMDIR + files) into.")
+@click.option("--zip", "zip_path", type=click.Path(dir_okay=False, path_type=Path), help="Also zip it here.")
+@archive_options
+def export(study, series_uid, patient, out_dir, zip_path, config_path, **flags) -> None:
+    """Export a study, series or patient as a DICOM File-set with a DICOMDIR."""
+    from pacsd.services.archive import Archive
+    from pacsd.services.export import export_fileset
+
+    if sum(bool(x) for x in (study, series_uid, patient)) != 1:
+        raise click.UsageError("give exactly one of --study, --series, --patient")
+    archive = Archive(build_settings(config_path, **flags))
+    try:
+        dicomdir, count = export_fileset(archive, out_dir, zip_path, study=study, series_uid=series_uid,
+                                         patient=patient)
+    finally:
+        archive.close()
+    click.echo(f"exported {count} instances: {dicomdir}" + (f" (zipped to {zip_path})" if zip_path else ""))
+
+
+COMMANDS = [echo, send, import_, stats, export]

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pacsd.dicom.dicomdir import DICOMDIR, read_fileset
 from pacsd.services.archive import Archive
 from pacsd.services.ingest import Source, StoreResult
 from pacsd.storage.blobstore import storage_error
@@ -24,9 +25,16 @@ class ImportReport:
 
 
 def files_under(paths: Iterable[Path]) -> list[Path]:
+    """The files to import: a folder holding a DICOMDIR is read through it (PS3.10 media),
+    any other folder recursively; DICOMDIR files themselves are indexes, not instances."""
     found: list[Path] = []
     for path in map(Path, paths):
-        found.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+        if (path / DICOMDIR).is_file():
+            found.extend(read_fileset(path))
+        elif path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.name != DICOMDIR))
+        else:
+            found.append(path)
     return found
 
 
