@@ -11,6 +11,8 @@ import csv
 import io
 import json
 import logging
+import threading
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -179,8 +181,15 @@ class ScanSheetWriter:
         self.engine, self.blobs, self.layout = engine, blobs, layout
         self.settings = settings  # ScanSheetSettings
         self.actions = actions
+        # Sheets of one study are written one at a time, each from what the index says once it
+        # has the lock, so an older sheet never lands after a newer one.
+        self._locks = [threading.Lock() for _ in range(64)]
 
     def write(self, study_uid: str) -> tuple[Path, Path] | None:
+        with self._locks[zlib.crc32(study_uid.encode()) % len(self._locks)]:
+            return self._write(study_uid)
+
+    def _write(self, study_uid: str) -> tuple[Path, Path] | None:
         sheet = read_study_sheet(self.engine, study_uid, self.layout, self.blobs.root)
         if sheet is None:
             log.warning("no scan sheet for %s: the study is not in the index", study_uid)
