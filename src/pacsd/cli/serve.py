@@ -32,6 +32,7 @@ def run_server(settings: Settings) -> None:
         signal.signal(signum, lambda *_: stop.set())
     try:
         server.start()
+        archive.start_background()
         log.info("pacsd ready: storage %s, index %s", settings.storage.directory, settings.database.path)
         while not stop.wait(1.0):
             pass

@@ -59,6 +59,8 @@ studies = Table(
     Column("size_bytes", BigInteger, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    # updated_at of the study when it was last found stable; pending while older than updated_at.
+    Column("stable_at", DateTime(timezone=True), nullable=True),
 )
 
 series = Table(

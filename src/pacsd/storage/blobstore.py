@@ -12,12 +12,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import grp
 import logging
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from pacsd.errors import StorageFull
+from pacsd.errors import ConfigError, StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,12 @@ def storage_error(exc: OSError, what: str) -> StorageFull:
 class BlobStore:
     """The image files under one root directory."""
 
-    def __init__(self, root: Path | str, fsync: bool = True, file_mode: int = 0o640, dir_mode: int = 0o750) -> None:
+    def __init__(self, root: Path | str, fsync: bool = True, file_mode: int = 0o640, dir_mode: int = 0o750,
+                 group: str | None = None) -> None:
         self.root = Path(root).resolve()
         self.fsync = fsync
         self.file_mode, self.dir_mode = file_mode, dir_mode
+        self.gid = group_id(group)
         self.incoming = self.root / INCOMING
         self.incoming.mkdir(parents=True, exist_ok=True, mode=dir_mode)
         self._clear_stale_incoming()
@@ -69,7 +72,7 @@ class BlobStore:
         StorageFull when the volume refuses.
         """
         try:
-            os.chmod(temp, self.file_mode)
+            self.make_private(temp, self.file_mode)
             self._make_parents(relative.parent)
             final = self._link_unique(temp, relative)
         except OSError as exc:
@@ -104,8 +107,29 @@ class BlobStore:
             current = current / part
             try:
                 os.mkdir(current, self.dir_mode)
+                self.make_private(current, self.dir_mode)
             except FileExistsError:
                 pass
+
+    def replace_file(self, relative: PurePosixPath, data: bytes) -> Path:
+        """Write a derived file (a scan sheet) at `relative`, atomically replacing an older one."""
+        temp = self.new_temp_path(suffix=relative.suffix)
+        try:
+            temp.write_bytes(data)
+            self.make_private(temp, self.file_mode)
+            self._make_parents(relative.parent)
+            os.replace(temp, self.root / relative)
+            self.make_durable([str(relative)])
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise storage_error(exc, f"cannot write {relative}") from None
+        return self.root / relative
+
+    def make_private(self, path: Path, mode: int) -> None:
+        """Give a created file or folder its exact mode (whatever the umask) and the group."""
+        if self.gid is not None:
+            os.chown(path, -1, self.gid)
+        os.chmod(path, mode)
 
     def _link_unique(self, temp: Path, relative: PurePosixPath) -> PurePosixPath:
         stem, suffix = relative.stem, relative.suffix
@@ -136,6 +160,18 @@ class BlobStore:
         """(bytes used, bytes free) on the storage volume."""
         stats = os.statvfs(self.root)
         return (stats.f_blocks - stats.f_bfree) * stats.f_frsize, stats.f_bavail * stats.f_frsize
+
+
+def group_id(group: str | None) -> int | None:
+    """The id of a group given by name or number (None: leave the group as created)."""
+    if group is None or group == "":
+        return None
+    if str(group).isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(f"storage.group: there is no group {group!r} on this machine") from None
 
 
 def _fsync_path(path: Path, data_only: bool = False) -> None:
