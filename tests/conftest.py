@@ -126,15 +126,27 @@ def pacs(pacs_factory) -> RunningPacs:
     return pacs_factory()
 
 
+@pytest.fixture
+def web(pacs):
+    """The web application of the running `pacs`, served on a free loopback port; yields its base URL."""
+    from pacsd.web.server import WebServer
+
+    server = WebServer(pacs.archive, HOST, 0)
+    server.start()
+    yield f"http://{HOST}:{server.address[1]}"
+    server.stop()
+
+
 class PacsProcess:
     """The real `pacsd serve` command in a subprocess."""
 
     def __init__(self, tmp_path: Path, *extra: str) -> None:
         self.port = free_port()
+        self.http_port = free_port()
         self.data = tmp_path
         self.args = [str(VENV_BIN / "pacsd"), "serve", "--host", HOST, "--port", str(self.port),
                      "--storage-dir", str(tmp_path / "storage"), "--index-db", str(tmp_path / "index.sqlite"),
-                     "--log-dir", str(tmp_path / "logs"), *extra]
+                     "--log-dir", str(tmp_path / "logs"), "--http-port", str(self.http_port), *extra]
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "PacsProcess":

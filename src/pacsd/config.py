@@ -129,6 +129,12 @@ class CommitmentSettings(_Section):
     connect_timeout: float = Field(15, gt=0, description="seconds to open an association to the requester")
 
 
+class HttpSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8042, ge=0, le=65535)
+
+
 class LoggingSettings(_Section):
     directory: Path = DEFAULT_DATA_DIR / "logs"
     app_log: str = "pacsd.log"
@@ -146,6 +152,7 @@ class Settings(_Section):
     duplicates: Literal["keep", "overwrite", "reject"] = "keep"
     known_aes: list[KnownAE] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     commitment: CommitmentSettings = Field(default_factory=CommitmentSettings)
     accounts: "AccountsSettings" = Field(default_factory=lambda: AccountsSettings())
     stable_after: float = Field(60, gt=0, description="seconds without a new instance before a study is stable")

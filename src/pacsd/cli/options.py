@@ -41,7 +41,8 @@ def server_options(func):
 
 
 def build_settings(config_path, port=None, aet=None, host=None, storage_dir=None, index_db=None,
-                   log_dir=None, naming=None, duplicates=None, accept=None) -> Settings:
+                   log_dir=None, naming=None, duplicates=None, accept=None, http_port=None,
+                   http_host=None) -> Settings:
     """Settings from the YAML file (if any) with the given flags on top."""
     overrides = {
         "server.port": port,
@@ -51,6 +52,8 @@ def build_settings(config_path, port=None, aet=None, host=None, storage_dir=None
         "database.path": index_db,
         "logging.directory": log_dir,
         "storage.naming": naming,
+        "http.port": http_port,
+        "http.host": http_host,
         "duplicates": duplicates,
         "accepted_sop_classes": [w.strip() for w in accept.split(",") if w.strip()] if accept else None,
     }

@@ -27,11 +27,17 @@ def run_server(settings: Settings) -> None:
     setup_logging(settings.logging)
     archive = Archive(settings)
     server = DicomServer(settings, archive)
+    web = None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
         server.start()
+        if settings.http.enabled:
+            from pacsd.web.server import WebServer
+
+            web = WebServer(archive, settings.http.host, settings.http.port)
+            web.start()
         archive.start_background()
         log.info("pacsd ready: storage %s, index %s", settings.storage.directory, settings.database.path)
         while not stop.wait(1.0):
@@ -40,6 +46,8 @@ def run_server(settings: Settings) -> None:
                  settings.server.shutdown_grace)
     finally:
         server.stop()
+        if web is not None:
+            web.stop()
         archive.close()
         log.info("pacsd stopped")
 
@@ -48,9 +56,11 @@ def run_server(settings: Settings) -> None:
 @server_options
 @click.option("--port", type=int, help="DICOM port [server.port, default 11112].")
 @click.option("--aet", help="Our AE title [server.ae_title, default PACSD].")
-def serve(config_path, port, aet, **flags) -> None:
-    """Run the archive: DICOM listener, storage and index, in the foreground."""
-    run_server(build_settings(config_path, port=port, aet=aet, **flags))
+@click.option("--http-port", type=int, help="Web port: DICOMweb, web interface [http.port, default 8042].")
+@click.option("--http-host", help="Web address [http.host, default 127.0.0.1].")
+def serve(config_path, port, aet, http_port, http_host, **flags) -> None:
+    """Run the archive: DICOM listener, web server, storage and index, in the foreground."""
+    run_server(build_settings(config_path, port=port, aet=aet, http_port=http_port, http_host=http_host, **flags))
 
 
 @click.command(name="store-scp")
