@@ -1,4 +1,8 @@
-"""Shared fixtures: test data, a running pacsd (in-process or as the real command), DCMTK peers."""
+"""Shared fixtures: test data, a running pacsd (in-process or as the real command), DCMTK peers.
+
+Tests marked `both_databases` run twice, on SQLite and on a real PostgreSQL server (the
+`index_backend` parameter, which `pacs_factory` and `index_database` follow); others use SQLite.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from pacsd.config import Settings, load_settings
 from pacsd.index.schema import instances
 from pacsd.net.scp import DicomServer
 from pacsd.services.archive import Archive
+from tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = Path(os.environ.get("PACSD_TESTDATA", REPO.parent / "shared" / "testdata" / "dicom"))
@@ -105,12 +110,49 @@ def start_pacs(settings: Settings) -> RunningPacs:
     return RunningPacs(settings, archive, server)
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "both_databases: run on SQLite and on PostgreSQL (index_backend)")
+
+
+def pytest_generate_tests(metafunc) -> None:
+    if "index_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_databases"):
+        metafunc.parametrize("index_backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session (started on first use, stopped at the end)."""
+    server = PostgresServer(os.environ.get("PACSD_TEST_POSTGRES")).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def pacs_factory(tmp_path):
-    """Start in-process servers with chosen settings; all are stopped at the end of the test."""
+def index_backend(request) -> str:
+    """sqlite | postgresql: the index database this test runs on (see `both_databases`)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def index_database(request, index_backend, tmp_path) -> dict:
+    """The `database` settings section of a fresh, empty index on this test's backend."""
+    if index_backend == "postgresql":
+        return {"url": request.getfixturevalue("postgres_server").new_database()}
+    return {"path": str(tmp_path / "index.sqlite")}
+
+
+@pytest.fixture
+def pacs_factory(tmp_path, index_database):
+    """Start in-process servers with chosen settings; all are stopped at the end of the test.
+
+    Every server of one test shares the test's index database unless `database=` says otherwise."""
     started: list[RunningPacs] = []
 
     def factory(**sections) -> RunningPacs:
+        sections["database"] = {**index_database, **sections.get("database", {})}
         running = start_pacs(make_settings(tmp_path, **sections))
         started.append(running)
         return running

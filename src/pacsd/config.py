@@ -39,6 +39,7 @@ class ServerSettings(_Section):
     dimse_timeout: float = Field(60, gt=0)
     network_timeout: float = Field(120, gt=0)
     shutdown_grace: float = Field(10, ge=0)
+    workers: int = Field(1, ge=1, le=64, description="receiving processes sharing the port (SO_REUSEPORT)")
 
     _check_aet = field_validator("ae_title")(_check_ae_title)
 
@@ -78,8 +79,22 @@ class StorageSettings(_Section):
 
 class DatabaseSettings(_Section):
     path: Path = DEFAULT_DATA_DIR / "index.sqlite"
+    url: str | None = Field(None, description="postgresql://user@host/db instead of the SQLite file at path")
     wal_mode: bool = True
     commit_batch: int = Field(64, ge=1, description="most instances one group commit holds")
+    auto_upgrade: bool = Field(True, description="apply pending schema migrations at start-up")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgresql+psycopg://", "sqlite://")):
+            raise ValueError(f"{value!r} is not a database URL (postgresql://user@host/db or sqlite:///file)")
+        return value or None
+
+    @property
+    def target(self) -> str | Path:
+        """What `open_index` opens: the URL when one is set, else the SQLite file."""
+        return self.url or self.path
 
 
 class AllowedPeer(_Section):

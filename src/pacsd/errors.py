@@ -17,6 +17,10 @@ class InvalidDicom(PacsError):
     """A file or dataset is not readable DICOM, is truncated, or lacks a required element."""
 
 
+class DatabaseUnreachable(PacsError):
+    """The index database cannot be opened (no such server, refused login, unreadable file)."""
+
+
 class StorageFull(PacsError):
     """The storage volume has no room (or refused the write); nothing was kept."""
 

@@ -31,9 +31,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pacsd.cli import commit, serve, toolkit, tools
+    from pacsd.cli import commit, db, serve, toolkit, tools
 
-    for command in (*serve.COMMANDS, *tools.COMMANDS, *toolkit.COMMANDS, *commit.COMMANDS):
+    for command in (*serve.COMMANDS, *tools.COMMANDS, *toolkit.COMMANDS, *commit.COMMANDS, *db.COMMANDS):
         main.add_command(command)
 
 

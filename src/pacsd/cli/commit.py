@@ -47,19 +47,19 @@ def references_from_paths(paths: list[Path]) -> list[Reference]:
 
 def references_of_study(study_uid: str, config_path: Path | None, index_db: Path | None) -> list[Reference]:
     from pacsd.config import load_settings
-    from pacsd.index.engine import open_index
+    from pacsd.index.engine import describe, open_index
     from pacsd.services.commitment_instances import study_references
 
     settings = load_settings(config_path, {"database.path": index_db})
-    if not Path(settings.database.path).is_file():
+    if settings.database.url is None and not Path(settings.database.path).is_file():
         raise PacsError(f"{settings.database.path}: no index there; give --index-db or --config")
-    engine = open_index(settings.database.path)
+    engine = open_index(settings.database.target)
     try:
         references = study_references(engine, study_uid)
     finally:
         engine.dispose()
     if not references:
-        raise PacsError(f"study {study_uid} has no instances in {settings.database.path}")
+        raise PacsError(f"study {study_uid} has no instances in {describe(settings.database.target)}")
     return references
 
 

@@ -24,6 +24,7 @@ def archive_options(func):
                      help="Image storage folder [storage.directory, default ./pacs-data/storage]."),
         click.option("--index-db", type=click.Path(dir_okay=False, path_type=Path),
                      help="SQLite index file [database.path, default ./pacs-data/index.sqlite]."),
+        click.option("--database-url", help="postgresql://user@host/db: the index on PostgreSQL [database.url]."),
         click.option("--naming", help="hierarchical | flat | date | a path template [storage.naming]."),
         click.option("--duplicates", type=click.Choice(["keep", "overwrite", "reject"]),
                      help="What to do with an instance already stored [duplicates, default keep]."),
@@ -42,7 +43,7 @@ def server_options(func):
 
 def build_settings(config_path, port=None, aet=None, host=None, storage_dir=None, index_db=None,
                    log_dir=None, naming=None, duplicates=None, accept=None, http_port=None,
-                   http_host=None) -> Settings:
+                   http_host=None, database_url=None) -> Settings:
     """Settings from the YAML file (if any) with the given flags on top."""
     overrides = {
         "server.port": port,
@@ -50,6 +51,7 @@ def build_settings(config_path, port=None, aet=None, host=None, storage_dir=None
         "server.host": host,
         "storage.directory": storage_dir,
         "database.path": index_db,
+        "database.url": database_url,
         "logging.directory": log_dir,
         "storage.naming": naming,
         "http.port": http_port,

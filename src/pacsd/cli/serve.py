@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 def run_server(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then stop cleanly."""
+    from pacsd.index.engine import describe
     from pacsd.net.scp import DicomServer
     from pacsd.services.archive import Archive
 
@@ -39,7 +40,7 @@ def run_server(settings: Settings) -> None:
             web = WebServer(archive, settings.http.host, settings.http.port)
             web.start()
         archive.start_background()
-        log.info("pacsd ready: storage %s, index %s", settings.storage.directory, settings.database.path)
+        log.info("pacsd ready: storage %s, index %s", settings.storage.directory, describe(settings.database.target))
         while not stop.wait(1.0):
             pass
         log.info("stopping: no new associations; open ones have %.0f s to finish",

@@ -105,7 +105,7 @@ def stats(config_path, as_json, **flags) -> None:
     from pacsd.index.stats import archive_statistics
 
     settings = build_settings(config_path, **flags)
-    engine = open_index(settings.database.path, settings.database.wal_mode)
+    engine = open_index(settings.database.target, settings.database.wal_mode, settings.database.auto_upgrade)
     try:
         figures = archive_statistics(engine)
     finally:

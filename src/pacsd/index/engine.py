@@ -1,24 +1,75 @@
-"""Open the index database: SQLite (WAL mode, durable commits) by default.
+"""Open the index database: SQLite (WAL mode, durable commits) by default, or PostgreSQL.
 
-Creates the schema when missing.  The engine is shared by the single writer and the readers;
-SQLite's WAL mode lets readers run while the writer commits.
+`open_index` takes a SQLite file path or a database URL (`postgresql://user@host/db`, run with
+psycopg 3) and brings the schema up to date through `pacsd.index.migrate`.  The engine is shared
+by the single writer and the readers.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import OperationalError
 
-from pacsd.index.schema import metadata
+from pacsd.errors import DatabaseUnreachable
+from pacsd.index.migrate import SchemaState, prepare_schema, schema_state
 
 
-def open_index(path: Path | str, wal_mode: bool = True) -> Engine:
-    """Open (creating if needed) the SQLite index at `path` and its schema."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def database_url(target: Path | str) -> URL:
+    """The SQLAlchemy URL of a SQLite file path or a database URL (psycopg 3 for PostgreSQL)."""
+    if isinstance(target, str) and "://" in target:
+        url = make_url(target)
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")
+        return url
+    return URL.create("sqlite", database=str(Path(target)))
+
+
+def describe(target: Path | str) -> str:
+    """The database for a log line: the file, or the URL without its password."""
+    return database_url(target).render_as_string(hide_password=True)
+
+
+def open_index(target: Path | str, wal_mode: bool = True, upgrade: bool = True) -> Engine:
+    """Open the index at `target` and bring its schema up to date (`upgrade=False`: only check)."""
+    url = database_url(target)
+    engine = _open_sqlite(url, wal_mode) if url.get_backend_name() == "sqlite" else _open_server(url)
+    try:
+        prepare_schema(engine, upgrade)
+    except OperationalError as exc:
+        engine.dispose()
+        raise DatabaseUnreachable(f"cannot open the index {describe(target)}: {exc.orig}".strip()) from None
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def inspect_schema(target: Path | str) -> SchemaState:
+    """The schema revision of an existing index, changing nothing."""
+    url = database_url(target)
+    if url.get_backend_name() == "sqlite" and not Path(url.database).is_file():
+        raise DatabaseUnreachable(f"{url.database}: no index there; give --index-db, --database-url or --config")
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return schema_state(conn)
+    except OperationalError as exc:
+        raise DatabaseUnreachable(f"cannot open the index {describe(target)}: {exc.orig}".strip()) from None
+    finally:
+        engine.dispose()
+
+
+def _open_server(url: URL) -> Engine:
+    # pre_ping: a node outlives a database restart or a dropped idle connection.
+    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+
+
+def _open_sqlite(url: URL, wal_mode: bool) -> Engine:
+    Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
-        f"sqlite:///{path}",
+        url,
         connect_args={"check_same_thread": False, "timeout": 30},
         pool_size=8,
         max_overflow=8,
@@ -34,5 +85,4 @@ def open_index(path: Path | str, wal_mode: bool = True) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    metadata.create_all(engine)
     return engine

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 class Archive:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = open_index(settings.database.path, settings.database.wal_mode)
+        database = settings.database
+        self.engine = open_index(database.target, database.wal_mode, database.auto_upgrade)
         storage = settings.storage
         self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group)
         self.writer = IndexWriter(self.engine, batch=settings.database.commit_batch,
