@@ -182,12 +182,15 @@ def web(pacs):
 class PacsProcess:
     """The real `pacsd serve` command in a subprocess."""
 
-    def __init__(self, tmp_path: Path, *extra: str) -> None:
+    def __init__(self, tmp_path: Path, *extra: str, database: dict | None = None) -> None:
         self.port = free_port()
         self.http_port = free_port()
         self.data = tmp_path
+        database = database or {"path": str(tmp_path / "index.sqlite")}
+        self.database_target = database.get("url") or Path(database["path"])
+        where = ["--database-url", database["url"]] if "url" in database else ["--index-db", database["path"]]
         self.args = [str(VENV_BIN / "pacsd"), "serve", "--host", HOST, "--port", str(self.port),
-                     "--storage-dir", str(tmp_path / "storage"), "--index-db", str(tmp_path / "index.sqlite"),
+                     "--storage-dir", str(tmp_path / "storage"), *where,
                      "--log-dir", str(tmp_path / "logs"), "--http-port", str(self.http_port), *extra]
         self.proc: subprocess.Popen | None = None
 
@@ -210,11 +213,12 @@ class PacsProcess:
 
 
 @pytest.fixture
-def pacs_process(tmp_path):
+def pacs_process(tmp_path, index_database):
+    """Start the real `pacsd serve` on this test's storage and index database."""
     processes: list[PacsProcess] = []
 
     def factory(*extra: str) -> PacsProcess:
-        process = PacsProcess(tmp_path, *extra).start()
+        process = PacsProcess(tmp_path, *extra, database=index_database).start()
         processes.append(process)
         return process
 

@@ -17,6 +17,8 @@ from tests.commitment_peer import Modality
 from tests.conftest import HOST, free_port
 from tests.dicomgen import make_dataset
 
+pytestmark = pytest.mark.both_databases
+
 NO_SUCH_OBJECT_INSTANCE, CLASS_INSTANCE_CONFLICT, PROCESSING_FAILURE = 0x0112, 0x0119, 0x0110
 
 
@@ -148,7 +150,7 @@ def test_pending_report_is_sent_after_a_restart(pacs_process, modality, tmp_path
     first = pacs_process("--config", str(config))
     good = stored(first, modality)
     transaction_uid = modality.request(first.port, good, keep_open=False)
-    index = open_index(tmp_path / "index.sqlite")
+    index = open_index(first.database_target)
     try:
         wait_until(lambda: any(r.outcome == "failed" for r in delivery_rows(index)), what="a failed attempt")
         first.stop()

@@ -13,6 +13,8 @@ from pacsd.services.ingest import CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH_SOP_
 from tests.dicomgen import make_dataset, write_dicom
 from tests.peers import c_store_raw, dataset_part, raw_part10
 
+pytestmark = pytest.mark.both_databases
+
 
 def assert_nothing_left(pacs) -> None:
     assert pacs.instance_count() == 0

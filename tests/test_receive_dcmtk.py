@@ -18,6 +18,8 @@ from pacsd.errors import InvalidDicom
 from pacsd.index.schema import instances, patients, series, studies
 from tests.conftest import HOST, dcmtk, free_port, testdata_files
 
+pytestmark = pytest.mark.both_databases
+
 
 def dataset_bytes(path: Path) -> bytes:
     """The encoded dataset after the file meta information (what a C-STORE carries)."""

@@ -16,6 +16,8 @@ from tests.conftest import HOST, dcmtk, start_pacs
 from tests.dicomgen import make_dataset, write_dicom
 from tests.peers import c_store_raw
 
+pytestmark = pytest.mark.both_databases
+
 
 def echo(pacs, aet="ECHOER", aec=None) -> bool:
     return dcmtk("echoscu", "-aet", aet, "-aec", aec or pacs.aet, HOST, str(pacs.port), timeout=20).returncode == 0

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import yaml
 from pydicom import dcmread
 from sqlalchemy import select
@@ -15,6 +16,8 @@ from pacsd.index.engine import open_index
 from pacsd.index.schema import changes
 from pacsd.services.stable import StudyStableDetector
 from tests.studies import send, wait_for, write_study
+
+pytestmark = pytest.mark.both_databases
 
 
 def stable_rows(engine, study_uid: str) -> int:
@@ -74,7 +77,7 @@ def test_pending_study_is_rearmed_after_restart(pacs_factory, tmp_path):
 def test_several_detectors_on_one_database_fire_once(pacs, tmp_path):
     files = write_study(tmp_path / "s")
     send(pacs, files)
-    engines = [open_index(pacs.settings.database.path) for _ in range(4)]
+    engines = [open_index(pacs.settings.database.target) for _ in range(4)]
     fired: list[str] = []
     detectors = [StudyStableDetector(engine, 1, on_stable=fired.append) for engine in engines]
     try:
@@ -97,7 +100,7 @@ def test_pacsd_serve_rearms_after_restart_and_writes_the_sheet(pacs_process, tmp
     server = pacs_process("--config", config(600))
     send(server, files)
     assert "pacsd stopped" in server.stop()
-    engine = open_index(tmp_path / "index.sqlite")
+    engine = open_index(server.database_target)
     try:
         assert stable_rows(engine, study_uid_of(files)) == 0
         server = pacs_process("--config", config(0.3))

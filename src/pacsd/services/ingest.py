@@ -19,6 +19,8 @@ from pydicom.dataset import Dataset
 
 from pacsd.dicom.header import Header, first_text, read_header
 from pacsd.errors import InvalidDicom, StorageFull
+from pacsd.index.columns import fit_to_columns
+from pacsd.index.schema import patients, series, studies
 from pacsd.index.writer import DuplicatePolicy, IndexWriter, InstanceRecord
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.arrivals import SeriesArrivals
@@ -190,13 +192,13 @@ class Ingest:
             header_json=header_json(ds),
             instance_number=_int_or_none(first_text(ds, "InstanceNumber")),
             calling_aet=source.calling_aet,
-            patient={
+            patient=fit_to_columns(patients, {
                 "patient_id": first_text(ds, "PatientID"),
                 "patient_name": first_text(ds, "PatientName"),
                 "birth_date": first_text(ds, "PatientBirthDate")[:8],
                 "sex": first_text(ds, "PatientSex")[:16],
-            },
-            study={
+            }),
+            study=fit_to_columns(studies, {
                 "study_uid": header.study_uid,
                 "study_date": first_text(ds, "StudyDate")[:8],
                 "study_time": first_text(ds, "StudyTime")[:16],
@@ -206,8 +208,8 @@ class Ingest:
                 "referring_physician": first_text(ds, "ReferringPhysicianName"),
                 "requesting_physician": first_text(ds, "RequestingPhysician"),
                 "institution": first_text(ds, "InstitutionName")[:64],
-            },
-            series={
+            }),
+            series=fit_to_columns(series, {
                 "series_uid": header.series_uid,
                 "modality": first_text(ds, "Modality")[:16],
                 "series_number": first_text(ds, "SeriesNumber")[:12],
@@ -217,7 +219,7 @@ class Ingest:
                 "station_name": first_text(ds, "StationName")[:16],
                 "series_date": first_text(ds, "SeriesDate")[:8],
                 "series_time": first_text(ds, "SeriesTime")[:16],
-            },
+            }),
         )
 
     def _fail(self, temp: Path, placed: str | None, status: int, reason: str, source: Source,
