@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Literal
 
 from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pacsd.index.schema import changes, instances, patients, series, studies
 
@@ -128,15 +129,34 @@ class IndexWriter:
             job.future.set_result(outcome)
 
     def _commit_one_by_one(self, job: _Job) -> None:
-        """Retry one job of a failed group (its file is already durable)."""
-        try:
-            with self.engine.begin() as conn:
-                outcome = _apply(conn, job.record, job.policy)
-        except Exception:
-            log.exception("index write failed for %s", job.record.sop_uid)
-            job.future.set_exception(_IndexWriteFailed(job.record.sop_uid))
-        else:
-            job.future.set_result(outcome)
+        """Retry one job of a failed group (its file is already durable).
+
+        Another node's writer may insert the same instance, series, study or patient at the same
+        moment (shared PostgreSQL): the unique constraint or a deadlock fails one of them, which
+        then tries again and finds the other's row (the duplicate policy settles an instance)."""
+        for attempt in range(1, _RACE_ATTEMPTS + 1):
+            try:
+                with self.engine.begin() as conn:
+                    outcome = _apply(conn, job.record, job.policy)
+            except Exception as exc:
+                if attempt < _RACE_ATTEMPTS and _lost_a_race(exc):
+                    continue
+                log.exception("index write failed for %s", job.record.sop_uid)
+                job.future.set_exception(_IndexWriteFailed(job.record.sop_uid))
+            else:
+                job.future.set_result(outcome)
+            return
+
+
+_RACE_ATTEMPTS = 5
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+def _lost_a_race(exc: Exception) -> bool:
+    """Did a concurrent writer (another node) make this transaction fail?"""
+    if isinstance(exc, IntegrityError):
+        return True
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
 class _IndexWriteFailed(RuntimeError):
@@ -169,8 +189,8 @@ def _apply(conn: Connection, record: InstanceRecord, policy: DuplicatePolicy) ->
         )
     )
     modality = record.series.get("modality", "")
-    study_row = conn.execute(
-        select(studies.c.modalities, studies.c.sop_classes).where(studies.c.pk == study_pk)
+    study_row = conn.execute(  # locked: another node's writer must not add a modality in between
+        select(studies.c.modalities, studies.c.sop_classes).where(studies.c.pk == study_pk).with_for_update()
     ).one()
     conn.execute(
         update(studies).where(studies.c.pk == study_pk).values(
