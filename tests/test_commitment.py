@@ -225,3 +225,24 @@ def test_malformed_request_is_refused(pacs, modality):
     finally:
         assoc.release()
     assert request_rows(pacs) == []
+
+
+def test_a_due_request_is_taken_by_one_node(pacs):
+    """Nodes sharing the database each run a worker: one claim wins, the others find it taken."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pacsd.services.commitment import CommitmentJobs
+
+    commitment_service(pacs).stop()  # only the four nodes below take work
+    nodes = [CommitmentJobs(open_index(pacs.settings.database.target), pacs.archive.blobs, pacs.settings.commitment)
+             for _ in range(4)]
+    try:
+        pk = nodes[0].record_request(generate_uid(), [Reference(CTImageStorage, generate_uid())], "NODE", "")
+        nodes[0].schedule([pk])
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            claims = list(pool.map(lambda jobs: jobs.claim(pk), nodes))
+        assert sorted(claims) == [False, False, False, True]
+        assert nodes[1].due() == [] and not nodes[2].claim(pk)
+    finally:
+        for jobs in nodes:
+            jobs.engine.dispose()

@@ -22,6 +22,9 @@ from pacsd.storage.blobstore import BlobStore
 log = logging.getLogger(__name__)
 
 RECEIVED, READY, WAITING, DELIVERED = "received", "ready", "waiting", "delivered"
+# A claimed request is not due again for this long: the node that took it delivers it (or, if
+# that node died meanwhile, another takes it after the lease).
+CLAIM_LEASE = timedelta(minutes=5)
 _UNDELIVERED = (RECEIVED, READY, WAITING)
 
 requests_c = commitment_requests.c
@@ -97,6 +100,18 @@ class CommitmentJobs:
                  .order_by(requests_c.next_attempt_at, requests_c.pk))
         with self.engine.connect() as conn:
             return list(conn.execute(query).scalars())
+
+    def claim(self, pk: int) -> bool:
+        """Take a due request for this node: True for exactly one of several nodes asking at once
+        (a conditional UPDATE; the loser finds it no longer due)."""
+        now = _now()
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(commitment_requests)
+                .where(requests_c.pk == pk, requests_c.state.in_((RECEIVED, READY)),
+                       requests_c.next_attempt_at <= now)
+                .values(next_attempt_at=now + CLAIM_LEASE)
+            ).rowcount == 1
 
     def next_due_at(self) -> datetime | None:
         query = select(requests_c.next_attempt_at).where(

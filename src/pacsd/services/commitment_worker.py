@@ -77,6 +77,8 @@ class CommitmentWorker:
         return min(_IDLE_WAKE, max(0.0, (next_due - datetime.now(timezone.utc)).total_seconds()))
 
     def _process(self, pk: int) -> None:
+        if not self.jobs.claim(pk):
+            return  # another node sharing the database took it
         report = self.jobs.report(pk)
         try:
             delivery = self.deliver(report)
