@@ -41,3 +41,4 @@ def setup_logging(settings: LoggingSettings, console: bool = True) -> None:
         connections.addHandler(stream)
     # pynetdicom logs every PDU at DEBUG and much at INFO; keep its warnings only.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # pacsd.index.migrate says what it did

@@ -8,6 +8,7 @@ index writer drains and the database is closed.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import click
@@ -20,12 +21,25 @@ log = logging.getLogger(__name__)
 
 
 def run_server(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM, then stop cleanly."""
+    """Run until SIGINT or SIGTERM, then stop cleanly (in `server.workers` processes if above 1)."""
+    if settings.server.workers > 1:
+        from pacsd.cli.workers import run_workers
+
+        setup_logging(settings.logging)
+        run_workers(settings, run_worker)
+    else:
+        run_worker(settings, 0)
+
+
+def run_worker(settings: Settings, number: int) -> None:
+    """One receiving process: worker `number` of several, or 0 when it runs alone."""
     from pacsd.index.engine import describe
     from pacsd.net.scp import DicomServer
     from pacsd.services.archive import Archive
 
     setup_logging(settings.logging)
+    if number:
+        log.info("worker %d of %d (pid %d)", number, settings.server.workers, os.getpid())
     archive = Archive(settings)
     server = DicomServer(settings, archive)
     web = None

@@ -21,6 +21,7 @@ from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import StorageFull
 from pacsd.net.connlog import ConnectionTracker
 from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
+from pacsd.net.reuseport import share_port
 from pacsd.net.tcp import tune_association_socket
 from pacsd.net.incoming import incoming_file_of, receive_into
 from pacsd.services.archive import Archive
@@ -104,6 +105,8 @@ class DicomServer:
         receive_into(self.archive.blobs)
         ae = self.build_ae()
         address = (self.settings.server.host, self.settings.server.port)
+        if self.settings.server.workers > 1:
+            share_port(ae)
         self._server = ae.start_server(address, block=False, evt_handlers=self.handlers())
         log.info("DICOM listener %s on %s:%d", self.settings.server.ae_title, *self._server.server_address[:2])
         for service in self.services:

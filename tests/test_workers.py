@@ -1,0 +1,40 @@
+"""`server.workers: 2`: two receiving processes share the DICOM port (SO_REUSEPORT); concurrent
+associations are stored once each, on SQLite WAL and on PostgreSQL, and both stop on SIGINT."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import yaml
+from pydicom import dcmread
+from sqlalchemy import select
+
+from pacsd.index.engine import open_index
+from pacsd.index.schema import instances
+from tests.studies import send, write_study
+
+pytestmark = pytest.mark.both_databases
+
+
+def test_two_workers_share_the_port_and_store_everything_once(pacs_process, tmp_path):
+    config = tmp_path / "workers.yaml"
+    config.write_text(yaml.safe_dump({"server": {"workers": 2}}))
+    server = pacs_process("--config", str(config))
+    studies = [write_study(tmp_path / "send" / str(n), series=2, per_series=5) for n in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda files: send(server, files), studies))
+
+    engine = open_index(server.database_target)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(instances.c.sop_uid, instances.c.path)).all()
+    finally:
+        engine.dispose()
+    sent = sorted(str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for files in studies for f in files)
+    assert sorted(row.sop_uid for row in rows) == sent
+    for row in rows:
+        assert str(dcmread(tmp_path / "storage" / row.path).SOPInstanceUID) == row.sop_uid
+    output = server.stop()
+    assert "worker 1 of 2" in output and "worker 2 of 2" in output
+    assert output.count("pacsd stopped") == 2, output[-2000:]
