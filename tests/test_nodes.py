@@ -102,3 +102,14 @@ def test_study_sent_to_two_nodes_at_once_is_stable_once(pacs_process, tmp_path):
     assert len([line for line in actions if line.split(" ")[2:3] == ["study-stable"]]) == 1, actions[-5:]
     assert len([line for line in actions if " scan-sheet " in line]) == 1
     assert refusals(tmp_path) == []
+
+
+def test_a_starting_node_leaves_other_nodes_incoming_files_alone(tmp_path):
+    """Nodes share the storage folder: one starting clears its own unfinished files only."""
+    from pacsd.storage.blobstore import BlobStore
+
+    first = BlobStore(tmp_path / "storage", node="host-a-104")
+    receiving = first.new_temp_path()
+    left_by_crash = BlobStore(tmp_path / "storage", node="host-b-104").new_temp_path()
+    BlobStore(tmp_path / "storage", node="host-b-104")  # host b starts again
+    assert receiving.exists() and not left_by_crash.exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import click
 
@@ -40,7 +41,7 @@ def run_worker(settings: Settings, number: int) -> None:
     setup_logging(settings.logging)
     if number:
         log.info("worker %d of %d (pid %d)", number, settings.server.workers, os.getpid())
-    archive = Archive(settings)
+    archive = Archive(settings, f"{socket.gethostname()}-{settings.server.port}-w{number}" if number else None)
     server = DicomServer(settings, archive)
     web = None
     stop = threading.Event()

@@ -6,6 +6,8 @@ They print a progress bar and a summary; `send` and `import` exit 1 when any fil
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -17,6 +19,15 @@ from rich.table import Table
 from pacsd.cli.options import archive_options, build_settings
 
 console = Console(stderr=True)
+
+
+def command_archive(config_path, flags: dict):
+    """The archive for a one-off command (import, export): its incoming files carry this process's
+    name, so a server on the same storage keeps its own."""
+    from pacsd.services.archive import Archive
+
+    node = f"{socket.gethostname()}-{click.get_current_context().info_name}-{os.getpid()}"
+    return Archive(build_settings(config_path, **flags), node=node)
 
 
 def _progress() -> Progress:
@@ -81,10 +92,9 @@ def send(host, port, paths, aec, aet, associations) -> None:
 @archive_options
 def import_(paths, config_path, **flags) -> None:
     """Import files and folders from disk through the same path as received images."""
-    from pacsd.services.archive import Archive
     from pacsd.services.importer import files_under, import_paths
 
-    archive = Archive(build_settings(config_path, **flags))
+    archive = command_archive(config_path, flags)
     try:
         with _progress() as progress:
             task = progress.add_task("importing", total=len(files_under(paths)))
@@ -133,12 +143,11 @@ def stats(config_path, as_json, **flags) -> None:
 @archive_options
 def export(study, series_uid, patient, out_dir, zip_path, config_path, **flags) -> None:
     """Export a study, series or patient as a DICOM File-set with a DICOMDIR."""
-    from pacsd.services.archive import Archive
     from pacsd.services.export import export_fileset
 
     if sum(bool(x) for x in (study, series_uid, patient)) != 1:
         raise click.UsageError("give exactly one of --study, --series, --patient")
-    archive = Archive(build_settings(config_path, **flags))
+    archive = command_archive(config_path, flags)
     try:
         dicomdir, count = export_fileset(archive, out_dir, zip_path, study=study, series_uid=series_uid,
                                          patient=patient)

@@ -8,6 +8,7 @@ detector stops, queued jobs finish, the writer drains, the engine is disposed).
 from __future__ import annotations
 
 import logging
+import socket
 
 from pacsd.config import Settings
 from pacsd.dicom.sopclasses import resolve_sop_classes
@@ -26,12 +27,15 @@ log = logging.getLogger(__name__)
 
 
 class Archive:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, node: str | None = None) -> None:
+        """`node` names this process among those sharing the storage folder (default: host and
+        DICOM port); its unfinished incoming files from an earlier run are cleared."""
         self.settings = settings
         database = settings.database
         self.engine = open_index(database.target, database.wal_mode, database.auto_upgrade)
         storage = settings.storage
-        self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group)
+        self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group,
+                               node or f"{socket.gethostname()}-{settings.server.port}")
         self.writer = IndexWriter(self.engine, batch=settings.database.commit_batch,
                                   make_durable=self.blobs.make_durable)
         self.accepted_sop_classes = resolve_sop_classes(settings.accepted_sop_classes)

@@ -1,7 +1,7 @@
 """Files on the storage volume: incoming temp files, placement, durability, removal.
 
 An incoming file is written under `<root>/.incoming/` (same volume, so placing it is a link, not
-a copy), linked to its final name without ever replacing an existing file (a name collision gets
+a copy) with the writing node's name in front (nodes may share the folder), linked to its final name without ever replacing an existing file (a name collision gets
 a `_1`, `_2`, ... suffix), and the temp name is removed.  `make_durable` then flushes a whole
 group of placed files at once: one `syncfs()` of the volume covers their data and their new
 directory entries (per-file fdatasync + folder fsync where syncfs is missing).
@@ -16,6 +16,7 @@ import grp
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path, PurePosixPath
 
 from pacsd.errors import ConfigError, StorageFull
@@ -23,6 +24,8 @@ from pacsd.errors import ConfigError, StorageFull
 log = logging.getLogger(__name__)
 
 INCOMING = ".incoming"
+NODE_MARK = "~"  # <node>~<random>.dcm: the node that is writing an incoming file
+STALE_AFTER = 24 * 3600  # seconds: another node's incoming file this old was abandoned
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
@@ -39,8 +42,9 @@ class BlobStore:
     """The image files under one root directory."""
 
     def __init__(self, root: Path | str, fsync: bool = True, file_mode: int = 0o640, dir_mode: int = 0o750,
-                 group: str | None = None) -> None:
+                 group: str | None = None, node: str = "") -> None:
         self.root = Path(root).resolve()
+        self.node = node.replace("/", "_").replace(NODE_MARK, "_")
         self.fsync = fsync
         self.file_mode, self.dir_mode = file_mode, dir_mode
         self.gid = group_id(group)
@@ -49,13 +53,23 @@ class BlobStore:
         self._clear_stale_incoming()
 
     def _clear_stale_incoming(self) -> None:
-        """Temp files left by a crash were never acknowledged: remove them."""
+        """Temp files left by a crash were never acknowledged: remove ours (and unmarked ones).
+
+        Other nodes sharing the folder may be receiving into theirs right now; theirs are
+        removed only when a day old."""
+        now = time.time()
         for stale in self.incoming.iterdir():
-            log.warning("removing unfinished incoming file %s from an earlier run", stale.name)
-            stale.unlink(missing_ok=True)
+            writer, marked, _ = stale.name.partition(NODE_MARK)
+            try:
+                abandoned = now - stale.stat().st_mtime > STALE_AFTER
+            except FileNotFoundError:
+                continue
+            if not marked or writer == self.node or abandoned:
+                log.warning("removing unfinished incoming file %s from an earlier run", stale.name)
+                stale.unlink(missing_ok=True)
 
     def new_temp_path(self, suffix: str = ".dcm") -> Path:
-        fd, name = tempfile.mkstemp(suffix=suffix, dir=self.incoming)
+        fd, name = tempfile.mkstemp(suffix=suffix, prefix=f"{self.node}{NODE_MARK}", dir=self.incoming)
         os.close(fd)
         return Path(name)
 
