@@ -19,7 +19,7 @@ from pacsd.index.engine import open_index
 from pacsd.index.schema import changes, instances, patients, series, studies
 from tests.studies import send, wait_for, write_study
 
-pytestmark = pytest.mark.parametrize("index_backend", ["postgresql"], indirect=True)
+on_postgresql = pytest.mark.parametrize("index_backend", ["postgresql"], indirect=True)
 
 
 def send_at_once(nodes, batches) -> None:
@@ -43,6 +43,7 @@ def refusals(tmp_path) -> list[str]:
             if "refused" in line or "index write failed" in line]
 
 
+@on_postgresql
 @pytest.mark.parametrize("node_count", [2, 3])
 def test_overlapping_sends_to_several_nodes_store_each_instance_once(pacs_process, tmp_path, node_count):
     nodes = [pacs_process() for _ in range(node_count)]
@@ -78,6 +79,7 @@ def test_overlapping_sends_to_several_nodes_store_each_instance_once(pacs_proces
     assert refusals(tmp_path) == []
 
 
+@on_postgresql
 def test_study_sent_to_two_nodes_at_once_is_stable_once(pacs_process, tmp_path):
     config = tmp_path / "node.yaml"
     config.write_text(yaml.safe_dump({"stable_after": 1, "storage": {"naming": "accounts"}}))
