@@ -46,7 +46,9 @@ class DicomService(Protocol):
 
 def extra_services(server: "DicomServer") -> list[DicomService]:
     """The services offered besides Verification and Storage (query/retrieve, commitment, ...)."""
-    return []
+    from pacsd.net.qr_scp import QueryRetrieveService
+
+    return [QueryRetrieveService(server.settings, server.archive)]
 
 
 class DicomServer:

@@ -148,7 +148,7 @@ class QueryService:
             columns.add(instances.c.header_json)
         statement = select(*sorted(columns, key=lambda c: (c.table.name, c.name))).select_from(joined_tables(level))
         for key in sql_keys:
-            statement = statement.where(_sql_condition(key))
+            statement = statement.where(sql_condition(key))
         return statement.order_by(table.c.pk)
 
     def _answer_keys(self, level: str, model: str, keys: list[QueryKey]) -> list[QueryKey]:
@@ -242,7 +242,8 @@ def _column_key(keyword: str) -> QueryKey:
     return QueryKey(tag, _vr_of(tag), UNIVERSAL, COLUMN_KEYS[keyword])
 
 
-def _sql_condition(key: QueryKey):
+def sql_condition(key: QueryKey):
+    """The SQL condition of a key kept as a column."""
     column = key.column
     if column.integer:
         try:

@@ -1,0 +1,194 @@
+"""Query/Retrieve SCP: C-FIND, C-MOVE and C-GET handlers, Patient Root and Study Root.
+
+Thin: permissions, DIMSE statuses and C-CANCEL checks live here; matching and choosing the
+instances to send are the query and retrieve services' job.  pynetdicom runs the sub-operation
+associations and counts them.  Plugs into `DicomServer` through `extra_services()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+
+from pydicom.dataset import Dataset
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from pacsd.config import QueryRetrievePermission, Settings
+from pacsd.dicom.sopclasses import STORAGE_CLASSES
+from pacsd.errors import PacsError
+from pacsd.services.archive import Archive
+from pacsd.services.query import QueryService
+from pacsd.services.retrieve import (
+    CannotSend,
+    RetrieveService,
+    StoredInstance,
+    accepted_syntaxes,
+    prepare,
+    proposed_contexts,
+    unsendable,
+)
+
+log = logging.getLogger(__name__)
+
+MODELS = {
+    PatientRootQueryRetrieveInformationModelFind: "patient",
+    PatientRootQueryRetrieveInformationModelMove: "patient",
+    PatientRootQueryRetrieveInformationModelGet: "patient",
+    StudyRootQueryRetrieveInformationModelFind: "study",
+    StudyRootQueryRetrieveInformationModelMove: "study",
+    StudyRootQueryRetrieveInformationModelGet: "study",
+}
+
+PENDING = 0xFF00
+CANCELLED = 0xFE00
+IDENTIFIER_DOES_NOT_MATCH = 0xA900
+UNABLE_TO_PROCESS = 0xC000
+NOT_PERMITTED = 0xC001  # a failure in the "unable to process" range, with an Error Comment
+
+
+def failure(status: int, comment: str) -> Dataset:
+    """A failure status with its reason, as pynetdicom takes it from a handler."""
+    answer = Dataset()
+    answer.Status = status
+    answer.ErrorComment = comment[:64]
+    return answer
+
+
+def set_tcp_nodelay(event) -> None:
+    """Turn Nagle's algorithm off on a sub-operation association's socket."""
+    try:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        pass
+
+
+class QueryRetrieveService:
+    """The C-FIND, C-MOVE and C-GET SCP of one listener."""
+
+    def __init__(self, settings: Settings, archive: Archive) -> None:
+        self.settings = settings
+        qr = settings.query_retrieve
+        self.query = QueryService(archive.engine, settings.server.ae_title, qr.case_insensitive_names,
+                                  qr.max_results)
+        self.retrieve = RetrieveService(archive.engine, archive.blobs)
+
+    def add_contexts(self, ae: AE) -> None:
+        for uid in MODELS:
+            ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES)
+        # C-GET sends on the requestor's association: accept the Storage SCP role it asks for.
+        storage = set(STORAGE_CLASSES.values())
+        for context in ae.supported_contexts:
+            if context.abstract_syntax in storage:
+                ae.add_supported_context(context.abstract_syntax, context.transfer_syntax,
+                                         scu_role=True, scp_role=True)
+
+    def handlers(self) -> list:
+        return [(evt.EVT_C_FIND, self._on_find), (evt.EVT_C_MOVE, self._on_move), (evt.EVT_C_GET, self._on_get)]
+
+    # -- C-FIND ---------------------------------------------------------------------------
+    def _on_find(self, event) -> Iterator:
+        calling = event.assoc.requestor.ae_title.strip()
+        permission = self.settings.query_retrieve.permission(calling)
+        if permission is None or not permission.find:
+            log.warning("C-FIND from %s refused: not permitted", calling)
+            yield failure(NOT_PERMITTED, f"{calling} may not query"), None
+            return
+        try:
+            identifier = event.identifier
+            matches = self.query.find(identifier.get("QueryRetrieveLevel", ""), identifier,
+                                      MODELS[event.request.AffectedSOPClassUID],
+                                      cancelled=lambda: event.is_cancelled)
+        except PacsError as exc:
+            log.warning("C-FIND from %s refused: %s", calling, exc)
+            yield failure(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
+            return
+        for answer in matches:
+            yield PENDING, answer
+        if event.is_cancelled:
+            log.info("C-FIND from %s cancelled", calling)
+            yield CANCELLED, None
+
+    # -- C-MOVE ---------------------------------------------------------------------------
+    def _on_move(self, event) -> Iterator:
+        calling = event.assoc.requestor.ae_title.strip()
+        destination = str(event.move_destination).strip()
+        known = self.settings.known_ae(destination)
+        refusal = _move_refusal(self.settings.query_retrieve.permission(calling), destination, known)
+        if refusal:
+            log.warning("C-MOVE from %s to %s refused (0xA801): %s", calling, destination, refusal)
+            yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
+            return
+        selected = self._select(event, calling, "C-MOVE")
+        sub_association = []
+        yield known.host, known.port, {
+            "ae_title": known.ae_title,
+            "contexts": proposed_contexts(selected),
+            "evt_handlers": [(evt.EVT_CONN_OPEN, set_tcp_nodelay),
+                             (evt.EVT_ACCEPTED, lambda e: sub_association.append(e.assoc))],
+        }
+        yield len(selected)
+        accepted = accepted_syntaxes(sub_association[0].accepted_contexts) if sub_association else {}
+        log.info("C-MOVE from %s: %d instances to %s", calling, len(selected), destination)
+        yield from self._sub_operations(event, selected, accepted)
+
+    # -- C-GET ----------------------------------------------------------------------------
+    def _on_get(self, event) -> Iterator:
+        calling = event.assoc.requestor.ae_title.strip()
+        permission = self.settings.query_retrieve.permission(calling)
+        if permission is None or not permission.get:
+            log.warning("C-GET from %s refused: not permitted", calling)
+            yield 1
+            yield failure(NOT_PERMITTED, f"{calling} may not retrieve"), None
+            return
+        try:
+            selected = self._select(event, calling, "C-GET")
+        except PacsError as exc:
+            yield 1
+            yield failure(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
+            return
+        yield len(selected)
+        ours = [cx for cx in event.assoc.accepted_contexts if cx.as_scu]
+        log.info("C-GET from %s: %d instances", calling, len(selected))
+        yield from self._sub_operations(event, selected, accepted_syntaxes(ours))
+
+    # -- shared ---------------------------------------------------------------------------
+    def _select(self, event, calling: str, what: str) -> list[StoredInstance]:
+        identifier = event.identifier
+        try:
+            return self.retrieve.select(identifier.get("QueryRetrieveLevel", ""), identifier,
+                                        MODELS[event.request.AffectedSOPClassUID])
+        except PacsError as exc:
+            log.warning("%s from %s refused: %s", what, calling, exc)
+            raise
+
+    def _sub_operations(self, event, selected: list[StoredInstance], accepted) -> Iterator:
+        for instance in selected:
+            if event.is_cancelled:
+                yield CANCELLED, None
+                return
+            try:
+                dataset = prepare(instance, accepted)
+            except CannotSend as exc:
+                log.warning("retrieve sub-operation failed: %s", exc)
+                dataset = unsendable(instance)
+            yield PENDING, dataset
+
+
+def _move_refusal(permission: QueryRetrievePermission | None, destination: str, known) -> str:
+    """Why a C-MOVE may not go ahead ('' when it may)."""
+    if known is None:
+        return "not a known AE (add it to known_aes)"
+    if permission is None or not permission.move:
+        return "the calling AE may not move"
+    if not permission.may_move_to(destination):
+        return "the calling AE may not move to this destination"
+    return ""
