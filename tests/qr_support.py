@@ -1,6 +1,7 @@
 """Helpers of the Query/Retrieve tests: fill an archive, run findscu and read its answers, run
 pacsd and a DCMTK storescp together in a private network namespace (storescp cannot bind one
-address, so it only ever listens inside a namespace of its own)."""
+address, so it only ever listens inside a namespace of its own).  DCMTK's tools are taken from
+/usr/bin: pynetdicom installs apps of the same names into the virtualenv."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ for _ in $(seq 200); do
 done
 status=0
 "$@" || status=$?
-kill $receiver; kill -INT $pacsd; wait $pacsd || true
+kill $receiver || true; kill -INT $pacsd || true; wait $pacsd || true
 exit $status
 """
 
@@ -86,5 +87,5 @@ def with_pacsd_and_storescp(tmp_path: Path, storescp_opts: str, *command: str,
     config = namespace_config(tmp_path, **sections)
     run = subprocess.run(["unshare", "-n", "bash", "-c", _NAMESPACE_RUN, "qr", str(config), str(received),
                           storescp_opts, *command], capture_output=True, text=True, timeout=180,
-                         env={"PATH": f"{VENV_BIN}:/usr/bin:/bin:/usr/sbin:/sbin", "PACSD": str(VENV_BIN / "pacsd")})
+                         env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PACSD": str(VENV_BIN / "pacsd")})
     return run, received

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, evt
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, _config, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -69,6 +70,31 @@ def set_tcp_nodelay(event) -> None:
         event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (AttributeError, OSError):
         pass
+
+
+def send_files_unchanged(assoc) -> None:
+    """Make the sub-operations of `assoc` send a stored file's own bytes.
+
+    pynetdicom's C-MOVE/C-GET loop sends the datasets a handler yields, re-encoded by pydicom
+    (which, for one, drops group lengths).  A yielded `file_stand_in` carries the file's path;
+    this wrapper hands that path to `send_c_store`, which then streams the file unchanged.
+    """
+    _config.STORE_SEND_CHUNKED_DATASET = True  # a path is streamed, not read into a Dataset
+    send_c_store = assoc.send_c_store
+
+    def send(dataset, *args, **kwargs):
+        return send_c_store(getattr(dataset, "stored_path", dataset), *args, **kwargs)
+
+    assoc.send_c_store = send
+
+
+def file_stand_in(instance: StoredInstance, path: Path) -> Dataset:
+    """What the handler yields for a file sent unchanged (see `send_files_unchanged`)."""
+    stand_in = Dataset()
+    stand_in.SOPClassUID = instance.sop_class_uid
+    stand_in.SOPInstanceUID = instance.sop_uid
+    stand_in.stored_path = path
+    return stand_in
 
 
 class QueryRetrieveService:
@@ -136,7 +162,10 @@ class QueryRetrieveService:
                              (evt.EVT_ACCEPTED, lambda e: sub_association.append(e.assoc))],
         }
         yield len(selected)
-        accepted = accepted_syntaxes(sub_association[0].accepted_contexts) if sub_association else {}
+        accepted = {}
+        if sub_association:
+            send_files_unchanged(sub_association[0])
+            accepted = accepted_syntaxes(sub_association[0].accepted_contexts)
         log.info("C-MOVE from %s: %d instances to %s", calling, len(selected), destination)
         yield from self._sub_operations(event, selected, accepted)
 
@@ -158,7 +187,12 @@ class QueryRetrieveService:
         yield len(selected)
         ours = [cx for cx in event.assoc.accepted_contexts if cx.as_scu]
         log.info("C-GET from %s: %d instances", calling, len(selected))
-        yield from self._sub_operations(event, selected, accepted_syntaxes(ours))
+        send_c_store = event.assoc.send_c_store
+        send_files_unchanged(event.assoc)
+        try:
+            yield from self._sub_operations(event, selected, accepted_syntaxes(ours))
+        finally:
+            event.assoc.send_c_store = send_c_store
 
     # -- shared ---------------------------------------------------------------------------
     def _select(self, event, calling: str, what: str) -> list[StoredInstance]:
@@ -176,11 +210,11 @@ class QueryRetrieveService:
                 yield CANCELLED, None
                 return
             try:
-                dataset = prepare(instance, accepted)
+                prepared = prepare(instance, accepted)
             except CannotSend as exc:
                 log.warning("retrieve sub-operation failed: %s", exc)
-                dataset = unsendable(instance)
-            yield PENDING, dataset
+                prepared = unsendable(instance)
+            yield PENDING, prepared if isinstance(prepared, Dataset) else file_stand_in(instance, prepared)
 
 
 def _move_refusal(permission: QueryRetrievePermission | None, destination: str, known) -> str:

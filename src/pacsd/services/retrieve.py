@@ -108,13 +108,18 @@ def accepted_syntaxes(contexts: Iterable[PresentationContext]) -> dict[str, set[
     return accepted
 
 
-def prepare(instance: StoredInstance, accepted: Mapping[str, set[str]]) -> Dataset:
-    """The instance as a dataset the destination accepts: unchanged, or decompressed.
+def prepare(instance: StoredInstance, accepted: Mapping[str, set[str]]) -> Path | Dataset:
+    """The instance in a form the destination accepts: its file, to send unchanged, when the
+    stored syntax was accepted; else a dataset in an uncompressed syntax (decompressed if needed).
 
     Raises CannotSend (with the reason) when it accepted nothing this instance can become.
     """
     syntaxes = accepted.get(instance.sop_class_uid, set())
     stored = UID(instance.transfer_syntax)
+    if stored in syntaxes:
+        if not instance.path.is_file():
+            raise CannotSend(f"{instance.sop_uid}: its file {instance.path.name} is missing")
+        return instance.path
     uncompressed_ok = any(s in syntaxes for s in UNCOMPRESSED)
     if stored not in syntaxes and not uncompressed_ok:
         raise CannotSend(f"{instance.sop_uid}: the destination accepted neither {stored.name} nor an "
@@ -123,10 +128,10 @@ def prepare(instance: StoredInstance, accepted: Mapping[str, set[str]]) -> Datas
         dataset = dcmread(instance.path)
     except (OSError, ValueError) as exc:
         raise CannotSend(f"{instance.sop_uid}: cannot read {instance.path.name}: {exc}") from None
-    if stored in syntaxes or stored in UNCOMPRESSED or not stored.is_compressed:
-        return dataset  # as stored; pynetdicom converts between uncompressed syntaxes
+    if not stored.is_compressed:
+        return dataset  # pynetdicom converts between uncompressed syntaxes
     try:
-        dataset.decompress()
+        dataset.decompress(generate_instance_uid=False)  # lossless: the same instance
     except Exception as exc:  # each decoder plugin raises its own kinds of error
         raise CannotSend(f"{instance.sop_uid}: cannot decompress {stored.name}: {exc}") from None
     log.info("sending %s decompressed from %s", instance.sop_uid, stored.name)
