@@ -128,18 +128,24 @@ class QueryRetrieveService:
             log.warning("C-FIND from %s refused: not permitted", calling)
             yield failure(NOT_PERMITTED, f"{calling} may not query"), None
             return
+        cancel_seen = []  # event.is_cancelled reports a C-CANCEL once: remember it
+
+        def cancelled() -> bool:
+            if not cancel_seen and event.is_cancelled:
+                cancel_seen.append(True)
+            return bool(cancel_seen)
+
         try:
             identifier = event.identifier
             matches = self.query.find(identifier.get("QueryRetrieveLevel", ""), identifier,
-                                      MODELS[event.request.AffectedSOPClassUID],
-                                      cancelled=lambda: event.is_cancelled)
+                                      MODELS[event.request.AffectedSOPClassUID], cancelled=cancelled)
         except PacsError as exc:
             log.warning("C-FIND from %s refused: %s", calling, exc)
             yield failure(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
             return
         for answer in matches:
             yield PENDING, answer
-        if event.is_cancelled:
+        if cancelled():
             log.info("C-FIND from %s cancelled", calling)
             yield CANCELLED, None
 
