@@ -31,9 +31,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pacsd.cli import serve, tools
+    from pacsd.cli import qr, serve, tools
 
-    for command in (*serve.COMMANDS, *tools.COMMANDS):
+    for command in (*serve.COMMANDS, *tools.COMMANDS, *qr.COMMANDS):
         main.add_command(command)
 
 
