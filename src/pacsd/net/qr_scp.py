@@ -14,18 +14,11 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, _config, evt
-from pynetdicom.sop_class import (
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelGet,
-    PatientRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelMove,
-)
 
 from pacsd.config import QueryRetrievePermission, Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import PacsError
+from pacsd.net.qr_models import MODEL_OF
 from pacsd.services.archive import Archive
 from pacsd.services.query import QueryService
 from pacsd.services.retrieve import (
@@ -40,14 +33,6 @@ from pacsd.services.retrieve import (
 
 log = logging.getLogger(__name__)
 
-MODELS = {
-    PatientRootQueryRetrieveInformationModelFind: "patient",
-    PatientRootQueryRetrieveInformationModelMove: "patient",
-    PatientRootQueryRetrieveInformationModelGet: "patient",
-    StudyRootQueryRetrieveInformationModelFind: "study",
-    StudyRootQueryRetrieveInformationModelMove: "study",
-    StudyRootQueryRetrieveInformationModelGet: "study",
-}
 
 PENDING = 0xFF00
 CANCELLED = 0xFE00
@@ -108,7 +93,7 @@ class QueryRetrieveService:
         self.retrieve = RetrieveService(archive.engine, archive.blobs)
 
     def add_contexts(self, ae: AE) -> None:
-        for uid in MODELS:
+        for uid in MODEL_OF:
             ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES)
         # C-GET sends on the requestor's association: accept the Storage SCP role it asks for.
         storage = set(STORAGE_CLASSES.values())
@@ -138,7 +123,7 @@ class QueryRetrieveService:
         try:
             identifier = event.identifier
             matches = self.query.find(identifier.get("QueryRetrieveLevel", ""), identifier,
-                                      MODELS[event.request.AffectedSOPClassUID], cancelled=cancelled)
+                                      MODEL_OF[event.request.AffectedSOPClassUID], cancelled=cancelled)
         except PacsError as exc:
             log.warning("C-FIND from %s refused: %s", calling, exc)
             yield failure(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
@@ -205,7 +190,7 @@ class QueryRetrieveService:
         identifier = event.identifier
         try:
             return self.retrieve.select(identifier.get("QueryRetrieveLevel", ""), identifier,
-                                        MODELS[event.request.AffectedSOPClassUID])
+                                        MODEL_OF[event.request.AffectedSOPClassUID])
         except PacsError as exc:
             log.warning("%s from %s refused: %s", what, calling, exc)
             raise

@@ -14,21 +14,11 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, StoragePresentationContexts, build_role, evt
-from pynetdicom.sop_class import (
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelGet,
-    PatientRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelMove,
-)
 
 from pacsd.errors import PacsError
+from pacsd.net.qr_models import FIND, GET, MOVE
 from pacsd.services.retrieve import RetrieveCounts
 
-FIND = {"study": StudyRootQueryRetrieveInformationModelFind, "patient": PatientRootQueryRetrieveInformationModelFind}
-MOVE = {"study": StudyRootQueryRetrieveInformationModelMove, "patient": PatientRootQueryRetrieveInformationModelMove}
-GET = {"study": StudyRootQueryRetrieveInformationModelGet, "patient": PatientRootQueryRetrieveInformationModelGet}
 _PENDING = (0xFF00, 0xFF01)
 _SAFE_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _GET_CONTEXT_ROOM = 127  # 128 contexts per association, one of them the C-GET model
