@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Install the Debian packages a purpose needs, only when they are missing.
-#   test:  DCMTK (the real DICOM peers of the test suite), iproute2
+#   always: the Unicode fonts scan sheets embed (DejaVu Sans; Droid Sans Fallback for CJK)
+#   test:  DCMTK (the real DICOM peers of the test suite), iproute2 (private network
+#          namespaces for peers that cannot bind one address), dicom3tools (dciodvfy checks
+#          the objects pacsd writes), poppler-utils (pdftotext/pdftoppm read the scan sheets)
 #   bench: DCMTK and Orthanc (the servers the ingest benchmark compares against)
 set -euo pipefail
 purpose="${1:-test}"
 need=()
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+[ -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || need+=(fonts-droid-fallback)
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
-# iproute2: `ip link set lo up` inside the private network namespaces DCMTK storescp runs in
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if [ "$purpose" = test ]; then
+  command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+  command -v pdftotext >/dev/null 2>&1 && command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
+fi
 if [ "$purpose" = bench ]; then
   command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 fi

@@ -126,15 +126,27 @@ def pacs(pacs_factory) -> RunningPacs:
     return pacs_factory()
 
 
+@pytest.fixture
+def web(pacs):
+    """The web application of the running `pacs`, served on a free loopback port; yields its base URL."""
+    from pacsd.web.server import WebServer
+
+    server = WebServer(pacs.archive, HOST, 0)
+    server.start()
+    yield f"http://{HOST}:{server.address[1]}"
+    server.stop()
+
+
 class PacsProcess:
     """The real `pacsd serve` command in a subprocess."""
 
     def __init__(self, tmp_path: Path, *extra: str) -> None:
         self.port = free_port()
+        self.http_port = free_port()
         self.data = tmp_path
         self.args = [str(VENV_BIN / "pacsd"), "serve", "--host", HOST, "--port", str(self.port),
                      "--storage-dir", str(tmp_path / "storage"), "--index-db", str(tmp_path / "index.sqlite"),
-                     "--log-dir", str(tmp_path / "logs"), *extra]
+                     "--log-dir", str(tmp_path / "logs"), "--http-port", str(self.http_port), *extra]
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "PacsProcess":
@@ -143,10 +155,18 @@ class PacsProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"pacsd serve exited: {self.proc.stdout.read()}")
-            if dcmtk("echoscu", "-aec", "PACSD", HOST, str(self.port), timeout=10).returncode == 0:
+            if dcmtk("echoscu", "-aec", "PACSD", HOST, str(self.port), timeout=10).returncode == 0 and self._web_up():
                 return self
             time.sleep(0.2)
         raise RuntimeError("pacsd serve did not answer C-ECHO within 30 s")
+
+    def _web_up(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"http://{HOST}:{self.http_port}/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def stop(self, sig: int = 2) -> str:
         assert self.proc is not None

@@ -49,6 +49,23 @@ class StorageSettings(_Section):
     fsync: bool = True
     file_mode: int = 0o640
     dir_mode: int = 0o750
+    group: str | None = Field(None, description="group given to created folders and files (chgrp)")
+
+    @field_validator("file_mode", "dir_mode", mode="before")
+    @classmethod
+    def _octal(cls, value: Any) -> Any:
+        """Modes are octal however written: 0o640, "0640" or 640 all mean rw-r-----."""
+        if isinstance(value, int):
+            value = str(value) if value > 0o777 or value in (640, 750, 600, 700, 644, 755) else oct(value)
+        if isinstance(value, str):
+            try:
+                mode = int(value.strip().lower().removeprefix("0o"), 8)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an octal file mode such as 0o640") from None
+            if not 0 <= mode <= 0o7777:
+                raise ValueError(f"{value!r} is not a file mode")
+            return mode
+        return value
 
     @field_validator("naming")
     @classmethod
@@ -94,6 +111,9 @@ class KnownAE(_Section):
     ae_title: str
     host: str
     port: int = Field(ge=1, le=65535)
+    commitment_reply: Literal["same", "new", "auto"] = Field(
+        "auto", description="where Storage Commitment reports go: the requester's open association, "
+        "a new one to host:port, or the open one when there is one and a new one otherwise")
 
     _check_aet = field_validator("ae_title")(_check_ae_title)
 
@@ -126,6 +146,23 @@ class QueryRetrieveSettings(_Section):
         return next((p for p in self.permissions if p.ae_title == calling_aet.strip()), None)
 
 
+class CommitmentSettings(_Section):
+    """Storage Commitment: how hard instances are checked and how reports are re-sent."""
+
+    verify_checksums: bool = Field(False, description="re-hash each file and compare to its ingest checksum")
+    retry_first_delay: float = Field(10, gt=0, description="seconds before the first retry of a report")
+    retry_backoff: float = Field(2.0, ge=1, description="each retry waits this many times longer")
+    retry_max_delay: float = Field(600, gt=0, description="the longest wait between two retries")
+    max_attempts: int = Field(20, ge=1, description="then the report waits for the requester to call again")
+    connect_timeout: float = Field(15, gt=0, description="seconds to open an association to the requester")
+
+
+class HttpSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8042, ge=0, le=65535)
+
+
 class LoggingSettings(_Section):
     directory: Path = DEFAULT_DATA_DIR / "logs"
     app_log: str = "pacsd.log"
@@ -144,6 +181,13 @@ class Settings(_Section):
     known_aes: list[KnownAE] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     query_retrieve: QueryRetrieveSettings = Field(default_factory=QueryRetrieveSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    commitment: CommitmentSettings = Field(default_factory=CommitmentSettings)
+    accounts: "AccountsSettings" = Field(default_factory=lambda: AccountsSettings())
+    stable_after: float = Field(60, gt=0, description="seconds without a new instance before a study is stable")
+    scan_sheets: "ScanSheetSettings" = Field(default_factory=lambda: ScanSheetSettings())
+    hooks: "HookSettings" = Field(default_factory=lambda: HookSettings())
+    action_log: "ActionLogSettings" = Field(default_factory=lambda: ActionLogSettings())
 
     @field_validator("accepted_sop_classes")
     @classmethod
@@ -155,6 +199,108 @@ class Settings(_Section):
 
     def known_ae(self, ae_title: str) -> KnownAE | None:
         return next((ae for ae in self.known_aes if ae.ae_title == ae_title.strip()), None)
+
+
+class PhysicianAccount(_Section):
+    """One account: a folder name and the physician names (DICOM PN form) it answers to."""
+
+    name: str
+    physicians: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        from pacsd.storage.sanitize import path_component
+
+        if path_component(value, default="") != value:
+            raise ValueError(f"account name {value!r} must be usable as a folder name as it is")
+        return value
+
+
+class AccountsSettings(_Section):
+    """The physician-account naming scheme (`storage.naming: accounts`)."""
+
+    root: str = Field("", description="folder of the accounts, relative to storage.directory")
+    study_folder: str = "{StudyDate}_{PatientName}_{AccessionNumber|StudyID}"
+    guest: str = "Guest"
+    unknown: str = "Unknown"
+    entries: list[PhysicianAccount] = Field(default_factory=list)
+
+    @field_validator("root")
+    @classmethod
+    def _check_root(cls, value: str) -> str:
+        from pacsd.storage.sanitize import path_component
+
+        parts = [part for part in value.split("/") if part]
+        if any(path_component(part, default="") != part for part in parts):
+            raise ValueError(f"accounts root {value!r} must be a plain relative folder (no '..')")
+        return "/".join(parts)
+
+    @field_validator("study_folder")
+    @classmethod
+    def _check_study_folder(cls, value: str) -> str:
+        from pacsd.storage.layout import check_template_fields
+
+        if "/" in value:
+            raise ValueError("the study folder template is one folder name: no '/'")
+        check_template_fields(value)
+        return value
+
+    @field_validator("guest", "unknown")
+    @classmethod
+    def _check_folder(cls, value: str) -> str:
+        return PhysicianAccount._check_name(value)
+
+
+class ScanSheetSettings(_Section):
+    enabled: bool = True
+    file_name: str = "ScanSheet"
+    # The first font that exists is the text font; the others fill in glyphs it lacks (CJK).
+    fonts: list[Path] = Field(default_factory=lambda: [
+        Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+        Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"),
+    ])
+    thumbnail_size: int = Field(160, ge=32, le=1024)
+
+
+HOOK_PLACEHOLDERS = ("path", "study_uid", "study_dir", "account", "calling_aet", "peer",
+                     "series_uid", "sop_instance_uid", "patient_id", "patient_name")
+
+
+class HookSettings(_Section):
+    """Commands run after an instance is stored and when a study is stable: argument lists."""
+
+    on_instance: list[str] = Field(default_factory=list)
+    on_study_stable: list[str] = Field(default_factory=list)
+    timeout: float = Field(60, gt=0)
+    workers: int = Field(2, ge=1)
+
+    @field_validator("on_instance", "on_study_stable")
+    @classmethod
+    def _check_placeholders(cls, value: list[str]) -> list[str]:
+        import string
+
+        for argument in value:
+            try:
+                fields = [f for _, f, _, _ in string.Formatter().parse(argument) if f is not None]
+            except ValueError as exc:
+                raise ValueError(f"hook argument {argument!r}: {exc}") from None
+            unknown = [f for f in fields if f not in HOOK_PLACEHOLDERS]
+            if any(spec or conv for _, f, spec, conv in string.Formatter().parse(argument) if f is not None):
+                raise ValueError(f"hook argument {argument!r}: placeholders take no format spec or conversion")
+            if unknown:
+                raise ValueError(f"hook argument {argument!r}: unknown placeholder {{{unknown[0]}}}; "
+                                 f"known: {', '.join(HOOK_PLACEHOLDERS)}")
+        return value
+
+
+class ActionLogSettings(_Section):
+    file: str = "actions.log"
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    backups: int = Field(5, ge=0)
+
+
+Settings.model_rebuild()
 
 
 def _format_error(exc: ValidationError, source: str) -> str:

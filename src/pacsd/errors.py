@@ -19,3 +19,23 @@ class InvalidDicom(PacsError):
 
 class StorageFull(PacsError):
     """The storage volume has no room (or refused the write); nothing was kept."""
+
+
+class NoPixelData(PacsError):
+    """The object holds no image (SR, encapsulated PDF, RT plan, presentation state...)."""
+
+
+class PixelDecodeError(PacsError):
+    """The pixel data is present but cannot be decoded (unsupported or damaged encoding)."""
+
+
+class InvalidTagValue(PacsError):
+    """A tag name, path or value given by a user does not fit the element or its VR."""
+
+
+class FrameOutOfRange(PacsError):
+    """A frame number was asked for that the multi-frame object does not have."""
+
+
+class TagNotFound(InvalidTagValue):
+    """The element (or a sequence item on the way to it) is not in the file."""

@@ -31,9 +31,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pacsd.cli import qr, serve, tools
+    from pacsd.cli import commit, qr, serve, toolkit, tools
 
-    for command in (*serve.COMMANDS, *tools.COMMANDS, *qr.COMMANDS):
+    for command in (*serve.COMMANDS, *tools.COMMANDS, *toolkit.COMMANDS, *commit.COMMANDS, *qr.COMMANDS):
         main.add_command(command)
 
 

@@ -10,52 +10,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from pathlib import Path
-
 import click
 
-from pacsd.config import Settings, load_settings
+from pacsd.cli.options import build_settings, server_options
+from pacsd.config import Settings
 from pacsd.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
-
-
-def server_options(func):
-    """Flags shared by `pacsd serve` and `store-scp`, each overriding one setting."""
-    options = [
-        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                     help="YAML settings file (see pacsd.example.yaml)."),
-        click.option("--host", help="Address to listen on [server.host, default 0.0.0.0]."),
-        click.option("--storage-dir", type=click.Path(file_okay=False, path_type=Path),
-                     help="Image storage folder [storage.directory]."),
-        click.option("--index-db", type=click.Path(dir_okay=False, path_type=Path),
-                     help="SQLite index file [database.path]."),
-        click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path),
-                     help="Folder of the application and connection logs [logging.directory]."),
-        click.option("--naming", help="hierarchical | flat | date | a path template [storage.naming]."),
-        click.option("--duplicates", type=click.Choice(["keep", "overwrite", "reject"]),
-                     help="What to do with an instance already stored [duplicates]."),
-        click.option("--accept", help='Accepted SOP classes, e.g. "CT,MR,US" [accepted_sop_classes].'),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def build_settings(config_path, port=None, aet=None, host=None, storage_dir=None, index_db=None,
-                   log_dir=None, naming=None, duplicates=None, accept=None) -> Settings:
-    overrides = {
-        "server.port": port,
-        "server.ae_title": aet,
-        "server.host": host,
-        "storage.directory": storage_dir,
-        "database.path": index_db,
-        "logging.directory": log_dir,
-        "storage.naming": naming,
-        "duplicates": duplicates,
-        "accepted_sop_classes": [w.strip() for w in accept.split(",") if w.strip()] if accept else None,
-    }
-    return load_settings(config_path, overrides)
 
 
 def run_server(settings: Settings) -> None:
@@ -66,11 +27,18 @@ def run_server(settings: Settings) -> None:
     setup_logging(settings.logging)
     archive = Archive(settings)
     server = DicomServer(settings, archive)
+    web = None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
         server.start()
+        if settings.http.enabled:
+            from pacsd.web.server import WebServer
+
+            web = WebServer(archive, settings.http.host, settings.http.port)
+            web.start()
+        archive.start_background()
         log.info("pacsd ready: storage %s, index %s", settings.storage.directory, settings.database.path)
         while not stop.wait(1.0):
             pass
@@ -78,6 +46,8 @@ def run_server(settings: Settings) -> None:
                  settings.server.shutdown_grace)
     finally:
         server.stop()
+        if web is not None:
+            web.stop()
         archive.close()
         log.info("pacsd stopped")
 
@@ -86,9 +56,11 @@ def run_server(settings: Settings) -> None:
 @server_options
 @click.option("--port", type=int, help="DICOM port [server.port, default 11112].")
 @click.option("--aet", help="Our AE title [server.ae_title, default PACSD].")
-def serve(config_path, port, aet, **flags) -> None:
-    """Run the archive: DICOM listener, storage and index, in the foreground."""
-    run_server(build_settings(config_path, port=port, aet=aet, **flags))
+@click.option("--http-port", type=int, help="Web port: DICOMweb, web interface [http.port, default 8042].")
+@click.option("--http-host", help="Web address [http.host, default 127.0.0.1].")
+def serve(config_path, port, aet, http_port, http_host, **flags) -> None:
+    """Run the archive: DICOM listener, web server, storage and index, in the foreground."""
+    run_server(build_settings(config_path, port=port, aet=aet, http_port=http_port, http_host=http_host, **flags))
 
 
 @click.command(name="store-scp")

@@ -1,3 +1,150 @@
-"""Placeholder: filled in by the receive-path work."""
+"""Client and maintenance commands: echo, send, import, stats.
 
-COMMANDS: list = []
+They print a progress bar and a summary; `send` and `import` exit 1 when any file failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pacsd.cli.options import archive_options, build_settings
+
+console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=console, transient=False)
+
+
+def _print_problems(title: str, problems: list[tuple[Path, str]], limit: int = 50) -> None:
+    if not problems:
+        return
+    table = Table(title=title, show_lines=False)
+    table.add_column("file")
+    table.add_column("reason")
+    for path, reason in problems[:limit]:
+        table.add_row(str(path), reason)
+    console.print(table)
+    if len(problems) > limit:
+        console.print(f"... and {len(problems) - limit} more")
+
+
+@click.command()
+@click.argument("host")
+@click.argument("port", type=int)
+@click.option("--aec", default="ANY-SCP", show_default=True, help="Called AE title (the peer's).")
+@click.option("--aet", default="PACSD", show_default=True, help="Our (calling) AE title.")
+def echo(host, port, aec, aet) -> None:
+    """C-ECHO a DICOM peer: is it there and does it talk to us?"""
+    from pacsd.net.scu import echo as send_echo
+
+    status = send_echo(host, port, aec, aet)
+    if status != 0:
+        click.echo(f"C-ECHO to {aec}@{host}:{port} answered status 0x{status:04X}")
+        sys.exit(1)
+    click.echo(f"C-ECHO to {aec}@{host}:{port}: success")
+
+
+@click.command()
+@click.argument("host")
+@click.argument("port", type=int)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--aec", default="ANY-SCP", show_default=True, help="Called AE title (the peer's).")
+@click.option("--aet", default="PACSD", show_default=True, help="Our (calling) AE title.")
+@click.option("--associations", default=1, show_default=True, type=click.IntRange(1, 32),
+              help="Associations to use at once.")
+def send(host, port, paths, aec, aet, associations) -> None:
+    """C-STORE files and folders (recursively) to a DICOM peer, unchanged."""
+    from pacsd.net.scu import scan_files, send_files
+
+    files, skipped = scan_files(paths)
+    with _progress() as progress:
+        task = progress.add_task(f"sending to {aec}", total=len(files))
+        report = send_files(files, host, port, aec, aet, associations,
+                            on_file=lambda: progress.advance(task))
+    _print_problems("failed", report.failed)
+    _print_problems("skipped", report.skipped + skipped)
+    click.echo(f"sent {len(report.sent)}, failed {len(report.failed)}, skipped {len(skipped)}")
+    sys.exit(1 if report.failed else 0)
+
+
+@click.command(name="import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@archive_options
+def import_(paths, config_path, **flags) -> None:
+    """Import files and folders from disk through the same path as received images."""
+    from pacsd.services.archive import Archive
+    from pacsd.services.importer import files_under, import_paths
+
+    archive = Archive(build_settings(config_path, **flags))
+    try:
+        with _progress() as progress:
+            task = progress.add_task("importing", total=len(files_under(paths)))
+            report = import_paths(archive, paths, on_file=lambda: progress.advance(task))
+    finally:
+        archive.close()
+    _print_problems("failed", report.failed)
+    click.echo(f"stored {len(report.stored)}, duplicates {len(report.duplicates)}, failed {len(report.failed)}")
+    sys.exit(1 if report.failed else 0)
+
+
+@click.command()
+@archive_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def stats(config_path, as_json, **flags) -> None:
+    """Counts of patients, studies, series, instances, bytes, and per modality."""
+    from pacsd.index.engine import open_index
+    from pacsd.index.stats import archive_statistics
+
+    settings = build_settings(config_path, **flags)
+    engine = open_index(settings.database.path, settings.database.wal_mode)
+    try:
+        figures = archive_statistics(engine)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(figures, indent=2))
+        return
+    table = Table(title="pacsd archive")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key in ("patients", "studies", "series", "instances", "bytes"):
+        table.add_row(key, f"{figures[key]:,}")
+    for modality, counts in figures["modalities"].items():
+        table.add_row(f"  {modality}", f"{counts['instances']:,} instances in {counts['series']:,} series")
+    Console().print(table)
+
+
+@click.command()
+@click.option("--study", help="Study Instance UID to export.")
+@click.option("--series", "series_uid", help="Series Instance UID to export.")
+@click.option("--patient", help="Patient ID to export (all their studies).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Empty folder to write the File-set (DICOMDIR + files) into.")
+@click.option("--zip", "zip_path", type=click.Path(dir_okay=False, path_type=Path), help="Also zip it here.")
+@archive_options
+def export(study, series_uid, patient, out_dir, zip_path, config_path, **flags) -> None:
+    """Export a study, series or patient as a DICOM File-set with a DICOMDIR."""
+    from pacsd.services.archive import Archive
+    from pacsd.services.export import export_fileset
+
+    if sum(bool(x) for x in (study, series_uid, patient)) != 1:
+        raise click.UsageError("give exactly one of --study, --series, --patient")
+    archive = Archive(build_settings(config_path, **flags))
+    try:
+        dicomdir, count = export_fileset(archive, out_dir, zip_path, study=study, series_uid=series_uid,
+                                         patient=patient)
+    finally:
+        archive.close()
+    click.echo(f"exported {count} instances: {dicomdir}" + (f" (zipped to {zip_path})" if zip_path else ""))
+
+
+COMMANDS = [echo, send, import_, stats, export]

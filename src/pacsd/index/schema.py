@@ -35,6 +35,7 @@ patients = Table(
     Column("num_series", Integer, nullable=False, default=0),
     Column("num_instances", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,  # keys are never reused: cached keys cannot point elsewhere
 )
 
 studies = Table(
@@ -59,6 +60,9 @@ studies = Table(
     Column("size_bytes", BigInteger, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    # updated_at of the study when it was last found stable; pending while older than updated_at.
+    Column("stable_at", DateTime(timezone=True), nullable=True),
+    sqlite_autoincrement=True,  # keys are never reused: cached keys cannot point elsewhere
 )
 
 series = Table(
@@ -77,6 +81,7 @@ series = Table(
     Column("series_time", String(16), nullable=False, default=""),
     Column("num_instances", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,  # keys are never reused: cached keys cannot point elsewhere
 )
 
 instances = Table(
@@ -95,6 +100,7 @@ instances = Table(
     Column("calling_aet", String(16), nullable=False, default=""),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("header_json", Text, nullable=False),
+    sqlite_autoincrement=True,  # keys are never reused: cached keys cannot point elsewhere
 )
 
 changes = Table(
@@ -106,4 +112,50 @@ changes = Table(
     Column("uid", String(64), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Index("ix_changes_kind_seq", "kind", "seq"),
+)
+
+# -- Storage Commitment: every request, its per-instance results and each delivery attempt ------
+# state: received (not yet checked) -> ready (checked, report to send) -> delivered; or waiting
+# (no way to reach the requester until it calls again).  next_attempt_at NULL = not scheduled.
+commitment_requests = Table(
+    "commitment_requests",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("transaction_uid", String(64), nullable=False, index=True),
+    Column("requester_aet", String(16), nullable=False, index=True),
+    Column("requester_host", String(64), nullable=False, default=""),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("num_requested", Integer, nullable=False),
+    Column("num_committed", Integer, nullable=False, default=0),
+    Column("num_failed", Integer, nullable=False, default=0),
+    Column("checked_at", DateTime(timezone=True), nullable=True),
+    Column("event_type", Integer, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("delivered_via", String(8), nullable=False, default=""),
+    Column("last_error", Text, nullable=False, default=""),
+)
+
+commitment_items = Table(
+    "commitment_items",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("request_pk", Integer, ForeignKey("commitment_requests.pk"), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("sop_class_uid", String(64), nullable=False),
+    Column("sop_uid", String(64), nullable=False),
+    Column("failure_reason", Integer, nullable=True),  # NULL = committed (once the request is checked)
+)
+
+commitment_deliveries = Table(
+    "commitment_deliveries",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("request_pk", Integer, ForeignKey("commitment_requests.pk"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("method", String(8), nullable=False),  # same | new
+    Column("outcome", String(16), nullable=False),  # delivered | failed
+    Column("detail", Text, nullable=False, default=""),
 )

@@ -8,7 +8,6 @@ SOP classes outside `accepted_sop_classes` are refused at negotiation.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +20,8 @@ from pacsd.config import Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import StorageFull
 from pacsd.net.connlog import ConnectionTracker
+from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
+from pacsd.net.tcp import tune_association_socket
 from pacsd.net.incoming import incoming_file_of, receive_into
 from pacsd.services.archive import Archive
 from pacsd.services.ingest import OUT_OF_RESOURCES, Expected, Source
@@ -34,6 +35,7 @@ _REJECT_CALLING_AET = (0x01, 0x01, 0x03)
 def configure_pynetdicom() -> None:
     """Process-wide pynetdicom settings for a server: quiet standard handlers."""
     _config.LOG_HANDLER_LEVEL = "none"
+    shorten_association_polling()
 
 
 class DicomService(Protocol):
@@ -43,12 +45,17 @@ class DicomService(Protocol):
 
     def handlers(self) -> list: ...
 
+    # Optional: `start()` is called once the listener runs, `stop()` first thing at shutdown
+    # (background workers, e.g. Storage Commitment's report delivery).
+
 
 def extra_services(server: "DicomServer") -> list[DicomService]:
     """The services offered besides Verification and Storage (query/retrieve, commitment, ...)."""
+    from pacsd.net.commitment_scp import StorageCommitmentService
     from pacsd.net.qr_scp import QueryRetrieveService
 
-    return [QueryRetrieveService(server.settings, server.archive)]
+    return [StorageCommitmentService(server.settings, server.archive),
+            QueryRetrieveService(server.settings, server.archive)]
 
 
 class DicomServer:
@@ -101,6 +108,8 @@ class DicomServer:
         address = (self.settings.server.host, self.settings.server.port)
         self._server = ae.start_server(address, block=False, evt_handlers=self.handlers())
         log.info("DICOM listener %s on %s:%d", self.settings.server.ae_title, *self._server.server_address[:2])
+        for service in self.services:
+            getattr(service, "start", lambda: None)()
 
     @property
     def port(self) -> int:
@@ -110,6 +119,8 @@ class DicomServer:
         """Stop accepting; let open associations finish for the grace period, then abort them."""
         if self._server is None:
             return
+        for service in self.services:
+            getattr(service, "stop", lambda: None)()
         server, self._server = self._server, None
         server.shutdown()
         deadline = time.monotonic() + self.settings.server.shutdown_grace
@@ -121,11 +132,8 @@ class DicomServer:
 
     # -- handlers -------------------------------------------------------------------------
     def _on_conn_open(self, event) -> None:
-        sock = event.assoc.dul.socket.socket
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+        tune_association_socket(event.assoc)
+        shorten_dul_polling(event.assoc)
         address = event.address
         self.connections.opened(event.assoc, f"{address[0]}:{address[1]}")
 

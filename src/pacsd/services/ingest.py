@@ -11,15 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pydicom.dataset import Dataset
 
 from pacsd.dicom.header import Header, first_text, read_header
 from pacsd.errors import InvalidDicom, StorageFull
 from pacsd.index.writer import DuplicatePolicy, IndexWriter, InstanceRecord
+from pacsd.services.actionlog import ActionLog
+from pacsd.services.arrivals import SeriesArrivals
 from pacsd.storage.blobstore import BlobStore
+from pacsd.storage.layout import Layout, Placement
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +68,35 @@ class StoreResult:
         return self.status == SUCCESS
 
 
+@dataclass(frozen=True)
+class InstanceStored:
+    """An instance just made durable and indexed: what `on_stored` listeners (hooks) are told."""
+
+    path: Path
+    study_dir: Path | None
+    account: str
+    source: Source
+    sop_instance_uid: str
+    series_uid: str
+    study_uid: str
+    patient_id: str
+    patient_name: str
+
+
 class Ingest:
     """Receives complete files on the storage volume and archives them."""
 
-    def __init__(self, blobs: BlobStore, writer: IndexWriter, layout, duplicates: DuplicatePolicy = "keep",
-                 accepted_sop_classes: set[str] | None = None) -> None:
+    def __init__(self, blobs: BlobStore, writer: IndexWriter, layout: Layout, duplicates: DuplicatePolicy = "keep",
+                 accepted_sop_classes: set[str] | None = None, actions: ActionLog | None = None,
+                 on_stored: Callable[[InstanceStored], None] | None = None) -> None:
         self.blobs = blobs
         self.writer = writer
         self.layout = layout
         self.duplicates = duplicates
         self.accepted_sop_classes = accepted_sop_classes or set()
+        self.arrivals = SeriesArrivals(writer.engine)
+        self.actions = actions
+        self.on_stored = on_stored
 
     def store(self, temp: Path, source: Source, expected: Expected | None = None) -> StoreResult:
         """Archive the file at `temp` (which this call consumes) and return the DICOM status."""
@@ -82,8 +105,9 @@ class Ingest:
             header = read_header(temp)
             self._check(header, expected)
             record = self._record(header, temp, source)
-            self.blobs.sync_file(temp)
-            placed = str(self.blobs.place(temp, self.layout.relative_path(header.dataset)))
+            placement = self.layout.placement(header.dataset, lambda: self.arrivals.next(header.series_uid))
+            record.account = placement.account
+            placed = str(self.blobs.place(temp, placement.path))
             record.path = placed
             outcome = self.writer.write(record, self.duplicates)
         except InvalidDicom as exc:
@@ -97,9 +121,9 @@ class Ingest:
         except Exception as exc:  # the index refused: nothing may stay behind
             log.exception("ingest failed")
             return self._fail(temp, placed, OUT_OF_RESOURCES, str(exc), source, expected)
-        return self._finish(header, outcome, placed, source)
+        return self._finish(header, outcome, placed, source, placement)
 
-    def _finish(self, header: Header, outcome, placed: str, source: Source) -> StoreResult:
+    def _finish(self, header: Header, outcome, placed: str, source: Source, placement: Placement) -> StoreResult:
         uid = header.sop_instance_uid
         if outcome.conflict:
             log.warning("conflict: %s from %s has the UID of a stored instance but other content",
@@ -113,7 +137,28 @@ class Ingest:
             log.warning("duplicate %s from %s rejected", uid, source.calling_aet or source.kind)
             return StoreResult(DUPLICATE_SOP_INSTANCE, outcome.action, uid, reason="duplicate SOP Instance UID")
         log.debug("%s %s as %s", outcome.action, uid, placed)
+        self._announce(header, placed, source, placement, outcome.action)
         return StoreResult(SUCCESS, outcome.action, uid, placed)
+
+    def _announce(self, header: Header, placed: str, source: Source, placement: Placement, action: str) -> None:
+        """Tell the action log and the listeners; their failures never fail the store."""
+        try:
+            if self.actions is not None:
+                routed = {"routed_to": placement.account, "because": placement.reason} if placement.account else {}
+                self.actions.record(action, sop=header.sop_instance_uid, path=placed,
+                                    source=source.calling_aet or source.kind, **routed)
+            if self.on_stored is not None:
+                study_dir = self.layout.study_dir_of(PurePosixPath(placed))
+                self.on_stored(InstanceStored(
+                    path=self.blobs.root / placed,
+                    study_dir=self.blobs.root / study_dir if study_dir is not None else None,
+                    account=placement.account, source=source, sop_instance_uid=header.sop_instance_uid,
+                    series_uid=header.series_uid, study_uid=header.study_uid,
+                    patient_id=first_text(header.dataset, "PatientID"),
+                    patient_name=first_text(header.dataset, "PatientName"),
+                ))
+        except Exception:
+            log.exception("after storing %s: announcing it failed", header.sop_instance_uid)
 
     def _check(self, header: Header, expected: Expected | None) -> None:
         if self.accepted_sop_classes and header.sop_class_uid not in self.accepted_sop_classes:

@@ -1,14 +1,18 @@
 """Where a file goes: naming schemes as path templates over one mechanism.
 
 A template is a relative path with `{Keyword}` placeholders (DICOM keywords, plus StudyYear,
-StudyMonth and StudyDay).  `hierarchical`, `flat` and `date` are named templates.  Each value
+StudyMonth and StudyDay; `{A|B}` takes B when A is empty).  `hierarchical`, `flat` and `date` are
+named templates; other schemes (physician accounts) register in `EXTRA_SCHEMES`.  Each value
 is sanitised into one path component; the template itself cannot climb out of the storage root.
 """
 
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any, Protocol
 
 from pydicom.datadict import keyword_dict
 from pydicom.dataset import Dataset
@@ -28,6 +32,59 @@ def _placeholders(template: str) -> list[str]:
     return [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
 
 
+def check_template_fields(template: str) -> list[str]:
+    """The template's fields; raise ValueError when one names no DICOM keyword."""
+    try:
+        fields = _placeholders(template)
+    except ValueError as exc:
+        raise ValueError(f"bad path template {template!r}: {exc}") from None
+    for field in fields:
+        for keyword in field.split("|"):
+            if keyword not in keyword_dict and keyword not in DERIVED_FIELDS:
+                raise ValueError(f"path template field {{{keyword}}} is not a DICOM keyword")
+    return fields
+
+
+def field_value(dataset: Dataset, field: str) -> str:
+    """The text of one template field: a keyword, a derived date part, or `A|B` alternatives."""
+    for keyword in field.split("|"):
+        if keyword in DERIVED_FIELDS:
+            date = first_text(dataset, "StudyDate")
+            date = date if len(date) >= 8 and date[:8].isdigit() else "00000000"
+            value = {"StudyYear": date[:4], "StudyMonth": date[4:6], "StudyDay": date[6:8]}[keyword]
+        else:
+            value = first_text(dataset, keyword)
+        if value:
+            return value
+    return ""
+
+
+def render_component(template: str, dataset: Dataset) -> str:
+    """Fill one path segment's template; each value and the whole segment are sanitised."""
+    rendered = "".join(
+        literal + (path_component(field_value(dataset, field)) if field is not None else "")
+        for literal, field, _, _ in string.Formatter().parse(template)
+    )
+    return path_component(rendered, max_bytes=128)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one instance goes, and (for account schemes) whose account it is and why."""
+
+    path: PurePosixPath
+    account: str = ""
+    reason: str = ""
+
+
+class Layout(Protocol):
+    def placement(self, dataset: Dataset, arrival_in_series: Callable[[], int]) -> Placement:
+        """Where `dataset` goes; `arrival_in_series()` numbers it in its series when asked."""
+
+    def study_dir_of(self, path: PurePosixPath) -> PurePosixPath | None:
+        """The study folder holding a file this layout placed, or None when it has none."""
+
+
 def check_naming(naming: str) -> None:
     """Raise ValueError when `naming` is neither a named scheme nor a usable template."""
     if naming in NAMED_TEMPLATES or naming in EXTRA_SCHEMES:
@@ -35,13 +92,7 @@ def check_naming(naming: str) -> None:
     if "{" not in naming:
         known = ", ".join([*NAMED_TEMPLATES, *EXTRA_SCHEMES])
         raise ValueError(f"{naming!r} is neither a naming scheme ({known}) nor a path template")
-    try:
-        fields = _placeholders(naming)
-    except ValueError as exc:
-        raise ValueError(f"bad path template {naming!r}: {exc}") from None
-    for field in fields:
-        if field not in keyword_dict and field not in DERIVED_FIELDS:
-            raise ValueError(f"path template field {{{field}}} is not a DICOM keyword")
+    fields = check_template_fields(naming)
     parts = PurePosixPath(naming).parts
     if naming.startswith(("/", "\\")) or any(part in ("..", ".") for part in parts):
         raise ValueError(f"path template {naming!r} must be relative and must not contain '..'")
@@ -55,29 +106,31 @@ class TemplateLayout:
     def __init__(self, naming: str) -> None:
         check_naming(naming)
         self.template = NAMED_TEMPLATES.get(naming, naming)
-
-    def _value(self, dataset: Dataset, field: str) -> str:
-        if field in DERIVED_FIELDS:
-            date = first_text(dataset, "StudyDate")
-            date = date if len(date) >= 8 and date[:8].isdigit() else "00000000"
-            return {"StudyYear": date[:4], "StudyMonth": date[4:6], "StudyDay": date[6:8]}[field]
-        return first_text(dataset, field)
+        segments = self.template.split("/")
+        # The study folder: the path up to the segment naming the study, if one does.
+        self._study_depth = next((index + 1 for index, segment in enumerate(segments)
+                                  if "StudyInstanceUID" in check_template_fields(segment)), None)
 
     def relative_path(self, dataset: Dataset) -> PurePosixPath:
-        parts = []
-        for segment in self.template.split("/"):
-            rendered = "".join(
-                literal + (path_component(self._value(dataset, field)) if field is not None else "")
-                for literal, field, _, _ in string.Formatter().parse(segment)
-            )
-            parts.append(path_component(rendered, max_bytes=128))
-        return PurePosixPath(*parts)
+        return PurePosixPath(*(render_component(segment, dataset) for segment in self.template.split("/")))
+
+    def placement(self, dataset: Dataset, arrival_in_series: Callable[[], int] | None = None) -> Placement:
+        return Placement(self.relative_path(dataset))
+
+    def study_dir_of(self, path: PurePosixPath) -> PurePosixPath | None:
+        if self._study_depth is None or len(path.parts) <= self._study_depth:
+            return None
+        return PurePosixPath(*path.parts[: self._study_depth])
 
 
-# Schemes that are not plain templates (e.g. physician accounts) register a factory here.
-EXTRA_SCHEMES: dict[str, object] = {}
+# Schemes that are not plain templates register a factory taking the Settings (the physician
+# accounts scheme registers itself from pacsd.storage.accounts, imported below).
+EXTRA_SCHEMES: dict[str, Callable[[Any], Layout]] = {}
 
 
-def make_layout(naming: str):
+def make_layout(naming: str, settings: Any = None) -> Layout:
     factory = EXTRA_SCHEMES.get(naming)
-    return factory() if callable(factory) else TemplateLayout(naming)
+    return factory(settings) if factory is not None else TemplateLayout(naming)
+
+
+import pacsd.storage.accounts  # noqa: E402,F401  (registers "accounts"; it imports this module)

@@ -1,0 +1,60 @@
+"""Command-line flags shared by several commands, each overriding one setting of the YAML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pacsd.config import Settings, load_settings
+
+
+def _apply(func, options):
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def archive_options(func):
+    """Flags that locate and shape the archive: config file, storage, index, naming, policies."""
+    return _apply(func, [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="YAML settings file (see pacsd.example.yaml)."),
+        click.option("--storage-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Image storage folder [storage.directory, default ./pacs-data/storage]."),
+        click.option("--index-db", type=click.Path(dir_okay=False, path_type=Path),
+                     help="SQLite index file [database.path, default ./pacs-data/index.sqlite]."),
+        click.option("--naming", help="hierarchical | flat | date | a path template [storage.naming]."),
+        click.option("--duplicates", type=click.Choice(["keep", "overwrite", "reject"]),
+                     help="What to do with an instance already stored [duplicates, default keep]."),
+        click.option("--accept", help='Accepted SOP classes, e.g. "CT,MR,US" [accepted_sop_classes].'),
+    ])
+
+
+def server_options(func):
+    """archive_options plus the listener's address and the log folder."""
+    return _apply(archive_options(func), [
+        click.option("--host", help="Address to listen on [server.host, default 0.0.0.0]."),
+        click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Folder of the application and connection logs [logging.directory]."),
+    ])
+
+
+def build_settings(config_path, port=None, aet=None, host=None, storage_dir=None, index_db=None,
+                   log_dir=None, naming=None, duplicates=None, accept=None, http_port=None,
+                   http_host=None) -> Settings:
+    """Settings from the YAML file (if any) with the given flags on top."""
+    overrides = {
+        "server.port": port,
+        "server.ae_title": aet,
+        "server.host": host,
+        "storage.directory": storage_dir,
+        "database.path": index_db,
+        "logging.directory": log_dir,
+        "storage.naming": naming,
+        "http.port": http_port,
+        "http.host": http_host,
+        "duplicates": duplicates,
+        "accepted_sop_classes": [w.strip() for w in accept.split(",") if w.strip()] if accept else None,
+    }
+    return load_settings(config_path, overrides)

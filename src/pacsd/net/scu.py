@@ -1,0 +1,200 @@
+"""DICOM client side: C-ECHO and C-STORE of files to a remote AE.
+
+`send_files` proposes each file's own SOP class and transfer syntax (so files go out unchanged),
+splits the work over N associations, streams each file from disk, and reports every file as
+sent, failed (with the peer's status or the reason) or skipped (not DICOM).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.filereader import read_file_meta_info
+from pynetdicom import AE, _config, evt
+from pynetdicom.sop_class import Verification
+
+from pacsd.errors import PacsError
+from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
+from pacsd.net.tcp import tune_association_socket
+
+log = logging.getLogger(__name__)
+
+MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1..255
+MEDIA_DIRECTORY_STORAGE = "1.2.840.10008.1.3.10"
+
+
+class AssociationFailed(PacsError):
+    """The peer could not be reached or refused the association."""
+
+
+@dataclass(frozen=True)
+class OutgoingFile:
+    path: Path
+    sop_class_uid: str  # as the dataset says (what storescu sends too)
+    sop_instance_uid: str
+    transfer_syntax: str
+    meta_agrees: bool = True  # the file meta names the same SOP class and instance
+
+    def payload(self) -> Path | Dataset:
+        """What to hand pynetdicom: the path (streamed unchanged) when the file meta agrees
+        with the dataset; otherwise the dataset, so the request carries the dataset's UIDs."""
+        return self.path if self.meta_agrees else dcmread(self.path)
+
+
+def _outgoing(path: Path) -> OutgoingFile:
+    meta = read_file_meta_info(path)
+    ids = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+    sop_class = str(ids.get("SOPClassUID", "") or meta.MediaStorageSOPClassUID)
+    sop_instance = str(ids.get("SOPInstanceUID", "") or meta.MediaStorageSOPInstanceUID)
+    agrees = (sop_class, sop_instance) == (str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID))
+    return OutgoingFile(path, sop_class, sop_instance, str(meta.TransferSyntaxUID), agrees)
+
+
+@dataclass
+class SendReport:
+    sent: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_sent(self, path: Path) -> None:
+        with self._lock:
+            self.sent.append(path)
+
+    def add_failed(self, path: Path, reason: str) -> None:
+        with self._lock:
+            self.failed.append((path, reason))
+
+
+def _client_ae(aet: str) -> AE:
+    ae = AE(ae_title=aet)
+    ae.maximum_pdu_size = 0
+    return ae
+
+
+def _tune(event) -> None:
+    tune_association_socket(event.assoc)
+    shorten_dul_polling(event.assoc)
+
+
+def _associate(ae: AE, host: str, port: int, aec: str):
+    shorten_association_polling()
+    assoc = ae.associate(host, port, ae_title=aec, evt_handlers=[(evt.EVT_CONN_OPEN, _tune)])
+    if not assoc.is_established:
+        if assoc.is_rejected:
+            raise AssociationFailed(f"{aec} at {host}:{port} rejected the association")
+        raise AssociationFailed(f"cannot associate with {aec} at {host}:{port} (no answer or aborted)")
+    return assoc
+
+
+def echo(host: str, port: int, aec: str = "ANY-SCP", aet: str = "PACSD") -> int:
+    """C-ECHO; returns the status (0 = success) or raises AssociationFailed."""
+    ae = _client_ae(aet)
+    ae.add_requested_context(Verification)
+    assoc = _associate(ae, host, port, aec)
+    try:
+        status = assoc.send_c_echo()
+    finally:
+        assoc.release()
+    if "Status" not in status:
+        raise AssociationFailed(f"{aec} at {host}:{port} did not answer the C-ECHO")
+    return int(status.Status)
+
+
+def scan_files(paths: Iterable[Path]) -> tuple[list[OutgoingFile], list[tuple[Path, str]]]:
+    """Files under `paths` (recursively) that are DICOM Part 10, and the ones skipped with why."""
+    found, skipped = [], []
+    for root in paths:
+        candidates = sorted(p for p in Path(root).rglob("*") if p.is_file()) if Path(root).is_dir() else [Path(root)]
+        for path in candidates:
+            try:
+                item = _outgoing(path)
+            except Exception as exc:  # pydicom raises several types for non-DICOM input
+                skipped.append((path, f"not a DICOM Part 10 file ({type(exc).__name__})"))
+                continue
+            if item.sop_class_uid == MEDIA_DIRECTORY_STORAGE:
+                skipped.append((path, "a DICOMDIR is an index of files, not an image"))
+                continue
+            found.append(item)
+    return found, skipped
+
+
+def _batches(files: list[OutgoingFile]) -> list[list[OutgoingFile]]:
+    """Split files into groups whose distinct (SOP class, syntax) pairs fit one association."""
+    batches: list[list[OutgoingFile]] = []
+    contexts: set[tuple[str, str]] = set()
+    current: list[OutgoingFile] = []
+    for item in sorted(files, key=lambda f: (f.sop_class_uid, f.transfer_syntax)):
+        key = (item.sop_class_uid, item.transfer_syntax)
+        if key not in contexts and len(contexts) == MAX_CONTEXTS:
+            batches.append(current)
+            current, contexts = [], set()
+        contexts.add(key)
+        current.append(item)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _send_batch(batch: list[OutgoingFile], host: str, port: int, aec: str, aet: str,
+                report: SendReport, on_file: Callable[[], None]) -> None:
+    ae = _client_ae(aet)
+    for sop_class, syntax in sorted({(f.sop_class_uid, f.transfer_syntax) for f in batch}):
+        ae.add_requested_context(sop_class, syntax)
+    try:
+        assoc = _associate(ae, host, port, aec)
+    except AssociationFailed as exc:
+        for item in batch:
+            report.add_failed(item.path, str(exc))
+            on_file()
+        return
+    try:
+        accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
+        for item in batch:
+            if (item.sop_class_uid, item.transfer_syntax) not in accepted:
+                report.add_failed(item.path, f"{aec} does not accept SOP class {item.sop_class_uid} "
+                                             f"in transfer syntax {item.transfer_syntax}")
+            elif not assoc.is_established:
+                report.add_failed(item.path, "the association was aborted")
+            else:
+                _send_one(assoc, item, report)
+            on_file()
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def _send_one(assoc, item: OutgoingFile, report: SendReport) -> None:
+    try:
+        status = assoc.send_c_store(item.payload())
+    except Exception as exc:  # unreadable file, or the association died while sending
+        report.add_failed(item.path, f"{type(exc).__name__}: {exc}")
+        return
+    code = int(status.Status) if "Status" in status else None
+    if code is None:
+        report.add_failed(item.path, "no response (timeout or aborted)")
+    elif code == 0x0000 or (code & 0xF000) == 0xB000:
+        report.add_sent(item.path)
+    else:
+        comment = f": {status.ErrorComment}" if "ErrorComment" in status else ""
+        report.add_failed(item.path, f"status 0x{code:04X}{comment}")
+
+
+def send_files(files: list[OutgoingFile], host: str, port: int, aec: str = "ANY-SCP", aet: str = "PACSD",
+               associations: int = 1, on_file: Callable[[], None] = lambda: None) -> SendReport:
+    """C-STORE `files` over up to `associations` concurrent associations."""
+    _config.STORE_SEND_CHUNKED_DATASET = True  # stream from disk: memory stays flat
+    report = SendReport()
+    shares = [files[i::associations] for i in range(max(1, associations))]
+    jobs = [batch for share in shares if share for batch in _batches(share)]
+    with ThreadPoolExecutor(max_workers=max(1, associations)) as pool:
+        for future in [pool.submit(_send_batch, batch, host, port, aec, aet, report, on_file) for batch in jobs]:
+            future.result()
+    return report

@@ -1,0 +1,191 @@
+"""Storage Commitment jobs in the index: requests, their checked results, delivery attempts.
+
+A request is committed to the database before its N-ACTION is answered, so it survives a
+restart.  Each state change is one transaction; every delivery attempt leaves a row, so the
+status page can show who asked, when, how many were committed or failed and how it went out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import Engine, and_, bindparam, insert, select, update
+
+from pacsd.config import CommitmentSettings
+from pacsd.dicom.commitment import ALL_COMMITTED, SOME_FAILED, CommitmentResult, Failure, Reference
+from pacsd.index.schema import commitment_deliveries, commitment_items, commitment_requests
+from pacsd.services.commitment_instances import failure_reasons
+from pacsd.storage.blobstore import BlobStore
+
+log = logging.getLogger(__name__)
+
+RECEIVED, READY, WAITING, DELIVERED = "received", "ready", "waiting", "delivered"
+_UNDELIVERED = (RECEIVED, READY, WAITING)
+
+requests_c = commitment_requests.c
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Report:
+    """A checked request whose result is to be sent to its requester."""
+
+    pk: int
+    requester_aet: str
+    attempts: int
+    result: CommitmentResult
+
+
+class CommitmentJobs:
+    """The persisted commitment requests of one archive."""
+
+    def __init__(self, engine: Engine, blobs: BlobStore, settings: CommitmentSettings) -> None:
+        self.engine = engine
+        self.blobs = blobs
+        self.settings = settings
+
+    # -- requests -------------------------------------------------------------------------
+    def record_request(self, transaction_uid: str, references: list[Reference],
+                       requester_aet: str, requester_host: str) -> int:
+        """Persist a request (not yet scheduled: see `schedule`); return its key."""
+        with self.engine.begin() as conn:
+            pk = conn.execute(insert(commitment_requests).values(
+                transaction_uid=transaction_uid, requester_aet=requester_aet,
+                requester_host=requester_host[:64], received_at=_now(), state=RECEIVED,
+                num_requested=len(references),
+            )).inserted_primary_key[0]
+            conn.execute(insert(commitment_items), [
+                {"request_pk": pk, "position": n, "sop_class_uid": ref.sop_class_uid, "sop_uid": ref.sop_uid}
+                for n, ref in enumerate(references)
+            ])
+        log.info("commitment request %s from %s: %d instances (job %d)",
+                 transaction_uid, requester_aet, len(references), pk)
+        return pk
+
+    def schedule(self, pks: list[int]) -> None:
+        """Make unscheduled, undelivered requests due now (their N-ACTION has been answered)."""
+        if pks:
+            self._set_due(and_(requests_c.pk.in_(pks), requests_c.next_attempt_at.is_(None),
+                               requests_c.state.in_((RECEIVED, READY))))
+
+    def recall_waiting(self, requester_aet: str) -> bool:
+        """The requester called again: its waiting reports are due now.  True when there were any."""
+        return self._set_due(and_(requests_c.requester_aet == requester_aet, requests_c.state == WAITING),
+                             state=READY) > 0
+
+    def schedule_all_after_restart(self) -> None:
+        """At start-up every undelivered request is due: whatever blocked it may be gone."""
+        self._set_due(requests_c.state.in_(_UNDELIVERED))
+        with self.engine.begin() as conn:
+            conn.execute(update(commitment_requests).where(requests_c.state == WAITING).values(state=READY))
+
+    def _set_due(self, condition, **values) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(commitment_requests).where(condition).values(next_attempt_at=_now(), **values)
+            ).rowcount
+
+    def due(self) -> list[int]:
+        """Keys of the requests whose report should be sent now, oldest first."""
+        query = (select(requests_c.pk)
+                 .where(requests_c.state.in_((RECEIVED, READY)), requests_c.next_attempt_at <= _now())
+                 .order_by(requests_c.next_attempt_at, requests_c.pk))
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def next_due_at(self) -> datetime | None:
+        query = select(requests_c.next_attempt_at).where(
+            requests_c.state.in_((RECEIVED, READY)), requests_c.next_attempt_at.is_not(None)
+        ).order_by(requests_c.next_attempt_at).limit(1)
+        with self.engine.connect() as conn:
+            value = conn.execute(query).scalar()
+        return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+    # -- results --------------------------------------------------------------------------
+    def report(self, pk: int) -> Report:
+        """The request's report, checking its instances first if that is not done yet."""
+        with self.engine.connect() as conn:
+            request = conn.execute(select(commitment_requests).where(requests_c.pk == pk)).one()
+            items = conn.execute(select(commitment_items).where(commitment_items.c.request_pk == pk)
+                                 .order_by(commitment_items.c.position)).all()
+        references = [Reference(item.sop_class_uid, item.sop_uid) for item in items]
+        if request.state == RECEIVED:
+            reasons = self._check(pk, [item.pk for item in items], references)
+        else:
+            reasons = [item.failure_reason for item in items]
+        committed = [ref for ref, reason in zip(references, reasons) if reason is None]
+        failed = [Failure(ref, reason) for ref, reason in zip(references, reasons) if reason is not None]
+        result = CommitmentResult(request.transaction_uid, committed, failed)
+        return Report(pk, request.requester_aet, request.attempts, result)
+
+    def _check(self, pk: int, item_pks: list[int], references: list[Reference]) -> list[int | None]:
+        reasons = failure_reasons(self.engine, self.blobs, references, self.settings.verify_checksums)
+        failed = sum(reason is not None for reason in reasons)
+        with self.engine.begin() as conn:
+            failures = [{"item_pk": item_pk, "reason": reason}
+                        for item_pk, reason in zip(item_pks, reasons) if reason is not None]
+            if failures:
+                conn.execute(
+                    update(commitment_items).where(commitment_items.c.pk == bindparam("item_pk"))
+                    .values(failure_reason=bindparam("reason")),
+                    failures,
+                )
+            conn.execute(update(commitment_requests).where(requests_c.pk == pk).values(
+                state=READY, checked_at=_now(), num_committed=len(references) - failed, num_failed=failed,
+                event_type=SOME_FAILED if failed else ALL_COMMITTED,
+            ))
+        log.info("commitment job %d checked: %d committed, %d failed", pk, len(references) - failed, failed)
+        return reasons
+
+    # -- delivery -------------------------------------------------------------------------
+    def delivered(self, report: Report, method: str) -> None:
+        now = _now()
+        with self.engine.begin() as conn:
+            self._attempt(conn, report.pk, now, method, "delivered", "")
+            conn.execute(update(commitment_requests).where(requests_c.pk == report.pk).values(
+                state=DELIVERED, attempts=requests_c.attempts + 1, delivered_at=now,
+                delivered_via=method, next_attempt_at=None, last_error="",
+            ))
+        log.info("commitment report %s delivered to %s (%s association, event type %d)",
+                 report.result.transaction_uid, report.requester_aet, method, report.result.event_type)
+
+    def failed(self, report: Report, method: str, error: str) -> None:
+        """Record a failed attempt; retry later with backoff, or wait once attempts run out."""
+        now = _now()
+        attempts = report.attempts + 1
+        values: dict = {"attempts": attempts, "last_error": error}
+        if attempts >= self.settings.max_attempts:
+            values.update(state=WAITING, next_attempt_at=None)
+            log.warning("commitment report %s to %s: attempt %d failed (%s); giving up until it calls again",
+                        report.result.transaction_uid, report.requester_aet, attempts, error)
+        else:
+            delay = self.retry_delay(attempts)
+            values["next_attempt_at"] = now + timedelta(seconds=delay)
+            log.warning("commitment report %s to %s: attempt %d failed (%s); retrying in %.1f s",
+                        report.result.transaction_uid, report.requester_aet, attempts, error, delay)
+        with self.engine.begin() as conn:
+            self._attempt(conn, report.pk, now, method, "failed", error)
+            conn.execute(update(commitment_requests).where(requests_c.pk == report.pk).values(**values))
+
+    def wait_for_requester(self, report: Report, why: str) -> None:
+        """No way to reach the requester now: keep the report until it calls again."""
+        with self.engine.begin() as conn:
+            conn.execute(update(commitment_requests).where(requests_c.pk == report.pk).values(
+                state=WAITING, next_attempt_at=None, last_error=why,
+            ))
+        log.warning("commitment report %s for %s kept until it calls again: %s",
+                 report.result.transaction_uid, report.requester_aet, why)
+
+    def retry_delay(self, attempts: int) -> float:
+        settings = self.settings
+        return min(settings.retry_max_delay, settings.retry_first_delay * settings.retry_backoff ** (attempts - 1))
+
+    @staticmethod
+    def _attempt(conn, pk: int, at: datetime, method: str, outcome: str, detail: str) -> None:
+        conn.execute(insert(commitment_deliveries).values(
+            request_pk=pk, at=at, method=method, outcome=outcome, detail=detail[:1000]))

@@ -1,0 +1,108 @@
+"""Handler commands: `hooks.on_instance` after each stored instance, `hooks.on_study_stable` at
+the end of a study.
+
+Each is an argument list whose `{placeholders}` are filled with (hostile) values, run without a
+shell on a worker thread (never on the C-STORE path), killed with its process group at the
+timeout; the exit status and output go to the action log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import string
+import subprocess
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+
+from pacsd.index.schema import instances, patients, series, studies
+from pacsd.services.actionlog import ActionLog
+from pacsd.services.ingest import InstanceStored
+from pacsd.services.scansheet import study_dir_for
+from pacsd.services.workqueue import WorkQueue
+from pacsd.storage.layout import Layout
+
+OUTPUT_LOGGED = 4000  # characters of a hook's output kept in the action log
+
+
+@dataclass(frozen=True)
+class HookResult:
+    arguments: list[str]
+    exit_status: int | None  # None: it could not start
+    timed_out: bool
+    output: str
+
+
+def fill_arguments(template: list[str], values: dict[str, str]) -> list[str]:
+    """Each argument with its placeholders replaced; values are never parsed again."""
+    return ["".join(literal + (values.get(field, "") if field is not None else "")
+                    for literal, field, _, _ in string.Formatter().parse(argument)) for argument in template]
+
+
+def run_hook(arguments: list[str], timeout: float) -> HookResult:
+    """Run one command (no shell); at the timeout kill it and everything it started."""
+    try:
+        process = subprocess.Popen(arguments, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as exc:
+        return HookResult(arguments, None, False, f"cannot start: {exc}")
+    try:
+        output, _ = process.communicate(timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        timed_out = True
+    return HookResult(arguments, process.returncode, timed_out, output.decode("utf-8", "replace"))
+
+
+class HookRunner:
+    def __init__(self, settings, engine: Engine, layout: Layout, storage_root, work: WorkQueue,
+                 actions: ActionLog) -> None:
+        self.settings = settings  # HookSettings
+        self.engine, self.layout, self.storage_root = engine, layout, storage_root
+        self.work, self.actions = work, actions
+
+    def instance_stored(self, event: InstanceStored) -> None:
+        """Queue `on_instance` for a stored instance (returns at once)."""
+        if not self.settings.on_instance:
+            return
+        values = {
+            "path": str(event.path), "study_uid": event.study_uid, "study_dir": str(event.study_dir or ""),
+            "account": event.account, "calling_aet": event.source.calling_aet, "peer": event.source.peer,
+            "series_uid": event.series_uid, "sop_instance_uid": event.sop_instance_uid,
+            "patient_id": event.patient_id, "patient_name": event.patient_name,
+        }
+        self.work.submit(f"on_instance hook for {event.sop_instance_uid}",
+                         lambda: self._run("on_instance", self.settings.on_instance, values))
+
+    def study_stable(self, study_uid: str) -> None:
+        """Run `on_study_stable` now (the caller is already a background job)."""
+        if self.settings.on_study_stable:
+            self._run("on_study_stable", self.settings.on_study_stable, self._study_values(study_uid))
+
+    def _run(self, which: str, template: list[str], values: dict[str, str]) -> HookResult:
+        result = run_hook(fill_arguments(template, values), self.settings.timeout)
+        status = "not-started" if result.exit_status is None else (
+            "killed-at-timeout" if result.timed_out else str(result.exit_status))
+        self.actions.record(f"hook-{which}", status=status, timeout=self.settings.timeout,
+                            args=result.arguments, output=result.output[-OUTPUT_LOGGED:])
+        return result
+
+    def _study_values(self, study_uid: str) -> dict[str, str]:
+        """Placeholders of a study: its folder, account, patient, and the latest sender's AE."""
+        with self.engine.connect() as conn:
+            study = conn.execute(
+                select(studies.c.pk, studies.c.account, patients.c.patient_id, patients.c.patient_name)
+                .join(patients, studies.c.patient_pk == patients.c.pk).where(studies.c.study_uid == study_uid)
+            ).one()
+            in_study = select(instances.c.path, instances.c.calling_aet).join(
+                series, instances.c.series_pk == series.c.pk).where(series.c.study_pk == study.pk)
+            first = conn.execute(in_study.order_by(instances.c.pk).limit(1)).one()
+            latest = conn.execute(in_study.order_by(instances.c.received_at.desc(), instances.c.pk.desc())
+                                  .limit(1)).one()
+        study_dir = str(self.storage_root / study_dir_for(self.layout, first.path, study_uid))
+        return {"path": study_dir, "study_dir": study_dir, "study_uid": study_uid, "account": study.account,
+                "calling_aet": latest.calling_aet, "peer": "", "series_uid": "", "sop_instance_uid": "",
+                "patient_id": study.patient_id, "patient_name": study.patient_name}

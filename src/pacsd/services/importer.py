@@ -1,0 +1,66 @@
+"""`pacsd import`: files from disk into the archive through the same ingest path as C-STORE.
+
+Each file is copied to a temp file on the storage volume (the source is never moved or
+changed) and handed to `Ingest.store`; the result of every file is reported.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pacsd.dicom.dicomdir import DICOMDIR, read_fileset
+from pacsd.services.archive import Archive
+from pacsd.services.ingest import Source, StoreResult
+from pacsd.storage.blobstore import storage_error
+
+
+@dataclass
+class ImportReport:
+    stored: list[Path] = field(default_factory=list)
+    duplicates: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def files_under(paths: Iterable[Path]) -> list[Path]:
+    """The files to import: a folder holding a DICOMDIR is read through it (PS3.10 media),
+    any other folder recursively; DICOMDIR files themselves are indexes, not instances."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if (path / DICOMDIR).is_file():
+            found.extend(read_fileset(path))
+        elif path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.name != DICOMDIR))
+        else:
+            found.append(path)
+    return found
+
+
+def import_file(archive: Archive, path: Path) -> StoreResult:
+    temp = archive.blobs.new_temp_path()
+    try:
+        shutil.copyfile(path, temp)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise storage_error(exc, f"cannot copy {path}") from None
+    return archive.ingest.store(temp, Source("import", peer=str(path)))
+
+
+def import_paths(archive: Archive, paths: Iterable[Path], on_file: Callable[[], None] = lambda: None) -> ImportReport:
+    report = ImportReport()
+    for path in files_under(paths):
+        try:
+            result = import_file(archive, path)
+        except Exception as exc:
+            report.failed.append((path, str(exc)))
+        else:
+            if result.action in ("stored", "overwritten"):
+                report.stored.append(path)
+            elif result.action == "kept-existing":
+                report.duplicates.append(path)
+            else:
+                report.failed.append((path, result.reason or f"status 0x{result.status:04X}"))
+        on_file()
+    return report

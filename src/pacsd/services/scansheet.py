@@ -1,0 +1,205 @@
+"""Scan sheets: one PDF and one CSV per study, in the study's folder, from the index.
+
+`read_study_sheet` gathers what the sheet shows (study, patient, one row per series with its
+acquisition parameters); `ScanSheetWriter` renders and (re)writes both files atomically.  The PDF
+layout itself is `pacsd.services.sheetpdf`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import threading
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from pydicom.dataset import Dataset
+from sqlalchemy import Connection, Engine, select
+
+from pacsd.dicom.header import first_text
+from pacsd.index.schema import instances, patients, series, studies
+from pacsd.services.actionlog import ActionLog
+from pacsd.services.sheetpdf import render_sheet_pdf
+from pacsd.services.thumbnails import thumbnail
+from pacsd.storage.blobstore import BlobStore
+from pacsd.storage.layout import Layout
+from pacsd.storage.sanitize import path_component
+
+log = logging.getLogger(__name__)
+
+SHEETS_FOLDER = "ScanSheets"  # for layouts without a study folder (e.g. flat)
+
+# (column title, SeriesRow attribute): the PDF table and the CSV share these.
+SERIES_COLUMNS = [
+    ("Series", "number"), ("Description", "description"), ("Modality", "modality"),
+    ("Protocol", "protocol"), ("Images", "images"), ("TR", "repetition_time"), ("TE", "echo_time"),
+    ("TI", "inversion_time"), ("Flip", "flip_angle"), ("Slice", "slice_thickness"),
+    ("Matrix", "matrix"), ("Acq. time", "acquisition_time"),
+]
+
+
+@dataclass
+class SeriesRow:
+    number: str
+    description: str
+    modality: str
+    protocol: str
+    images: str
+    repetition_time: str = ""
+    echo_time: str = ""
+    inversion_time: str = ""
+    flip_angle: str = ""
+    slice_thickness: str = ""
+    matrix: str = ""
+    acquisition_time: str = ""
+    thumbnail_source: Path | None = None
+
+    def cells(self) -> list[str]:
+        return [getattr(self, attribute) for _, attribute in SERIES_COLUMNS]
+
+
+@dataclass
+class StudySheet:
+    study_uid: str
+    study_dir: PurePosixPath
+    fields: list[tuple[str, str]]  # (label, value), in the order printed
+    series: list[SeriesRow] = field(default_factory=list)
+
+
+def _date(text: str) -> str:
+    return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) >= 8 and text[:8].isdigit() else text
+
+
+def _time(text: str) -> str:
+    digits = text.split(".")[0]
+    return ":".join(digits[i:i + 2] for i in range(0, len(digits), 2)) if digits.isdigit() else text
+
+
+def _decimal(text: str) -> str:
+    """A DS value as people write it: 2000 not 2000.0, 7.38 as is."""
+    try:
+        return f"{float(text):g}"
+    except ValueError:
+        return text
+
+
+def _series_sort_key(row) -> tuple:
+    number = row.series_number.strip()
+    return (0, int(number), row.pk) if number.lstrip("-").isdigit() else (1, 0, row.pk)
+
+
+def _header(header_json: str) -> Dataset:
+    return Dataset.from_json(json.loads(header_json), bulk_data_uri_handler=lambda *_: b"")
+
+
+def _series_row(conn: Connection, row, storage_root: Path) -> SeriesRow:
+    members = conn.execute(
+        select(instances.c.pk, instances.c.path).where(instances.c.series_pk == row.pk)
+        .order_by(instances.c.instance_number, instances.c.pk)
+    ).all()
+    first_json = conn.execute(select(instances.c.header_json).where(instances.c.pk == members[0].pk)).scalar_one()
+    ds = _header(first_json)
+    rows_, columns = first_text(ds, "Rows"), first_text(ds, "Columns")
+    return SeriesRow(
+        number=row.series_number, description=row.description, modality=row.modality,
+        protocol=row.protocol_name, images=str(row.num_instances),
+        repetition_time=_decimal(first_text(ds, "RepetitionTime")), echo_time=_decimal(first_text(ds, "EchoTime")),
+        inversion_time=_decimal(first_text(ds, "InversionTime")), flip_angle=_decimal(first_text(ds, "FlipAngle")),
+        slice_thickness=_decimal(first_text(ds, "SliceThickness")),
+        matrix=f"{rows_}x{columns}" if rows_ and columns else "",
+        acquisition_time=_time(first_text(ds, "AcquisitionTime")),
+        thumbnail_source=storage_root / members[len(members) // 2].path,
+    )
+
+
+def study_dir_for(layout: Layout, first_instance_path: str, study_uid: str) -> PurePosixPath:
+    """The study's folder (where its scan sheet goes): the layout's, else ScanSheets/<uid>."""
+    study_dir = layout.study_dir_of(PurePosixPath(first_instance_path))
+    return study_dir if study_dir is not None else PurePosixPath(SHEETS_FOLDER, path_component(study_uid))
+
+
+def read_study_sheet(engine: Engine, study_uid: str, layout: Layout, storage_root: Path) -> StudySheet | None:
+    """What the scan sheet of `study_uid` shows, from the index (None: no such study)."""
+    with engine.connect() as conn:
+        study = conn.execute(
+            select(studies, patients.c.patient_name, patients.c.patient_id, patients.c.birth_date, patients.c.sex)
+            .join(patients, studies.c.patient_pk == patients.c.pk).where(studies.c.study_uid == study_uid)
+        ).first()
+        if study is None:
+            return None
+        series_rows = sorted(conn.execute(select(series).where(series.c.study_pk == study.pk)).all(),
+                             key=_series_sort_key)
+        first_path = conn.execute(
+            select(instances.c.path).join(series, instances.c.series_pk == series.c.pk)
+            .where(series.c.study_pk == study.pk).order_by(instances.c.pk).limit(1)
+        ).scalar_one()
+        rows = [_series_row(conn, row, storage_root) for row in series_rows]
+    study_dir = study_dir_for(layout, first_path, study_uid)
+    stations = sorted({row.station_name for row in series_rows if row.station_name})
+    fields = [
+        ("Patient name", study.patient_name), ("Patient ID", study.patient_id),
+        ("Birth date", _date(study.birth_date)), ("Sex", study.sex),
+        ("Study date", _date(study.study_date)), ("Study time", _time(study.study_time)),
+        ("Description", study.description), ("Accession", study.accession_number),
+        ("Requesting physician", study.requesting_physician), ("Referring physician", study.referring_physician),
+        ("Institution", study.institution), ("Station", ", ".join(stations)),
+        ("Account", study.account), ("Study UID", study.study_uid),
+    ]
+    return StudySheet(study_uid, study_dir, fields, rows)
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: str) -> str:
+    """Keep a spreadsheet from running a tag value as a formula (CSV injection)."""
+    if value.startswith(_FORMULA_STARTS):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def sheet_csv(sheet: StudySheet) -> bytes:
+    """The series table as CSV (UTF-8), one row per series under a header row."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([title for title, _ in SERIES_COLUMNS])
+    for row in sheet.series:
+        writer.writerow([_csv_cell(cell) for cell in row.cells()])
+    return out.getvalue().encode("utf-8")
+
+
+class ScanSheetWriter:
+    """Writes `<study dir>/<file_name>.pdf` and `.csv` for a study, replacing earlier versions."""
+
+    def __init__(self, engine: Engine, blobs: BlobStore, layout: Layout, settings, actions: ActionLog) -> None:
+        self.engine, self.blobs, self.layout = engine, blobs, layout
+        self.settings = settings  # ScanSheetSettings
+        self.actions = actions
+        # Sheets of one study are written one at a time, each from what the index says once it
+        # has the lock, so an older sheet never lands after a newer one.
+        self._locks = [threading.Lock() for _ in range(64)]
+
+    def write(self, study_uid: str) -> tuple[Path, Path] | None:
+        with self._locks[zlib.crc32(study_uid.encode()) % len(self._locks)]:
+            return self._write(study_uid)
+
+    def _write(self, study_uid: str) -> tuple[Path, Path] | None:
+        sheet = read_study_sheet(self.engine, study_uid, self.layout, self.blobs.root)
+        if sheet is None:
+            log.warning("no scan sheet for %s: the study is not in the index", study_uid)
+            return None
+        size = self.settings.thumbnail_size
+        thumbnails = [(row, thumbnail(row.thumbnail_source, size) if row.thumbnail_source else None)
+                      for row in sheet.series]
+        pdf = render_sheet_pdf(sheet, SERIES_COLUMNS, thumbnails, self.settings.fonts)
+        name = path_component(self.settings.file_name)
+        pdf_path = self.blobs.replace_file(sheet.study_dir / f"{name}.pdf", pdf)
+        csv_path = self.blobs.replace_file(sheet.study_dir / f"{name}.csv", sheet_csv(sheet))
+        self.actions.record("scan-sheet", study=study_uid, pdf=pdf_path, csv=csv_path, series=len(sheet.series))
+        return pdf_path, csv_path

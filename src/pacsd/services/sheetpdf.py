@@ -1,0 +1,105 @@
+"""The scan sheet's PDF: study and patient details, the series table, a thumbnail per series.
+
+Drawn with fpdf2 (pure Python; embeds subsets of TrueType fonts and falls back to a second font
+for glyphs the first lacks, so Latin, Cyrillic, Greek and CJK names all print).  The first
+configured font that exists sets the text; the others fill in missing glyphs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from fpdf import FPDF
+from fpdf.fonts import FontFace
+from PIL import Image
+
+from pacsd.errors import ConfigError
+
+_PAGE_MARGIN = 10  # mm
+_THUMB_MM = 42
+_CAPTION_MM = 5
+
+
+def _load_fonts(pdf: FPDF, fonts: Sequence[Path]) -> None:
+    present = [Path(font) for font in fonts if Path(font).is_file()]
+    if not present:
+        raise ConfigError("scan sheets need a Unicode TrueType font and none of scan_sheets.fonts exists "
+                          f"({', '.join(map(str, fonts))}); install fonts-dejavu-core and fonts-droid-fallback")
+    names = [f"font{index}" for index in range(len(present))]
+    for name, path in zip(names, present):
+        pdf.add_font(name, fname=str(path))
+    pdf.set_font(names[0], size=9)
+    pdf.set_fallback_fonts(names[1:], exact_match=False)
+
+
+def _details(pdf: FPDF, fields: Sequence[tuple[str, str]]) -> None:
+    """Label/value pairs two to a line; a value too long for half a line gets a whole one."""
+    half, label_width, line = (pdf.epw - 4) / 2, 38, 5.5
+    column = 0
+    for label, value in fields:
+        wide = pdf.get_string_width(value) > half - label_width - 2
+        if column == 1 and wide:
+            pdf.ln(line)
+            column = 0
+        pdf.set_x(pdf.l_margin + column * (half + 4))
+        pdf.set_text_color(90)
+        pdf.cell(label_width, line, label)
+        pdf.set_text_color(0)
+        pdf.cell((pdf.epw if wide else half) - label_width, line, value or "-")
+        column = 0 if wide or column == 1 else 1
+        if column == 0:
+            pdf.ln(line)
+    pdf.ln(line if column else 3)
+
+
+def _series_table(pdf: FPDF, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str]]) -> None:
+    widths = [13, 56, 17, 50, 15, 15, 13, 13, 12, 13, 20, 19][: len(columns)]
+    with pdf.table(col_widths=widths, width=sum(widths), align="LEFT", line_height=5,
+                   headings_style=FontFace(fill_color=(225, 225, 225))) as table:
+        heading = table.row()
+        for title, _ in columns:
+            heading.cell(title)
+        for cells in rows:
+            row = table.row()
+            for cell in cells:
+                row.cell(cell)
+    pdf.ln(4)
+
+
+def _thumbnails(pdf: FPDF, items: Sequence[tuple[str, Image.Image | None]]) -> None:
+    per_line = int((pdf.epw + 4) // (_THUMB_MM + 4))
+    for index, (caption, image) in enumerate(items):
+        column = index % per_line
+        if column == 0:
+            if index:
+                pdf.ln(_THUMB_MM + _CAPTION_MM + 3)
+            if pdf.get_y() + _THUMB_MM + _CAPTION_MM > pdf.h - pdf.b_margin:
+                pdf.add_page()
+            top = pdf.get_y()
+        x = pdf.l_margin + column * (_THUMB_MM + 4)
+        if image is not None:
+            pdf.image(image, x=x, y=top, w=_THUMB_MM, h=_THUMB_MM, keep_aspect_ratio=True)
+        else:
+            pdf.rect(x, top, _THUMB_MM, _THUMB_MM)
+        pdf.set_xy(x, top + _THUMB_MM)
+        pdf.cell(_THUMB_MM, _CAPTION_MM, caption, align="C")
+    pdf.ln(_THUMB_MM + _CAPTION_MM)
+
+
+def render_sheet_pdf(sheet, columns, thumbnails, fonts: Sequence[Path]) -> bytes:
+    """The PDF bytes of `sheet` (a StudySheet); `thumbnails`: (SeriesRow, image or None) pairs."""
+    pdf = FPDF(orientation="landscape", format="A4")
+    pdf.set_margins(_PAGE_MARGIN, _PAGE_MARGIN)
+    pdf.set_auto_page_break(True, _PAGE_MARGIN)
+    pdf.set_title(f"Scan sheet {sheet.study_uid}")
+    pdf.set_creator("pacsd")
+    _load_fonts(pdf, fonts)
+    pdf.add_page()
+    pdf.set_font(size=15)
+    pdf.cell(0, 9, "Scan sheet", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(size=9)
+    _details(pdf, sheet.fields)
+    _series_table(pdf, columns, [row.cells() for row in sheet.series])
+    _thumbnails(pdf, [(f"{row.number} {row.description}".strip(), image) for row, image in thumbnails])
+    return bytes(pdf.output())

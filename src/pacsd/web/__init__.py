@@ -1,0 +1,1 @@
+"""pacsd.web: the HTTP side (DICOMweb, the web interface, status, metrics) on FastAPI."""

@@ -1,0 +1,58 @@
+"""The FastAPI application: one app per process, built around the running `Archive`.
+
+Routers live in modules of their own (`health`, later `dicomweb`, `ui`, ...) and are included
+here; each reaches the archive through `request.app.state.archive`.  Errors are JSON with a
+message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pacsd import __version__
+from pacsd.errors import PacsError
+from pacsd.services.archive import Archive
+
+log = logging.getLogger(__name__)
+
+
+def create_app(archive: Archive) -> FastAPI:
+    app = FastAPI(title="pacsd", version=__version__, docs_url="/api/docs", redoc_url=None)
+    app.state.archive = archive
+    app.state.settings = archive.settings
+    _add_error_handlers(app)
+    for router in _routers():
+        app.include_router(router)
+    return app
+
+
+def _routers() -> list:
+    from pacsd.web import health
+
+    return [health.router]
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=400)
+
+    @app.exception_handler(PacsError)
+    async def user_error(request: Request, exc: PacsError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("error serving %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal error (see the server log)"}, status_code=500)

@@ -1,0 +1,41 @@
+"""Run the web application with uvicorn in a background thread of the pacsd process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import uvicorn
+
+from pacsd.services.archive import Archive
+from pacsd.web.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+class WebServer:
+    def __init__(self, archive: Archive, host: str, port: int) -> None:
+        config = uvicorn.Config(create_app(archive), host=host, port=port, log_level="warning",
+                                access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # the main thread owns signals
+        self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
+
+    def start(self, timeout: float = 15) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the web server did not start (port in use?)")
+            time.sleep(0.02)
+        log.info("web server on http://%s:%d", *self.address)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        sock = self._server.servers[0].sockets[0]
+        return sock.getsockname()[:2]
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

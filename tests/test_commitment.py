@@ -1,0 +1,225 @@
+"""Storage Commitment against a pynetdicom modality: results, routes, retries and restarts."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+from pydicom.uid import CTImageStorage, MRImageStorage, generate_uid
+from sqlalchemy import select
+
+from pacsd.dicom.commitment import Reference
+from pacsd.index.engine import open_index
+from pacsd.index.schema import commitment_deliveries, commitment_requests, instances
+from pacsd.net.commitment_scp import StorageCommitmentService
+from tests.commitment_peer import Modality
+from tests.conftest import HOST, free_port
+from tests.dicomgen import make_dataset
+
+NO_SUCH_OBJECT_INSTANCE, CLASS_INSTANCE_CONFLICT, PROCESSING_FAILURE = 0x0112, 0x0119, 0x0110
+
+
+@pytest.fixture
+def modality():
+    peer = Modality()
+    yield peer
+    peer.shutdown()
+
+
+def stored(pacs, modality: Modality, count: int = 2) -> list[tuple[str, str]]:
+    """Store `count` CT images from the modality; return their (SOP class, SOP instance) pairs."""
+    datasets = [make_dataset(InstanceNumber=n + 1) for n in range(count)]
+    modality.store(pacs.port, datasets)
+    return [(ds.SOPClassUID, ds.SOPInstanceUID) for ds in datasets]
+
+
+def known(modality: Modality, reply: str, port: int) -> dict:
+    return {"known_aes": [{"ae_title": modality.aet, "host": HOST, "port": port, "commitment_reply": reply}]}
+
+
+def wait_until(condition, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not met within {timeout} s")
+
+
+def _engine(pacs_or_engine):
+    return pacs_or_engine.archive.engine if hasattr(pacs_or_engine, "archive") else pacs_or_engine
+
+
+def request_rows(pacs):
+    with _engine(pacs).connect() as conn:
+        return conn.execute(select(commitment_requests)).all()
+
+
+def delivery_rows(pacs):
+    with _engine(pacs).connect() as conn:
+        return conn.execute(select(commitment_deliveries).order_by(commitment_deliveries.c.pk)).all()
+
+
+@pytest.mark.parametrize("reply, keep_open, route", [
+    ("same", True, "same"),
+    ("auto", True, "same"),
+    ("new", True, "new"),
+    ("new", False, "new"),
+])
+def test_report_lists_committed_and_failed_instances(pacs_factory, modality, reply, keep_open, route):
+    listen_port = free_port()
+    pacs = pacs_factory(**known(modality, reply, listen_port))
+    modality.listen(listen_port)
+    good = stored(pacs, modality)
+    unknown = (good[0][0], generate_uid())
+    wrong_class = (MRImageStorage, good[1][1])
+
+    transaction_uid = modality.request(pacs.port, [good[0], unknown, wrong_class], keep_open=keep_open)
+    report = modality.wait_report()
+
+    assert report.route == route
+    assert report.transaction_uid == transaction_uid
+    assert report.event_type == 2
+    assert report.committed == [good[0]]
+    assert sorted(report.failed) == sorted([(*unknown, NO_SUCH_OBJECT_INSTANCE),
+                                            (*wrong_class, CLASS_INSTANCE_CONFLICT)])
+    assert report.our_roles == (True, False)  # the modality is SCU, pacsd SCP, on either route
+    if route == "new":
+        assert report.calling_aet == pacs.aet
+    row = wait_until(lambda: [r for r in request_rows(pacs) if r.state == "delivered"], what="delivered row")[0]
+    assert (row.requester_aet, row.num_requested, row.num_committed, row.num_failed) == ("MODALITY", 3, 1, 2)
+    assert (row.delivered_via, row.attempts, row.event_type) == (route, 1, 2)
+
+
+def test_all_committed_is_event_type_1(pacs, modality):
+    good = stored(pacs, modality, count=3)
+    modality.request(pacs.port, good)
+    report = modality.wait_report()
+    assert (report.route, report.event_type, report.failed) == ("same", 1, [])
+    assert sorted(report.committed) == sorted(good)
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_missing_or_altered_file_is_a_processing_failure(pacs_factory, modality, verify):
+    pacs = pacs_factory(commitment={"verify_checksums": verify})
+    missing, altered, intact = stored(pacs, modality, count=3)
+    with pacs.archive.engine.connect() as conn:
+        paths = dict(conn.execute(select(instances.c.sop_uid, instances.c.path)).all())
+    pacs.archive.blobs.absolute(paths[missing[1]]).unlink()
+    altered_path = pacs.archive.blobs.absolute(paths[altered[1]])
+    data = bytearray(altered_path.read_bytes())
+    data[-1] ^= 0xFF  # same size, different content: only a checksum sees it
+    altered_path.write_bytes(bytes(data))
+
+    modality.request(pacs.port, [missing, altered, intact])
+    report = modality.wait_report()
+
+    expected_failed = [(*missing, PROCESSING_FAILURE)] + ([(*altered, PROCESSING_FAILURE)] if verify else [])
+    assert sorted(report.failed) == sorted(expected_failed)
+    assert sorted(report.committed) == sorted([intact] + ([] if verify else [altered]))
+
+
+def test_offline_requester_gets_the_report_after_a_retry(pacs_factory, modality):
+    listen_port = free_port()
+    pacs = pacs_factory(**known(modality, "new", listen_port),
+                        commitment={"retry_first_delay": 0.5, "retry_backoff": 1, "connect_timeout": 5})
+    good = stored(pacs, modality)
+    modality.request(pacs.port, good, keep_open=False)
+
+    wait_until(lambda: any(r.outcome == "failed" for r in delivery_rows(pacs)), what="a failed attempt")
+    modality.listen(listen_port)
+    report = modality.wait_report()
+
+    assert (report.route, report.event_type, sorted(report.committed)) == ("new", 1, sorted(good))
+    outcomes = wait_until(lambda: [r.outcome for r in delivery_rows(pacs)] if request_rows(pacs)[0].state
+                          == "delivered" else None, what="delivered row")
+    assert outcomes[-1] == "delivered" and "failed" in outcomes
+    assert request_rows(pacs)[0].attempts == len(outcomes) >= 2
+
+
+def test_pending_report_is_sent_after_a_restart(pacs_process, modality, tmp_path):
+    """The real `pacsd serve`: stopped with a report undelivered, started again, it delivers."""
+    listen_port = free_port()
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump({**known(modality, "new", listen_port),
+                                      "commitment": {"retry_first_delay": 3600, "connect_timeout": 5}}))
+    first = pacs_process("--config", str(config))
+    good = stored(first, modality)
+    transaction_uid = modality.request(first.port, good, keep_open=False)
+    index = open_index(tmp_path / "index.sqlite")
+    try:
+        wait_until(lambda: any(r.outcome == "failed" for r in delivery_rows(index)), what="a failed attempt")
+        first.stop()
+
+        modality.listen(listen_port)
+        second = pacs_process("--config", str(config))  # same storage and index, next retry an hour away
+        report = modality.wait_report()
+
+        assert (report.transaction_uid, report.event_type, sorted(report.committed)) == \
+            (transaction_uid, 1, sorted(good))
+        wait_until(lambda: request_rows(index)[0].state == "delivered", what="delivered row")
+        assert "commitment report" in second.stop()  # its log names the delivery
+    finally:
+        index.dispose()
+
+
+def commitment_service(pacs) -> StorageCommitmentService:
+    return next(s for s in pacs.server.services if isinstance(s, StorageCommitmentService))
+
+
+def test_unknown_requester_without_an_association_waits(pacs):
+    service = commitment_service(pacs)
+    pk = service.jobs.record_request(generate_uid(), [Reference(CTImageStorage, generate_uid())], "STRANGER", HOST)
+    delivery = service.deliver(service.jobs.report(pk))
+    assert delivery.outcome == "no-route" and "STRANGER is not a known AE" in delivery.detail
+
+
+def test_auto_without_an_open_association_opens_a_new_one(pacs_factory, modality):
+    listen_port = free_port()
+    pacs = pacs_factory(**known(modality, "auto", listen_port))
+    modality.listen(listen_port)
+    service = commitment_service(pacs)
+    transaction_uid = generate_uid()
+    pk = service.jobs.record_request(transaction_uid, [Reference(CTImageStorage, generate_uid())], modality.aet, HOST)
+
+    delivery = service.deliver(service.jobs.report(pk))
+
+    assert delivery == ("delivered", "new", "")
+    report = modality.wait_report()
+    assert (report.route, report.transaction_uid, report.event_type) == ("new", transaction_uid, 2)
+
+
+def test_requester_that_refused_gets_its_report_when_it_calls_again(pacs_factory):
+    modality = Modality(aet="UNKNOWN_MOD", refuse_reports=1)
+    try:
+        pacs = pacs_factory(commitment={"max_attempts": 1})
+        good = stored(pacs, modality)
+        modality.request(pacs.port, good)
+        wait_until(lambda: [r for r in request_rows(pacs) if r.state == "waiting"], what="waiting row")
+        modality.close()
+        assert modality.reports.empty()
+
+        modality.assoc = modality.connect(pacs.port)  # calls again, with the commitment context
+        report = modality.wait_report()
+        assert (report.route, report.event_type, sorted(report.committed)) == ("same", 1, sorted(good))
+    finally:
+        modality.shutdown()
+
+
+def test_malformed_request_is_refused(pacs, modality):
+    from pydicom.dataset import Dataset
+    from pynetdicom.sop_class import StorageCommitmentPushModel, StorageCommitmentPushModelInstance
+
+    assoc = modality.connect(pacs.port)
+    try:
+        info = Dataset()
+        info.TransactionUID = "1.2.3.../../etc"
+        status, _ = assoc.send_n_action(info, 1, StorageCommitmentPushModel, StorageCommitmentPushModelInstance)
+        assert status.Status == 0x0115
+        status, _ = assoc.send_n_action(info, 7, StorageCommitmentPushModel, StorageCommitmentPushModelInstance)
+        assert status.Status == 0x0123
+    finally:
+        assoc.release()
+    assert request_rows(pacs) == []

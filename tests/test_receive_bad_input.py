@@ -1,0 +1,120 @@
+"""Bad input over C-STORE: a failure status with a reason, and nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydicom.uid import MRImageStorage, generate_uid
+
+from pacsd.services.ingest import CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH_SOP_CLASS, OUT_OF_RESOURCES
+from tests.dicomgen import make_dataset, write_dicom
+from tests.peers import c_store_raw, dataset_part, raw_part10
+
+
+def assert_nothing_left(pacs) -> None:
+    assert pacs.instance_count() == 0
+    assert pacs.stored_files() == []
+    assert pacs.incoming_files() == []
+
+
+@pytest.fixture
+def good_file(tmp_path) -> Path:
+    return write_dicom(tmp_path / "good.dcm", rows=64, cols=64)
+
+
+def test_truncated_dataset_is_refused(pacs, good_file, tmp_path):
+    ds = make_dataset()
+    body = dataset_part(good_file)
+    for cut in (len(body) // 2, len(body) - 7, 40):
+        bad = raw_part10(tmp_path / f"cut{cut}.dcm", body[:cut], ds.SOPClassUID, str(generate_uid()))
+        assert c_store_raw(pacs.port, [bad]) == [CANNOT_UNDERSTAND]
+    assert_nothing_left(pacs)
+
+
+def test_garbage_dataset_is_refused(pacs, tmp_path):
+    garbage = raw_part10(tmp_path / "garbage.dcm", os.urandom(5000), make_dataset().SOPClassUID, generate_uid())
+    assert c_store_raw(pacs.port, [garbage]) == [CANNOT_UNDERSTAND]
+    assert_nothing_left(pacs)
+
+
+def test_sop_class_disagreeing_with_request_is_refused(pacs, good_file, tmp_path):
+    from pydicom import dcmread
+
+    uid = dcmread(good_file).SOPInstanceUID
+    liar = raw_part10(tmp_path / "liar.dcm", dataset_part(good_file), MRImageStorage, uid)
+    assert c_store_raw(pacs.port, [liar]) == [DATASET_DOES_NOT_MATCH_SOP_CLASS]
+    assert_nothing_left(pacs)
+
+
+def test_sop_instance_disagreeing_with_request_is_refused(pacs, good_file, tmp_path):
+    from pydicom import dcmread
+
+    liar = raw_part10(tmp_path / "liar.dcm", dataset_part(good_file), dcmread(good_file).SOPClassUID, generate_uid())
+    assert c_store_raw(pacs.port, [liar]) == [CANNOT_UNDERSTAND]
+    assert_nothing_left(pacs)
+
+
+@pytest.mark.parametrize("missing", ["StudyInstanceUID", "SeriesInstanceUID"])
+def test_missing_uid_is_refused(pacs, tmp_path, missing):
+    path = write_dicom(tmp_path / "missing.dcm", **{missing: None})
+    assert c_store_raw(pacs.port, [path]) == [CANNOT_UNDERSTAND]
+    assert_nothing_left(pacs)
+
+
+def test_invalid_uid_is_refused(pacs, tmp_path):
+    path = write_dicom(tmp_path / "evil.dcm", StudyInstanceUID="../../etc/passwd")
+    assert c_store_raw(pacs.port, [path]) == [CANNOT_UNDERSTAND]
+    assert_nothing_left(pacs)
+
+
+HOSTILE = ["../../etc", "a/b\\c", "x\x00y\x07z\nq", "..", ".hidden", "é" * 300, "  ", "con:*?<>|"]
+
+
+@pytest.mark.parametrize("naming", ["hierarchical", "{PatientName}/{StudyDescription}/{SeriesDescription}/{SOPInstanceUID}.dcm"])
+def test_hostile_values_stay_inside_storage(pacs_factory, tmp_path, naming):
+    pacs = pacs_factory(storage={"naming": naming})
+    files = [write_dicom(tmp_path / f"h{i}.dcm", PatientID=value, PatientName=value,
+                         StudyDescription=value, SeriesDescription=value)
+             for i, value in enumerate(HOSTILE)]
+    assert c_store_raw(pacs.port, files) == [0] * len(files)
+    stored = pacs.stored_files()
+    assert len(stored) == len(HOSTILE)
+    root = pacs.storage.resolve()
+    for path in stored:
+        relative = path.resolve().relative_to(root)  # raises if outside
+        for part in relative.parts:
+            assert part not in ("", ".", "..") and not part.startswith(".")
+            assert all(ch.isprintable() for ch in part) and "\\" not in part
+            assert len(part.encode()) <= 128
+    outside = {p for p in tmp_path.rglob("*.dcm") if root not in p.resolve().parents}
+    assert outside == set(files), "a file was written outside the storage folder"
+
+
+@pytest.fixture
+def small_volume(tmp_path):
+    """A 3 MiB tmpfs for the storage folder: a real full disk."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); needs root")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_full_disk_answers_a700_and_recovers(pacs_factory, small_volume, tmp_path):
+    pacs = pacs_factory(storage={"directory": str(small_volume / "storage")})
+    filler = small_volume / "filler.bin"
+    with open(filler, "wb") as f:  # leave ~200 KiB free
+        free = os.statvfs(small_volume).f_bavail * os.statvfs(small_volume).f_frsize
+        f.write(b"\0" * (free - 200 * 1024))
+    big = write_dicom(tmp_path / "big.dcm", rows=512, cols=512)  # 512 KiB of pixels
+    assert c_store_raw(pacs.port, [big]) == [OUT_OF_RESOURCES]
+    assert_nothing_left(pacs)
+    filler.unlink()
+    assert c_store_raw(pacs.port, [big]) == [0]
+    assert pacs.instance_count() == 1 and len(pacs.stored_files()) == 1

@@ -1,0 +1,108 @@
+"""Study-stable events: once per quiet period, again after new images, re-armed after a restart,
+and once only when several detectors share one database."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+import yaml
+from pydicom import dcmread
+from sqlalchemy import select
+
+from pacsd.index.engine import open_index
+from pacsd.index.schema import changes
+from pacsd.services.stable import StudyStableDetector
+from tests.studies import send, wait_for, write_study
+
+
+def stable_rows(engine, study_uid: str) -> int:
+    with engine.connect() as conn:
+        return len(conn.execute(select(changes.c.seq).where(changes.c.kind == "study-stable",
+                                                            changes.c.uid == study_uid)).all())
+
+
+def study_uid_of(files) -> str:
+    return str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+
+
+def later(seconds: float) -> datetime:
+    return datetime.now(timezone.utc) + timedelta(seconds=seconds)
+
+
+def test_not_stable_before_the_quiet_period_then_once(pacs_factory, tmp_path):
+    pacs = pacs_factory(stable_after=30)
+    files = write_study(tmp_path / "s")
+    send(pacs, files)
+    detector = pacs.archive.stable_detector
+    assert detector.check() == []  # just arrived: not quiet for 30 s yet
+    uid = study_uid_of(files)
+    assert detector.check(now=later(31)) == [uid]
+    assert detector.check(now=later(62)) == []  # same quiet period: no second event
+    assert stable_rows(pacs.archive.engine, uid) == 1
+
+
+def test_detector_thread_fires_once_and_again_after_new_images(pacs_factory, tmp_path):
+    pacs = pacs_factory(stable_after=0.4)
+    files = write_study(tmp_path / "s", per_series=3)
+    uid = study_uid_of(files)
+    send(pacs, files[:2])
+    pacs.archive.start_background()
+    engine = pacs.archive.engine
+    assert wait_for(lambda: stable_rows(engine, uid) == 1)
+    time.sleep(1.0)  # several more polls within the same quiet period
+    assert stable_rows(engine, uid) == 1
+    send(pacs, files[2:])  # the study changes: a new quiet period begins
+    assert wait_for(lambda: stable_rows(engine, uid) == 2)
+    actions = (tmp_path / "logs" / "actions.log").read_text()
+    assert actions.count(f'study-stable study="{uid}"') == 2
+
+
+def test_pending_study_is_rearmed_after_restart(pacs_factory, tmp_path):
+    first = pacs_factory(stable_after=0.4)  # detector never started: the study stays pending
+    files = write_study(tmp_path / "s")
+    uid = study_uid_of(files)
+    send(first, files)
+    first.stop()
+    assert stable_rows(first.archive.engine, uid) == 0
+    second = pacs_factory(stable_after=0.4)  # same database under tmp_path
+    second.archive.start_background()
+    assert wait_for(lambda: stable_rows(second.archive.engine, uid) == 1)
+
+
+def test_several_detectors_on_one_database_fire_once(pacs, tmp_path):
+    files = write_study(tmp_path / "s")
+    send(pacs, files)
+    engines = [open_index(pacs.settings.database.path) for _ in range(4)]
+    fired: list[str] = []
+    detectors = [StudyStableDetector(engine, 1, on_stable=fired.append) for engine in engines]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda d: [d.check(now=later(5)) for _ in range(5)], detectors))
+    finally:
+        for engine in engines:
+            engine.dispose()
+    assert fired == [study_uid_of(files)]
+    assert stable_rows(pacs.archive.engine, study_uid_of(files)) == 1
+
+
+def test_pacsd_serve_rearms_after_restart_and_writes_the_sheet(pacs_process, tmp_path):
+    def config(stable_after: float) -> str:
+        path = tmp_path / f"pacsd-{stable_after}.yaml"
+        path.write_text(yaml.safe_dump({"stable_after": stable_after, "storage": {"naming": "accounts"}}))
+        return str(path)
+
+    files = write_study(tmp_path / "s", RequestingPhysician="NEW^DOC", PatientName="P^Q")
+    server = pacs_process("--config", config(600))
+    send(server, files)
+    assert "pacsd stopped" in server.stop()
+    engine = open_index(tmp_path / "index.sqlite")
+    try:
+        assert stable_rows(engine, study_uid_of(files)) == 0
+        server = pacs_process("--config", config(0.3))
+        sheet = tmp_path / "storage" / "Guest" / "NEW^DOC" / "20240115_P^Q_ACC001" / "ScanSheet.pdf"
+        assert wait_for(sheet.exists)
+        assert stable_rows(engine, study_uid_of(files)) == 1
+    finally:
+        engine.dispose()
