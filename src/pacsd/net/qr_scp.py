@@ -8,7 +8,6 @@ associations and counts them.  Plugs into `DicomServer` through `extra_services(
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from pacsd.config import QueryRetrievePermission, Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import PacsError
 from pacsd.net.qr_models import MODEL_OF
+from pacsd.net.tcp import tune_association_socket
 from pacsd.services.archive import Archive
 from pacsd.services.query import QueryService
 from pacsd.services.retrieve import (
@@ -47,14 +47,6 @@ def failure(status: int, comment: str) -> Dataset:
     answer.Status = status
     answer.ErrorComment = comment[:64]
     return answer
-
-
-def set_tcp_nodelay(event) -> None:
-    """Turn Nagle's algorithm off on a sub-operation association's socket."""
-    try:
-        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (AttributeError, OSError):
-        pass
 
 
 def send_files_unchanged(assoc) -> None:
@@ -149,7 +141,7 @@ class QueryRetrieveService:
         yield known.host, known.port, {
             "ae_title": known.ae_title,
             "contexts": proposed_contexts(selected),
-            "evt_handlers": [(evt.EVT_CONN_OPEN, set_tcp_nodelay),
+            "evt_handlers": [(evt.EVT_CONN_OPEN, lambda e: tune_association_socket(e.assoc)),
                              (evt.EVT_ACCEPTED, lambda e: sub_association.append(e.assoc))],
         }
         yield len(selected)
