@@ -20,6 +20,7 @@ from pacsd.config import Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import StorageFull
 from pacsd.net.connlog import ConnectionTracker
+from pacsd.net.contexts import copy_contexts_cheaply
 from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
 from pacsd.net.tcp import tune_association_socket
 from pacsd.net.incoming import incoming_file_of, receive_into
@@ -36,6 +37,7 @@ def configure_pynetdicom() -> None:
     """Process-wide pynetdicom settings for a server: quiet standard handlers."""
     _config.LOG_HANDLER_LEVEL = "none"
     shorten_association_polling()
+    copy_contexts_cheaply()
 
 
 class DicomService(Protocol):
