@@ -26,6 +26,7 @@ system-test-deps:
 	@./scripts/install-system-deps.sh test
 
 run: install
+	@./scripts/install-system-deps.sh run || echo "pacsd: without those fonts, scan sheets are not written (the archive works)" >&2
 	$(BIN)/pacsd serve --storage-dir $(DATA)/storage --index-db $(DATA)/index.sqlite --log-dir $(DATA)/logs
 
 test: install-dev system-test-deps
