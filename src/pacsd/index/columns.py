@@ -1,22 +1,46 @@
-"""Header values made to fit the index's columns before they are written.
+"""Which DICOM attribute each typed index column holds, and how long it may be.
 
-PostgreSQL refuses a string longer than its VARCHAR column, and any NUL character, where SQLite
-keeps both; such values (hostile or broken senders) are cut to the column and lose their NULs
-on both backends.  The stored file keeps the value as sent.
+Ingest fills the columns from a header through this table; query matching can translate a key
+to its column through it.  Lengths are the VR maxima (PN components allowed their 64 x 5).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pydicom.dataset import Dataset
 
-from sqlalchemy import String, Table
+from pacsd.dicom.header import first_text
+
+PATIENT_COLUMNS: dict[str, tuple[str, int]] = {
+    "patient_id": ("PatientID", 64),
+    "patient_name": ("PatientName", 324),
+    "birth_date": ("PatientBirthDate", 8),
+    "sex": ("PatientSex", 16),
+}
+STUDY_COLUMNS: dict[str, tuple[str, int]] = {
+    "study_date": ("StudyDate", 8),
+    "study_time": ("StudyTime", 16),
+    "accession_number": ("AccessionNumber", 64),
+    "study_id": ("StudyID", 16),
+    "description": ("StudyDescription", 64),
+    "referring_physician": ("ReferringPhysicianName", 324),
+    "requesting_physician": ("RequestingPhysician", 324),
+    "institution": ("InstitutionName", 64),
+}
+SERIES_COLUMNS: dict[str, tuple[str, int]] = {
+    "modality": ("Modality", 16),
+    "series_number": ("SeriesNumber", 12),
+    "description": ("SeriesDescription", 64),
+    "body_part": ("BodyPartExamined", 16),
+    "protocol_name": ("ProtocolName", 64),
+    "station_name": ("StationName", 16),
+    "series_date": ("SeriesDate", 8),
+    "series_time": ("SeriesTime", 16),
+}
 
 
-def fit_to_columns(table: Table, values: dict[str, Any]) -> dict[str, Any]:
-    """`values` with NULs dropped from strings and each cut to the length of its column in `table`."""
-    fitted = dict(values)
-    for key, value in values.items():
-        column = table.c.get(key)
-        if isinstance(value, str) and column is not None and isinstance(column.type, String):
-            fitted[key] = value.replace("\x00", "")[:column.type.length]
-    return fitted
+def column_values(dataset: Dataset, columns: dict[str, tuple[str, int]]) -> dict[str, str]:
+    """The values of `columns` taken from a header, each cut to its column's length.
+
+    NUL characters are dropped: PostgreSQL text cannot hold them (SQLite can)."""
+    return {column: first_text(dataset, keyword).replace("\x00", "")[:length]
+            for column, (keyword, length) in columns.items()}

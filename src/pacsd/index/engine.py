@@ -83,6 +83,8 @@ def _open_sqlite(url: URL, wal_mode: bool) -> Engine:
         # FULL: a commit is on disk before we answer success (an acknowledged image is kept).
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # LIKE case-sensitive, as in PostgreSQL: query matching folds case only where DICOM says.
+        cursor.execute("PRAGMA case_sensitive_like=ON")
         cursor.close()
 
     return engine

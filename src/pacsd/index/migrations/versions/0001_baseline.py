@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 04:44:02.020984
+Create Date: 2026-11-22 05:03:45.508513
 
 """
 from typing import Sequence, Union
@@ -69,7 +69,8 @@ def upgrade() -> None:
     sa.Column('num_instances', sa.Integer(), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('pk'),
-    sa.UniqueConstraint('patient_id')
+    sa.UniqueConstraint('patient_id'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('patients', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_patients_patient_name_upper'), ['patient_name_upper'], unique=False)
@@ -123,7 +124,8 @@ def upgrade() -> None:
     sa.Column('stable_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['patient_pk'], ['patients.pk'], ),
     sa.PrimaryKeyConstraint('pk'),
-    sa.UniqueConstraint('study_uid')
+    sa.UniqueConstraint('study_uid'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('studies', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_studies_accession_number'), ['accession_number'], unique=False)
@@ -150,7 +152,8 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['study_pk'], ['studies.pk'], ),
     sa.PrimaryKeyConstraint('pk'),
-    sa.UniqueConstraint('series_uid')
+    sa.UniqueConstraint('series_uid'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('series', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_series_modality'), ['modality'], unique=False)
@@ -172,7 +175,8 @@ def upgrade() -> None:
     sa.Column('header_json', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['series_pk'], ['series.pk'], ),
     sa.PrimaryKeyConstraint('pk'),
-    sa.UniqueConstraint('sop_uid')
+    sa.UniqueConstraint('sop_uid'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('instances', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_instances_account'), ['account'], unique=False)
