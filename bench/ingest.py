@@ -9,6 +9,7 @@ Prints a table with the ratios pacsd/Orthanc and pacsd/storescp and writes it as
 Not part of the test suite: this measures, it does not assert.
 
     .venv/bin/python bench/ingest.py [--quick] [--servers pacsd,storescp,orthanc] [--json PATH]
+        [--workers 1,2] [--database postgresql://...]
 """
 
 from __future__ import annotations
@@ -193,17 +194,36 @@ class StoreScp(Server):
 
 
 class Pacsd(Server):
-    def __init__(self) -> None:
-        super().__init__("pacsd", "PACSD")
+    """pacsd with `workers` receiving processes, its index in SQLite or in a fresh PostgreSQL
+    database made on the server of `database` (a URL whose database we may create others from)."""
+
+    def __init__(self, workers: int = 1, database: str | None = None) -> None:
+        super().__init__("pacsd" if workers == 1 else f"pacsd-w{workers}", "PACSD")
         self.exe = REPO_DIR / ".venv" / "bin" / "pacsd"
+        self.workers, self.database = workers, database
 
     def missing(self) -> str | None:
         return None if self.exe.exists() else f"{self.exe} not found (run make install-dev)"
 
     def command(self, work: Path, port: int) -> list[str]:
         d = work / "data"
-        return [str(self.exe), "serve", "--host", HOST, "--port", str(port), "--aet", self.aet,
-                "--storage-dir", str(d), "--index-db", str(d / "index.sqlite"), "--log-dir", str(d / "logs")]
+        config = work / "pacsd.yaml"
+        config.write_text(json.dumps({"server": {"workers": self.workers}, "http": {"enabled": False}}))
+        index = ["--database-url", self.fresh_database(work.name)] if self.database else \
+            ["--index-db", str(d / "index.sqlite")]
+        return [str(self.exe), "serve", "--config", str(config), "--host", HOST, "--port", str(port),
+                "--aet", self.aet, "--storage-dir", str(d), *index, "--log-dir", str(d / "logs")]
+
+    def fresh_database(self, label: str) -> str:
+        import psycopg
+        from sqlalchemy import make_url
+
+        name = "bench_" + "".join(c if c.isalnum() else "_" for c in label)
+        admin = make_url(self.database).set(drivername="postgresql")
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')  # names made here, no user input
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return admin.set(database=name).render_as_string(hide_password=False)
 
 
 class Orthanc(Server):
@@ -414,6 +434,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-dir", type=Path, default=BENCH_DIR / ".cache", help="synthetic images")
     p.add_argument("--work-dir", type=Path, default=BENCH_DIR / ".work", help="server folders")
     p.add_argument("--json", type=Path, default=None, help="default bench/results/ingest-<time>.json")
+    p.add_argument("--workers", default="1", help="pacsd server.workers, comma-separated (e.g. 1,2)")
+    p.add_argument("--database", default=None,
+                   help="PostgreSQL URL for pacsd's index (a fresh database per run is made on that "
+                        "server); in the private network namespace reach it by unix socket, e.g. "
+                        "postgresql://postgres@/postgres?host=/var/run/postgresql")
     p.add_argument("--keep", action="store_true", help="keep the servers' folders after each run")
     args = p.parse_args(argv)
     if args.quick:
@@ -433,12 +458,14 @@ def main(argv: list[str] | None = None) -> int:
         if name not in SERVERS:
             print(f"unknown server {name!r}; choose from {', '.join(SERVERS)}", file=sys.stderr)
             return 2
-        server = SERVERS[name]()
-        why = server.missing()
-        if why:
-            print(f"skipping {name}: {why}", flush=True)
-        else:
-            servers.append(server)
+        variants = [Pacsd(int(w), args.database) for w in args.workers.split(",")] if name == "pacsd" \
+            else [SERVERS[name]()]
+        for server in variants:
+            why = server.missing()
+            if why:
+                print(f"skipping {server.name}: {why}", flush=True)
+            else:
+                servers.append(server)
     sets = [(512, synthetic.ensure_images(args.cache_dir, 512, args.count_large)),
             (64, synthetic.ensure_images(args.cache_dir, 64, args.count_small))]
     assocs = [int(a) for a in args.associations.split(",")]

@@ -156,6 +156,12 @@ def index_database(request, index_backend, tmp_path) -> dict:
 
 
 @pytest.fixture
+def index_target(index_database) -> str:
+    """This test's fresh index as `open_index` takes it: a PostgreSQL URL or a SQLite file."""
+    return index_database.get("url") or index_database["path"]
+
+
+@pytest.fixture
 def pacs_factory(tmp_path, index_database):
     """Start in-process servers with chosen settings; all are stopped at the end of the test.
 

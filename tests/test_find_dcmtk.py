@@ -15,6 +15,8 @@ from tests.dicomgen import write_dicom
 from tests.synthetic_index import fill_index
 from tests.qr_support import TESTDATA_CHARSETS, archive_files, findscu
 
+pytestmark = pytest.mark.both_databases
+
 STUDY_A, STUDY_B, STUDY_C = generate_uid(), generate_uid(), generate_uid()
 JAPANESE = TESTDATA_CHARSETS / "charset_iso2022_ir87_japanese.dcm"
 CYRILLIC_GREEK = TESTDATA_CHARSETS / "charset_utf8_cyrillic_greek.dcm"

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from sqlalchemy import delete, func, select
 
 from pacsd.index.engine import open_index
 from pacsd.index.schema import instances, patients, series, studies
 from pacsd.index.writer import IndexWriter, InstanceRecord
+
+pytestmark = pytest.mark.both_databases
 
 
 def record(sop: str, series_uid: str = "1.2.3.1", study_uid: str = "1.2.3", patient_id: str = "P1",
@@ -21,8 +25,8 @@ def record(sop: str, series_uid: str = "1.2.3.1", study_uid: str = "1.2.3", pati
     )
 
 
-def test_concurrent_writers_give_exact_counters(tmp_path):
-    engine = open_index(tmp_path / "i.sqlite")
+def test_concurrent_writers_give_exact_counters(index_target):
+    engine = open_index(index_target)
     writer = IndexWriter(engine, batch=16)
     records = [record(f"9.{i}", series_uid=f"1.2.{i % 2}.{i % 3}", study_uid=f"1.2.{i % 2}",
                       modality=["CT", "MR", "PT"][i % 3]) for i in range(60)]
@@ -45,8 +49,8 @@ def test_concurrent_writers_give_exact_counters(tmp_path):
         assert (patient.num_studies, patient.num_series, patient.num_instances) == (2, 6, 60)
 
 
-def test_same_uid_twice_in_one_group(tmp_path):
-    engine = open_index(tmp_path / "i.sqlite")
+def test_same_uid_twice_in_one_group(index_target):
+    engine = open_index(index_target)
     writer = IndexWriter(engine)
     jobs = [record("7.1", checksum="a", path="first.dcm"), record("7.1", checksum="b", path="second.dcm", size=300)]
     with engine.begin() as conn:
@@ -59,8 +63,8 @@ def test_same_uid_twice_in_one_group(tmp_path):
         assert conn.execute(select(studies.c.size_bytes)).scalar_one() == 300
 
 
-def test_stale_cached_keys_heal(tmp_path):
-    engine = open_index(tmp_path / "i.sqlite")
+def test_stale_cached_keys_heal(index_target):
+    engine = open_index(index_target)
     writer = IndexWriter(engine)
     assert writer.write(record("5.1"), "keep").action == "stored"
     with engine.begin() as conn:  # someone else removes the study behind the writer's back

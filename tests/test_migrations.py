@@ -20,13 +20,9 @@ from tests.conftest import VENV_BIN
 pytestmark = pytest.mark.both_databases
 
 
-def target_of(index_database: dict) -> str:
-    return index_database.get("url") or index_database["path"]
-
-
-def test_migrations_build_the_schema_module(index_database):
+def test_migrations_build_the_schema_module(index_target):
     """A schema change without its migration fails here: add one with scripts/new_migration.py."""
-    engine = create_engine(database_url(target_of(index_database)))
+    engine = create_engine(database_url(index_target))
     try:
         with engine.begin() as conn:
             command.upgrade(alembic_config(conn), "head")
@@ -49,8 +45,8 @@ def pacsd_db(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(VENV_BIN / "pacsd"), "db", *args], capture_output=True, text=True, timeout=60)
 
 
-def test_index_from_before_migrations_is_upgraded_in_place(index_database):
-    target = target_of(index_database)
+def test_index_from_before_migrations_is_upgraded_in_place(index_database, index_target):
+    target = index_target
     made_before_migrations(target)
     with pytest.raises(SchemaOutOfDate):
         open_index(target, upgrade=False)  # database.auto_upgrade: false
