@@ -36,7 +36,7 @@ def run_server(settings: Settings) -> None:
         if settings.http.enabled:
             from pacsd.web.server import WebServer
 
-            web = WebServer(archive, settings.http.host, settings.http.port)
+            web = WebServer(archive, settings.http.host, settings.http.port, server.connections)
             web.start()
         archive.start_background()
         log.info("pacsd ready: storage %s, index %s", settings.storage.directory, settings.database.path)
