@@ -28,12 +28,14 @@ def create_app(archive: Archive, connections=None) -> FastAPI:
     from fastapi.staticfiles import StaticFiles
 
     from pacsd.web.auth import install_auth
+    from pacsd.web.ui.jobs import Jobs
     from pacsd.web.ui.templating import STATIC
 
     app = FastAPI(title="pacsd", version=__version__, docs_url="/api/docs", redoc_url=None)
     app.state.archive = archive
     app.state.settings = archive.settings
     app.state.connections = connections
+    app.state.jobs = Jobs()
     _add_error_handlers(app)
     install_auth(app, archive.settings)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
