@@ -29,6 +29,7 @@ def create_app(archive: Archive, connections=None) -> FastAPI:
 
     from pacsd.web.auth import install_auth
     from pacsd.web.ui.jobs import Jobs
+    from pacsd.web.ui.status import install_status
     from pacsd.web.ui.templating import STATIC
 
     app = FastAPI(title="pacsd", version=__version__, docs_url="/api/docs", redoc_url=None)
@@ -38,6 +39,7 @@ def create_app(archive: Archive, connections=None) -> FastAPI:
     app.state.jobs = Jobs()
     _add_error_handlers(app)
     install_auth(app, archive.settings)
+    install_status(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for router in _routers():
         app.include_router(router)
