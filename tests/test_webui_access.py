@@ -6,7 +6,6 @@ state-changing requests, admins delete studies (files and rows together), login 
 from __future__ import annotations
 
 import base64
-import time
 
 import httpx
 import pytest
@@ -31,19 +30,6 @@ def two_accounts(pacs_factory, tmp_path):
     server.start()
     yield pacs, f"http://{HOST}:{server.address[1]}", {"mine": dcmread(mine[0]), "theirs": dcmread(theirs[0])}
     server.stop()
-
-
-def wait_for_web(base: str, timeout: float = 20) -> None:
-    """`pacsd serve` answers C-ECHO before its web server listens: wait for /healthz."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz").status_code == 200:
-                return
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.1)
 
 
 def study_urls(ds) -> list[str]:
@@ -149,7 +135,6 @@ def test_login_off_is_said_at_start_up_and_everyone_is_admin(pacs_process, tmp_p
     config.write_text("web:\n  login: false\n")
     server = pacs_process("--config", str(config))
     base = f"http://{HOST}:{server.http_port}"
-    wait_for_web(base)
     page = httpx.get(f"{base}/ui/studies")
     assert page.status_code == 200 and "local (admin)" in page.text
     assert httpx.get(f"{base}/login", follow_redirects=False).status_code == 303

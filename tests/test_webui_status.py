@@ -13,7 +13,6 @@ from pynetdicom.sop_class import Verification
 
 from tests.conftest import HOST, VENV_BIN, dcmtk
 from tests.dicomgen import write_dicom
-from tests.test_webui_access import wait_for_web
 from tests.webui import PASSWORD, browser, log_in, page, screenshot  # noqa: F401
 
 
@@ -27,7 +26,6 @@ def test_status_page_and_metrics(pacs_process, tmp_path, page):
     add_user_with_cli(tmp_path, "smith", "--account", "Smith")
     server = pacs_process()
     base = f"http://{HOST}:{server.http_port}"
-    wait_for_web(base)
     files = [write_dicom(tmp_path / "in" / f"{n}.dcm", InstanceNumber=n, Modality="MR") for n in (1, 2)]
     sent = dcmtk("storescu", "-aet", "MODALITY", "-aec", "PACSD", HOST, str(server.port), *map(str, files))
     assert sent.returncode == 0, sent.stderr
