@@ -16,13 +16,13 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from starlette.background import BackgroundTask
 
 from pacsd.net.scu import scan_files, send_files
-from pacsd.services import browse
 from pacsd.services.deletion import delete_study
 from pacsd.services.export import export_fileset, instance_files
 from pacsd.services.ingest import Source
 from pacsd.storage.sanitize import path_component
-from pacsd.web.access import current_user, require_admin, visible_accounts
-from pacsd.web.ui.jobs import Job, Jobs
+from pacsd.web.access import current_user, require_admin
+from pacsd.web.ui.jobs import Job
+from pacsd.web.ui.lookups import visible_series, visible_study
 from pacsd.web.ui.templating import render
 
 log = logging.getLogger(__name__)
@@ -30,16 +30,9 @@ router = APIRouter(dependencies=[Depends(current_user)])
 UPLOAD_CHUNK = 1024 * 1024
 
 
-def _visible_study(request: Request, study_uid: str):
-    row = browse.find_study(request.app.state.archive.engine, study_uid, visible_accounts(request))
-    if row is None:
-        raise HTTPException(404, "no such study")
-    return row
-
-
 @router.get("/ui/studies/{study_uid}/download.zip")
 def download_zip(request: Request, study_uid: str) -> FileResponse:
-    study = _visible_study(request, study_uid)
+    study = visible_study(request, study_uid)
     work = Path(tempfile.mkdtemp(prefix="pacsd-zip-"))
     try:
         zip_path = work / "study.zip"
@@ -87,9 +80,9 @@ async def _in_thread(func, *args):
 def send(request: Request, study_uid: str = Form(...), ae_title: str = Form(...),
          series_uid: str = Form("")) -> Response:
     archive = request.app.state.archive
-    _visible_study(request, study_uid)
-    if series_uid and browse.find_series(archive.engine, series_uid, visible_accounts(request)) is None:
-        raise HTTPException(404, "no such series")
+    visible_study(request, study_uid)
+    if series_uid:
+        visible_series(request, series_uid)
     peer = archive.settings.known_ae(ae_title)
     if peer is None:
         raise HTTPException(400, f"{ae_title} is not a known AE (known_aes in the settings)")
@@ -138,12 +131,12 @@ def job_page(request: Request, job_id: int) -> Response:
 # -- delete ------------------------------------------------------------------------------------
 @router.get("/ui/studies/{study_uid}/delete", dependencies=[Depends(require_admin)])
 def confirm_delete(request: Request, study_uid: str) -> Response:
-    return render(request, "delete.html", study=_visible_study(request, study_uid))
+    return render(request, "delete.html", study=visible_study(request, study_uid))
 
 
 @router.post("/ui/studies/{study_uid}/delete", dependencies=[Depends(require_admin)])
 def delete(request: Request, study_uid: str, confirm: str = Form("")) -> Response:
-    study = _visible_study(request, study_uid)
+    study = visible_study(request, study_uid)
     if confirm != "delete":
         return render(request, "delete.html", status_code=400, study=study, error="Type delete to confirm.")
     delete_study(request.app.state.archive, study_uid, by=request.state.user.name)

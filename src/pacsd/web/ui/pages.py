@@ -14,6 +14,8 @@ from fastapi.responses import RedirectResponse, Response
 from pacsd.services import browse
 from pacsd.services.users import User
 from pacsd.web.access import current_user, visible_accounts
+from pacsd.web.ui.lookups import visible_study
+from pacsd.web.ui.sheets import scan_sheet_links
 from pacsd.web.ui.templating import render
 
 router = APIRouter(dependencies=[Depends(current_user)])
@@ -65,11 +67,7 @@ def patient(request: Request, id: str) -> Response:
 @router.get("/ui/studies/{study_uid}")
 def study(request: Request, study_uid: str) -> Response:
     archive = request.app.state.archive
-    row = browse.find_study(archive.engine, study_uid, visible_accounts(request))
-    if row is None:
-        raise HTTPException(404, "no such study")
-    from pacsd.web.ui.sheets import scan_sheet_links
-
+    row = visible_study(request, study_uid)
     return render(request, "study.html", study=row, series=browse.series_of_study(archive.engine, row.pk),
                   known_aes=archive.settings.known_aes, sheets=scan_sheet_links(archive, study_uid),
                   ohif_url=archive.settings.web.ohif_url.rstrip("/"))

@@ -9,11 +9,11 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from pacsd.index.schema import instances, series, studies
-from pacsd.services import browse
 from pacsd.services.archive import Archive
 from pacsd.services.scansheet import study_dir_for
 from pacsd.storage.sanitize import path_component
-from pacsd.web.access import current_user, visible_accounts
+from pacsd.web.access import current_user
+from pacsd.web.ui.lookups import visible_study
 
 router = APIRouter(dependencies=[Depends(current_user)])
 MEDIA_TYPES = {"pdf": "application/pdf", "csv": "text/csv; charset=utf-8"}
@@ -41,7 +41,8 @@ def scan_sheet_links(archive: Archive, study_uid: str) -> list[str]:
 @router.get("/ui/studies/{study_uid}/scan-sheet.{kind}")
 def scan_sheet(request: Request, study_uid: str, kind: str) -> FileResponse:
     archive = request.app.state.archive
-    if kind not in MEDIA_TYPES or browse.find_study(archive.engine, study_uid, visible_accounts(request)) is None:
+    visible_study(request, study_uid)
+    if kind not in MEDIA_TYPES:
         raise HTTPException(404, "no such scan sheet")
     path = scan_sheet_path(archive, study_uid, kind)
     if path is None:

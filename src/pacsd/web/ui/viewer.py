@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from pacsd.errors import PacsError
 from pacsd.services import browse
-from pacsd.web.access import current_user, visible_accounts
+from pacsd.web.access import current_user
+from pacsd.web.ui.lookups import visible_instance, visible_series, visible_study
 from pacsd.web.ui.images import frame_png, thumbnail_png
 from pacsd.web.ui.tags import tag_rows
 from pacsd.web.ui.templating import render
@@ -25,25 +26,11 @@ PRIVATE_CACHE = {"Cache-Control": "private, max-age=300"}
 PRESETS = {"CT lung": (-600, 1500), "CT bone": (300, 1500), "CT brain": (40, 80), "CT abdomen": (60, 400)}
 
 
-def _visible_series(request: Request, series_uid: str):
-    row = browse.find_series(request.app.state.archive.engine, series_uid, visible_accounts(request))
-    if row is None:
-        raise HTTPException(404, "no such series")
-    return row
-
-
-def _visible_instance(request: Request, sop_uid: str):
-    row = browse.find_instance(request.app.state.archive.engine, sop_uid, visible_accounts(request))
-    if row is None:
-        raise HTTPException(404, "no such instance")
-    return row
-
-
 @router.get("/ui/viewer/{series_uid}")
 def viewer(request: Request, series_uid: str) -> Response:
     archive = request.app.state.archive
-    series_row = _visible_series(request, series_uid)
-    study = browse.find_study(archive.engine, series_row.study_uid, visible_accounts(request))
+    series_row = visible_series(request, series_uid)
+    study = visible_study(request, series_row.study_uid)
     entries = browse.instances_of_series(archive.engine, series_row.pk)
     frames = [{"sop": e.sop_uid, "frame": f, "frames": e.frames, "number": e.instance_number}
               for e in entries for f in range(e.frames)]
@@ -62,7 +49,7 @@ def _window(center: float | None, width: float | None) -> tuple[float, float] | 
 @router.get("/ui/instances/{sop_uid}/frames/{frame}.png")
 def frame_image(request: Request, sop_uid: str, frame: int, center: float | None = None,
                 width: float | None = None) -> Response:
-    row = _visible_instance(request, sop_uid)
+    row = visible_instance(request, sop_uid)
     path = request.app.state.archive.blobs.absolute(row.path)
     png, start = frame_png(path, frame, _window(center, width))
     headers = dict(PRIVATE_CACHE)
@@ -74,7 +61,7 @@ def frame_image(request: Request, sop_uid: str, frame: int, center: float | None
 @router.get("/ui/series/{series_uid}/thumbnail.png")
 def series_thumbnail(request: Request, series_uid: str) -> Response:
     archive = request.app.state.archive
-    series_row = _visible_series(request, series_uid)
+    series_row = visible_series(request, series_uid)
     entries = browse.instances_of_series(archive.engine, series_row.pk)
     if entries:
         middle = entries[len(entries) // 2]
@@ -89,5 +76,5 @@ def series_thumbnail(request: Request, series_uid: str) -> Response:
 
 @router.get("/ui/instances/{sop_uid}/tags.json")
 def instance_tags(request: Request, sop_uid: str) -> JSONResponse:
-    row = _visible_instance(request, sop_uid)
+    row = visible_instance(request, sop_uid)
     return JSONResponse({"sop_uid": row.sop_uid, "tags": tag_rows(json.loads(row.header_json))})
