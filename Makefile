@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ./pacs-data
 
-.PHONY: run install install-dev system-test-deps test bench clean
+.PHONY: run install install-dev system-test-deps test bench bench-find clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: install-dev system-test-deps
 bench: install-dev
 	@./scripts/install-system-deps.sh bench
 	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
+
+bench-find: install-dev
+	@./scripts/install-system-deps.sh bench
+	$(BIN)/python bench/find.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -31,6 +31,17 @@ def testdata_files() -> list[Path]:
                   and p.name not in ("SHA256SUMS", "MANIFEST.tsv"))
 
 
+def wait_until(condition, timeout: float = 30, what: str = "condition"):
+    """Poll `condition` until it returns something true (returned) or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not met within {timeout} s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -155,10 +166,18 @@ class PacsProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"pacsd serve exited: {self.proc.stdout.read()}")
-            if dcmtk("echoscu", "-aec", "PACSD", HOST, str(self.port), timeout=10).returncode == 0:
+            if dcmtk("echoscu", "-aec", "PACSD", HOST, str(self.port), timeout=10).returncode == 0 and self._web_up():
                 return self
             time.sleep(0.2)
         raise RuntimeError("pacsd serve did not answer C-ECHO within 30 s")
+
+    def _web_up(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"http://{HOST}:{self.http_port}/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def stop(self, sig: int = 2) -> str:
         assert self.proc is not None

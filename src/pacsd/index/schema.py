@@ -36,6 +36,7 @@ patients = Table(
     Column("num_series", Integer, nullable=False, default=0),
     Column("num_instances", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,  # keys are never reused: cached keys cannot point elsewhere
 )
 
 studies = Table(
@@ -62,6 +63,7 @@ studies = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
     # updated_at of the study when it was last found stable; pending while older than updated_at.
     Column("stable_at", DateTime(timezone=True), nullable=True),
+    sqlite_autoincrement=True,  # keys are never reused: cached keys cannot point elsewhere
 )
 
 series = Table(
@@ -80,6 +82,7 @@ series = Table(
     Column("series_time", String(16), nullable=False, default=""),
     Column("num_instances", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,  # keys are never reused: cached keys cannot point elsewhere
 )
 
 instances = Table(
@@ -98,6 +101,7 @@ instances = Table(
     Column("calling_aet", String(16), nullable=False, default=""),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("header_json", Text, nullable=False),
+    sqlite_autoincrement=True,  # keys are never reused: cached keys cannot point elsewhere
 )
 
 changes = Table(

@@ -9,17 +9,15 @@ group's rows are committed its files are made durable in one step (`make_durable
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from concurrent.futures import Future
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Engine
 
-from pacsd.index.schema import changes, instances, patients, series, studies
+from pacsd.index.rows import RowWriter, WriteOutcome
 
 log = logging.getLogger(__name__)
 
@@ -46,27 +44,22 @@ class InstanceRecord:
 
 
 @dataclass
-class WriteOutcome:
-    """What the writer did: `stored`, `kept-existing`, `rejected-duplicate` or `overwritten`."""
-
-    action: str
-    replaced_path: str | None = None  # a file the caller must now remove (overwrite, kept)
-    conflict: bool = False  # same UID, different content
-    new_study: bool = False
-
-
-@dataclass
 class _Job:
     record: InstanceRecord
     policy: DuplicatePolicy
     future: Future = field(default_factory=Future)
 
 
-_STOP = object()
 
 
 class IndexWriter:
-    """Owns all writes of instance rows; callers block on `write()` until their group commits."""
+    """Owns all writes of instance rows; callers block on `write()` until their group commits.
+
+    Leader-based group commit: a caller whose record is waiting and finds no commit under way
+    becomes the leader and commits every waiting record (up to `batch`) in its own thread;
+    callers that arrive meanwhile wait and form the next group.  No thread hand-off for a lone
+    association; one flush and one transaction shared by many at once.
+    """
 
     def __init__(self, engine: Engine, batch: int = 64,
                  make_durable: Callable[[list[str]], None] = lambda paths: None) -> None:
@@ -75,39 +68,40 @@ class IndexWriter:
         self.engine = engine
         self.batch = batch
         self.make_durable = make_durable
-        self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="index-writer", daemon=True)
-        self._thread.start()
+        self.rows = RowWriter()
+        self._waiting: list[_Job] = []
+        self._state = threading.Condition()
+        self._committing = False
+        self._closed = False
 
     def write(self, record: InstanceRecord, policy: DuplicatePolicy) -> WriteOutcome:
         """Index one instance; returns once its transaction is committed (or raises)."""
         job = _Job(record, policy)
-        self._queue.put(job)
-        return job.future.result()
+        with self._state:
+            if self._closed:
+                raise RuntimeError("the index writer is closed")
+            self._waiting.append(job)
+        while True:
+            with self._state:
+                while self._committing and not job.future.done():
+                    self._state.wait()
+                if job.future.done():
+                    return job.future.result()
+                self._committing = True  # we lead: commit what waits (ours may be in a later group)
+                group, self._waiting = self._waiting[: self.batch], self._waiting[self.batch:]
+            try:
+                self._commit_group(group)
+            finally:
+                with self._state:
+                    self._committing = False
+                    self._state.notify_all()
 
     def close(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            jobs = [first]
-            stop = False
-            while len(jobs) < self.batch:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is _STOP:
-                    stop = True
-                    break
-                jobs.append(job)
-            self._commit_group(jobs)
-            if stop:
-                return
+        """Refuse new records and wait for the commit under way."""
+        with self._state:
+            self._closed = True
+            while self._committing:
+                self._state.wait()
 
     def _commit_group(self, jobs: list[_Job]) -> None:
         try:
@@ -118,21 +112,32 @@ class IndexWriter:
             return
         try:
             with self.engine.begin() as conn:
-                outcomes = [_apply(conn, job.record, job.policy) for job in jobs]
+                outcomes = self._apply(conn, jobs)
         except Exception:
             log.warning("group commit of %d records failed; retrying one by one", len(jobs))
+            self.rows.forget()
             for job in jobs:
                 self._commit_one_by_one(job)
             return
         for job, outcome in zip(jobs, outcomes):
             job.future.set_result(outcome)
 
+    def _apply(self, conn, jobs: list[_Job]) -> list[WriteOutcome]:
+        """Apply a group; jobs of different duplicate policies are applied policy by policy."""
+        outcomes: dict[int, WriteOutcome] = {}
+        for policy in dict.fromkeys(job.policy for job in jobs):
+            chosen = [i for i, job in enumerate(jobs) if job.policy == policy]
+            for i, outcome in zip(chosen, self.rows.apply(conn, [jobs[i].record for i in chosen], policy)):
+                outcomes[i] = outcome
+        return [outcomes[i] for i in range(len(jobs))]
+
     def _commit_one_by_one(self, job: _Job) -> None:
         """Retry one job of a failed group (its file is already durable)."""
         try:
             with self.engine.begin() as conn:
-                outcome = _apply(conn, job.record, job.policy)
+                (outcome,) = self.rows.apply(conn, [job.record], job.policy)
         except Exception:
+            self.rows.forget()
             log.exception("index write failed for %s", job.record.sop_uid)
             job.future.set_exception(_IndexWriteFailed(job.record.sop_uid))
         else:
@@ -144,122 +149,3 @@ class _IndexWriteFailed(RuntimeError):
         super().__init__(f"the index could not record {sop_uid} (see the log)")
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _apply(conn: Connection, record: InstanceRecord, policy: DuplicatePolicy) -> WriteOutcome:
-    existing = conn.execute(
-        select(instances.c.pk, instances.c.path, instances.c.checksum, instances.c.size_bytes,
-               instances.c.series_pk).where(instances.c.sop_uid == record.sop_uid)
-    ).first()
-    if existing is not None:
-        return _apply_duplicate(conn, record, policy, existing)
-    now = _now()
-    patient_pk, new_patient = _patient(conn, record, now)
-    study_pk, new_study, patient_pk = _study(conn, record, patient_pk, now)
-    series_pk, new_series = _series(conn, record, study_pk, now)
-    conn.execute(
-        insert(instances).values(
-            sop_uid=record.sop_uid, series_pk=series_pk, sop_class_uid=record.sop_class_uid,
-            instance_number=record.instance_number, transfer_syntax=record.transfer_syntax,
-            path=record.path, size_bytes=record.size_bytes, checksum=record.checksum,
-            account=record.account, calling_aet=record.calling_aet, received_at=now,
-            header_json=record.header_json,
-        )
-    )
-    modality = record.series.get("modality", "")
-    study_row = conn.execute(
-        select(studies.c.modalities, studies.c.sop_classes).where(studies.c.pk == study_pk)
-    ).one()
-    conn.execute(
-        update(studies).where(studies.c.pk == study_pk).values(
-            num_instances=studies.c.num_instances + 1,
-            num_series=studies.c.num_series + int(new_series),
-            size_bytes=studies.c.size_bytes + record.size_bytes,
-            modalities=_add_to_set(study_row.modalities, modality),
-            sop_classes=_add_to_set(study_row.sop_classes, record.sop_class_uid),
-            updated_at=now,
-        )
-    )
-    conn.execute(
-        update(series).where(series.c.pk == series_pk).values(
-            num_instances=series.c.num_instances + 1, updated_at=now
-        )
-    )
-    conn.execute(
-        update(patients).where(patients.c.pk == patient_pk).values(
-            num_instances=patients.c.num_instances + 1,
-            num_series=patients.c.num_series + int(new_series),
-            num_studies=patients.c.num_studies + int(new_study),
-            updated_at=now,
-        )
-    )
-    conn.execute(insert(changes).values(kind="instance-stored", level="instance", uid=record.sop_uid, at=now))
-    if new_study:
-        conn.execute(insert(changes).values(kind="study-created", level="study", uid=record.study["study_uid"], at=now))
-    return WriteOutcome("stored", new_study=new_study)
-
-
-def _apply_duplicate(conn: Connection, record: InstanceRecord, policy: DuplicatePolicy, existing) -> WriteOutcome:
-    conflict = bool(existing.checksum and record.checksum and existing.checksum != record.checksum)
-    if policy == "keep":
-        return WriteOutcome("kept-existing", replaced_path=record.path, conflict=conflict)
-    if policy == "reject":
-        return WriteOutcome("rejected-duplicate", replaced_path=record.path, conflict=conflict)
-    now = _now()
-    conn.execute(
-        update(instances).where(instances.c.pk == existing.pk).values(
-            path=record.path, size_bytes=record.size_bytes, checksum=record.checksum,
-            transfer_syntax=record.transfer_syntax, header_json=record.header_json,
-            sop_class_uid=record.sop_class_uid, instance_number=record.instance_number,
-            calling_aet=record.calling_aet, received_at=now,
-        )
-    )
-    study_pk = conn.execute(select(series.c.study_pk).where(series.c.pk == existing.series_pk)).scalar_one()
-    conn.execute(
-        update(studies).where(studies.c.pk == study_pk).values(
-            size_bytes=studies.c.size_bytes + record.size_bytes - existing.size_bytes, updated_at=now
-        )
-    )
-    conn.execute(insert(changes).values(kind="instance-overwritten", level="instance", uid=record.sop_uid, at=now))
-    return WriteOutcome("overwritten", replaced_path=existing.path, conflict=conflict)
-
-
-def _add_to_set(joined: str, value: str) -> str:
-    values = [v for v in joined.split("\\") if v]
-    if value and value not in values:
-        values.append(value)
-    return "\\".join(sorted(values))
-
-
-def _patient(conn: Connection, record: InstanceRecord, now: datetime) -> tuple[int, bool]:
-    fields = record.patient
-    pk = conn.execute(select(patients.c.pk).where(patients.c.patient_id == fields["patient_id"])).scalar()
-    if pk is not None:
-        return pk, False
-    values = {**fields, "patient_name_upper": fields.get("patient_name", "").upper(), "updated_at": now}
-    return conn.execute(insert(patients).values(**values)).inserted_primary_key[0], True
-
-
-def _study(conn: Connection, record: InstanceRecord, patient_pk: int, now: datetime) -> tuple[int, bool, int]:
-    """The study's pk, whether it is new, and the pk of the patient it belongs to."""
-    row = conn.execute(
-        select(studies.c.pk, studies.c.patient_pk).where(studies.c.study_uid == record.study["study_uid"])
-    ).first()
-    if row is not None:
-        if row.patient_pk != patient_pk:
-            log.warning("study %s arrived with another patient (%s); kept under its first patient",
-                        record.study["study_uid"], record.patient["patient_id"])
-        return row.pk, False, row.patient_pk
-    values = {**record.study, "patient_pk": patient_pk, "account": record.account,
-              "created_at": now, "updated_at": now}
-    return conn.execute(insert(studies).values(**values)).inserted_primary_key[0], True, patient_pk
-
-
-def _series(conn: Connection, record: InstanceRecord, study_pk: int, now: datetime) -> tuple[int, bool]:
-    pk = conn.execute(select(series.c.pk).where(series.c.series_uid == record.series["series_uid"])).scalar()
-    if pk is not None:
-        return pk, False
-    values = {**record.series, "study_pk": study_pk, "updated_at": now}
-    return conn.execute(insert(series).values(**values)).inserted_primary_key[0], True

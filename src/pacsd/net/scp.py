@@ -52,8 +52,10 @@ class DicomService(Protocol):
 def extra_services(server: "DicomServer") -> list[DicomService]:
     """The services offered besides Verification and Storage (query/retrieve, commitment, ...)."""
     from pacsd.net.commitment_scp import StorageCommitmentService
+    from pacsd.net.qr_scp import QueryRetrieveService
 
-    return [StorageCommitmentService(server.settings, server.archive)]
+    return [StorageCommitmentService(server.settings, server.archive),
+            QueryRetrieveService(server.settings, server.archive)]
 
 
 class DicomServer:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, Select, and_, exists, select
 
+from pacsd.index.matching import LIKE_ESCAPE, escape_like, like_pattern
 from pacsd.index.schema import instances, patients, series, studies
 
 SORTABLE = {
@@ -40,13 +41,10 @@ class StudyFilter:
     account: str = ""
 
 
-def like_pattern(text: str, prefix_when_plain: bool = True) -> str:
-    """A user's * / ? wildcard text as a LIKE pattern (escape character backslash)."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    pattern = escaped.replace("*", "%").replace("?", "_")
-    if prefix_when_plain and pattern == escaped:
-        pattern += "%"
-    return pattern
+def search_pattern(text: str) -> str:
+    """A search box's text as a LIKE pattern: * and ? are wildcards; without any, a prefix."""
+    pattern = like_pattern(text)
+    return pattern if "*" in text or "?" in text else pattern + "%"
 
 
 def _visible(query: Select, accounts: set[str] | None) -> Select:
@@ -63,13 +61,14 @@ def search_studies(engine: Engine, wanted: StudyFilter, accounts: set[str] | Non
     query = select(*_study_columns()).join(patients, studies.c.patient_pk == patients.c.pk)
     conditions = []
     if wanted.patient_name:
-        conditions.append(patients.c.patient_name_upper.like(like_pattern(wanted.patient_name.upper()), escape="\\"))
+        name_pattern = search_pattern(wanted.patient_name.upper())
+        conditions.append(patients.c.patient_name_upper.like(name_pattern, escape=LIKE_ESCAPE))
     if wanted.patient_id:
-        conditions.append(patients.c.patient_id.like(like_pattern(wanted.patient_id), escape="\\"))
+        conditions.append(patients.c.patient_id.like(search_pattern(wanted.patient_id), escape=LIKE_ESCAPE))
     if wanted.accession:
-        conditions.append(studies.c.accession_number.like(like_pattern(wanted.accession), escape="\\"))
+        conditions.append(studies.c.accession_number.like(search_pattern(wanted.accession), escape=LIKE_ESCAPE))
     if wanted.description:
-        conditions.append(studies.c.description.ilike(f"%{like_pattern(wanted.description, False)}%", escape="\\"))
+        conditions.append(studies.c.description.ilike(f"%{escape_like(wanted.description)}%", escape=LIKE_ESCAPE))
     if wanted.date_from:
         conditions.append(studies.c.study_date >= wanted.date_from)
     if wanted.date_to:
