@@ -5,7 +5,8 @@
 #   test:  DCMTK (the real DICOM peers of the test suite), iproute2 (private network
 #          namespaces for peers that cannot bind one address), dicom3tools (dciodvfy checks
 #          the objects pacsd writes), poppler-utils (pdftotext/pdftoppm read the scan sheets),
-#          postgresql (the tests start a throw-away server of their own from its binaries)
+#          postgresql (the tests start a throw-away server of their own from its binaries),
+#          chromium (headless browser the web interface tests drive through Playwright)
 #   bench: DCMTK and Orthanc (the servers the ingest benchmark compares against)
 set -euo pipefail
 purpose="${1:-test}"
@@ -20,6 +21,7 @@ if [ "$purpose" = test ]; then
   command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
   command -v pdftotext >/dev/null 2>&1 && command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
   command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+  [ -x /usr/bin/chromium ] || need+=(chromium)
 fi
 if [ "$purpose" = bench ]; then
   command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)

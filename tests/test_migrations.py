@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, insert, select
 
 from pacsd.index.engine import database_url, open_index
 from pacsd.index.migrate import SchemaOutOfDate, alembic_config, head_revision
-from pacsd.index.schema import metadata, patients
+from pacsd.index.schema import metadata, patients, users
 from tests.conftest import VENV_BIN
 
 pytestmark = pytest.mark.both_databases
@@ -33,10 +33,10 @@ def test_migrations_build_the_schema_module(index_target):
 
 
 def made_before_migrations(target: str) -> None:
-    """An index as `create_all` made it before migrations, with one patient in it."""
+    """An index as `create_all` made it before migrations (and before users), with one patient."""
     engine = create_engine(database_url(target))
     with engine.begin() as conn:
-        metadata.create_all(conn)
+        metadata.create_all(conn, tables=[table for table in metadata.sorted_tables if table.name != "users"])
         conn.execute(insert(patients).values(patient_id="OLD", updated_at=datetime.now(timezone.utc)))
     engine.dispose()
 
@@ -60,5 +60,6 @@ def test_index_from_before_migrations_is_upgraded_in_place(index_database, index
     try:
         with engine.connect() as conn:
             assert conn.execute(select(patients.c.patient_id)).scalars().all() == ["OLD"]
+            assert conn.execute(select(users.c.name)).all() == []  # the table it lacked now exists
     finally:
         engine.dispose()

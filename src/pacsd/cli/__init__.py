@@ -31,10 +31,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pacsd.cli import commit, db, qr, serve, toolkit, tools
+    from pacsd.cli import commit, db, qr, serve, toolkit, tools, users
 
     for command in (*serve.COMMANDS, *tools.COMMANDS, *toolkit.COMMANDS, *commit.COMMANDS, *qr.COMMANDS,
-                    *db.COMMANDS):
+                    *users.COMMANDS, *db.COMMANDS):
         main.add_command(command)
 
 

@@ -22,6 +22,10 @@ from pacsd.index.schema import metadata
 log = logging.getLogger(__name__)
 
 BASELINE = "0001"  # the schema as `create_all` made it before migrations existed
+# Its tables: an index from before migrations may predate some (create_all made them as features
+# landed); those are created before it is stamped at the baseline.
+BASELINE_TABLES = ("patients", "studies", "series", "instances", "changes", "commitment_requests",
+                   "commitment_items", "commitment_deliveries", "users")
 _LOCK_KEY = 0x70616373  # "pacs": pg_advisory_xact_lock key of schema changes
 
 
@@ -77,6 +81,7 @@ def prepare_schema(engine: Engine, upgrade: bool = True) -> SchemaState:
             return state
         if state.current is None:
             log.info("index made before migrations: recorded as revision %s, then upgraded", BASELINE)
+            metadata.create_all(conn, tables=[metadata.tables[name] for name in BASELINE_TABLES])
             command.stamp(config, BASELINE)
         command.upgrade(config, "head")
         log.info("index schema upgraded from %s to %s", state.current or BASELINE, state.head)

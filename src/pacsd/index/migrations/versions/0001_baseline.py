@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 05:03:45.508513
+Create Date: 2026-11-22 05:13:21.481334
 
 """
 from typing import Sequence, Union
@@ -75,6 +75,17 @@ def upgrade() -> None:
     with op.batch_alter_table('patients', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_patients_patient_name_upper'), ['patient_name_upper'], unique=False)
 
+    op.create_table('users',
+    sa.Column('pk', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('password_hash', sa.String(length=256), nullable=False),
+    sa.Column('account', sa.String(length=128), nullable=False),
+    sa.Column('is_admin', sa.Boolean(), nullable=False),
+    sa.Column('session_epoch', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('pk'),
+    sa.UniqueConstraint('name')
+    )
     op.create_table('commitment_deliveries',
     sa.Column('pk', sa.Integer(), nullable=False),
     sa.Column('request_pk', sa.Integer(), nullable=False),
@@ -216,6 +227,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_commitment_deliveries_request_pk'))
 
     op.drop_table('commitment_deliveries')
+    op.drop_table('users')
     with op.batch_alter_table('patients', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_patients_patient_name_upper'))
 
