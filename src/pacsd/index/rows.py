@@ -49,7 +49,8 @@ _FIND_INSTANCES = select(
 ).where(instances.c.sop_uid.in_(bindparam("uids", expanding=True)))
 _INSERT_INSTANCE = insert(instances)
 _INSERT_CHANGE = insert(changes)
-_STUDY_SETS = select(studies.c.modalities, studies.c.sop_classes).where(studies.c.pk == bindparam("pk"))
+_STUDY_SETS = select(studies.c.modalities, studies.c.sop_classes).where(
+    studies.c.pk == bindparam("pk")).with_for_update()  # several nodes: the set grows under a row lock
 _SET_STUDY_SETS = update(studies).where(studies.c.pk == bindparam("b_pk")).values(
     modalities=bindparam("b_modalities"), sop_classes=bindparam("b_sop_classes"))
 _ADD_TO_STUDY = update(studies).where(studies.c.pk == bindparam("b_pk")).values(

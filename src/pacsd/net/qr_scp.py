@@ -17,6 +17,7 @@ from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, _config, evt
 from pacsd.config import QueryRetrievePermission, Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import PacsError
+from pacsd.net.pacing import wait_until_sent
 from pacsd.net.qr_models import MODEL_OF
 from pacsd.net.tcp import tune_association_socket
 from pacsd.services.archive import Archive
@@ -121,6 +122,7 @@ class QueryRetrieveService:
             yield failure(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
             return
         for answer in matches:
+            wait_until_sent(event.assoc)  # lets a C-CANCEL be read between answers
             yield PENDING, answer
         if cancelled():
             log.info("C-FIND from %s cancelled", calling)
