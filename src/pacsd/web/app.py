@@ -32,9 +32,9 @@ def create_app(archive: Archive) -> FastAPI:
 
 
 def _routers() -> list:
-    from pacsd.web import health
+    from pacsd.web import dicomweb, health
 
-    return [health.router]
+    return [health.router, *dicomweb.routers()]
 
 
 def _add_error_handlers(app: FastAPI) -> None:

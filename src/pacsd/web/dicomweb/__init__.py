@@ -1,0 +1,20 @@
+"""DICOMweb under /dicom-web (QIDO-RS, WADO-RS, STOW-RS) and WADO-URI at /wado.
+
+Each protocol is a small module with its own router; `routers()` gathers them for the app.
+They translate HTTP into service calls (`pacsd.services`) and back, nothing more.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from pacsd.web.dicomweb.resources import ROOT
+
+
+def routers() -> list[APIRouter]:
+    from pacsd.web.dicomweb import wado, wado_pixels
+
+    dicomweb = APIRouter(prefix=ROOT, tags=["DICOMweb"])
+    for module in (wado, wado_pixels):
+        dicomweb.include_router(module.router)
+    return [dicomweb]
