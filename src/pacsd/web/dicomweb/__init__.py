@@ -12,9 +12,9 @@ from pacsd.web.dicomweb.resources import ROOT
 
 
 def routers() -> list[APIRouter]:
-    from pacsd.web.dicomweb import wado, wado_pixels
+    from pacsd.web.dicomweb import stow, wado, wado_pixels
 
     dicomweb = APIRouter(prefix=ROOT, tags=["DICOMweb"])
-    for module in (wado, wado_pixels):
+    for module in (wado, wado_pixels, stow):
         dicomweb.include_router(module.router)
     return [dicomweb]

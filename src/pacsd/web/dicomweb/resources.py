@@ -21,6 +21,7 @@ from pacsd.web.access import visible_accounts
 
 ROOT = "/dicom-web"
 _UID = re.compile(r"[0-9A-Za-z._-]{1,64}")
+_HAS_PORT = re.compile(r":[0-9]+$")
 
 
 def archive_of(request: Request) -> Archive:
@@ -53,8 +54,26 @@ def file_of(request: Request, stored: StoredInstance) -> Path:
     return archive_of(request).blobs.absolute(stored.path)
 
 
+def public_base(request: Request) -> str:
+    """Scheme and authority of the URLs we hand out: `http.public_url`, else the request's Host.
+
+    A Host without a port (some clients leave it out) gets the port the request came in on.
+    """
+    configured = request.app.state.settings.http.public_url
+    if configured:
+        return configured.rstrip("/")
+    host = request.headers.get("host", "")
+    server = request.scope.get("server")
+    if not host or server is None:
+        return str(request.base_url).rstrip("/")
+    default_port = 443 if request.url.scheme == "https" else 80
+    if not _HAS_PORT.search(host) and server[1] != default_port:
+        host = f"{host}:{server[1]}"
+    return f"{request.url.scheme}://{host}"
+
+
 def dicomweb_root(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + ROOT
+    return public_base(request) + ROOT
 
 
 def study_url(request: Request, study_uid: str) -> str:

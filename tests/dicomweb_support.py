@@ -1,0 +1,44 @@
+"""Shared by the DICOMweb tests: the shared test data stored in a running pacsd, and clients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from dicomweb_client.api import DICOMwebClient
+from pydicom.dataset import Dataset
+
+from pacsd.services.importer import import_file
+from tests.conftest import testdata_files
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A test file the server accepted, with the UIDs to ask for it by."""
+
+    path: Path
+    dataset: Dataset  # as read by pydicom, pixels included
+
+    @property
+    def uids(self) -> tuple[str, str, str]:
+        ds = self.dataset
+        return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+
+    @property
+    def has_pixels(self) -> bool:
+        return "PixelData" in self.dataset
+
+
+def store_testdata(pacs) -> list[StoredFile]:
+    """Import every shared test file; the ones the server accepts (the others it must refuse)."""
+    stored = []
+    for path in testdata_files():
+        if import_file(pacs.archive, path).action == "stored":
+            stored.append(StoredFile(path, pydicom.dcmread(path, force=True)))
+    assert len(stored) >= 20, "the shared test data should mostly be accepted"
+    return stored
+
+
+def client(web: str) -> DICOMwebClient:
+    return DICOMwebClient(f"{web}/dicom-web")
