@@ -11,6 +11,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -28,6 +29,7 @@ def create_app(archive: Archive) -> FastAPI:
     _add_error_handlers(app)
     for router in _routers():
         app.include_router(router)
+    _allow_cross_origin(app, archive.settings.http.cors_origins)
     return app
 
 
@@ -35,6 +37,13 @@ def _routers() -> list:
     from pacsd.web import dicomweb, health
 
     return [health.router, *dicomweb.routers()]
+
+
+def _allow_cross_origin(app: FastAPI, origins: list[str]) -> None:
+    """CORS for the configured origins (http.cors_origins); none by default."""
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "OPTIONS"],
+                           allow_headers=["*"], expose_headers=["Content-Type", "Content-Location"])
 
 
 def _add_error_handlers(app: FastAPI) -> None:
