@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ./pacs-data
 
-.PHONY: run install install-dev system-test-deps test bench clean
+.PHONY: run install install-dev system-test-deps test bench bench-find clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,7 @@ system-test-deps:
 	@./scripts/install-system-deps.sh test
 
 run: install
+	@./scripts/install-system-deps.sh run || echo "pacsd: without those fonts, scan sheets are not written (the archive works)" >&2
 	$(BIN)/pacsd serve --storage-dir $(DATA)/storage --index-db $(DATA)/index.sqlite --log-dir $(DATA)/logs
 
 test: install-dev system-test-deps
@@ -34,6 +35,10 @@ test: install-dev system-test-deps
 bench: install-dev
 	@./scripts/install-system-deps.sh bench
 	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
+
+bench-find: install-dev
+	@./scripts/install-system-deps.sh bench
+	$(BIN)/python bench/find.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages a purpose needs, only when they are missing.
 #   always: the Unicode fonts scan sheets embed (DejaVu Sans; Droid Sans Fallback for CJK)
+#   run:   nothing more
 #   test:  DCMTK (the real DICOM peers of the test suite), iproute2 (private network
 #          namespaces for peers that cannot bind one address), dicom3tools (dciodvfy checks
 #          the objects pacsd writes), poppler-utils (pdftotext/pdftoppm read the scan sheets)
@@ -10,8 +11,10 @@ purpose="${1:-test}"
 need=()
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 [ -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || need+=(fonts-droid-fallback)
-command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
-command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if [ "$purpose" = test ] || [ "$purpose" = bench ]; then
+  command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)
+fi
 if [ "$purpose" = test ]; then
   command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
   command -v pdftotext >/dev/null 2>&1 && command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)

@@ -31,6 +31,17 @@ def testdata_files() -> list[Path]:
                   and p.name not in ("SHA256SUMS", "MANIFEST.tsv"))
 
 
+def wait_until(condition, timeout: float = 30, what: str = "condition"):
+    """Poll `condition` until it returns something true (returned) or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not met within {timeout} s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))

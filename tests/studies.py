@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from pydicom.uid import generate_uid
 
-from tests.conftest import HOST, dcmtk
+from tests.conftest import HOST, dcmtk, wait_until
 from tests.dicomgen import write_dicom
 
 
@@ -37,10 +36,8 @@ def send(pacs, files, aet: str = "MODALITY"):
 
 
 def wait_for(condition, timeout: float = 20.0) -> bool:
-    """Poll `condition` until it is true or `timeout` seconds pass; its last answer."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return bool(condition())
+    """True once `condition` holds within `timeout` seconds, else False (for `assert wait_for(...)`)."""
+    try:
+        return bool(wait_until(condition, timeout))
+    except AssertionError:
+        return False

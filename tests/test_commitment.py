@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import yaml
@@ -14,7 +13,7 @@ from pacsd.index.engine import open_index
 from pacsd.index.schema import commitment_deliveries, commitment_requests, instances
 from pacsd.net.commitment_scp import StorageCommitmentService
 from tests.commitment_peer import Modality
-from tests.conftest import HOST, free_port
+from tests.conftest import HOST, free_port, wait_until
 from tests.dicomgen import make_dataset
 
 NO_SUCH_OBJECT_INSTANCE, CLASS_INSTANCE_CONFLICT, PROCESSING_FAILURE = 0x0112, 0x0119, 0x0110
@@ -36,16 +35,6 @@ def stored(pacs, modality: Modality, count: int = 2) -> list[tuple[str, str]]:
 
 def known(modality: Modality, reply: str, port: int) -> dict:
     return {"known_aes": [{"ae_title": modality.aet, "host": HOST, "port": port, "commitment_reply": reply}]}
-
-
-def wait_until(condition, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not met within {timeout} s")
 
 
 def _engine(pacs_or_engine):

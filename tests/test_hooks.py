@@ -130,6 +130,7 @@ def test_end_of_study_hook_runs_after_the_scan_sheet(pacs_factory, tmp_path):
     assert (account, study_uid, calling) == ("cardiology", str(dcmread(files[0]).StudyInstanceUID), "ENDER")
     assert path == study_dir and Path(study_dir).parent == pacs.storage.resolve() / "cardiology"
     assert listing == ["Dicom", "ScanSheet.csv", "ScanSheet.pdf"]
+    assert wait_for(lambda: action_lines(tmp_path, "hook-on_study_stable"))  # logged once the hook exits
     assert action_lines(tmp_path, "hook-on_study_stable")[0].count('status="0"') == 1
 
 

@@ -121,3 +121,22 @@ def test_restart_keeps_everything(pacs_factory, tmp_path):
         assert again.instance_count() == 4
     finally:
         again.stop()
+
+
+def test_context_copies_are_equal_and_independent():
+    from copy import deepcopy
+
+    from pacsd.net.contexts import copy_contexts
+    from pacsd.net.scp import DicomServer
+
+    server = DicomServer.__new__(DicomServer)  # only build_ae's contexts are needed
+    ae = AE()
+    from pynetdicom import ALL_TRANSFER_SYNTAXES
+    ae.add_supported_context("1.2.840.10008.5.1.4.1.1.2", ALL_TRANSFER_SYNTAXES)
+    ae.add_supported_context(Verification)
+    original = ae.supported_contexts
+    copies = copy_contexts(original)
+    assert [str(c) for c in copies] == [str(c) for c in deepcopy(original)]
+    copies[0]._transfer_syntax.append("1.2.3")
+    copies[0].context_id = 99
+    assert "1.2.3" not in original[0].transfer_syntax and original[0].context_id != 99

@@ -118,6 +118,34 @@ class KnownAE(_Section):
     _check_aet = field_validator("ae_title")(_check_ae_title)
 
 
+class QueryRetrievePermission(_Section):
+    """What one calling AE may do over Query/Retrieve; `*` in destinations = any known AE."""
+
+    ae_title: str
+    find: bool = True
+    move: bool = True
+    get: bool = True
+    destinations: list[str] = Field(default_factory=lambda: ["*"])
+
+    _check_aet = field_validator("ae_title")(_check_ae_title)
+
+    def may_move_to(self, destination: str) -> bool:
+        return "*" in self.destinations or destination.strip() in self.destinations
+
+
+class QueryRetrieveSettings(_Section):
+    max_results: int = Field(0, ge=0, description="most C-FIND answers per request; 0 = no limit")
+    case_insensitive_names: bool = True
+    # Empty: every calling AE may find, move (to any known AE) and get.  Otherwise only the
+    # listed AEs may, each as its entry says.
+    permissions: list[QueryRetrievePermission] = Field(default_factory=list)
+
+    def permission(self, calling_aet: str) -> QueryRetrievePermission | None:
+        if not self.permissions:
+            return QueryRetrievePermission(ae_title=calling_aet.strip() or "ANY")
+        return next((p for p in self.permissions if p.ae_title == calling_aet.strip()), None)
+
+
 class CommitmentSettings(_Section):
     """Storage Commitment: how hard instances are checked and how reports are re-sent."""
 
@@ -155,6 +183,7 @@ class Settings(_Section):
     duplicates: Literal["keep", "overwrite", "reject"] = "keep"
     known_aes: list[KnownAE] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    query_retrieve: QueryRetrieveSettings = Field(default_factory=QueryRetrieveSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     commitment: CommitmentSettings = Field(default_factory=CommitmentSettings)
     accounts: "AccountsSettings" = Field(default_factory=lambda: AccountsSettings())

@@ -31,9 +31,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pacsd.cli import commit, serve, toolkit, tools
+    from pacsd.cli import commit, qr, serve, toolkit, tools
 
-    for command in (*serve.COMMANDS, *tools.COMMANDS, *toolkit.COMMANDS, *commit.COMMANDS):
+    for command in (*serve.COMMANDS, *tools.COMMANDS, *toolkit.COMMANDS, *commit.COMMANDS, *qr.COMMANDS):
         main.add_command(command)
 
 

@@ -32,6 +32,8 @@ def open_index(path: Path | str, wal_mode: bool = True) -> Engine:
         # FULL: a commit is on disk before we answer success (an acknowledged image is kept).
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # LIKE case-sensitive, as in PostgreSQL: query matching folds case only where DICOM says.
+        cursor.execute("PRAGMA case_sensitive_like=ON")
         cursor.close()
 
     metadata.create_all(engine)

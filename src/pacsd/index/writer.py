@@ -9,7 +9,6 @@ group's rows are committed its files are made durable in one step (`make_durable
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from concurrent.futures import Future
 from collections.abc import Callable
@@ -51,11 +50,16 @@ class _Job:
     future: Future = field(default_factory=Future)
 
 
-_STOP = object()
 
 
 class IndexWriter:
-    """Owns all writes of instance rows; callers block on `write()` until their group commits."""
+    """Owns all writes of instance rows; callers block on `write()` until their group commits.
+
+    Leader-based group commit: a caller whose record is waiting and finds no commit under way
+    becomes the leader and commits every waiting record (up to `batch`) in its own thread;
+    callers that arrive meanwhile wait and form the next group.  No thread hand-off for a lone
+    association; one flush and one transaction shared by many at once.
+    """
 
     def __init__(self, engine: Engine, batch: int = 64,
                  make_durable: Callable[[list[str]], None] = lambda paths: None) -> None:
@@ -65,39 +69,39 @@ class IndexWriter:
         self.batch = batch
         self.make_durable = make_durable
         self.rows = RowWriter()
-        self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="index-writer", daemon=True)
-        self._thread.start()
+        self._waiting: list[_Job] = []
+        self._state = threading.Condition()
+        self._committing = False
+        self._closed = False
 
     def write(self, record: InstanceRecord, policy: DuplicatePolicy) -> WriteOutcome:
         """Index one instance; returns once its transaction is committed (or raises)."""
         job = _Job(record, policy)
-        self._queue.put(job)
-        return job.future.result()
+        with self._state:
+            if self._closed:
+                raise RuntimeError("the index writer is closed")
+            self._waiting.append(job)
+        while True:
+            with self._state:
+                while self._committing and not job.future.done():
+                    self._state.wait()
+                if job.future.done():
+                    return job.future.result()
+                self._committing = True  # we lead: commit what waits (ours may be in a later group)
+                group, self._waiting = self._waiting[: self.batch], self._waiting[self.batch:]
+            try:
+                self._commit_group(group)
+            finally:
+                with self._state:
+                    self._committing = False
+                    self._state.notify_all()
 
     def close(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            jobs = [first]
-            stop = False
-            while len(jobs) < self.batch:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is _STOP:
-                    stop = True
-                    break
-                jobs.append(job)
-            self._commit_group(jobs)
-            if stop:
-                return
+        """Refuse new records and wait for the commit under way."""
+        with self._state:
+            self._closed = True
+            while self._committing:
+                self._state.wait()
 
     def _commit_group(self, jobs: list[_Job]) -> None:
         try:

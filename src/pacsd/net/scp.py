@@ -20,6 +20,7 @@ from pacsd.config import Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import StorageFull
 from pacsd.net.connlog import ConnectionTracker
+from pacsd.net.contexts import copy_contexts_cheaply
 from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
 from pacsd.net.tcp import tune_association_socket
 from pacsd.net.incoming import incoming_file_of, receive_into
@@ -36,6 +37,7 @@ def configure_pynetdicom() -> None:
     """Process-wide pynetdicom settings for a server: quiet standard handlers."""
     _config.LOG_HANDLER_LEVEL = "none"
     shorten_association_polling()
+    copy_contexts_cheaply()
 
 
 class DicomService(Protocol):
@@ -52,8 +54,10 @@ class DicomService(Protocol):
 def extra_services(server: "DicomServer") -> list[DicomService]:
     """The services offered besides Verification and Storage (query/retrieve, commitment, ...)."""
     from pacsd.net.commitment_scp import StorageCommitmentService
+    from pacsd.net.qr_scp import QueryRetrieveService
 
-    return [StorageCommitmentService(server.settings, server.archive)]
+    return [StorageCommitmentService(server.settings, server.archive),
+            QueryRetrieveService(server.settings, server.archive)]
 
 
 class DicomServer:

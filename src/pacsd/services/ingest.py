@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 
 from pacsd.dicom.header import Header, first_text, read_header
 from pacsd.errors import InvalidDicom, StorageFull
+from pacsd.index.columns import PATIENT_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
 from pacsd.index.writer import DuplicatePolicy, IndexWriter, InstanceRecord
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.arrivals import SeriesArrivals
@@ -190,34 +191,9 @@ class Ingest:
             header_json=header_json(ds),
             instance_number=_int_or_none(first_text(ds, "InstanceNumber")),
             calling_aet=source.calling_aet,
-            patient={
-                "patient_id": first_text(ds, "PatientID"),
-                "patient_name": first_text(ds, "PatientName"),
-                "birth_date": first_text(ds, "PatientBirthDate")[:8],
-                "sex": first_text(ds, "PatientSex")[:16],
-            },
-            study={
-                "study_uid": header.study_uid,
-                "study_date": first_text(ds, "StudyDate")[:8],
-                "study_time": first_text(ds, "StudyTime")[:16],
-                "accession_number": first_text(ds, "AccessionNumber")[:64],
-                "study_id": first_text(ds, "StudyID")[:16],
-                "description": first_text(ds, "StudyDescription")[:64],
-                "referring_physician": first_text(ds, "ReferringPhysicianName"),
-                "requesting_physician": first_text(ds, "RequestingPhysician"),
-                "institution": first_text(ds, "InstitutionName")[:64],
-            },
-            series={
-                "series_uid": header.series_uid,
-                "modality": first_text(ds, "Modality")[:16],
-                "series_number": first_text(ds, "SeriesNumber")[:12],
-                "description": first_text(ds, "SeriesDescription")[:64],
-                "body_part": first_text(ds, "BodyPartExamined")[:16],
-                "protocol_name": first_text(ds, "ProtocolName")[:64],
-                "station_name": first_text(ds, "StationName")[:16],
-                "series_date": first_text(ds, "SeriesDate")[:8],
-                "series_time": first_text(ds, "SeriesTime")[:16],
-            },
+            patient=column_values(ds, PATIENT_COLUMNS),
+            study={"study_uid": header.study_uid, **column_values(ds, STUDY_COLUMNS)},
+            series={"series_uid": header.series_uid, **column_values(ds, SERIES_COLUMNS)},
         )
 
     def _fail(self, temp: Path, placed: str | None, status: int, reason: str, source: Source,

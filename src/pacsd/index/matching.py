@@ -1,0 +1,151 @@
+"""Attribute matching of PS3.4 C.2.2.2, written once for C-FIND and QIDO-RS.
+
+A query value becomes a `Condition` (universal, single value, wildcard, range, or a list of
+these); a condition becomes a SQLAlchemy Core expression over one column, or tests a value in
+Python.  It knows nothing of tables, levels or protocols (see `query_keys` and `services.query`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, false, or_, true
+
+RANGE_VRS = {"DA", "TM", "DT"}
+# VRs whose values are never wildcard-matched: a '*' or '?' there is a literal character.
+_NO_WILDCARD_VRS = {"UI", "DA", "TM", "DT", "IS", "DS", "SL", "SS", "UL", "US", "FL", "FD", "AT"}
+LIKE_ESCAPE = "\\"
+# Appended to the upper end of a range so that a less precise bound includes the whole unit:
+# StudyTime=-1015 includes 101530; '~' sorts after digits, '.', '+' and '-'.
+_UPPER_PAD = "~"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One parsed query key value.  `kind` is universal | single | wildcard | range | any."""
+
+    kind: str
+    value: str = ""  # single: the value; wildcard: the DICOM pattern with * and ?
+    low: str = ""  # range: lower bound ('' = open)
+    high: str = ""  # range: upper bound ('' = open)
+    parts: tuple[Condition, ...] = ()  # any: the alternatives
+    fold_case: bool = False  # compare upper-cased (person names)
+
+    @property
+    def is_universal(self) -> bool:
+        return self.kind == "universal"
+
+
+UNIVERSAL = Condition("universal")
+
+
+def parse_condition(vr: str, raw: str | Sequence[str] | None, fold_case: bool = False) -> Condition:
+    """Parse a query key's value (as decoded text; several values for a list) into a Condition."""
+    values = [raw] if raw is None or isinstance(raw, str) else list(raw)
+    values = [_clean(vr, v) for v in values if v is not None]
+    values = [v for v in values if v != ""]
+    if not values:
+        return UNIVERSAL
+    parts = tuple(_parse_one(vr, v, fold_case) for v in values)
+    if any(p.is_universal for p in parts):
+        return UNIVERSAL
+    return parts[0] if len(parts) == 1 else Condition("any", parts=parts, fold_case=fold_case)
+
+
+def _clean(vr: str, value) -> str:
+    text = str(value)
+    return text.strip(" \x00") if vr != "PN" else text.strip(" \x00").rstrip("^=")
+
+
+def _parse_one(vr: str, value: str, fold_case: bool) -> Condition:
+    if fold_case:
+        value = value.upper()
+    if vr in RANGE_VRS and "-" in value:
+        low, _, high = value.partition("-")
+        return Condition("range", low=low.strip(), high=high.strip(), fold_case=fold_case)
+    if vr not in _NO_WILDCARD_VRS and ("*" in value or "?" in value):
+        if set(value) == {"*"}:
+            return UNIVERSAL
+        return Condition("wildcard", value=value, fold_case=fold_case)
+    return Condition("single", value=value, fold_case=fold_case)
+
+
+# -- SQL ------------------------------------------------------------------------------------
+def escape_like(text: str) -> str:
+    """Make a user value literal inside a LIKE pattern (escape char, % and _)."""
+    return (text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%")
+            .replace("_", LIKE_ESCAPE + "_"))
+
+
+def like_pattern(wildcard: str) -> str:
+    """A DICOM wildcard pattern (* and ?) as a LIKE pattern with every other character literal."""
+    return "".join("%" if ch == "*" else "_" if ch == "?" else escape_like(ch) for ch in wildcard)
+
+
+def to_sql(condition: Condition, column, separator: str | None = None) -> ColumnElement[bool]:
+    """The condition over `column` (bound parameters only).
+
+    With a `separator` the column holds several values joined by it (ModalitiesInStudy's
+    'CT\\MR', a person name's 'alphabetic=ideographic=phonetic'): the condition matches the
+    whole text or any one of the values.
+    """
+    kind = condition.kind
+    if kind == "universal":
+        return true()
+    if kind == "any":
+        singles = [p.value for p in condition.parts if p.kind == "single"]
+        if separator is None and len(singles) == len(condition.parts):
+            return column.in_(singles)
+        return or_(*(to_sql(p, column, separator) for p in condition.parts))
+    if kind == "range":
+        bounds = [column != ""]
+        if condition.low:
+            bounds.append(column >= condition.low)
+        if condition.high:
+            bounds.append(column <= condition.high + _UPPER_PAD)
+        return and_(*bounds)
+    pattern = like_pattern(condition.value) if kind == "wildcard" else escape_like(condition.value)
+    whole = column.like(pattern, escape=LIKE_ESCAPE) if kind == "wildcard" else column == condition.value
+    if separator is None:
+        return whole
+    sep = escape_like(separator)
+    return or_(whole, *(column.like(p, escape=LIKE_ESCAPE) for p in (
+        f"{pattern}{sep}%", f"%{sep}{pattern}", f"%{sep}{pattern}{sep}%")))
+
+
+# -- Python ---------------------------------------------------------------------------------
+def matches(condition: Condition, value: str | Sequence[str] | None, separator: str | None = None) -> bool:
+    """Whether a stored value (or any of several values) satisfies the condition."""
+    if condition.is_universal:
+        return True
+    if value is None:
+        return False
+    candidates = [value] if isinstance(value, str) else [str(v) for v in value]
+    if separator is not None:
+        candidates = [part for text in candidates for part in (text, *text.split(separator))]
+    return any(_matches_text(condition, text.strip(" \x00")) for text in candidates)
+
+
+def _matches_text(condition: Condition, text: str) -> bool:
+    if condition.fold_case:
+        text = text.upper()
+    if condition.kind == "any":
+        return any(_matches_text(p, text) for p in condition.parts)
+    if condition.kind == "range":
+        return bool(text) and (not condition.low or text >= condition.low) and (
+            not condition.high or text <= condition.high + _UPPER_PAD)
+    if condition.kind == "wildcard":
+        return _wildcard_regex(condition.value).fullmatch(text) is not None
+    return text == condition.value
+
+
+def _wildcard_regex(pattern: str) -> re.Pattern:
+    return re.compile("".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern),
+                      re.DOTALL)
+
+
+def never() -> ColumnElement[bool]:
+    """A condition no row satisfies (a key value that cannot match its column's type)."""
+    return false()

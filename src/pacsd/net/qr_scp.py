@@ -1,0 +1,211 @@
+"""Query/Retrieve SCP: C-FIND, C-MOVE and C-GET handlers, Patient Root and Study Root.
+
+Thin: permissions, DIMSE statuses and C-CANCEL checks live here; matching and choosing the
+instances to send are the query and retrieve services' job.  pynetdicom runs the sub-operation
+associations and counts them.  Plugs into `DicomServer` through `extra_services()`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, _config, evt
+
+from pacsd.config import QueryRetrievePermission, Settings
+from pacsd.dicom.sopclasses import STORAGE_CLASSES
+from pacsd.errors import PacsError
+from pacsd.net.qr_models import MODEL_OF
+from pacsd.net.tcp import tune_association_socket
+from pacsd.services.archive import Archive
+from pacsd.services.query import QueryService
+from pacsd.services.retrieve import (
+    CannotSend,
+    RetrieveService,
+    StoredInstance,
+    accepted_syntaxes,
+    prepare,
+    proposed_contexts,
+    unsendable,
+)
+
+log = logging.getLogger(__name__)
+
+
+PENDING = 0xFF00
+CANCELLED = 0xFE00
+IDENTIFIER_DOES_NOT_MATCH = 0xA900
+UNABLE_TO_PROCESS = 0xC000
+NOT_PERMITTED = 0xC001  # a failure in the "unable to process" range, with an Error Comment
+
+
+def failure(status: int, comment: str) -> Dataset:
+    """A failure status with its reason, as pynetdicom takes it from a handler."""
+    answer = Dataset()
+    answer.Status = status
+    answer.ErrorComment = comment[:64]
+    return answer
+
+
+def send_files_unchanged(assoc) -> None:
+    """Make the sub-operations of `assoc` send a stored file's own bytes.
+
+    pynetdicom's C-MOVE/C-GET loop sends the datasets a handler yields, re-encoded by pydicom
+    (which, for one, drops group lengths).  A yielded `file_stand_in` carries the file's path;
+    this wrapper hands that path to `send_c_store`, which then streams the file unchanged.
+    """
+    _config.STORE_SEND_CHUNKED_DATASET = True  # a path is streamed, not read into a Dataset
+    send_c_store = assoc.send_c_store
+
+    def send(dataset, *args, **kwargs):
+        return send_c_store(getattr(dataset, "stored_path", dataset), *args, **kwargs)
+
+    assoc.send_c_store = send
+
+
+def file_stand_in(instance: StoredInstance, path: Path) -> Dataset:
+    """What the handler yields for a file sent unchanged (see `send_files_unchanged`)."""
+    stand_in = Dataset()
+    stand_in.SOPClassUID = instance.sop_class_uid
+    stand_in.SOPInstanceUID = instance.sop_uid
+    stand_in.stored_path = path
+    return stand_in
+
+
+class QueryRetrieveService:
+    """The C-FIND, C-MOVE and C-GET SCP of one listener."""
+
+    def __init__(self, settings: Settings, archive: Archive) -> None:
+        self.settings = settings
+        qr = settings.query_retrieve
+        self.query = QueryService(archive.engine, settings.server.ae_title, qr.case_insensitive_names,
+                                  qr.max_results)
+        self.retrieve = RetrieveService(archive.engine, archive.blobs)
+
+    def add_contexts(self, ae: AE) -> None:
+        for uid in MODEL_OF:
+            ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES)
+        # C-GET sends on the requestor's association: accept the Storage SCP role it asks for.
+        storage = set(STORAGE_CLASSES.values())
+        for context in ae.supported_contexts:
+            if context.abstract_syntax in storage:
+                ae.add_supported_context(context.abstract_syntax, context.transfer_syntax,
+                                         scu_role=True, scp_role=True)
+
+    def handlers(self) -> list:
+        return [(evt.EVT_C_FIND, self._on_find), (evt.EVT_C_MOVE, self._on_move), (evt.EVT_C_GET, self._on_get)]
+
+    # -- C-FIND ---------------------------------------------------------------------------
+    def _on_find(self, event) -> Iterator:
+        calling = event.assoc.requestor.ae_title.strip()
+        permission = self.settings.query_retrieve.permission(calling)
+        if permission is None or not permission.find:
+            log.warning("C-FIND from %s refused: not permitted", calling)
+            yield failure(NOT_PERMITTED, f"{calling} may not query"), None
+            return
+        cancel_seen = []  # event.is_cancelled reports a C-CANCEL once: remember it
+
+        def cancelled() -> bool:
+            if not cancel_seen and event.is_cancelled:
+                cancel_seen.append(True)
+            return bool(cancel_seen)
+
+        try:
+            identifier = event.identifier
+            matches = self.query.find(identifier.get("QueryRetrieveLevel", ""), identifier,
+                                      MODEL_OF[event.request.AffectedSOPClassUID], cancelled=cancelled)
+        except PacsError as exc:
+            log.warning("C-FIND from %s refused: %s", calling, exc)
+            yield failure(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
+            return
+        for answer in matches:
+            yield PENDING, answer
+        if cancelled():
+            log.info("C-FIND from %s cancelled", calling)
+            yield CANCELLED, None
+
+    # -- C-MOVE ---------------------------------------------------------------------------
+    def _on_move(self, event) -> Iterator:
+        calling = event.assoc.requestor.ae_title.strip()
+        destination = str(event.move_destination).strip()
+        known = self.settings.known_ae(destination)
+        refusal = _move_refusal(self.settings.query_retrieve.permission(calling), destination, known)
+        if refusal:
+            log.warning("C-MOVE from %s to %s refused (0xA801): %s", calling, destination, refusal)
+            yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
+            return
+        selected = self._select(event, calling, "C-MOVE")
+        sub_association = []
+        yield known.host, known.port, {
+            "ae_title": known.ae_title,
+            "contexts": proposed_contexts(selected),
+            "evt_handlers": [(evt.EVT_CONN_OPEN, lambda e: tune_association_socket(e.assoc)),
+                             (evt.EVT_ACCEPTED, lambda e: sub_association.append(e.assoc))],
+        }
+        yield len(selected)
+        accepted = {}
+        if sub_association:
+            send_files_unchanged(sub_association[0])
+            accepted = accepted_syntaxes(sub_association[0].accepted_contexts)
+        log.info("C-MOVE from %s: %d instances to %s", calling, len(selected), destination)
+        yield from self._sub_operations(event, selected, accepted)
+
+    # -- C-GET ----------------------------------------------------------------------------
+    def _on_get(self, event) -> Iterator:
+        calling = event.assoc.requestor.ae_title.strip()
+        permission = self.settings.query_retrieve.permission(calling)
+        if permission is None or not permission.get:
+            log.warning("C-GET from %s refused: not permitted", calling)
+            yield 1
+            yield failure(NOT_PERMITTED, f"{calling} may not retrieve"), None
+            return
+        try:
+            selected = self._select(event, calling, "C-GET")
+        except PacsError as exc:
+            yield 1
+            yield failure(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
+            return
+        yield len(selected)
+        ours = [cx for cx in event.assoc.accepted_contexts if cx.as_scu]
+        log.info("C-GET from %s: %d instances", calling, len(selected))
+        send_c_store = event.assoc.send_c_store
+        send_files_unchanged(event.assoc)
+        try:
+            yield from self._sub_operations(event, selected, accepted_syntaxes(ours))
+        finally:
+            event.assoc.send_c_store = send_c_store
+
+    # -- shared ---------------------------------------------------------------------------
+    def _select(self, event, calling: str, what: str) -> list[StoredInstance]:
+        identifier = event.identifier
+        try:
+            return self.retrieve.select(identifier.get("QueryRetrieveLevel", ""), identifier,
+                                        MODEL_OF[event.request.AffectedSOPClassUID])
+        except PacsError as exc:
+            log.warning("%s from %s refused: %s", what, calling, exc)
+            raise
+
+    def _sub_operations(self, event, selected: list[StoredInstance], accepted) -> Iterator:
+        for instance in selected:
+            if event.is_cancelled:
+                yield CANCELLED, None
+                return
+            try:
+                prepared = prepare(instance, accepted)
+            except CannotSend as exc:
+                log.warning("retrieve sub-operation failed: %s", exc)
+                prepared = unsendable(instance)
+            yield PENDING, prepared if isinstance(prepared, Dataset) else file_stand_in(instance, prepared)
+
+
+def _move_refusal(permission: QueryRetrievePermission | None, destination: str, known) -> str:
+    """Why a C-MOVE may not go ahead ('' when it may)."""
+    if known is None:
+        return "not a known AE (add it to known_aes)"
+    if permission is None or not permission.move:
+        return "the calling AE may not move"
+    if not permission.may_move_to(destination):
+        return "the calling AE may not move to this destination"
+    return ""

@@ -1,0 +1,146 @@
+"""Retrieve: the stored instances a C-MOVE, C-GET or "send to AE" asks for, ready to send.
+
+`select` turns a retrieve identifier (level + unique keys) into stored instances;
+`proposed_contexts` says what to propose to a destination; `prepare` reads one instance in a
+transfer syntax the destination accepted, decompressing it when it accepts no compressed one.
+Sending and counting over DIMSE is the `net` layer's job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom.presentation import PresentationContext, build_context
+from sqlalchemy import Engine, select
+
+from pacsd.errors import PacsError
+from pacsd.index.query_keys import UNIQUE_KEYS, joined_tables, levels_down_to
+from pacsd.index.schema import instances
+from pacsd.services.query import InvalidQuery, check_level, parse_keys, sql_condition
+from pacsd.storage.blobstore import BlobStore
+
+log = logging.getLogger(__name__)
+
+UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+MAX_CONTEXTS = 127  # an association carries at most 128; one is kept for the caller
+
+
+class CannotSend(PacsError):
+    """An instance cannot be sent in any transfer syntax the destination accepted."""
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    path: Path
+
+
+@dataclass
+class RetrieveCounts:
+    """Sub-operation counts of one retrieve, as its responses report them."""
+
+    remaining: int
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    failed_uids: list[str] = field(default_factory=list)
+
+
+class RetrieveService:
+    def __init__(self, engine: Engine, blobs: BlobStore) -> None:
+        self.engine = engine
+        self.blobs = blobs
+
+    def select(self, level: str, keys: Dataset | Mapping[str, Any], model: str = "study") -> list[StoredInstance]:
+        """The instances under the unique keys of a retrieve identifier, in archive order.
+
+        The level's own unique key is required (one UID or a list); unique keys of the levels
+        above narrow the selection when present.
+        """
+        level = check_level(level, model)
+        unique = {UNIQUE_KEYS[lv] for lv in levels_down_to(level)}
+        parsed = [k for k in parse_keys(keys, fold_person_names=False) if k.keyword in unique]
+        own = next((k for k in parsed if k.keyword == UNIQUE_KEYS[level]), None)
+        if own is None or own.condition.kind not in ("single", "any"):
+            raise InvalidQuery(f"a {level} level retrieve needs {UNIQUE_KEYS[level]} (one value or a list)")
+        statement = select(instances.c.sop_uid, instances.c.sop_class_uid, instances.c.transfer_syntax,
+                           instances.c.path).select_from(joined_tables("IMAGE"))
+        for key in parsed:
+            if not key.condition.is_universal:
+                statement = statement.where(sql_condition(key))
+        with self.engine.connect() as conn:
+            rows = conn.execute(statement.order_by(instances.c.pk)).all()
+        return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, self.blobs.root / r.path) for r in rows]
+
+
+def proposed_contexts(selected: Iterable[StoredInstance]) -> list[PresentationContext]:
+    """Per SOP class: one context per stored transfer syntax (sent unchanged when accepted) and
+    one offering uncompressed syntaxes (the fallback when a compressed one is refused)."""
+    wanted: dict[tuple[str, tuple[str, ...]], None] = {}
+    for instance in selected:
+        wanted[(instance.sop_class_uid, (instance.transfer_syntax,))] = None
+    for sop_class, (syntax,) in list(wanted):
+        if syntax not in UNCOMPRESSED:
+            wanted[(sop_class, UNCOMPRESSED)] = None
+    exact = [key for key in wanted if len(key[1]) == 1]
+    fallback = [key for key in wanted if len(key[1]) > 1]
+    chosen = (exact + fallback)[:MAX_CONTEXTS]
+    if len(chosen) < len(wanted):
+        log.warning("%d presentation contexts needed, %d proposed: some instances may fail",
+                    len(wanted), len(chosen))
+    return [build_context(sop_class, list(syntaxes)) for sop_class, syntaxes in chosen]
+
+
+def accepted_syntaxes(contexts: Iterable[PresentationContext]) -> dict[str, set[str]]:
+    """SOP class -> the transfer syntaxes a peer accepted for it."""
+    accepted: dict[str, set[str]] = {}
+    for context in contexts:
+        accepted.setdefault(str(context.abstract_syntax), set()).update(map(str, context.transfer_syntax))
+    return accepted
+
+
+def prepare(instance: StoredInstance, accepted: Mapping[str, set[str]]) -> Path | Dataset:
+    """The instance in a form the destination accepts: its file, to send unchanged, when the
+    stored syntax was accepted; else a dataset in an uncompressed syntax (decompressed if needed).
+
+    Raises CannotSend (with the reason) when it accepted nothing this instance can become.
+    """
+    syntaxes = accepted.get(instance.sop_class_uid, set())
+    stored = UID(instance.transfer_syntax)
+    if stored in syntaxes:
+        if not instance.path.is_file():
+            raise CannotSend(f"{instance.sop_uid}: its file {instance.path.name} is missing")
+        return instance.path
+    uncompressed_ok = any(s in syntaxes for s in UNCOMPRESSED)
+    if stored not in syntaxes and not uncompressed_ok:
+        raise CannotSend(f"{instance.sop_uid}: the destination accepted neither {stored.name} nor an "
+                         "uncompressed syntax for its SOP class")
+    try:
+        dataset = dcmread(instance.path)
+    except (OSError, ValueError) as exc:
+        raise CannotSend(f"{instance.sop_uid}: cannot read {instance.path.name}: {exc}") from None
+    if not stored.is_compressed:
+        return dataset  # pynetdicom converts between uncompressed syntaxes
+    try:
+        dataset.decompress(generate_instance_uid=False)  # lossless: the same instance
+    except Exception as exc:  # each decoder plugin raises its own kinds of error
+        raise CannotSend(f"{instance.sop_uid}: cannot decompress {stored.name}: {exc}") from None
+    log.info("sending %s decompressed from %s", instance.sop_uid, stored.name)
+    return dataset
+
+
+def unsendable(instance: StoredInstance) -> Dataset:
+    """A stand-in for an instance that cannot be sent: it names the instance and nothing else,
+    so the sub-operation fails and the instance is listed among the failed ones."""
+    stand_in = Dataset()
+    stand_in.SOPInstanceUID = instance.sop_uid
+    return stand_in
