@@ -12,9 +12,9 @@ from pacsd.web.dicomweb.resources import ROOT
 
 
 def routers() -> list[APIRouter]:
-    from pacsd.web.dicomweb import stow, wado, wado_pixels, wado_uri
+    from pacsd.web.dicomweb import qido, stow, wado, wado_pixels, wado_uri
 
     dicomweb = APIRouter(prefix=ROOT, tags=["DICOMweb"])
-    for module in (wado, wado_pixels, stow):
+    for module in (qido, wado, wado_pixels, stow):
         dicomweb.include_router(module.router)
     return [dicomweb, wado_uri.router]
