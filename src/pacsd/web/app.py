@@ -34,9 +34,9 @@ def create_app(archive: Archive) -> FastAPI:
 
 
 def _routers() -> list:
-    from pacsd.web import dicomweb, health
+    from pacsd.web import dicomweb, health, viewer
 
-    return [health.router, *dicomweb.routers()]
+    return [health.router, *dicomweb.routers(), viewer.router]
 
 
 def _allow_cross_origin(app: FastAPI, origins: list[str]) -> None:
