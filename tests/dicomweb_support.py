@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pydicom
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
@@ -40,5 +42,24 @@ def store_testdata(pacs) -> list[StoredFile]:
     return stored
 
 
+def shared_files() -> list[Path]:
+    """The shared test files (under a name pytest does not collect as a test)."""
+    return testdata_files()
+
+
 def client(web: str) -> DICOMwebClient:
     return DICOMwebClient(f"{web}/dicom-web")
+
+
+def multipart_body(parts: list[tuple[str, bytes]], boundary: str) -> bytes:
+    """A multipart/related body written here, independently of the server's code."""
+    body = b""
+    for content_type, data in parts:
+        body += f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode()
+
+
+def stow(base: str, parts: list[tuple[str, bytes]], path: str = "/dicom-web/studies") -> httpx.Response:
+    boundary = uuid.uuid4().hex
+    return httpx.post(f"{base}{path}", content=multipart_body(parts, boundary), timeout=60,
+                      headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})

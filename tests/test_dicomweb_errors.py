@@ -14,8 +14,9 @@ from PIL import Image
 
 from pacsd.services.importer import import_file
 from pacsd.web.app import create_app
-from tests.conftest import make_settings, start_pacs, testdata_files
+from tests.conftest import make_settings, start_pacs
 from tests.dicomgen import write_dicom
+from tests.dicomweb_support import shared_files
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_unknown_uids_are_404(web, image, path):
 def test_missing_frames_elements_and_images_are_404(web, image, pacs):
     assert "frame 2 asked for" in _error(httpx.get(f"{web}/dicom-web/{image.url}/frames/1,2"), 404)
     assert "no bulk data element" in _error(httpx.get(f"{web}/dicom-web/{image.url}/bulkdata/00091001"), 404)
-    report = pydicom.dcmread(next(p for p in testdata_files() if p.name == "reportki.dcm"))
+    report = pydicom.dcmread(next(p for p in shared_files() if p.name == "reportki.dcm"))
     assert import_file(pacs.archive, report.filename).ok
     sr = f"studies/{report.StudyInstanceUID}/series/{report.SeriesInstanceUID}/instances/{report.SOPInstanceUID}"
     assert "no pixel data" in _error(httpx.get(f"{web}/dicom-web/{sr}/rendered"), 404)

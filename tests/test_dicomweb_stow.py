@@ -3,33 +3,17 @@ path as C-STORE (refused ones reported), dicomweb-client round trips, and bad bo
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
 from pacsd.services.importer import import_file
-from tests.conftest import HOST, make_settings, start_pacs, testdata_files
+from tests.conftest import HOST, make_settings, start_pacs
 from tests.dicomgen import make_dataset, write_dicom
-from tests.dicomweb_support import client
+from tests.dicomweb_support import client, shared_files, stow
 
 CANNOT_UNDERSTAND = 0xC000
-
-
-def multipart_body(parts: list[tuple[str, bytes]], boundary: str) -> bytes:
-    """A multipart/related body written here, independently of the server's code."""
-    body = b""
-    for content_type, data in parts:
-        body += f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
-    return body + f"--{boundary}--\r\n".encode()
-
-
-def stow(base: str, parts: list[tuple[str, bytes]], path: str = "/dicom-web/studies") -> httpx.Response:
-    boundary = uuid.uuid4().hex
-    return httpx.post(f"{base}{path}", content=multipart_body(parts, boundary), timeout=60,
-                      headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
 
 
 @pytest.fixture
@@ -41,7 +25,7 @@ def server(pacs_process):
 
 def test_every_test_file_stored_as_ingest_decides(server, tmp_path):
     """What STOW-RS stores is exactly what `pacsd import` stores, and comes back unchanged."""
-    files = testdata_files()
+    files = shared_files()
     response = stow(server.base, [("application/dicom", path.read_bytes()) for path in files])
     answer = Dataset.from_json(response.json())
     (tmp_path / "import").mkdir()
