@@ -79,9 +79,14 @@ def _search(request: Request, level: str, default_keys: tuple[str, ...], **fixed
     archive = archive_of(request)
     caps = [n for n in (limit, archive.settings.query_retrieve.max_results) if n]
     most = min(caps) if caps else 0
-    service = QueryService(archive.engine, archive.settings.server.ae_title, archive.settings.query_retrieve.case_insensitive_names)
-    matches = service.find(level, keys, limit=most + 1 if most else 0, offset=offset, accounts=visible_accounts(request))
-    answers = list(itertools.islice(matches, most + 1)) if most else list(matches)
+    service = QueryService(archive.engine, archive.settings.server.ae_title,
+                           archive.settings.query_retrieve.case_insensitive_names)
+    matches = iter(service.find(level, keys, limit=most + 1 if most else 0, offset=offset,
+                                accounts=visible_accounts(request)))
+    try:  # one answer beyond `most` tells whether there are more
+        answers = list(itertools.islice(matches, most + 1)) if most else list(matches)
+    finally:
+        matches.close()  # the query's connection goes back to the pool here, not at garbage collection
     headers = {}
     if most and len(answers) > most:
         answers = answers[:most]
