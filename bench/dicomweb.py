@@ -8,12 +8,8 @@ Usage: python bench/dicomweb.py [--studies 9950] [--repeat 15]
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
 import sys
-import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,8 +22,8 @@ from pacsd.dicom.header import read_header  # noqa: E402
 from pacsd.index.schema import instances, patients, series, studies  # noqa: E402
 from pacsd.services.ingest import header_json  # noqa: E402
 from pacsd.web.server import WebServer  # noqa: E402
-from tests.conftest import HOST, TESTDATA, make_settings, start_pacs  # noqa: E402
-from tests.synthetic_index import fill_index  # noqa: E402
+from bench.harness import arguments, median_ms, synthetic_pacs  # noqa: E402
+from tests.conftest import HOST, TESTDATA  # noqa: E402
 
 BIG_SERIES = 500
 STUDY_QUERIES = {
@@ -60,43 +56,27 @@ def add_big_series(engine, n_studies: int) -> tuple[str, str]:
     return study_uid, series_uid
 
 
-def median_ms(get, repeat: int) -> tuple[float, httpx.Response]:
-    times, response = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        response = get()
-        times.append((time.perf_counter() - start) * 1000)
-        response.raise_for_status()
-    return statistics.median(times), response
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--studies", type=int, default=9_950, help="synthetic studies of 10 instances each")
-    parser.add_argument("--repeat", type=int, default=15)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        pacs = start_pacs(make_settings(Path(tmp), storage={"fsync": False}))
+    args = arguments(default_studies=9_950)
+    with synthetic_pacs(args.studies) as pacs:
+        study_uid, series_uid = add_big_series(pacs.archive.engine, args.studies)
         web = WebServer(pacs.archive, HOST, 0)
+        web.start()
+        base = f"http://{HOST}:{web.address[1]}/dicom-web"
+        print(f"+ one series of {BIG_SERIES} CT instances; medians of {args.repeat} requests over HTTP (keep-alive)")
         try:
-            fill_index(pacs.archive.engine, args.studies, per_study=10)
-            study_uid, series_uid = add_big_series(pacs.archive.engine, args.studies)
-            total = args.studies * 10 + BIG_SERIES
-            web.start()
-            base = f"http://{HOST}:{web.address[1]}/dicom-web"
-            print(f"index of {total:,} instances; medians of {args.repeat} requests over HTTP (httpx, keep-alive)")
             with httpx.Client(timeout=60) as http:
                 for name, params in STUDY_QUERIES.items():
-                    ms, response = median_ms(lambda: http.get(f"{base}/studies", params=params), args.repeat)
+                    ms, response = median_ms(lambda: http.get(f"{base}/studies", params=params).raise_for_status(),
+                                             args.repeat)
                     print(f"QIDO studies, {name:28} {len(response.json()):>5} answers {ms:8.1f} ms  (target 50)")
                 url = f"{base}/studies/{study_uid}/series/{series_uid}/metadata"
-                ms, response = median_ms(lambda: http.get(url), args.repeat)
+                ms, response = median_ms(lambda: http.get(url).raise_for_status(), args.repeat)
                 size = len(response.content) / 1e6
                 print(f"WADO-RS series metadata, {len(json.loads(response.content))} instances ({size:.1f} MB)"
                       f" {ms:8.1f} ms  (target 200)")
         finally:
             web.stop()
-            pacs.stop()
 
 
 if __name__ == "__main__":
