@@ -26,7 +26,8 @@ def _read(body: bytes, boundary: str, chunk: int, folder) -> list[bytes]:
 @pytest.mark.parametrize("chunk", [1, 3, 7, 64, 100_000])
 def test_parts_come_back_as_written(tmp_path, chunk):
     boundary = "b0undary"
-    body = b"preamble to ignore\r\n" + b"".join(write_parts([OutgoingPart("application/dicom", b) for b in BODIES], boundary))
+    parts = [OutgoingPart("application/dicom", body) for body in BODIES]
+    body = b"preamble to ignore\r\n" + b"".join(write_parts(parts, boundary))
     assert _read(body + b"epilogue", boundary, chunk, tmp_path) == BODIES
 
 

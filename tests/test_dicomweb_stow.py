@@ -42,7 +42,8 @@ def test_every_test_file_stored_as_ingest_decides(server, tmp_path):
     assert all(item.FailureReason == CANNOT_UNDERSTAND and item.TextValue for item in failed)
     for item in answer.ReferencedSOPSequence:
         retrieved = httpx.get(item.RetrieveURL, headers={"Accept": "application/dicom"})
-        original = next(p for p in imported if pydicom.dcmread(p, force=True).SOPInstanceUID == item.ReferencedSOPInstanceUID)
+        original = next(p for p in imported
+                        if pydicom.dcmread(p, force=True).SOPInstanceUID == item.ReferencedSOPInstanceUID)
         assert retrieved.content == original.read_bytes()
 
 

@@ -56,7 +56,8 @@ def retrieve_instance(request: Request, study: str, series: str, instance: str) 
 def _retrieve(request: Request, found: list[StoredInstance], single_part_allowed: bool = False) -> Response:
     syntaxes = {stored.transfer_syntax for stored in found}
     if not choose_instances_encoding(request.headers.get("accept"), syntaxes, single_part_allowed):
-        return FileResponse(file_of(request, found[0]), media_type=f"{DICOM}; transfer-syntax={found[0].transfer_syntax}")
+        only = found[0]
+        return FileResponse(file_of(request, only), media_type=f"{DICOM}; transfer-syntax={only.transfer_syntax}")
     parts = (OutgoingPart(f"{DICOM}; transfer-syntax={stored.transfer_syntax}", file_of(request, stored),
                           instance_url(request, stored)) for stored in found)
     boundary = new_boundary()
