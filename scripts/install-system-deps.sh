@@ -5,7 +5,8 @@
 #   test:  DCMTK (the real DICOM peers of the test suite), iproute2 (private network
 #          namespaces for peers that cannot bind one address), dicom3tools (dciodvfy checks
 #          the objects pacsd writes), poppler-utils (pdftotext/pdftoppm read the scan sheets),
-#          chromium (the headless browser that opens the OHIF viewer), npm (fetches the viewer)
+#          chromium (headless browser the tests drive through Playwright: the web interface
+#          and the OHIF viewer), npm (fetches the viewer)
 #   bench: DCMTK and Orthanc (the servers the ingest benchmark compares against)
 set -euo pipefail
 purpose="${1:-test}"
@@ -19,7 +20,7 @@ fi
 if [ "$purpose" = test ]; then
   command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
   command -v pdftotext >/dev/null 2>&1 && command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
-  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v npm >/dev/null 2>&1 || need+=(npm)
 fi
 if [ "$purpose" = bench ]; then

@@ -142,7 +142,7 @@ def web(pacs):
     """The web application of the running `pacs`, served on a free loopback port; yields its base URL."""
     from pacsd.web.server import WebServer
 
-    server = WebServer(pacs.archive, HOST, 0)
+    server = WebServer(pacs.archive, HOST, 0, pacs.server.connections)
     server.start()
     yield f"http://{HOST}:{server.address[1]}"
     server.stop()

@@ -166,6 +166,18 @@ class HttpSettings(_Section):
     viewer_dir: Path = Field(DEFAULT_DATA_DIR / "viewer", description="the built OHIF viewer, served at /viewer")
 
 
+class WebSettings(_Section):
+    """The web interface: login, session cookies, and the optional OHIF viewer link."""
+
+    login: bool = Field(True, description="false: no login, everyone is admin (single-user desktop)")
+    session_secret_file: Path | None = Field(
+        None, description="key that signs session cookies; default: session.key beside the index")
+    session_hours: float = Field(12, gt=0, description="a session cookie is valid this long")
+    cookie_secure: bool | None = Field(
+        None, description="Secure flag of the session cookie; default: set when the request came over https")
+    ohif_url: str = Field("", description="base URL of an installed OHIF viewer; empty: no link")
+
+
 class LoggingSettings(_Section):
     directory: Path = DEFAULT_DATA_DIR / "logs"
     app_log: str = "pacsd.log"
@@ -185,6 +197,7 @@ class Settings(_Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     query_retrieve: QueryRetrieveSettings = Field(default_factory=QueryRetrieveSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     commitment: CommitmentSettings = Field(default_factory=CommitmentSettings)
     accounts: "AccountsSettings" = Field(default_factory=lambda: AccountsSettings())
     stable_after: float = Field(60, gt=0, description="seconds without a new instance before a study is stable")

@@ -31,9 +31,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pacsd.cli import commit, qr, serve, toolkit, tools
+    from pacsd.cli import commit, qr, serve, toolkit, tools, users
 
-    for command in (*serve.COMMANDS, *tools.COMMANDS, *toolkit.COMMANDS, *commit.COMMANDS, *qr.COMMANDS):
+    for command in (*serve.COMMANDS, *tools.COMMANDS, *toolkit.COMMANDS, *commit.COMMANDS, *qr.COMMANDS,
+                    *users.COMMANDS):
         main.add_command(command)
 
 

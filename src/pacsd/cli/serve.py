@@ -32,12 +32,13 @@ def run_server(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        server.start()
+        # The web server first: once the DICOM listener answers, the whole server is up.
         if settings.http.enabled:
             from pacsd.web.server import WebServer
 
-            web = WebServer(archive, settings.http.host, settings.http.port)
+            web = WebServer(archive, settings.http.host, settings.http.port, server.connections)
             web.start()
+        server.start()
         archive.start_background()
         log.info("pacsd ready: storage %s, index %s", settings.storage.directory, settings.database.path)
         while not stop.wait(1.0):

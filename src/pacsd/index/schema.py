@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -158,4 +159,17 @@ commitment_deliveries = Table(
     Column("method", String(8), nullable=False),  # same | new
     Column("outcome", String(16), nullable=False),  # delivered | failed
     Column("detail", Text, nullable=False, default=""),
+)
+
+# -- Web interface users: argon2 password hashes; session_epoch bumps end every open session --
+users = Table(
+    "users",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("account", String(128), nullable=False, default=""),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("session_epoch", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

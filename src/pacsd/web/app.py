@@ -2,7 +2,8 @@
 
 Routers live in modules of their own (`health`, later `dicomweb`, `ui`, ...) and are included
 here; each reaches the archive through `request.app.state.archive`.  Errors are JSON with a
-message, never a traceback.
+message, never a traceback; a browser asking for a page gets an HTML error page instead (and
+the login form when it is not logged in).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pacsd import __version__
@@ -22,11 +23,25 @@ from pacsd.services.archive import Archive
 log = logging.getLogger(__name__)
 
 
-def create_app(archive: Archive) -> FastAPI:
+def create_app(archive: Archive, connections=None) -> FastAPI:
+    """The app around `archive`; `connections` is the DICOM listener's ConnectionTracker (the
+    status page shows its live associations) when the listener runs in this process."""
+    from fastapi.staticfiles import StaticFiles
+
+    from pacsd.web.auth import install_auth
+    from pacsd.web.ui.jobs import Jobs
+    from pacsd.web.ui.status import install_status
+    from pacsd.web.ui.templating import STATIC
+
     app = FastAPI(title="pacsd", version=__version__, docs_url="/api/docs", redoc_url=None)
     app.state.archive = archive
     app.state.settings = archive.settings
+    app.state.connections = connections
+    app.state.jobs = Jobs()
     _add_error_handlers(app)
+    install_auth(app, archive.settings)
+    install_status(app)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for router in _routers():
         app.include_router(router)
     _allow_cross_origin(app, archive.settings.http.cors_origins)
@@ -35,8 +50,9 @@ def create_app(archive: Archive) -> FastAPI:
 
 def _routers() -> list:
     from pacsd.web import dicomweb, health, viewer
+    from pacsd.web.ui import ROUTERS as ui_routers
 
-    return [health.router, *dicomweb.routers(), viewer.router]
+    return [health.router, *ui_routers, *dicomweb.routers(), viewer.router]
 
 
 def _allow_cross_origin(app: FastAPI, origins: list[str]) -> None:
@@ -47,8 +63,12 @@ def _allow_cross_origin(app: FastAPI, origins: list[str]) -> None:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    from pacsd.web.ui.errors import page_error, wants_page
+
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if wants_page(request):
+            return page_error(request, exc.status_code, str(exc.detail))
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -58,10 +78,14 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=400)
 
     @app.exception_handler(PacsError)
-    async def user_error(request: Request, exc: PacsError) -> JSONResponse:
+    async def user_error(request: Request, exc: PacsError) -> Response:
+        if wants_page(request):
+            return page_error(request, 400, str(exc))
         return JSONResponse({"error": str(exc)}, status_code=400)
 
     @app.exception_handler(Exception)
-    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+    async def server_error(request: Request, exc: Exception) -> Response:
         log.exception("error serving %s %s", request.method, request.url.path)
+        if wants_page(request):
+            return page_error(request, 500, "internal error (see the server log)")
         return JSONResponse({"error": "internal error (see the server log)"}, status_code=500)

@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 
 
 class WebServer:
-    def __init__(self, archive: Archive, host: str, port: int) -> None:
-        config = uvicorn.Config(create_app(archive), host=host, port=port, log_level="warning",
+    def __init__(self, archive: Archive, host: str, port: int, connections=None) -> None:
+        config = uvicorn.Config(create_app(archive, connections), host=host, port=port, log_level="warning",
                                 access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # the main thread owns signals

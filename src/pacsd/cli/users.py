@@ -1,0 +1,84 @@
+"""`pacsd user add|passwd|list`: the web interface's users, kept in the index.
+
+Passwords are prompted for twice (hidden), or read from standard input with --password-stdin.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from pacsd.cli.options import build_settings
+
+_index_options = [
+    click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                 help="YAML settings file (see pacsd.example.yaml)."),
+    click.option("--index-db", type=click.Path(dir_okay=False, path_type=Path),
+                 help="SQLite index file [database.path, default ./pacs-data/index.sqlite]."),
+    click.option("--password-stdin", is_flag=True, help="Read the password from standard input."),
+]
+
+
+def _with_index_options(func):
+    for option in reversed(_index_options):
+        func = option(func)
+    return func
+
+
+def _engine(config_path, index_db):
+    from pacsd.index.engine import open_index
+
+    settings = build_settings(config_path, index_db=index_db)
+    return open_index(settings.database.path, settings.database.wal_mode)
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@click.group(name="user")
+def user() -> None:
+    """Users of the web interface: add, change a password, list."""
+
+
+@user.command(name="add")
+@click.argument("name")
+@click.option("--account", default="", help="The physician account whose studies the user sees.")
+@click.option("--admin", is_flag=True, help="An administrator sees every study and may delete.")
+@_with_index_options
+def add(name, account, admin, config_path, index_db, password_stdin) -> None:
+    """Add user NAME (sees only ACCOUNT's studies unless --admin)."""
+    from pacsd.services.users import add_user
+
+    if not admin and not account:
+        click.echo("note: without --account or --admin this user sees no study", err=True)
+    created = add_user(_engine(config_path, index_db), name, _password(password_stdin), account, admin)
+    click.echo(f"added user {created.name}" + (" (admin)" if admin else f" (account {account or '-'})"))
+
+
+@user.command(name="passwd")
+@click.argument("name")
+@_with_index_options
+def passwd(name, config_path, index_db, password_stdin) -> None:
+    """Set a new password for NAME (ends the user's open sessions)."""
+    from pacsd.services.users import set_password
+
+    set_password(_engine(config_path, index_db), name, _password(password_stdin))
+    click.echo(f"password of {name} changed")
+
+
+@user.command(name="list")
+@_with_index_options
+def list_(config_path, index_db, password_stdin) -> None:
+    """List the users: name, account, admin."""
+    from pacsd.services.users import list_users
+
+    for entry in list_users(_engine(config_path, index_db)):
+        click.echo(f"{entry.name}\t{entry.account or '-'}\t{'admin' if entry.is_admin else ''}".rstrip())
+
+
+COMMANDS = [user]

@@ -1,0 +1,143 @@
+"""Actions on studies: download as a ZIP with a DICOMDIR, upload files, send to a known AE
+(C-STORE, as a background job with progress), delete (administrators, after confirmation).
+
+Every action first finds the study through the caller's visible accounts (else 404).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.background import BackgroundTask
+
+from pacsd.net.scu import scan_files, send_files
+from pacsd.services.deletion import delete_study
+from pacsd.services.export import export_fileset, instance_files
+from pacsd.services.ingest import Source
+from pacsd.storage.sanitize import path_component
+from pacsd.web.access import current_user, require_admin
+from pacsd.web.ui.jobs import Job
+from pacsd.web.ui.lookups import visible_series, visible_study
+from pacsd.web.ui.templating import render
+
+log = logging.getLogger(__name__)
+router = APIRouter(dependencies=[Depends(current_user)])
+UPLOAD_CHUNK = 1024 * 1024
+
+
+@router.get("/ui/studies/{study_uid}/download.zip")
+def download_zip(request: Request, study_uid: str) -> FileResponse:
+    study = visible_study(request, study_uid)
+    work = Path(tempfile.mkdtemp(prefix="pacsd-zip-"))
+    try:
+        zip_path = work / "study.zip"
+        export_fileset(request.app.state.archive, work / "fileset", zip_path, study=study_uid)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    name = path_component(f"{study.patient_id}_{study.study_date}", default="study") + ".zip"
+    return FileResponse(zip_path, media_type="application/zip", filename=name,
+                        background=BackgroundTask(shutil.rmtree, work, ignore_errors=True))
+
+
+# -- upload ------------------------------------------------------------------------------------
+@router.get("/ui/upload")
+def upload_page(request: Request) -> Response:
+    return render(request, "upload.html")
+
+
+@router.post("/ui/upload")
+async def upload(request: Request, files: list[UploadFile]) -> JSONResponse:
+    """Store each uploaded file through the ingest path; report each file's outcome."""
+    archive = request.app.state.archive
+    peer = request.client.host if request.client else ""
+    results = []
+    for upload_file in files:
+        temp = archive.blobs.new_temp_path()
+        with open(temp, "wb") as out:
+            while chunk := await upload_file.read(UPLOAD_CHUNK):
+                out.write(chunk)
+        result = await _in_thread(archive.ingest.store, temp, Source("upload", peer=peer))
+        results.append({"file": upload_file.filename, "ok": result.ok, "action": result.action,
+                        "sop_instance_uid": result.sop_instance_uid, "reason": result.reason})
+    status = 200 if all(r["ok"] for r in results) else 409 if any(r["ok"] for r in results) else 400
+    return JSONResponse({"results": results}, status_code=status)
+
+
+async def _in_thread(func, *args):
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(func, *args)
+
+
+# -- send --------------------------------------------------------------------------------------
+@router.post("/ui/send")
+def send(request: Request, study_uid: str = Form(...), ae_title: str = Form(...),
+         series_uid: str = Form("")) -> Response:
+    archive = request.app.state.archive
+    visible_study(request, study_uid)
+    if series_uid:
+        visible_series(request, series_uid)
+    peer = archive.settings.known_ae(ae_title)
+    if peer is None:
+        raise HTTPException(400, f"{ae_title} is not a known AE (known_aes in the settings)")
+    paths = instance_files(archive, series_uid=series_uid) if series_uid else instance_files(archive, study=study_uid)
+    what = f"series {series_uid}" if series_uid else f"study {study_uid}"
+    own_aet = archive.settings.server.ae_title
+    user_name = request.state.user.name
+
+    def work(job: Job) -> None:
+        outgoing, skipped = scan_files(paths)
+        job.total = len(outgoing)
+        job.problems.extend(f"{p.name}: {why}" for p, why in skipped)
+
+        def one_done() -> None:
+            job.done += 1
+
+        report = send_files(outgoing, peer.host, peer.port, peer.ae_title, own_aet, on_file=one_done)
+        job.failed = len(report.failed)
+        job.problems.extend(f"{p.name}: {why}" for p, why in report.failed)
+        job.message = f"{len(report.sent)} sent, {len(report.failed)} failed"
+        job.state = "finished" if not report.failed else "failed"
+        archive.actions.record("sent", what=what, to=peer.ae_title, sent=len(report.sent), failed=len(report.failed),
+                               by=user_name)
+
+    job = request.app.state.jobs.start(f"Send {what} to {peer.ae_title}", user_name, work)
+    return RedirectResponse(f"/ui/jobs/{job.id}", status_code=303)
+
+
+def _own_job(request: Request, job_id: int) -> Job:
+    job = request.app.state.jobs.get(job_id)
+    if job is None or (job.owner != request.state.user.name and not request.state.user.is_admin):
+        raise HTTPException(404, "no such job")
+    return job
+
+
+@router.get("/ui/jobs/{job_id}.json")
+def job_state(request: Request, job_id: int) -> JSONResponse:
+    return JSONResponse(_own_job(request, job_id).as_dict())
+
+
+@router.get("/ui/jobs/{job_id}")
+def job_page(request: Request, job_id: int) -> Response:
+    return render(request, "job.html", job=_own_job(request, job_id))
+
+
+# -- delete ------------------------------------------------------------------------------------
+@router.get("/ui/studies/{study_uid}/delete", dependencies=[Depends(require_admin)])
+def confirm_delete(request: Request, study_uid: str) -> Response:
+    return render(request, "delete.html", study=visible_study(request, study_uid))
+
+
+@router.post("/ui/studies/{study_uid}/delete", dependencies=[Depends(require_admin)])
+def delete(request: Request, study_uid: str, confirm: str = Form("")) -> Response:
+    study = visible_study(request, study_uid)
+    if confirm != "delete":
+        return render(request, "delete.html", status_code=400, study=study, error="Type delete to confirm.")
+    delete_study(request.app.state.archive, study_uid, by=request.state.user.name)
+    return RedirectResponse("/ui/studies", status_code=303)

@@ -1,0 +1,75 @@
+"""The status page (administrators), its JSON (polled every few seconds), and `GET /metrics` in
+Prometheus format (no patient data: counts, bytes, rates).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from pacsd.web.access import require_admin
+from pacsd.web.ui import activity
+from pacsd.web.ui.problems import recent_problems
+from pacsd.web.ui.templating import render
+
+router = APIRouter()
+
+
+def install_status(app: FastAPI) -> None:
+    """The meters one app keeps, and its Prometheus registry."""
+    archive = app.state.archive
+    app.state.ingest_rate = activity.IngestRate(archive)
+    app.state.storage_figures = activity.StorageFigures(archive)
+    app.state.problems = recent_problems()
+    app.state.metrics = CollectorRegistry()
+    app.state.metrics.register(ArchiveCollector(app))
+
+
+@router.get("/ui/status", dependencies=[Depends(require_admin)])
+def status_page(request: Request) -> Response:
+    return render(request, "status.html")
+
+
+@router.get("/ui/status.json", dependencies=[Depends(require_admin)])
+def status_json(request: Request) -> JSONResponse:
+    state = request.app.state
+    return JSONResponse({
+        "associations": activity.active_associations(state.connections),
+        "connections": activity.recent_connections(state.archive),
+        "ingest": state.ingest_rate.read(),
+        "storage": state.storage_figures.read(),
+        "problems": state.problems.latest(),
+        "commitment": activity.commitment_requests_recent(state.archive),
+    })
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+
+
+class ArchiveCollector:
+    """Reads the figures when Prometheus scrapes (nothing is counted in between)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def collect(self):
+        state = self.app.state
+        storage = state.storage_figures.read()
+        instances = GaugeMetricFamily("pacsd_instances", "Instances in the archive", labels=["modality"])
+        stored_bytes = GaugeMetricFamily("pacsd_stored_bytes", "Bytes of stored instances", labels=["modality"])
+        for modality, figures in storage["by_modality"].items():
+            instances.add_metric([modality], figures["instances"])
+            stored_bytes.add_metric([modality], figures["bytes"])
+        yield instances
+        yield stored_bytes
+        yield GaugeMetricFamily("pacsd_disk_free_bytes", "Free bytes on the storage volume", value=storage["disk_free"])
+        yield GaugeMetricFamily("pacsd_disk_used_bytes", "Used bytes on the storage volume", value=storage["disk_used"])
+        yield GaugeMetricFamily("pacsd_active_associations", "Open DICOM associations",
+                                value=len(activity.active_associations(state.connections)))
+        ingest = state.ingest_rate.read()
+        yield CounterMetricFamily("pacsd_instances_stored", "Instances stored since the server started",
+                                  value=ingest["since_start"])

@@ -1,0 +1,196 @@
+"""The web interface in headless Chromium: log in, search, open a study and its viewer (image
+drawn, window/level drag changes it), upload a file and find it, download the ZIP and read its
+DICOMDIR, send a series to a DCMTK storescp, hostile patient names shown as text.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import time
+import zipfile
+
+import pytest
+from PIL import Image, ImageChops, ImageStat
+from pydicom import dcmread
+
+from tests.conftest import HOST, free_port
+from tests.dicomgen import write_dicom
+from tests.webui import ACCOUNTS, add_series, add_users, browser, log_in, page, screenshot  # noqa: F401
+
+
+@pytest.fixture
+def site(pacs_factory, request):
+    """A running archive with accounts routing, two users, a web server; returns (pacs, base URL)."""
+    from pacsd.web.server import WebServer
+
+    extra = getattr(request, "param", {})
+    pacs = pacs_factory(storage={"naming": "accounts"}, accounts=ACCOUNTS, **extra)
+    add_users(pacs.archive)
+    server = WebServer(pacs.archive, HOST, 0, pacs.server.connections)
+    server.start()
+    yield pacs, f"http://{HOST}:{server.address[1]}"
+    server.stop()
+
+
+def canvas_image(page) -> Image.Image:
+    return Image.open(io.BytesIO(page.locator("#canvas").screenshot())).convert("L")
+
+
+def wait_drawn(page) -> Image.Image:
+    """The viewport once an image is drawn on it (not one uniform colour)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        image = canvas_image(page)
+        if ImageStat.Stat(image).stddev[0] > 5:
+            return image
+        page.wait_for_timeout(100)
+    raise AssertionError("the viewer drew no image")
+
+
+def test_log_in_search_open_study_and_view(site, page, tmp_path):
+    pacs, base = site
+    add_series(pacs.archive, tmp_path, PatientName="DOE^JANE", PatientID="P-1", StudyDescription="Chest CT",
+               ReferringPhysicianName="SMITH^JOHN")
+    add_series(pacs.archive, tmp_path, count=1, PatientName="ROE^RICHARD", PatientID="P-2",
+               ReferringPhysicianName="JONES^MARY")
+
+    log_in(page, base, "admin")
+    screenshot(page, "01-studies")
+    assert page.locator("#studies tbody tr").count() == 2
+
+    page.fill("input[name=patient_name]", "do*")
+    page.click("form.search button[type=submit]")
+    page.wait_for_url(re.compile(r"patient_name=do"))
+    rows = page.locator("#studies tbody tr")
+    assert rows.count() == 1 and "DOE, JANE" in rows.inner_text()
+    screenshot(page, "02-search")
+
+    page.click("a.study-link")
+    page.wait_for_selector(".series-card img")
+    assert "Chest CT" in page.inner_text("h1")
+    page.wait_for_function("document.querySelector('.series-card img').naturalWidth > 0")
+    screenshot(page, "03-study")
+
+    page.click(".series-card")
+    page.wait_for_url(re.compile(r"/ui/viewer/"))
+    before = wait_drawn(page)
+    assert "Image 1 / 3" in page.inner_text("#overlay")
+    screenshot(page, "04-viewer")
+
+    box = page.locator("#canvas").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 150, y + 120, steps=6)
+    page.mouse.up()
+    page.wait_for_function("!document.querySelector('#overlay').textContent.includes('W 400 L 140')")
+    page.wait_for_timeout(300)
+    after = canvas_image(page)
+    assert ImageChops.difference(before, after).getbbox() is not None, "window/level drag changed nothing"
+    screenshot(page, "05-viewer-window-level")
+
+    page.mouse.move(x, y)
+    page.mouse.wheel(0, 120)
+    page.wait_for_function("document.querySelector('#overlay').textContent.includes('Image 2 / 3')")
+    page.click("#toggle-tags")
+    page.wait_for_selector("#tag-table tbody tr")
+    assert "DOE^JANE" in page.inner_text("#tag-table")
+    screenshot(page, "06-viewer-tags")
+
+
+def test_upload_a_file_and_find_it(site, page, tmp_path):
+    pacs, base = site
+    upload = write_dicom(tmp_path / "upload.dcm", PatientName="UPLOADED^ONE", PatientID="UP-1")
+    log_in(page, base, "admin", then="/ui/upload")
+    page.set_input_files("#file-input", str(upload))
+    page.wait_for_selector("#upload-results tbody tr td.ok")
+    screenshot(page, "07-upload")
+    page.goto(f"{base}/ui/studies?patient_id=UP-1")
+    assert "UPLOADED, ONE" in page.inner_text("#studies")
+    assert pacs.instance_count() == 1
+
+
+def test_download_zip_holds_a_dicomdir(site, page, tmp_path):
+    pacs, base = site
+    sent = add_series(pacs.archive, tmp_path, count=2, PatientName="ZIP^ME", ReferringPhysicianName="SMITH^JOHN")
+    log_in(page, base, "admin")
+    page.click("a.study-link")
+    with page.expect_download() as download:
+        page.click("#download-zip")
+    target = tmp_path / "study.zip"
+    download.value.save_as(target)
+    out = tmp_path / "unzipped"
+    zipfile.ZipFile(target).extractall(out)
+    dicomdir = dcmread(next(out.rglob("DICOMDIR")))
+    images = [r for r in dicomdir.DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE"]
+    assert sorted(r.ReferencedSOPInstanceUIDInFile for r in images) == sorted(
+        dcmread(p).SOPInstanceUID for p in sent)
+
+
+@pytest.fixture
+def storescp(tmp_path):
+    """A DCMTK storescp on a free high port (it listens on every address: DCMTK 3.6.7 cannot
+    bind one; the port is random and the process lives for one test)."""
+    port, out = free_port(), tmp_path / "received"
+    out.mkdir()
+    process = subprocess.Popen(["storescp", "-aet", "STORESCP", "-od", str(out), str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 10
+    while subprocess.run(["echoscu", "-aec", "STORESCP", HOST, str(port)], capture_output=True).returncode:
+        assert time.monotonic() < deadline and process.poll() is None, "storescp did not start"
+        time.sleep(0.1)
+    yield port, out
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_send_a_series_to_storescp(pacs_factory, storescp, page, tmp_path):
+    from pacsd.web.server import WebServer
+    from tests.webui import add_users as make_users
+
+    port, received = storescp
+    pacs = pacs_factory(known_aes=[{"ae_title": "STORESCP", "host": HOST, "port": port}])
+    make_users(pacs.archive)
+    wanted = add_series(pacs.archive, tmp_path, count=3, PatientName="SEND^ME", SeriesDescription="to send")
+    study_uid = dcmread(wanted[0]).StudyInstanceUID
+    add_series(pacs.archive, tmp_path, count=2, StudyInstanceUID=study_uid, SeriesDescription="to keep")
+    server = WebServer(pacs.archive, HOST, 0, pacs.server.connections)
+    server.start()
+    try:
+        base = f"http://{HOST}:{server.address[1]}"
+        log_in(page, base, "admin")
+        page.click("a.study-link")
+        series_uid = dcmread(wanted[0]).SeriesInstanceUID
+        page.select_option("select[name=series_uid]", series_uid)
+        screenshot(page, "08-send-form")
+        page.click(".send-form button[type=submit]")
+        page.wait_for_url(re.compile(r"/ui/jobs/\d+$"))
+        page.wait_for_selector("#job-state.ok")
+        assert "3 sent, 0 failed" in page.inner_text("#job-state")
+        screenshot(page, "09-send-job")
+    finally:
+        server.stop()
+    arrived = sorted(dcmread(p).SOPInstanceUID for p in received.iterdir())
+    assert arrived == sorted(dcmread(p).SOPInstanceUID for p in wanted)
+
+
+def test_hostile_patient_name_is_shown_as_text(site, page, tmp_path):
+    pacs, base = site
+    hostile = "<script>alert(1)</script>"
+    add_series(pacs.archive, tmp_path, count=1, PatientName=hostile, StudyDescription='"><img src=x onerror=alert(2)>')
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    log_in(page, base, "admin")
+    assert hostile in page.inner_text("#studies")
+    page.click("a.study-link")
+    page.wait_for_selector(".series-card")
+    assert hostile in page.inner_text("h1")
+    page.click(".series-card")
+    wait_drawn(page)
+    page.click("#toggle-tags")
+    page.wait_for_selector("#tag-table tbody tr")
+    assert hostile in page.inner_text("#tag-table")
+    screenshot(page, "10-hostile-name")
+    assert dialogs == []

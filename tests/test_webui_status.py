@@ -1,0 +1,58 @@
+"""The status page of a real `pacsd serve`: a live association, the connection log's tail, the
+ingest count, storage per modality, recent problems; `/metrics` in Prometheus format.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+
+import httpx
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
+
+from tests.conftest import HOST, VENV_BIN, dcmtk
+from tests.dicomgen import write_dicom
+from tests.webui import PASSWORD, browser, log_in, page, screenshot  # noqa: F401
+
+
+def add_user_with_cli(tmp_path, *args: str) -> None:
+    subprocess.run([str(VENV_BIN / "pacsd"), "user", "add", *args, "--index-db", str(tmp_path / "index.sqlite"),
+                    "--password-stdin"], input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+
+
+def test_status_page_and_metrics(pacs_process, tmp_path, page):
+    add_user_with_cli(tmp_path, "admin", "--admin")
+    add_user_with_cli(tmp_path, "smith", "--account", "Smith")
+    server = pacs_process()
+    base = f"http://{HOST}:{server.http_port}"
+    files = [write_dicom(tmp_path / "in" / f"{n}.dcm", InstanceNumber=n, Modality="MR") for n in (1, 2)]
+    sent = dcmtk("storescu", "-aet", "MODALITY", "-aec", "PACSD", HOST, str(server.port), *map(str, files))
+    assert sent.returncode == 0, sent.stderr
+    assert httpx.post(f"{base}/login", data={"username": "admin", "password": "wrong password"}).status_code == 401
+
+    ae = AE(ae_title="LIVEPEER")
+    ae.add_requested_context(Verification)
+    held = ae.associate(HOST, server.port, ae_title="PACSD")
+    assert held.is_established
+    try:
+        credentials = base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
+        status = httpx.get(f"{base}/ui/status.json", headers={"Authorization": f"Basic {credentials}"}).json()
+        log_in(page, base, "admin", then="/ui/status")
+        page.wait_for_function("document.querySelector('#associations').textContent.includes('LIVEPEER')")
+        screenshot(page, "11-status")
+    finally:
+        held.release()
+    assert [a["calling_aet"] for a in status["associations"]] == ["LIVEPEER"]
+    assert any("calling=MODALITY" in line and "stored=2" in line for line in status["connections"])
+    assert status["ingest"]["since_start"] == 2
+    assert status["storage"]["by_modality"]["MR"]["instances"] == 2
+    assert status["storage"]["disk_free"] > 0
+    assert any("failed login" in problem["message"] for problem in status["problems"])
+
+    physician = base64.b64encode(f"smith:{PASSWORD}".encode()).decode()
+    assert httpx.get(f"{base}/ui/status.json", headers={"Authorization": f"Basic {physician}"}).status_code == 403
+    metrics = httpx.get(f"{base}/metrics").text
+    assert 'pacsd_instances{modality="MR"} 2.0' in metrics
+    assert "pacsd_instances_stored_total 2.0" in metrics
+    server.stop()
