@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import httpx
 import pydicom
 import pytest
-from fastapi.testclient import TestClient
 
 from pacsd.services.importer import import_file
-from pacsd.web.app import create_app
-from tests.dicomweb_support import client, store_testdata
+from pacsd.services.users import add_user
+from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
+from tests.dicomweb_support import PASSWORD, client, http, store_testdata
 from tests.studies import write_study
 
 
@@ -105,18 +105,13 @@ def test_fuzzy_matching_and_includefield(web, archive_with_studies):
     ("NotAKeyword=1", "neither a DICOM keyword nor a tag"),
 ])
 def test_bad_queries_are_400(web, query, message):
-    response = httpx.get(f"{web}/dicom-web/studies?{query}")
+    response = http.get(f"{web}/dicom-web/studies?{query}")
     assert response.status_code == 400 and message in response.json()["error"]
 
 
-def test_search_sees_only_visible_accounts(pacs, archive_with_studies):
-    app = create_app(pacs.archive)
-
-    @app.middleware("http")
-    async def log_in_as_a_physician(request, call_next):
-        request.state.user = SimpleNamespace(is_admin=False, account="dr-nobody")
-        return await call_next(request)
-
-    with TestClient(app) as browser:
-        assert browser.get("/dicom-web/studies").json() == []
-        assert browser.get("/dicom-web/instances", params={"PatientID": "P-JOHN"}).json() == []
+def test_search_sees_only_visible_accounts(web, pacs, archive_with_studies):
+    add_user(pacs.archive.engine, "nobody", PASSWORD, account="dr-nobody")
+    as_nobody = httpx.Client(auth=("nobody", PASSWORD))
+    assert as_nobody.get(f"{web}/dicom-web/studies").json() == []
+    assert as_nobody.get(f"{web}/dicom-web/instances", params={"PatientID": "P-JOHN"}).json() == []
+    assert len(http.get(f"{web}/dicom-web/instances", params={"PatientID": "P-JOHN"}).json()) == 6

@@ -3,7 +3,6 @@ path as C-STORE (refused ones reported), dicomweb-client round trips, and bad bo
 
 from __future__ import annotations
 
-import httpx
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
@@ -11,7 +10,8 @@ from pydicom.dataset import Dataset
 from pacsd.services.importer import import_file
 from tests.conftest import HOST, make_settings, start_pacs
 from tests.dicomgen import make_dataset, write_dicom
-from tests.dicomweb_support import client, shared_files, stow
+from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
+from tests.dicomweb_support import add_admin_to, client, http, shared_files, stow
 
 CANNOT_UNDERSTAND = 0xC000
 
@@ -20,6 +20,7 @@ CANNOT_UNDERSTAND = 0xC000
 def server(pacs_process):
     process = pacs_process()
     process.base = f"http://{HOST}:{process.http_port}"
+    add_admin_to(process)
     return process
 
 
@@ -41,7 +42,7 @@ def test_every_test_file_stored_as_ingest_decides(server, tmp_path):
     assert len(failed) == len(files) - len(imported) > 0
     assert all(item.FailureReason == CANNOT_UNDERSTAND and item.TextValue for item in failed)
     for item in answer.ReferencedSOPSequence:
-        retrieved = httpx.get(item.RetrieveURL, headers={"Accept": "application/dicom"})
+        retrieved = http.get(item.RetrieveURL, headers={"Accept": "application/dicom"})
         original = next(p for p in imported
                         if pydicom.dcmread(p, force=True).SOPInstanceUID == item.ReferencedSOPInstanceUID)
         assert retrieved.content == original.read_bytes()
@@ -79,7 +80,7 @@ def test_instance_of_another_study_is_refused_on_a_study_url(server, tmp_path):
     assert response.status_code == 409
     [failed] = Dataset.from_json(response.json()).FailedSOPSequence
     assert failed.ReferencedSOPInstanceUID == ds.SOPInstanceUID and failed.FailureReason == 0xC409
-    assert httpx.get(f"{server.base}/dicom-web/studies/{ds.StudyInstanceUID}/metadata").status_code == 404
+    assert http.get(f"{server.base}/dicom-web/studies/{ds.StudyInstanceUID}/metadata").status_code == 404
 
 
 @pytest.mark.parametrize("content_type, body, status, message", [
@@ -95,7 +96,7 @@ def test_instance_of_another_study_is_refused_on_a_study_url(server, tmp_path):
 def test_bad_bodies_are_refused_and_store_nothing(server, tmp_path, content_type, body, status, message):
     good = write_dicom(tmp_path / "good.dcm").read_bytes()
     truncated_after_a_good_part = body.replace(b"DICM", good)
-    response = httpx.post(f"{server.base}/dicom-web/studies", content=truncated_after_a_good_part,
+    response = http.post(f"{server.base}/dicom-web/studies", content=truncated_after_a_good_part,
                           headers={"Content-Type": content_type})
     assert response.status_code == status and message in response.json()["error"]
     assert list((server.data / "storage").rglob("*.dcm")) == []

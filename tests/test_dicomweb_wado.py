@@ -14,7 +14,8 @@ from pydicom.encaps import generate_fragments
 from pydicom.uid import UID
 
 from pacsd.dicom.pixels import decode_frame, frame_count
-from tests.dicomweb_support import client, store_testdata
+from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
+from tests.dicomweb_support import client, http, store_testdata
 from tests.dicomgen import write_dicom
 
 
@@ -33,7 +34,7 @@ def test_retrieve_every_stored_file_unchanged(web, stored):
         retrieved = dicomweb.retrieve_instance(study, series, sop, media_types=(("application/dicom", "*"),))
         assert retrieved.SOPInstanceUID == sop, item.path
         assert retrieved.file_meta.TransferSyntaxUID == item.dataset.file_meta.TransferSyntaxUID, item.path
-        raw = httpx.get(f"{web}/dicom-web/studies/{study}/series/{series}/instances/{sop}",
+        raw = http.get(f"{web}/dicom-web/studies/{study}/series/{series}/instances/{sop}",
                         headers={"Accept": "application/dicom"})
         assert raw.content == item.path.read_bytes(), f"{item.path} was not sent as stored"
 
@@ -111,7 +112,7 @@ def test_frames_as_stored_when_asked(web, stored):
     for item in compressed:
         ds = item.dataset
         study, series, sop = item.uids
-        response = httpx.get(f"{web}/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/1",
+        response = http.get(f"{web}/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/1",
                              headers={"Accept": f"{OCTET_STREAM_PARTS}; transfer-syntax=*"})
         assert response.status_code == 200, item.path
         [part] = _parts(response)
@@ -136,7 +137,7 @@ def test_rendered_and_thumbnail_images(web, stored):
     study, series, sop = next(i for i in stored if i.has_pixels).uids
     for url in (f"studies/{study}/thumbnail", f"studies/{study}/series/{series}/thumbnail",
                 f"studies/{study}/series/{series}/instances/{sop}/thumbnail"):
-        thumbnail = httpx.get(f"{web}/dicom-web/{url}", headers={"Accept": "image/jpeg"})
+        thumbnail = http.get(f"{web}/dicom-web/{url}", headers={"Accept": "image/jpeg"})
         assert thumbnail.status_code == 200, url
         assert max(Image.open(io.BytesIO(thumbnail.content)).size) == 128
 
@@ -151,14 +152,14 @@ def test_window_and_quality_change_the_rendered_image(web, pacs, tmp_path):
     ds = pydicom.dcmread(path)
     url = (f"{web}/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
            f"/instances/{ds.SOPInstanceUID}/rendered")
-    narrow = httpx.get(url, params={"window": "100,10"}, headers={"Accept": "image/png"})
-    wide = httpx.get(url, params={"window": "2048,4096,linear"}, headers={"Accept": "image/png"})
+    narrow = http.get(url, params={"window": "100,10"}, headers={"Accept": "image/png"})
+    wide = http.get(url, params={"window": "2048,4096,linear"}, headers={"Accept": "image/png"})
     narrow_pixels = np.asarray(Image.open(io.BytesIO(narrow.content)))
     wide_pixels = np.asarray(Image.open(io.BytesIO(wide.content)))
     # 4096 distinct stored values: a window 10 wide leaves about 10 grey levels, a wide one hundreds
     assert len(np.unique(narrow_pixels)) <= 12 and len(np.unique(wide_pixels)) > 200
-    low = httpx.get(url, params={"quality": "5"}, headers={"Accept": "image/jpeg"})
-    high = httpx.get(url, params={"quality": "100"}, headers={"Accept": "image/jpeg"})
+    low = http.get(url, params={"quality": "5"}, headers={"Accept": "image/jpeg"})
+    high = http.get(url, params={"quality": "100"}, headers={"Accept": "image/jpeg"})
     assert len(low.content) < len(high.content)
 
 
@@ -175,6 +176,6 @@ def _parts(response: httpx.Response) -> list[tuple[str, bytes]]:
 
 def test_metadata_is_json_array_of_dicom_json(web, stored):
     study, series, sop = stored[0].uids
-    response = httpx.get(f"{web}/dicom-web/studies/{study}/series/{series}/instances/{sop}/metadata")
+    response = http.get(f"{web}/dicom-web/studies/{study}/series/{series}/instances/{sop}/metadata")
     assert response.headers["content-type"].startswith("application/dicom+json")
     assert isinstance(json.loads(response.content), list)

@@ -1,5 +1,6 @@
 """The OHIF viewer at /viewer in headless Chromium (Debian's, driven by Playwright): the study list
-comes from our QIDO-RS, a study opens, its viewport shows the image, and nothing loads off the machine.
+comes from our QIDO-RS after logging in, a study opens, its viewport shows the image, and nothing
+loads off the machine.
 
 Skipped when the viewer is not built: `make test` builds it first (`make viewer`, npm, ~50 MB)."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import yaml
 from PIL import Image
 
 from tests.conftest import HOST, REPO
-from tests.dicomweb_support import shared_files, stow
+from tests.dicomweb_support import ADMIN, PASSWORD, add_admin_to, shared_files, stow
 
 VIEWER = Path(os.environ.get("PACSD_VIEWER_DIR", REPO / "pacs-data" / "viewer"))
 CHROMIUM = "/usr/bin/chromium"
@@ -37,6 +39,7 @@ def server_with_a_ct(pacs_process, tmp_path):
     config.write_text(yaml.safe_dump({"http": {"viewer_dir": str(VIEWER)}}))
     server = pacs_process("--config", str(config))
     server.base = f"http://{HOST}:{server.http_port}"
+    add_admin_to(server)
     ct = next(p for p in shared_files() if p.name == "ct.0.dcm")
     assert stow(server.base, [("application/dicom", ct.read_bytes())]).status_code == 200
     server.study = pydicom.dcmread(ct, stop_before_pixels=True)
@@ -56,6 +59,11 @@ def test_viewer_lists_opens_and_shows_the_study(server_with_a_ct):
         page.route("**/*", lambda route: _local_only(route, server.base, off_machine))
         try:
             page.goto(f"{server.base}/viewer/", wait_until="domcontentloaded")
+            page.wait_for_url(re.compile(r"/login\?next="))  # the viewer is for logged-in users
+            page.fill("input[name=username]", ADMIN)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(re.compile(r"/viewer/"))
             patient_id = str(server.study.PatientID)
             page.get_by_text(patient_id).first.wait_for(timeout=60_000)
             page.screenshot(path=ARTIFACTS / "1-study-list.png")

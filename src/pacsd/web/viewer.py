@@ -1,7 +1,8 @@
 """The OHIF viewer at /viewer: the files of the built app (`make viewer` installs them in
 `http.viewer_dir`), an app-config.js generated for this server's DICOMweb, and index.html for
-every other path of the single-page app.  Only files listed when the app was first asked for
-are ever served: no path is built from the request.
+every other path of the single-page app, to logged-in users (a browser is sent to the login
+page first).  Only files listed when the app was first asked for are served: no path is built
+from the request.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response
+
+from pacsd.web.access import current_user
 
 router = APIRouter()
 
@@ -40,8 +43,8 @@ _APP_CONFIG = """window.config = {
         wadoRoot: %(origin)s + '/dicom-web',
         qidoSupportsIncludeField: true,
         supportsReject: false,
-        supportsStow: true,
-        dicomUploadEnabled: true,
+        supportsStow: false,  // a browser session's POST needs the CSRF token OHIF does not send
+        dicomUploadEnabled: false,
         imageRendering: 'wadors',
         thumbnailRendering: 'wadors',
         enableStudyLazyLoad: true,
@@ -58,6 +61,7 @@ _APP_CONFIG = """window.config = {
 
 @router.get(BASE + "/app-config.js")
 def app_config(request: Request) -> Response:
+    current_user(request)  # a browser not logged in is sent to the login page first
     _viewer_files(request)  # 404 when the viewer is not installed
     public_url = request.app.state.settings.http.public_url.rstrip("/")
     origin = f"({json.dumps(public_url)} || window.location.origin)"
@@ -68,6 +72,7 @@ def app_config(request: Request) -> Response:
 @router.get(BASE)
 @router.get(BASE + "/{name:path}")
 def viewer_file(request: Request, name: str = "") -> FileResponse:
+    current_user(request)
     files = _viewer_files(request)
     found = files.get(name)
     if found is None and "." in name.rsplit("/", 1)[-1]:
