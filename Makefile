@@ -2,13 +2,15 @@
 #   make run    install into .venv and start the server on its embedded default
 #   make test   install what the tests need (dev extras, DCMTK) and run them
 #   make bench  run the benchmarks under bench/
+#   make viewer fetch the OHIF viewer (npm package @ohif/app) into $(DATA)/viewer, served at /viewer
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ./pacs-data
+OHIF_VERSION ?= 3.12.10
 
-.PHONY: run install install-dev system-test-deps test bench bench-find clean
+.PHONY: run install install-dev system-test-deps test bench bench-find bench-dicomweb viewer viewer-if-npm clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +27,21 @@ install-dev: $(BIN)/python
 system-test-deps:
 	@./scripts/install-system-deps.sh test
 
-run: install
+# The OHIF viewer ships built in the npm package @ohif/app (about 50 MB); pacsd serves it at
+# /viewer with an app config pointing at its own /dicom-web.  `make run` fetches it when npm is here.
+viewer:
+	$(PYTHON) scripts/install_viewer.py $(DATA)/viewer $(OHIF_VERSION)
+
+viewer-if-npm:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory viewer; \
+	else echo "pacsd: npm not found, /viewer stays off (make viewer once npm is installed)" >&2; fi
+
+run: install viewer-if-npm
 	@./scripts/install-system-deps.sh run || echo "pacsd: without those fonts, scan sheets are not written (the archive works)" >&2
 	$(BIN)/pacsd serve --storage-dir $(DATA)/storage --index-db $(DATA)/index.sqlite --log-dir $(DATA)/logs
 
-test: install-dev system-test-deps
+# The viewer test needs the built viewer: make test builds it (the test is skipped without it).
+test: install-dev system-test-deps viewer
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-dev
@@ -39,6 +51,9 @@ bench: install-dev
 bench-find: install-dev
 	@./scripts/install-system-deps.sh bench
 	$(BIN)/python bench/find.py $(BENCH_ARGS)
+
+bench-dicomweb: install-dev
+	$(BIN)/python bench/dicomweb.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

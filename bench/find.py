@@ -7,20 +7,16 @@ Usage: python bench/find.py [--studies 10000] [--repeat 15]
 
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pacsd.services.query import QueryService  # noqa: E402
-from tests.conftest import HOST, make_settings, start_pacs  # noqa: E402
-from tests.synthetic_index import fill_index  # noqa: E402
+from bench.harness import arguments, median_ms, synthetic_pacs  # noqa: E402
+from tests.conftest import HOST  # noqa: E402
 
 QUERIES = {
     "PatientName wildcard": {"PatientName": "DOE^*"},
@@ -31,51 +27,32 @@ RETURN_KEYS = ["PatientName", "PatientID", "StudyDate", "StudyDescription", "Mod
                "NumberOfStudyRelatedInstances", "StudyInstanceUID", "AccessionNumber"]
 
 
-def median_ms(run, repeat: int) -> tuple[float, int]:
-    times, count = [], 0
-    for _ in range(repeat):
-        start = time.perf_counter()
-        count = run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), count
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--studies", type=int, default=10_000, help="studies of 10 instances each")
-    parser.add_argument("--repeat", type=int, default=15)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        pacs = start_pacs(make_settings(Path(tmp), storage={"fsync": False}))
-        try:
-            start = time.perf_counter()
-            fill_index(pacs.archive.engine, args.studies, per_study=10)
-            print(f"index of {args.studies * 10:,} instances filled in {time.perf_counter() - start:.1f} s")
-            service = QueryService(pacs.archive.engine, "PACSD")
-            echo = ["echoscu", "-aec", pacs.aet, HOST, str(pacs.port)]
-            echo_ms, _ = median_ms(lambda: subprocess.run(echo, check=True, env={**os.environ, "TCP_NODELAY": "1"})
-                                   and 0, args.repeat)
-            print(f"echoscu (association, C-ECHO, release; the floor of any findscu run): {echo_ms:.1f} ms")
-            print(f"{'query':24} {'answers':>8} {'findscu ms':>11} {'service ms':>11}")
-            for name, keys in QUERIES.items():
-                all_keys = {k: "" for k in RETURN_KEYS} | keys
-                findscu = ["findscu", "-S", "-aec", pacs.aet, HOST, str(pacs.port), "-k", "QueryRetrieveLevel=STUDY",
-                           *(arg for k, v in all_keys.items() for arg in ("-k", f"{k}={v}"))]
+    args = arguments(default_studies=10_000)
+    with synthetic_pacs(args.studies) as pacs:
+        service = QueryService(pacs.archive.engine, "PACSD")
+        echo = ["echoscu", "-aec", pacs.aet, HOST, str(pacs.port)]
+        echo_ms, _ = median_ms(lambda: subprocess.run(echo, check=True, env={**os.environ, "TCP_NODELAY": "1"})
+                               and 0, args.repeat)
+        print(f"echoscu (association, C-ECHO, release; the floor of any findscu run): {echo_ms:.1f} ms")
+        print(f"{'query':24} {'answers':>8} {'findscu ms':>11} {'service ms':>11}")
+        for name, keys in QUERIES.items():
+            all_keys = {k: "" for k in RETURN_KEYS} | keys
+            findscu = ["findscu", "-S", "-aec", pacs.aet, HOST, str(pacs.port), "-k", "QueryRetrieveLevel=STUDY",
+                       *(arg for k, v in all_keys.items() for arg in ("-k", f"{k}={v}"))]
 
-                def via_findscu() -> int:
-                    out = subprocess.run([*findscu, "-v"], capture_output=True, text=True, check=True,
-                                         env={**os.environ, "TCP_NODELAY": "1"})
-                    return out.stderr.count("Find Response:")
+            def via_findscu() -> int:
+                out = subprocess.run([*findscu, "-v"], capture_output=True, text=True, check=True,
+                                     env={**os.environ, "TCP_NODELAY": "1"})
+                return out.stderr.count("Find Response:")
 
-                def via_service() -> int:
-                    return sum(1 for _ in service.find("STUDY", all_keys))
+            def via_service() -> int:
+                return sum(1 for _ in service.find("STUDY", all_keys))
 
-                dcmtk_ms, dcmtk_count = median_ms(via_findscu, args.repeat)
-                service_ms, count = median_ms(via_service, args.repeat)
-                assert dcmtk_count == count, (dcmtk_count, count)
-                print(f"{name:24} {count:>8} {dcmtk_ms:>11.1f} {service_ms:>11.1f}")
-        finally:
-            pacs.stop()
+            dcmtk_ms, dcmtk_count = median_ms(via_findscu, args.repeat)
+            service_ms, count = median_ms(via_service, args.repeat)
+            assert dcmtk_count == count, (dcmtk_count, count)
+            print(f"{name:24} {count:>8} {dcmtk_ms:>11.1f} {service_ms:>11.1f}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 #          namespaces for peers that cannot bind one address), dicom3tools (dciodvfy checks
 #          the objects pacsd writes), poppler-utils (pdftotext/pdftoppm read the scan sheets),
 #          postgresql (the tests start a throw-away server of their own from its binaries),
-#          chromium (headless browser the web interface tests drive through Playwright)
+#          chromium (headless browser the tests drive through Playwright: the web interface
+#          and the OHIF viewer), npm (fetches the viewer)
 #   bench: DCMTK and Orthanc (the servers the ingest benchmark compares against)
 set -euo pipefail
 purpose="${1:-test}"
@@ -22,6 +23,7 @@ if [ "$purpose" = test ]; then
   command -v pdftotext >/dev/null 2>&1 && command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
   command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
   [ -x /usr/bin/chromium ] || need+=(chromium)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
 fi
 if [ "$purpose" = bench ]; then
   command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)

@@ -176,6 +176,9 @@ class HttpSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8042, ge=0, le=65535)
+    public_url: str = Field("", description="base of absolute URLs we hand out; '' = from the request")
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed cross-site; [] = none")
+    viewer_dir: Path = Field(DEFAULT_DATA_DIR / "viewer", description="the built OHIF viewer, served at /viewer")
 
 
 class WebSettings(_Section):

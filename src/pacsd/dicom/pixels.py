@@ -118,7 +118,7 @@ def _decode_with_pydicom(ds: Dataset, syntax: UID, index: int) -> tuple[np.ndarr
 
 def _decode_without_offset_table(ds: Dataset, syntax: UID, index: int) -> tuple[np.ndarray, str]:
     """Decode one frame found without the Basic Offset Table (some writers store a wrong one)."""
-    single = _single_frame_dataset(ds, encapsulate([_encapsulated_frame(ds, index)]), syntax)
+    single = _single_frame_dataset(ds, encapsulate([encapsulated_frame(ds, index)]), syntax)
     return _decode_with_pydicom(single, syntax, 0)
 
 
@@ -129,7 +129,7 @@ def _decode_as_native(ds: Dataset, frame_bytes: bytes) -> tuple[np.ndarray, str]
 
 def _native_frame_bytes(ds: Dataset, syntax: UID, index: int) -> bytes:
     """The uncompressed bytes of one frame for the encodings pydicom cannot decode itself."""
-    compressed = _encapsulated_frame(ds, index)
+    compressed = encapsulated_frame(ds, index)
     if syntax == DEFLATED_IMAGE_FRAME_COMPRESSION:
         return zlib.decompress(compressed, wbits=-zlib.MAX_WBITS)
     return _rle_single_segment(compressed)
@@ -145,7 +145,7 @@ def _rle_single_segment(frame: bytes) -> bytes:
     return bytes(decode_segment(frame[offsets[0] :]))
 
 
-def _encapsulated_frame(ds: Dataset, index: int) -> bytes:
+def encapsulated_frame(ds: Dataset, index: int) -> bytes:
     """One frame's compressed bytes: one fragment per frame when counts agree, else by markers."""
     count = frame_count(ds)
     fragments = list(generate_fragments(ds.PixelData))[1:]  # item 0 is the offset table

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from pacsd.index.query_keys import (
     joined_tables,
     levels_down_to,
 )
-from pacsd.index.schema import instances
+from pacsd.index.schema import instances, patients, studies
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +82,25 @@ class QueryService:
         self.max_results = max_results
 
     def find(self, level: str, keys: Dataset | Mapping[str, Any], model: str = "study",
-             limit: int | None = None, cancelled: Callable[[], bool] = lambda: False) -> Matches:
+             limit: int | None = None, cancelled: Callable[[], bool] = lambda: False,
+             offset: int = 0, accounts: Collection[str] | None = None) -> Matches:
         """The matches of `keys` at `level` (PATIENT, STUDY, SERIES or IMAGE).
 
         `keys` is a request identifier or a mapping of keyword (or 8-digit hex tag) to value
         (text, or a list for several values); an empty value asks for the key to be returned.
-        `limit` (default: the max_results setting; 0 = none) bounds the number of answers.
+        `limit` (default: the max_results setting; 0 = none) bounds the number of answers,
+        after the first `offset` matches are skipped.  `accounts` (None = all) keeps only
+        studies of those physician accounts (and patients having one).
         """
         level = check_level(level, model)
         query_keys = parse_keys(keys, self.fold_person_names)
         limit = self.max_results if limit is None else limit
         result = Matches()
-        result._answers = self._answers(level, model, query_keys, limit, cancelled, result)
+        result._answers = self._answers(level, model, query_keys, _Page(limit, offset, accounts), cancelled, result)
         return result
 
     # -- the query ------------------------------------------------------------------------
-    def _answers(self, level: str, model: str, keys: list[QueryKey], limit: int,
+    def _answers(self, level: str, model: str, keys: list[QueryKey], page: _Page,
                  cancelled: Callable[[], bool], result: Matches) -> Iterator[Dataset]:
         in_reach = set(levels_down_to(level))
         sql_keys, python_keys = [], []
@@ -113,9 +116,13 @@ class QueryService:
         answer_keys = self._answer_keys(level, model, keys)
         needs_header = any(k.column is None and not k.below_level and k.keyword not in _CONSTANT_KEYS
                            for k in answer_keys + python_keys)
-        statement = self._statement(level, answer_keys, sql_keys, needs_header and level == "IMAGE")
-        if limit and not python_keys:
-            statement = statement.limit(limit + 1)
+        statement = _visible(self._statement(level, answer_keys, sql_keys, needs_header and level == "IMAGE"),
+                             level, page.accounts)
+        limit, to_skip = page.limit, page.offset
+        if not python_keys:
+            statement, to_skip = statement.offset(page.offset or None), 0
+            if limit:
+                statement = statement.limit(limit + 1)
         count = 0
         with self.engine.connect() as conn:
             for row in conn.execute(statement):
@@ -123,6 +130,9 @@ class QueryService:
                     return
                 header = self._header(conn, level, row) if needs_header else {}
                 if not all(self._python_match(key, row, header) for key in python_keys):
+                    continue
+                if to_skip:
+                    to_skip -= 1
                     continue
                 if limit and count >= limit:
                     result.truncated = True
@@ -201,6 +211,23 @@ class QueryService:
         if any(not _is_ascii(v) for v in _text_values([e.value for e in answer])):
             answer.SpecificCharacterSet = UTF8
         return answer
+
+
+@dataclass(frozen=True)
+class _Page:
+    limit: int
+    offset: int = 0
+    accounts: Collection[str] | None = None
+
+
+def _visible(statement, level: str, accounts: Collection[str] | None):
+    """Only rows of studies in `accounts` (patients: with such a study); None = every row."""
+    if accounts is None:
+        return statement
+    allowed = studies.c.account.in_(sorted(accounts))
+    if level == "PATIENT":
+        return statement.where(patients.c.pk.in_(select(studies.c.patient_pk).where(allowed)))
+    return statement.where(allowed)
 
 
 def check_level(level: str, model: str) -> str:

@@ -12,6 +12,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -43,14 +44,22 @@ def create_app(archive: Archive, connections=None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for router in _routers():
         app.include_router(router)
+    _allow_cross_origin(app, archive.settings.http.cors_origins)
     return app
 
 
 def _routers() -> list:
-    from pacsd.web import health
+    from pacsd.web import dicomweb, health, viewer
     from pacsd.web.ui import ROUTERS as ui_routers
 
-    return [health.router, *ui_routers]
+    return [health.router, *ui_routers, *dicomweb.routers(), viewer.router]
+
+
+def _allow_cross_origin(app: FastAPI, origins: list[str]) -> None:
+    """CORS for the configured origins (http.cors_origins); none by default."""
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "OPTIONS"],
+                           allow_headers=["*"], expose_headers=["Content-Type", "Content-Location"])
 
 
 def _add_error_handlers(app: FastAPI) -> None:
