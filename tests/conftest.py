@@ -30,7 +30,7 @@ VENV_BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 
 
-def testdata_files() -> list[Path]:
+def shared_testdata_files() -> list[Path]:
     """Every DICOM-looking file of the shared test data (the manifest and licences left out)."""
     return sorted(p for p in TESTDATA.rglob("*") if p.is_file() and p.suffix not in (".md", ".tsv")
                   and p.name not in ("SHA256SUMS", "MANIFEST.tsv"))

@@ -18,7 +18,7 @@ from requests.auth import HTTPBasicAuth
 
 from pacsd.services.importer import import_file
 from pacsd.services.users import add_user
-from tests.conftest import VENV_BIN, testdata_files
+from tests.conftest import VENV_BIN, shared_testdata_files
 
 ADMIN, PASSWORD = "dicomweb-admin", "correct horse battery staple"
 # httpx as an administrator; plain `httpx` calls are anonymous.
@@ -59,7 +59,7 @@ class StoredFile:
 def store_testdata(pacs) -> list[StoredFile]:
     """Import every shared test file; the ones the server accepts (the others it must refuse)."""
     stored = []
-    for path in testdata_files():
+    for path in shared_testdata_files():
         if import_file(pacs.archive, path).action == "stored":
             stored.append(StoredFile(path, pydicom.dcmread(path, force=True)))
     assert len(stored) >= 20, "the shared test data should mostly be accepted"
@@ -68,7 +68,7 @@ def store_testdata(pacs) -> list[StoredFile]:
 
 def shared_files() -> list[Path]:
     """The shared test files (under a name pytest does not collect as a test)."""
-    return testdata_files()
+    return shared_testdata_files()
 
 
 def client(web: str) -> DICOMwebClient:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from pacsd.dicom.header import read_header
 from pacsd.errors import InvalidDicom
 from pacsd.index.schema import instances, patients, series, studies
-from tests.conftest import HOST, dcmtk, free_port, testdata_files
+from tests.conftest import HOST, dcmtk, free_port, shared_testdata_files
 
 pytestmark = pytest.mark.both_databases
 
@@ -32,7 +32,7 @@ def dataset_bytes(path: Path) -> bytes:
 def storable_testdata() -> dict[str, Path]:
     """SOP Instance UID -> file, for the test files pacsd must accept (valid, unique UIDs)."""
     chosen: dict[str, Path] = {}
-    for path in testdata_files():
+    for path in shared_testdata_files():
         try:
             header = read_header(path)
         except InvalidDicom:

@@ -199,7 +199,8 @@ class ScanSheetWriter:
                       for row in sheet.series]
         pdf = render_sheet_pdf(sheet, SERIES_COLUMNS, thumbnails, self.settings.fonts)
         name = path_component(self.settings.file_name)
-        pdf_path = self.blobs.replace_file(sheet.study_dir / f"{name}.pdf", pdf)
+        # The CSV first: whoever sees a new PDF can rely on the CSV beside it being as new.
         csv_path = self.blobs.replace_file(sheet.study_dir / f"{name}.csv", sheet_csv(sheet))
+        pdf_path = self.blobs.replace_file(sheet.study_dir / f"{name}.pdf", pdf)
         self.actions.record("scan-sheet", study=study_uid, pdf=pdf_path, csv=csv_path, series=len(sheet.series))
         return pdf_path, csv_path
