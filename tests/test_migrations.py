@@ -90,8 +90,8 @@ def test_upgrade_to_study_folders_keeps_existing_studies_where_they_are(index_ta
                                                                updated_at=now)).inserted_primary_key[0]
                 path = f"{folder}/Dicom/1_S/001-001-000001.dcm" if folder != "flat" else f"3.{number}.dcm"
                 conn.execute(insert(instances).values(
-                    sop_uid=f"3.{number}", series_pk=series_pk, sop_class_uid="1.2", transfer_syntax="1.2.840.10008.1.2.1",
-                    path=path, size_bytes=1, received_at=now, header_json="{}"))
+                    sop_uid=f"3.{number}", series_pk=series_pk, sop_class_uid="1.2",
+                    transfer_syntax="1.2.840.10008.1.2.1", path=path, size_bytes=1, received_at=now, header_json="{}"))
             command.upgrade(alembic_config(conn), "head")
             claims = conn.execute(select(study_folders.c.study_uid, study_folders.c.account,
                                          study_folders.c.folder)).all()

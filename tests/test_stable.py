@@ -167,12 +167,13 @@ def test_abandoned_end_of_study_work_is_taken_over_by_one_node_only(pacs_factory
     for number in range(4):
         engine = open_index(pacs.settings.database.target)
         work = WorkQueue(1)
-        nodes.append((engine, work, EndOfStudyWork(engine, f"other-{number}", work, ActionLog(tmp_path / f"{number}.log"),
-                                                   [("count", ran.append)])))
+        actions = ActionLog(tmp_path / f"{number}.log")
+        nodes.append((engine, work, EndOfStudyWork(engine, f"other-{number}", work, actions, [("count", ran.append)])))
     try:
         assert [node.resume_pending() for _, _, node in nodes] == [[]] * 4  # the claim is fresh
         with ThreadPoolExecutor(4) as pool:
-            resumed = list(pool.map(lambda node: node.resume_pending(now=later(2 * 3600)), [n for _, _, n in nodes]))
+            resumed = list(pool.map(lambda node: node.resume_pending(now=later(3 * 3600)),
+                                    [node for _, _, node in nodes]))
     finally:
         for engine, work, node in nodes:
             work.close()

@@ -59,7 +59,8 @@ def test_convert_dcm2jpg_reports_failures_and_converts_the_rest(tmp_path):
         assert image.size == (512, 512)
 
 
-@pytest.mark.parametrize("window", ["nan,nan", "nan,400", "40,nan", "inf,400", "40,-1", "40,0", "40", "a,b", "40,400,cubic"])
+@pytest.mark.parametrize("window", ["nan,nan", "nan,400", "40,nan", "inf,400", "40,-1", "40,0", "40", "a,b",
+                                    "40,400,cubic"])
 def test_convert_dcm2jpg_refuses_a_window_that_is_not_one(tmp_path, window):
     result = _run("convert", "dcm2jpg", CT, "--out", tmp_path, "--window", window)
     assert result.exit_code == 2 and "Invalid value for --window" in result.output, result.output
