@@ -1,8 +1,6 @@
-"""Which folder and account each study is filed in: claimed once, when its first instance is placed.
-
-A claim is one insert guarded by unique study and folder columns, so nodes sharing a database
-agree on the first claimant, and a folder another study holds is never handed out again (the
-newcomer gets `<folder>_2`, `_3`, ...).  A placement that never reaches the index leaves its claim.
+"""Each study's folder and account, claimed once, when its first instance is placed: one insert
+guarded by unique study and folder columns, so nodes sharing a database agree on the first
+claimant and a folder another study holds is never handed out again (`<folder>_2`, `_3`, ...).
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""End-of-study work of a stable study: its scan sheet, then its `on_study_stable` hook.
-
-The work is pending in the index from the moment the detector marks the study stable (claiming it
-for its node in that update) until it has run, so a crash in between loses nothing: at start-up
-a node runs again what it had claimed, and what another node claimed over `TAKE_OVER_AFTER` ago.
+"""End-of-study work of a stable study (scan sheet, then `on_study_stable`), pending in the index
+from the stable mark (which claims it for the marking node) until done: at start-up a node runs
+again what it had claimed, and what another node claimed over `TAKE_OVER_AFTER` ago.
 """
 
 from __future__ import annotations
