@@ -10,6 +10,7 @@ import logging
 import os
 import stat
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -18,7 +19,9 @@ from sqlalchemy import select
 
 from pacsd.config import PhysicianAccount
 from pacsd.errors import ConfigError
+from pacsd.index.engine import open_index
 from pacsd.index.schema import instances, studies
+from pacsd.index.study_folders import StudyFolderClaims
 from pacsd.storage.accounts import AccountBook, AccountsLayout, normalise_person_name, route_to_account
 from pacsd.web.ui.sheets import scan_sheet_path
 from tests.conftest import make_settings
@@ -248,6 +251,26 @@ def test_studies_with_the_same_folder_name_get_their_own_folders_and_sheets(pacs
     actions = (tmp_path / "logs" / "actions.log").read_text()
     assert actions.count("kept in the study's folder") == 2  # each instance of the second study says why
     assert actions.count("kept in the study's folder 'Unknown/20240115_ANON_1_2'") == 2
+
+
+@pytest.mark.both_databases
+def test_claims_made_at_once_by_several_nodes_agree(index_target):
+    """Four nodes (engines) claim the same folder for two studies at the same moment: each study
+    ends up with one folder and one account, the two folders differ, every node sees the same."""
+    engines = [open_index(index_target) for _ in range(4)]
+    try:
+        claimants = [StudyFolderClaims(engine) for engine in engines]
+        jobs = [(claims, uid, account) for claims in claimants for uid, account in (("1.1", "a"), ("1.2", "b"))]
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda job: (job[1], job[0].claim(job[1], job[2], "Unknown/X")), jobs))
+    finally:
+        for engine in engines:
+            engine.dispose()
+    by_study = {uid: {claimed for study, claimed in results if study == uid} for uid in ("1.1", "1.2")}
+    assert all(len(claims) == 1 for claims in by_study.values()), by_study
+    (first,), (second,) = by_study.values()
+    assert {first.folder, second.folder} == {"Unknown/X", "Unknown/X_2"}
+    assert (first.account, second.account) == ("a", "b")
 
 
 def test_later_instances_stay_in_the_account_and_folder_of_their_study(accounts_pacs, tmp_path):
