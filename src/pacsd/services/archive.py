@@ -1,9 +1,8 @@
 """Assemble the archive from settings: index engine, writer, blob store, layout, ingest.
 
 One `Archive` per process; `net`, `web` and the CLI take what they need from it, call
-`start_background()` to run the study-stable detector (and end-of-study work a crash left
-undone), and `close()` once at shutdown (the detector stops, queued jobs finish, the writer
-drains, the engine is disposed).  Instance hooks and end-of-study work have separate pools.
+`start_background()` to run the study-stable detector (and resume end-of-study work), and `close()`
+once at shutdown (the detector stops, queued jobs finish, the writer drains, the engine is disposed).
 """
 
 from __future__ import annotations
