@@ -100,11 +100,13 @@ def test_a_hanging_hook_and_its_children_are_killed_at_the_timeout(tmp_path):
     assert wait_for(lambda: _gone(child), timeout=10)
 
 
-def test_a_child_that_left_the_group_holding_the_output_does_not_block(tmp_path):
+@pytest.mark.parametrize("then, status", [("sleep 60", -9), ("exit 3", 3)], ids=["hangs", "exits-at-once"])
+def test_a_child_that_left_the_group_holding_the_output_does_not_block(tmp_path, then, status):
     """`setsid` takes a child out of the hook's process group: the kill misses it and it keeps the
-    output pipe open for 60 s; the hook's result (and what it printed) comes back all the same."""
+    output pipe open for 60 s; the hook's result (and what it printed) comes back all the same,
+    killed at the timeout if it hung, with its own exit status if it had exited."""
     pid_file = tmp_path / "escaped"
-    script = f"setsid sleep 60 & echo $! > {pid_file}; echo before the timeout; sleep 60"
+    script = f"setsid sleep 60 & echo $! > {pid_file}; echo before the timeout; {then}"
     results: list = []
     runner = threading.Thread(target=lambda: results.append(run_hook(["sh", "-c", script], timeout=1.0)))
     runner.start()
@@ -112,7 +114,7 @@ def test_a_child_that_left_the_group_holding_the_output_does_not_block(tmp_path)
         runner.join(timeout=30)
         assert not runner.is_alive(), "run_hook still waits for the escaped child's pipe"
         (result,) = results
-        assert result.timed_out and result.exit_status == -9
+        assert result.timed_out == (status == -9) and result.exit_status == status
         assert result.output == "before the timeout\n"
     finally:
         escaped = int(pid_file.read_text())
