@@ -55,8 +55,9 @@ def test_on_instance_gets_the_right_arguments(pacs_factory, tmp_path):
         assert Path(study_dir) == pacs.storage.resolve() / "cardiology" / "20240115_ÅSE^BÜLOW_ACC001"
         assert (uid, account, calling, peer, patient) == (study_uid, "cardiology", "HOOKER", HOST, "ÅSE^BÜLOW")
         assert combined == f"uid={study_uid}!"
-    lines = action_lines(tmp_path, "hook-on_instance")
-    assert len(lines) == 2 and all('status="0"' in line for line in lines)
+    # A hook's line is written once it has exited, a moment after its recording is on disk.
+    assert wait_for(lambda: len(action_lines(tmp_path, "hook-on_instance")) == 2)
+    assert all('status="0"' in line for line in action_lines(tmp_path, "hook-on_instance"))
 
 
 def test_no_shell_is_involved(pacs_factory, tmp_path):
