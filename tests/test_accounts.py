@@ -3,10 +3,14 @@ and DCMTK storescu end to end."""
 
 from __future__ import annotations
 
+import csv
 import grp
+import json
 import logging
 import os
 import stat
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -15,11 +19,14 @@ from sqlalchemy import select
 
 from pacsd.config import PhysicianAccount
 from pacsd.errors import ConfigError
+from pacsd.index.engine import open_index
 from pacsd.index.schema import instances, studies
+from pacsd.index.study_folders import StudyFolderClaims
 from pacsd.storage.accounts import AccountBook, AccountsLayout, normalise_person_name, route_to_account
+from pacsd.web.ui.sheets import scan_sheet_path
 from tests.conftest import make_settings
 from tests.dicomgen import make_dataset, write_dicom
-from tests.studies import send, write_study
+from tests.studies import send, wait_for, write_study
 
 ACCOUNTS = [
     PhysicianAccount(name="cardiology", physicians=["DOE^JOHN", "Roe^Anna^^^"]),
@@ -201,7 +208,89 @@ def test_hostile_names_end_to_end_stay_inside_the_root(accounts_pacs, tmp_path):
     for path in stored:
         assert root in path.resolve().parents
         assert all(len(part.encode()) <= 128 for part in path.relative_to(root).parts)
-    assert not (tmp_path / "etc").exists()
+    # Wherever `../../etc` would lead from a folder of the storage, outside it: nothing was made.
+    folders = [root, *(p for p in root.rglob("*") if p.is_dir())]
+    escapes = {(folder / ".." / ".." / "etc").resolve() for folder in folders} - {
+        p.resolve() for p in root.rglob("etc")}
+    assert tmp_path.parent.resolve() / "etc" in escapes and tmp_path.resolve() / "etc" in escapes
+    assert [p for p in escapes if p.exists()] == []
+
+
+def test_studies_with_the_same_folder_name_get_their_own_folders_and_sheets(pacs_factory, tmp_path, caplog):
+    """Anonymised studies: same date, PatientName and StudyID, no accession -> one folder name."""
+    out = tmp_path / "calls"
+    out.mkdir()
+    record_study_dir = [sys.executable, "-c", "import sys, json, uuid, os; "
+                        "open(os.path.join(sys.argv[1], uuid.uuid4().hex), 'w').write(json.dumps(sys.argv[2:]))",
+                        str(out), "{study_uid}", "{study_dir}"]
+    pacs = pacs_factory(storage={"naming": "accounts"}, accounts=ACCOUNT_SETTINGS, stable_after=0.3,
+                        hooks={"on_study_stable": record_study_dir})
+    anonymous = {"PatientName": "ANON", "PatientID": "ANON", "AccessionNumber": None, "StudyID": "1"}
+    first = write_study(tmp_path / "a", series=2, **anonymous)
+    second = write_study(tmp_path / "b", series=1, SeriesDescription="Other", **anonymous)
+    uids = [str(dcmread(files[0]).StudyInstanceUID) for files in (first, second)]
+    with caplog.at_level(logging.WARNING, logger="pacsd.index.study_folders"):
+        send(pacs, first)
+        send(pacs, second)
+        send(pacs, first[:1])  # a duplicate of the first study still finds its folder
+    pacs.archive.start_background()
+    folders = [pacs.storage / "Unknown" / "20240115_ANON_1", pacs.storage / "Unknown" / "20240115_ANON_1_2"]
+    assert wait_for(lambda: len(list(out.iterdir())) == 2)
+    for folder, files in zip(folders, (first, second)):
+        stored = sorted(folder.rglob("*.dcm"))
+        assert {str(dcmread(p).SOPInstanceUID) for p in stored} == {str(dcmread(f).SOPInstanceUID) for f in files}
+        assert wait_for((folder / "ScanSheet.csv").exists) and wait_for((folder / "ScanSheet.pdf").exists)
+    rows = [[row[1] for row in list(csv.reader((folder / "ScanSheet.csv").open(encoding="utf-8")))[1:]]
+            for folder in folders]
+    assert rows == [["Series 1", "Series 2"], ["Other"]]
+    hooked = dict(json.loads(p.read_text()) for p in out.iterdir())
+    assert hooked == {uid: str(folder.resolve()) for uid, folder in zip(uids, folders)}
+    for uid, folder in zip(uids, folders):
+        assert scan_sheet_path(pacs.archive, uid, "pdf") == folder.resolve() / "ScanSheet.pdf"
+    assert "holds another study; this one is filed in 'Unknown/20240115_ANON_1_2'" in caplog.text
+    actions = (tmp_path / "logs" / "actions.log").read_text()
+    assert actions.count("kept in the study's folder") == 2  # each instance of the second study says why
+    assert actions.count("kept in the study's folder 'Unknown/20240115_ANON_1_2'") == 2
+
+
+@pytest.mark.both_databases
+def test_claims_made_at_once_by_several_nodes_agree(index_target):
+    """Four nodes (engines) claim the same folder for two studies at the same moment: each study
+    ends up with one folder and one account, the two folders differ, every node sees the same."""
+    engines = [open_index(index_target) for _ in range(4)]
+    try:
+        claimants = [StudyFolderClaims(engine) for engine in engines]
+        jobs = [(claims, uid, account) for claims in claimants for uid, account in (("1.1", "a"), ("1.2", "b"))]
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda job: (job[1], job[0].claim(job[1], job[2], "Unknown/X")), jobs))
+    finally:
+        for engine in engines:
+            engine.dispose()
+    by_study = {uid: {claimed for study, claimed in results if study == uid} for uid in ("1.1", "1.2")}
+    assert all(len(claims) == 1 for claims in by_study.values()), by_study
+    (first,), (second,) = by_study.values()
+    assert {first.folder, second.folder} == {"Unknown/X", "Unknown/X_2"}
+    assert (first.account, second.account) == ("a", "b")
+
+
+def test_later_instances_stay_in_the_account_and_folder_of_their_study(accounts_pacs, tmp_path):
+    study = {"StudyInstanceUID": "1.2.826.0.1.3680043.8.498.77", "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.78"}
+    first = write_dicom(tmp_path / "1.dcm", RequestingPhysician="DOE^JOHN", InstanceNumber=1, **study)
+    later = [write_dicom(tmp_path / "2.dcm", RequestingPhysician="SMITH^JANE", InstanceNumber=2, **study),
+             write_dicom(tmp_path / "3.dcm", RequestingPhysician="DOE^JOHN", PatientName="RENAMED^P",
+                         InstanceNumber=3, **study)]
+    send(accounts_pacs, [first])
+    send(accounts_pacs, later)
+    folder = "cardiology/20240115_TEST^PATIENT_ACC001/Dicom/1_Axial"
+    assert [str(p.relative_to(accounts_pacs.storage)) for p in accounts_pacs.stored_files()] == [
+        f"{folder}/001-001-00000{n}.dcm" for n in (1, 2, 3)]
+    with accounts_pacs.archive.engine.connect() as conn:
+        assert set(conn.execute(select(instances.c.account)).scalars()) == {"cardiology"}
+        assert conn.execute(select(studies.c.account)).scalars().all() == ["cardiology"]
+    actions = (tmp_path / "logs" / "actions.log").read_text()
+    assert ('routed_to="cardiology" because="its study is filed in account \'cardiology\' (this instance alone: '
+            'requesting physician \'SMITH^JANE\' has account \'neuro\')"') in actions
+    assert "kept in the study's folder 'cardiology/20240115_TEST^PATIENT_ACC001'" in actions
 
 
 def _created_under(root: Path) -> list[Path]:

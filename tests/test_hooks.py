@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -53,8 +55,9 @@ def test_on_instance_gets_the_right_arguments(pacs_factory, tmp_path):
         assert Path(study_dir) == pacs.storage.resolve() / "cardiology" / "20240115_ÅSE^BÜLOW_ACC001"
         assert (uid, account, calling, peer, patient) == (study_uid, "cardiology", "HOOKER", HOST, "ÅSE^BÜLOW")
         assert combined == f"uid={study_uid}!"
-    lines = action_lines(tmp_path, "hook-on_instance")
-    assert len(lines) == 2 and all('status="0"' in line for line in lines)
+    # A hook's line is written once it has exited, a moment after its recording is on disk.
+    assert wait_for(lambda: len(action_lines(tmp_path, "hook-on_instance")) == 2)
+    assert all('status="0"' in line for line in action_lines(tmp_path, "hook-on_instance"))
 
 
 def test_no_shell_is_involved(pacs_factory, tmp_path):
@@ -70,8 +73,9 @@ def test_no_shell_is_involved(pacs_factory, tmp_path):
         assert recorded(out)[0][0] == [hostile, "$(touch pwned2)"]  # each value one argument, verbatim
         echo = pacs_factory(hooks={"on_instance": ["echo", "{patient_name}"]})
         send(echo, write_study(tmp_path / "t", per_series=1, PatientName=hostile))
-        assert wait_for(lambda: any("x; touch" in line for line in action_lines(tmp_path, "hook-on_instance")
-                                    if "echo" in line))
+        # The output field itself (not the arguments) holds what echo printed.
+        assert wait_for(lambda: any(f"output={json.dumps(hostile + chr(10), ensure_ascii=False)}" in line
+                                    for line in action_lines(tmp_path, "hook-on_instance") if "echo" in line))
         assert not (canary_dir / "pwned").exists()
         assert not Path("pwned2").exists()
     finally:
@@ -95,6 +99,46 @@ def test_a_hanging_hook_and_its_children_are_killed_at_the_timeout(tmp_path):
     parent, child = map(int, pids.read_text().split())
     assert _gone(parent)
     assert wait_for(lambda: _gone(child), timeout=10)
+
+
+@pytest.mark.parametrize("then, status", [("sleep 60", -9), ("exit 3", 3)], ids=["hangs", "exits-at-once"])
+def test_a_child_that_left_the_group_holding_the_output_does_not_block(tmp_path, then, status):
+    """`setsid` takes a child out of the hook's process group: the kill misses it and it keeps the
+    output pipe open for 60 s; the hook's result (and what it printed) comes back all the same,
+    killed at the timeout if it hung, with its own exit status if it had exited."""
+    pid_file = tmp_path / "escaped"
+    script = f"setsid sleep 60 & echo $! > {pid_file}; echo before the timeout; {then}"
+    results: list = []
+    runner = threading.Thread(target=lambda: results.append(run_hook(["sh", "-c", script], timeout=1.0)))
+    runner.start()
+    try:
+        runner.join(timeout=30)
+        assert not runner.is_alive(), "run_hook still waits for the escaped child's pipe"
+        (result,) = results
+        assert result.timed_out == (status == -9) and result.exit_status == status
+        assert result.output == "before the timeout\n"
+    finally:
+        escaped = int(pid_file.read_text())
+        if not _gone(escaped):
+            os.kill(escaped, signal.SIGKILL)
+        runner.join()
+
+
+def test_slow_instance_hooks_do_not_hold_up_scan_sheets(pacs_factory, tmp_path):
+    gate = tmp_path / "gate"
+    wait_at_gate = f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)"
+    pacs = pacs_factory(stable_after=0.3, hooks={"on_instance": [sys.executable, "-c", wait_at_gate],
+                                                 "workers": 1, "timeout": 60})
+    pacs.archive.start_background()
+    files = write_study(tmp_path / "s", per_series=3, PatientID="P5")
+    try:
+        send(pacs, files)  # three instance hooks queue behind one worker, all waiting at the gate
+        sheet = pacs.storage / "P5" / str(dcmread(files[0]).StudyInstanceUID) / "ScanSheet.pdf"
+        assert wait_for(sheet.exists)
+        assert action_lines(tmp_path, "hook-on_instance") == []  # still waiting while the sheet was made
+    finally:
+        gate.touch()
+    assert wait_for(lambda: len(action_lines(tmp_path, "hook-on_instance")) == 3)
 
 
 def test_timeout_is_logged(pacs_factory, tmp_path):

@@ -3,6 +3,7 @@ and once only when several detectors share one database."""
 
 from __future__ import annotations
 
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -14,7 +15,11 @@ from sqlalchemy import select
 
 from pacsd.index.engine import open_index
 from pacsd.index.schema import changes
+from pacsd.services.actionlog import ActionLog
+from pacsd.services.archive import Archive
+from pacsd.services.endofstudy import EndOfStudyWork
 from pacsd.services.stable import StudyStableDetector
+from pacsd.services.workqueue import WorkQueue
 from tests.studies import send, wait_for, write_study
 
 pytestmark = pytest.mark.both_databases
@@ -109,3 +114,69 @@ def test_pacsd_serve_rearms_after_restart_and_writes_the_sheet(pacs_process, tmp
         assert stable_rows(engine, study_uid_of(files)) == 1
     finally:
         engine.dispose()
+
+
+# Writes one empty file per call into the folder named by its first argument.
+COUNT_CALLS = [sys.executable, "-c", "import os, sys, uuid; open(os.path.join(sys.argv[1], uuid.uuid4().hex), 'w')"]
+
+
+def marked_stable_then_crashed(pacs, files) -> str:
+    """Send the study and mark it stable without running its end-of-study work (as if the process
+    died right after the mark was committed)."""
+    send(pacs, files)
+    detector = pacs.archive.stable_detector
+    detector.on_stable = lambda uid: None
+    uid = study_uid_of(files)
+    assert detector.check(now=later(3600)) == [uid]
+    pacs.stop()
+    return uid
+
+
+def test_end_of_study_work_lost_in_a_crash_runs_once_after_restart(pacs_factory, tmp_path):
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    first = pacs_factory(stable_after=600, hooks={"on_study_stable": [*COUNT_CALLS, str(calls)]})
+    files = write_study(tmp_path / "s", PatientID="P7")
+    uid = marked_stable_then_crashed(first, files)
+    sheet = first.storage / "P7" / uid / "ScanSheet.pdf"
+    assert not sheet.exists() and list(calls.iterdir()) == []
+
+    restarted = Archive(first.settings, node=first.archive.node)  # the same node comes back
+    try:
+        restarted.start_background()
+        assert wait_for(lambda: sheet.exists() and len(list(calls.iterdir())) == 1)
+        assert wait_for(lambda: 'hook-on_study_stable status="0"' in (tmp_path / "logs" / "actions.log").read_text())
+        restarted.study_work.close()  # the job has finished and recorded itself done
+        assert restarted.end_of_study.resume_pending() == []
+    finally:
+        restarted.close()
+    again = Archive(first.settings, node=first.archive.node)
+    try:
+        assert again.end_of_study.resume_pending() == []  # done: nothing to run a second time
+    finally:
+        again.close()
+    assert len(list(calls.iterdir())) == 1
+    assert stable_rows(first.archive.engine, uid) == 1
+
+
+def test_abandoned_end_of_study_work_is_taken_over_by_one_node_only(pacs_factory, tmp_path):
+    pacs = pacs_factory(stable_after=600)
+    uid = marked_stable_then_crashed(pacs, write_study(tmp_path / "s"))
+    ran: list[str] = []
+    nodes = []
+    for number in range(4):
+        engine = open_index(pacs.settings.database.target)
+        work = WorkQueue(1)
+        actions = ActionLog(tmp_path / f"{number}.log")
+        nodes.append((engine, work, EndOfStudyWork(engine, f"other-{number}", work, actions, [("count", ran.append)])))
+    try:
+        assert [node.resume_pending() for _, _, node in nodes] == [[]] * 4  # the claim is fresh
+        with ThreadPoolExecutor(4) as pool:
+            resumed = list(pool.map(lambda node: node.resume_pending(now=later(3 * 3600)),
+                                    [node for _, _, node in nodes]))
+    finally:
+        for engine, work, node in nodes:
+            work.close()
+            node.actions.close()
+            engine.dispose()
+    assert sorted(map(len, resumed)) == [0, 0, 0, 1] and ran == [uid]

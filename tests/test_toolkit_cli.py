@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pydicom
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -56,6 +57,19 @@ def test_convert_dcm2jpg_reports_failures_and_converts_the_rest(tmp_path):
     assert result.exit_code == 2 and "no pixel data" in result.output
     with Image.open(tmp_path / "ct.0.jpg") as image:
         assert image.size == (512, 512)
+
+
+@pytest.mark.parametrize("window", ["nan,nan", "nan,400", "40,nan", "inf,400", "40,-1", "40,0", "40", "a,b",
+                                    "40,400,cubic"])
+def test_convert_dcm2jpg_refuses_a_window_that_is_not_one(tmp_path, window):
+    result = _run("convert", "dcm2jpg", CT, "--out", tmp_path, "--window", window)
+    assert result.exit_code == 2 and "Invalid value for --window" in result.output, result.output
+    assert not (tmp_path / "ct.0.jpg").exists()
+
+
+def test_convert_dcm2jpg_takes_a_window_function(tmp_path):
+    assert _run("convert", "dcm2jpg", CT, "--out", tmp_path, "--window", "40,400,sigmoid").exit_code == 0
+    assert (tmp_path / "ct.0.jpg").is_file()
 
 
 def test_convert_thumbnail_and_jpg2dcm(tmp_path):

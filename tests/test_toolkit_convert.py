@@ -10,7 +10,9 @@ from pydicom.encaps import generate_fragments
 
 from pacsd.dicom.convert import dcm_to_jpg, dcm_to_tn, jpg_to_dcm
 from pacsd.dicom.jpeg import UnsupportedJpeg
+from pacsd.dicom.render import render_frame
 from pacsd.errors import InvalidTagValue, NoPixelData
+from pacsd.services.thumbnails import thumbnail
 from tests.toolkit_testdata import data_file, run_tool
 
 CT = data_file("dicompyler-core/ct.0.dcm")
@@ -124,3 +126,23 @@ def test_thumbnail_of_an_object_without_pixels_says_why(tmp_path):
     with pytest.raises(NoPixelData, match="RT Structure Set"):
         dcm_to_tn(data_file("dicompyler-core/rtss.dcm"), tmp_path / "tn.jpg")
     assert list(tmp_path.iterdir()) == []
+
+
+def _thumbnail_of_frame(frame: int, size: int) -> np.ndarray:
+    image = render_frame(MULTI_FRAME, frame=frame)
+    image.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.asarray(image).astype(int)
+
+
+def test_dcm_to_tn_shows_the_middle_frame(tmp_path):
+    out = dcm_to_tn(MULTI_FRAME, tmp_path / "tn.jpg", size=128, quality=100)  # 4 frames: the middle is 2
+    with Image.open(out) as image:
+        written = np.asarray(image).astype(int)
+    distance = [np.abs(written - _thumbnail_of_frame(frame, 128)).mean() for frame in range(4)]
+    assert min(range(4), key=distance.__getitem__) == 2, distance
+
+
+def test_scan_sheet_thumbnails_show_the_middle_frame():
+    drawn = np.asarray(thumbnail(MULTI_FRAME, 96)).astype(int)
+    assert np.array_equal(drawn, _thumbnail_of_frame(2, 96))
+    assert not np.array_equal(drawn, _thumbnail_of_frame(0, 96))

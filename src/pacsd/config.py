@@ -304,7 +304,9 @@ class HookSettings(_Section):
     on_instance: list[str] = Field(default_factory=list)
     on_study_stable: list[str] = Field(default_factory=list)
     timeout: float = Field(60, gt=0)
-    workers: int = Field(2, ge=1)
+    workers: int = Field(2, ge=1, description="threads running on_instance hooks")
+    end_of_study_workers: int = Field(1, ge=1, description="threads writing scan sheets and running "
+                                      "on_study_stable, apart from the on_instance ones")
 
     @field_validator("on_instance", "on_study_stable")
     @classmethod

@@ -13,8 +13,10 @@ from pathlib import Path
 import click
 
 from pacsd.dicom.convert import dcm_to_jpg, dcm_to_tn, jpg_to_dcm
+from pacsd.dicom.render import Window
 from pacsd.dicom.tags import TagEntry, get_tag, load_tags, write_tags
 from pacsd.errors import InvalidTagValue, PacsError
+from pacsd.services.rendering import InvalidRenderParameter, parse_window
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SHOWN_TEXT = 80
@@ -103,7 +105,8 @@ def convert_group() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the JPEGs (default: next to each input).")
 @click.option("--frame", type=click.IntRange(min=1), help="Frame number, 1 = first.")
-@click.option("--window", help="Window as CENTER,WIDTH (default: the file's, else automatic).")
+@click.option("--window", help="Window as CENTER,WIDTH[,linear|linear-exact|sigmoid] "
+              "(default: the file's, else automatic).")
 @click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True)
 def convert_dcm2jpg(files, out_dir, frame, window, quality) -> None:
     """Render DICOM images to JPEG files."""
@@ -191,16 +194,12 @@ def _json_items(items):
             for item in items]
 
 
-def _parse_window(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
+def _parse_window(text: str | None) -> Window | None:
+    """--window as the web parameter takes it (`pacsd.services.rendering.parse_window`)."""
     try:
-        center, width = (float(part) for part in text.split(","))
-    except ValueError:
-        raise click.BadParameter("use CENTER,WIDTH, e.g. 40,400", param_hint="--window") from None
-    if width <= 0:
-        raise click.BadParameter("the width must be positive", param_hint="--window")
-    return center, width
+        return parse_window(text)
+    except InvalidRenderParameter as exc:
+        raise click.BadParameter(f"{exc}; e.g. 40,400", param_hint="--window") from None
 
 
 def _targets(files: tuple[Path, ...], out_dir: Path | None, suffix: str):

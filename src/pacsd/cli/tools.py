@@ -91,7 +91,10 @@ def send(host, port, paths, aec, aet, associations) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @archive_options
 def import_(paths, config_path, **flags) -> None:
-    """Import files and folders from disk through the same path as received images."""
+    """Import files and folders from disk through the same path as received images.
+
+    A folder holding a DICOMDIR is read through it: files it does not list are not imported
+    (they are named in the report)."""
     from pacsd.services.importer import files_under, import_paths
 
     archive = command_archive(config_path, flags)
@@ -102,7 +105,10 @@ def import_(paths, config_path, **flags) -> None:
     finally:
         archive.close()
     _print_problems("failed", report.failed)
-    click.echo(f"stored {len(report.stored)}, duplicates {len(report.duplicates)}, failed {len(report.failed)}")
+    _print_problems("not imported", [(path, "beside a DICOMDIR that does not list it; import it by name to add it")
+                                     for path in report.not_listed])
+    click.echo(f"stored {len(report.stored)}, duplicates {len(report.duplicates)}, failed {len(report.failed)}"
+               + (f", not listed in the DICOMDIR {len(report.not_listed)}" if report.not_listed else ""))
     sys.exit(1 if report.failed else 0)
 
 

@@ -34,12 +34,17 @@ def dcm_to_jpg(
 
 def dcm_to_tn(path: Source, out: str | os.PathLike, size: int = 128, quality: int = 85) -> Path:
     """A JPEG thumbnail fitting in size x size (aspect kept) of the middle frame."""
+    return _save_jpeg(thumbnail_image(path, size), out, quality)
+
+
+def thumbnail_image(source: Source, size: int) -> Image.Image:
+    """The middle frame rendered to fit in size x size (aspect kept): what every thumbnail shows."""
     if size < 1:
         raise ValueError("thumbnail size must be at least 1 pixel")
-    ds = as_dataset(path)
+    ds = as_dataset(source)
     image = render_frame(ds, frame=middle_frame(ds))
     image.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return _save_jpeg(image, out, quality)
+    return image
 
 
 def jpg_to_dcm(

@@ -63,6 +63,11 @@ studies = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
     # updated_at of the study when it was last found stable; pending while older than updated_at.
     Column("stable_at", DateTime(timezone=True), nullable=True),
+    # End-of-study work (scan sheet, on_study_stable hook) of a stable study: the stable_at it last
+    # completed for (pending while older than stable_at), and which node runs it since when.
+    Column("end_work_done_for", DateTime(timezone=True), nullable=True),
+    Column("end_work_node", String(128), nullable=False, default=""),
+    Column("end_work_claimed_at", DateTime(timezone=True), nullable=True),
     sqlite_autoincrement=True,  # keys are never reused: cached keys cannot point elsewhere
 )
 
@@ -113,6 +118,18 @@ changes = Table(
     Column("uid", String(64), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Index("ix_changes_kind_seq", "kind", "seq"),
+)
+
+# -- The folder (relative to the storage root) and account each study is filed in, claimed when
+# its first instance is placed (layouts with study folders that tags alone could make collide).
+study_folders = Table(
+    "study_folders",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("study_uid", String(64), nullable=False, unique=True),
+    Column("account", String(128), nullable=False, default=""),
+    Column("folder", String(1024), nullable=False, unique=True),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
 )
 
 # -- Storage Commitment: every request, its per-instance results and each delivery attempt ------

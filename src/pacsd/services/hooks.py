@@ -24,6 +24,7 @@ from pacsd.services.workqueue import WorkQueue
 from pacsd.storage.layout import Layout
 
 OUTPUT_LOGGED = 4000  # characters of a hook's output kept in the action log
+DRAIN_AFTER_KILL = 2.0  # seconds to read what a killed hook wrote before its pipe is closed
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,10 @@ def fill_arguments(template: list[str], values: dict[str, str]) -> list[str]:
 
 
 def run_hook(arguments: list[str], timeout: float) -> HookResult:
-    """Run one command (no shell); at the timeout kill it and everything it started."""
+    """Run one command (no shell); at the timeout kill it and everything it started.
+
+    A child that left the process group (setsid) survives the kill; if it keeps the output pipe
+    open, what was read so far is kept and the pipe is closed `DRAIN_AFTER_KILL` seconds later."""
     try:
         process = subprocess.Popen(arguments, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, start_new_session=True)
@@ -51,9 +55,17 @@ def run_hook(arguments: list[str], timeout: float) -> HookResult:
         output, _ = process.communicate(timeout=timeout)
         timed_out = False
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        timed_out = True
+        timed_out = process.poll() is None  # else it exited and something it started holds the pipe
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # nothing is left in its group
+        try:
+            output, _ = process.communicate(timeout=DRAIN_AFTER_KILL)
+        except subprocess.TimeoutExpired as exc:
+            output = exc.output or b""
+            process.stdout.close()
+            process.wait()
     return HookResult(arguments, process.returncode, timed_out, output.decode("utf-8", "replace"))
 
 

@@ -1,7 +1,9 @@
 """`pacsd import`: files from disk into the archive through the same ingest path as C-STORE.
 
 Each file is copied to a temp file on the storage volume (the source is never moved or
-changed) and handed to `Ingest.store`; the result of every file is reported.
+changed) and handed to `Ingest.store`; the result of every file is reported.  A folder with a
+DICOMDIR is a File-set: only the files it lists are imported; others beside it are reported as
+not listed (import them by name to add them).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class ImportReport:
     stored: list[Path] = field(default_factory=list)
     duplicates: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    not_listed: list[Path] = field(default_factory=list)  # beside a DICOMDIR that does not list them
 
 
 def files_under(paths: Iterable[Path]) -> list[Path]:
@@ -38,6 +41,12 @@ def files_under(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
+def not_in_fileset(folder: Path) -> list[Path]:
+    """Files in a File-set's folder that its DICOMDIR does not list (so not imported)."""
+    listed = set(read_fileset(folder))
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != DICOMDIR and p.resolve() not in listed)
+
+
 def import_file(archive: Archive, path: Path) -> StoreResult:
     temp = archive.blobs.new_temp_path()
     try:
@@ -50,6 +59,10 @@ def import_file(archive: Archive, path: Path) -> StoreResult:
 
 def import_paths(archive: Archive, paths: Iterable[Path], on_file: Callable[[], None] = lambda: None) -> ImportReport:
     report = ImportReport()
+    paths = list(map(Path, paths))
+    for path in paths:
+        if (path / DICOMDIR).is_file():
+            report.not_listed.extend(not_in_fileset(path))
     for path in files_under(paths):
         try:
             result = import_file(archive, path)

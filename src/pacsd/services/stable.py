@@ -3,7 +3,9 @@
 `StudyStableDetector` polls the index.  A study is pending while its `stable_at` is older than its
 `updated_at`; firing sets `stable_at` and writes one `study-stable` change row in the same
 transaction, conditional on the study being unchanged, so several nodes sharing a database fire
-once.  Pending studies are found again after a restart because the state lives in the index.
+once; the same update claims the study's end-of-study work for the node that fired
+(`pacsd.services.endofstudy`).  Pending studies are found again after a restart because the state
+lives in the index.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ class StudyStableDetector:
     """Background thread: finds quiet studies, records `study-stable`, calls `on_stable(uid)`."""
 
     def __init__(self, engine: Engine, stable_after: float, on_stable: Callable[[str], None] = lambda uid: None,
-                 poll_interval: float | None = None) -> None:
+                 poll_interval: float | None = None, node: str = "") -> None:
         self.engine = engine
+        self.node = node
         self.stable_after = timedelta(seconds=stable_after)
         self.on_stable = on_stable
         self.poll_interval = poll_interval or min(1.0, max(0.05, stable_after / 4))
@@ -81,7 +84,7 @@ class StudyStableDetector:
             marked = conn.execute(
                 update(studies)
                 .where(studies.c.pk == row.pk, studies.c.updated_at == row.updated_at, _pending)
-                .values(stable_at=studies.c.updated_at)
+                .values(stable_at=studies.c.updated_at, end_work_node=self.node, end_work_claimed_at=now)
             ).rowcount
             if marked != 1:
                 return False

@@ -1,7 +1,7 @@
 """Small preview images of stored instances, for scan sheets.
 
-Drawn by the toolkit's `pacsd.dicom.render.render_frame` (first frame).  An instance without
-decodable pixels has no thumbnail (None), never an error.
+Drawn by the toolkit's `pacsd.dicom.convert.thumbnail_image` (the middle frame of a multi-frame
+image).  An instance without decodable pixels has no thumbnail (None), never an error.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pacsd.dicom.render import render_frame
+from pacsd.dicom.convert import thumbnail_image
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +19,7 @@ log = logging.getLogger(__name__)
 def thumbnail(path: Path, size: int) -> Image.Image | None:
     """A preview at most `size` pixels on its longer side, or None when it cannot be drawn."""
     try:
-        image = render_frame(path)
+        return thumbnail_image(path, size)
     except Exception as exc:  # no pixel data, unsupported compression, corrupt frame...
         log.info("no thumbnail for %s: %s", path.name, exc)
         return None
-    image.thumbnail((size, size))
-    return image

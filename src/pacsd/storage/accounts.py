@@ -1,15 +1,17 @@
 """Physician accounts: which account an instance belongs to, and the `accounts` naming scheme.
 
 `route_to_account` is the routing rule (a pure function of the header and the configured
-accounts); `AccountsLayout` turns its answer into `<account>/<study>/Dicom/<series>/NNN-NNN-NNNNNN.dcm`.
+accounts); `AccountsLayout` turns its answer into `<account>/<study>/Dicom/<series>/NNN-NNN-NNNNNN.dcm`,
+keeping every later instance of a study in the account and folder its first one was given.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -17,6 +19,8 @@ from pydicom.multival import MultiValue
 from pacsd.dicom.header import first_text
 from pacsd.storage.layout import EXTRA_SCHEMES, Placement, render_component
 from pacsd.storage.sanitize import path_component
+
+log = logging.getLogger(__name__)
 
 REQUESTING, REFERRING = "RequestingPhysician", "ReferringPhysicianName"
 _ROLE = {REQUESTING: "requesting physician", REFERRING: "referring physician"}
@@ -95,19 +99,32 @@ def _padded(number: int, width: int) -> str:
     return f"{number:0{width}d}" if number >= 0 else f"m{-number:0{width}d}"
 
 
-class AccountsLayout:
-    """`<root>/<account>/<study folder>/Dicom/<series number>_<description>/<SSS>-<EEE>-<CCCCCC>.dcm`."""
+class StudyFolders(Protocol):
+    """Each study's account and folder, fixed by the first claim (`pacsd.index.study_folders`)."""
 
-    def __init__(self, book: AccountBook, study_folder: str, root: str = "") -> None:
+    def claim(self, study_uid: str, account: str, folder: str) -> tuple[str, str]:
+        """The study's (account, folder): these when it has none yet, else the ones it has; a
+        folder already held by another study is never returned for this one."""
+
+
+class AccountsLayout:
+    """`<root>/<account>/<study folder>/Dicom/<series number>_<description>/<SSS>-<EEE>-<CCCCCC>.dcm`.
+
+    With `study_folders`, a study stays in the account and folder of its first instance, and a
+    study whose tags name a folder another study holds gets its own (`<folder>_2`, ...)."""
+
+    def __init__(self, book: AccountBook, study_folder: str, root: str = "",
+                 study_folders: StudyFolders | None = None) -> None:
         self.book = book
         self.study_folder = study_folder
         self.root = PurePosixPath(*[path_component(part) for part in root.split("/") if part])
+        self.study_folders = study_folders
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "AccountsLayout":
+    def from_settings(cls, settings: Any, study_folders: StudyFolders | None = None) -> "AccountsLayout":
         accounts = settings.accounts
         book = AccountBook.from_accounts(accounts.entries, accounts.guest, accounts.unknown)
-        return cls(book, accounts.study_folder, accounts.root)
+        return cls(book, accounts.study_folder, accounts.root, study_folders)
 
     def account_folder(self, account: str) -> PurePosixPath:
         """An account's folder under the root; `Guest/<name>` is two folders, each sanitised."""
@@ -115,6 +132,9 @@ class AccountsLayout:
 
     def placement(self, dataset: Dataset, arrival_in_series: Callable[[], int]) -> Placement:
         account, reason = route_to_account(dataset, self.book)
+        study_dir = self.root / self.account_folder(account) / render_component(self.study_folder, dataset)
+        if self.study_folders is not None:
+            account, study_dir, reason = self._study_place(dataset, account, study_dir, reason)
         series_number = _number(dataset, "SeriesNumber")
         description = first_text(dataset, "SeriesDescription") or first_text(dataset, "Modality") or "Series"
         series_folder = path_component(f"{series_number if series_number is not None else 0}_{description}",
@@ -124,9 +144,20 @@ class AccountsLayout:
         if count is None:
             count = arrival_in_series()
         name = f"{_padded(series_number or 0, 3)}-{_padded(1 if echo is None else echo, 3)}-{_padded(count, 6)}.dcm"
-        study = render_component(self.study_folder, dataset)
-        path = self.root / self.account_folder(account) / study / DICOM_FOLDER / series_folder / name
-        return Placement(path, account, reason)
+        return Placement(study_dir / DICOM_FOLDER / series_folder / name, account, reason)
+
+    def _study_place(self, dataset: Dataset, account: str, study_dir: PurePosixPath,
+                     reason: str) -> tuple[str, PurePosixPath, str]:
+        """The account and folder the study already has (or claims now), and why."""
+        study_uid = first_text(dataset, "StudyInstanceUID")
+        claimed_account, claimed_folder = self.study_folders.claim(study_uid, account, str(study_dir))
+        if claimed_account != account:
+            log.info("study %s stays in account %r; this instance alone would go to %r",
+                     study_uid, claimed_account, account)
+            reason = f"its study is filed in account {claimed_account!r} (this instance alone: {reason})"
+        if claimed_folder != str(study_dir) and claimed_account == account:
+            reason = f"{reason}; kept in the study's folder {claimed_folder!r}, not {str(study_dir)!r}"
+        return claimed_account, PurePosixPath(claimed_folder), reason
 
     def study_dir_of(self, path: PurePosixPath) -> PurePosixPath | None:
         """The folder above `Dicom/<series>/<file>`."""

@@ -123,14 +123,17 @@ class TemplateLayout:
         return PurePosixPath(*path.parts[: self._study_depth])
 
 
-# Schemes that are not plain templates register a factory taking the Settings (the physician
-# accounts scheme registers itself from pacsd.storage.accounts, imported below).
-EXTRA_SCHEMES: dict[str, Callable[[Any], Layout]] = {}
+# Schemes that are not plain templates register a factory taking the Settings and the index's
+# study folder claims (the physician accounts scheme registers itself from pacsd.storage.accounts,
+# imported below).
+EXTRA_SCHEMES: dict[str, Callable[[Any, Any], Layout]] = {}
 
 
-def make_layout(naming: str, settings: Any = None) -> Layout:
+def make_layout(naming: str, settings: Any = None, study_folders: Any = None) -> Layout:
+    """`study_folders`: where a scheme keeps each study's folder once chosen (see
+    `pacsd.storage.accounts.StudyFolders`); template layouts need none (the UID names the folder)."""
     factory = EXTRA_SCHEMES.get(naming)
-    return factory(settings) if factory is not None else TemplateLayout(naming)
+    return factory(settings, study_folders) if factory is not None else TemplateLayout(naming)
 
 
 import pacsd.storage.accounts  # noqa: E402,F401  (registers "accounts"; it imports this module)

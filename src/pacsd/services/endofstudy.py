@@ -1,0 +1,98 @@
+"""End-of-study work of a stable study (scan sheet, then `on_study_stable`), pending in the index
+from the stable mark (which claims it for the marking node) until done: at start-up a node runs
+again what it had claimed, and what another node claimed over `TAKE_OVER_AFTER` ago.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import Engine, and_, or_, select, update
+
+from pacsd.index.schema import studies
+from pacsd.services.actionlog import ActionLog
+from pacsd.services.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+# Another node's claim this old is taken to be abandoned (it crashed and has not come back).
+TAKE_OVER_AFTER = timedelta(hours=1)
+
+_pending = and_(studies.c.stable_at.is_not(None),
+                or_(studies.c.end_work_done_for.is_(None), studies.c.end_work_done_for < studies.c.stable_at))
+
+
+class EndOfStudyWork:
+    """Queues each stable study's work on its own pool and records when it is done."""
+
+    def __init__(self, engine: Engine, node: str, work: WorkQueue, actions: ActionLog,
+                 steps: list[tuple[str, Callable[[str], object]]]) -> None:
+        """`steps`: (what, function of the study UID), run in order; one failing is logged and
+        does not stop the next."""
+        self.engine, self.node, self.work, self.actions = engine, node, work, actions
+        self.steps = steps
+
+    def study_stable(self, study_uid: str) -> Future:
+        """The detector marked the study stable and claimed its work for this node: queue it."""
+        self.actions.record("study-stable", study=study_uid)
+        return self._queue(study_uid)
+
+    def resume_pending(self, now: datetime | None = None) -> list[str]:
+        """Claim and queue the work a crash left undone: this node's own, and other nodes' claims
+        older than `TAKE_OVER_AFTER`.  Each claim is a conditional update: one node wins."""
+        now = now or datetime.now(timezone.utc)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(studies.c.pk, studies.c.study_uid, studies.c.stable_at,
+                                       studies.c.end_work_node, studies.c.end_work_claimed_at)
+                                .where(_pending)).all()
+        resumed = [row.study_uid for row in rows if self._claimable(row, now) and self._claim(row, now)]
+        for study_uid in resumed:
+            log.info("end-of-study work of %s was left undone: running it now", study_uid)
+            self.actions.record("end-of-study-resumed", study=study_uid)
+            self._queue(study_uid)
+        return resumed
+
+    def _claimable(self, row, now: datetime) -> bool:
+        claimed_at = _aware(row.end_work_claimed_at)
+        return row.end_work_node == self.node or claimed_at is None or claimed_at < now - TAKE_OVER_AFTER
+
+    def _claim(self, row, now: datetime) -> bool:
+        claimed_at = studies.c.end_work_claimed_at
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(studies).where(
+                    studies.c.pk == row.pk, studies.c.stable_at == row.stable_at,
+                    studies.c.end_work_node == row.end_work_node,
+                    claimed_at.is_(None) if row.end_work_claimed_at is None else claimed_at == row.end_work_claimed_at,
+                    _pending)
+                .values(end_work_node=self.node, end_work_claimed_at=now)
+            ).rowcount == 1
+
+    def _queue(self, study_uid: str) -> Future:
+        return self.work.submit(f"end of study {study_uid}", lambda: self.run(study_uid))
+
+    def run(self, study_uid: str) -> None:
+        """Run the steps now, then record the work done for the stable mark they started from."""
+        with self.engine.connect() as conn:
+            stable_at = conn.execute(select(studies.c.stable_at).where(studies.c.study_uid == study_uid)).scalar()
+        for what, step in self.steps:
+            try:
+                step(study_uid)
+            except Exception as exc:
+                log.exception("%s of %s failed", what, study_uid)
+                self.actions.record(f"{what}-failed", study=study_uid, error=exc)
+        if stable_at is None:
+            return  # deleted meanwhile, or never marked
+        with self.engine.begin() as conn:
+            conn.execute(update(studies).where(
+                studies.c.study_uid == study_uid,
+                or_(studies.c.end_work_done_for.is_(None), studies.c.end_work_done_for < stable_at))
+                .values(end_work_done_for=stable_at))
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back (stored as UTC)."""
+    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
