@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -95,19 +96,65 @@ def test_hostile_values_stay_inside_storage(pacs_factory, tmp_path, naming):
     assert outside == set(files), "a file was written outside the storage folder"
 
 
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a filesystem needs root (CI runs as root)")
+
+
+def mount(*args: str) -> None:
+    """Run mount(8); as root (where these tests run) a refusal fails the test rather than skips it."""
+    result = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"mount {' '.join(args)} failed: {result.stderr.strip()}")
+
+
+@contextmanager
+def read_only(folder: Path):
+    """`folder` as a read-only bind mount of itself: root ignores chmod, not a read-only mount."""
+    mount("--bind", str(folder), str(folder))
+    try:
+        mount("-o", "remount,bind,ro", str(folder))
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@contextmanager
+def incoming_folder_is_a_file(folder: Path):
+    """The storage folder's temp folder replaced by a file: no temp file can be made there."""
+    incoming = folder / ".incoming"
+    incoming.rmdir()
+    incoming.write_bytes(b"")
+    try:
+        yield
+    finally:
+        incoming.unlink()
+        incoming.mkdir()
+
+
+@pytest.mark.parametrize("unwritable", [pytest.param(read_only, marks=needs_root, id="read-only-mount"),
+                                        pytest.param(incoming_folder_is_a_file, id="incoming-is-a-file")])
+def test_unwritable_volume_answers_a700_and_recovers(pacs, good_file, tmp_path, caplog, unwritable):
+    second = write_dicom(tmp_path / "second.dcm")
+    with unwritable(pacs.storage):
+        # both answered in the same association: it survives the refusal
+        assert c_store_raw(pacs.port, [good_file, second]) == [OUT_OF_RESOURCES, OUT_OF_RESOURCES]
+        assert pacs.instance_count() == 0 and pacs.stored_files() == []
+    assert_nothing_left(pacs)
+    assert "cannot receive the dataset: cannot write" in caplog.text
+    assert c_store_raw(pacs.port, [good_file]) == [0]
+    assert pacs.instance_count() == 1 and len(pacs.stored_files()) == 1
+
+
 @pytest.fixture
 def small_volume(tmp_path):
     """A 3 MiB tmpfs for the storage folder: a real full disk."""
     mount_point = tmp_path / "small"
     mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); needs root")
+    mount("-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point))
     yield mount_point
     subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
+@needs_root
 def test_full_disk_answers_a700_and_recovers(pacs_factory, small_volume, tmp_path):
     pacs = pacs_factory(storage={"directory": str(small_volume / "storage")})
     filler = small_volume / "filler.bin"

@@ -181,7 +181,6 @@ class DicomServer:
             if incoming is not None:
                 incoming.finish()
         except StorageFull as exc:
-            path.unlink(missing_ok=True)
             log.warning("refused %s from %s (status 0xA700): %s",
                         request.AffectedSOPInstanceUID, source.calling_aet, exc)
             result_status, reason, ok, size = OUT_OF_RESOURCES, str(exc), False, 0
