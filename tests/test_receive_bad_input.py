@@ -12,6 +12,7 @@ from pydicom.uid import MRImageStorage, generate_uid
 
 from pacsd.services.ingest import CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH_SOP_CLASS, OUT_OF_RESOURCES
 from tests.dicomgen import make_dataset, write_dicom
+from tests.mounts import mount, needs_root, read_only
 from tests.peers import c_store_raw, dataset_part, raw_part10
 
 pytestmark = pytest.mark.both_databases
@@ -94,27 +95,6 @@ def test_hostile_values_stay_inside_storage(pacs_factory, tmp_path, naming):
             assert len(part.encode()) <= 128
     outside = {p for p in tmp_path.rglob("*.dcm") if root not in p.resolve().parents}
     assert outside == set(files), "a file was written outside the storage folder"
-
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a filesystem needs root (CI runs as root)")
-
-
-def mount(*args: str) -> None:
-    """Run mount(8); as root (where these tests run) a refusal fails the test rather than skips it."""
-    result = subprocess.run(["mount", *args], capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.fail(f"mount {' '.join(args)} failed: {result.stderr.strip()}")
-
-
-@contextmanager
-def read_only(folder: Path):
-    """`folder` as a read-only bind mount of itself: root ignores chmod, not a read-only mount."""
-    mount("--bind", str(folder), str(folder))
-    try:
-        mount("-o", "remount,bind,ro", str(folder))
-        yield
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 @contextmanager
