@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from pydicom.datadict import tag_for_keyword
 from pydicom.uid import MRImageStorage, generate_uid
+from sqlalchemy import select
 
+from pacsd.index.schema import instances
 from pacsd.services.ingest import CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH_SOP_CLASS, OUT_OF_RESOURCES
 from tests.dicomgen import make_dataset, write_dicom
 from tests.mounts import mount, needs_root, read_only
@@ -147,3 +151,25 @@ def test_full_disk_answers_a700_and_recovers(pacs_factory, small_volume, tmp_pat
     filler.unlink()
     assert c_store_raw(pacs.port, [big]) == [0]
     assert pacs.instance_count() == 1 and len(pacs.stored_files()) == 1
+
+
+@pytest.mark.parametrize("keyword,text", [("InstanceNumber", "1e400"), ("InstanceNumber", "inf"),
+                                          ("InstanceNumber", "nan"), ("InstanceNumber", "99999999999"),
+                                          ("SeriesNumber", "-inf"), ("SliceThickness", "1e400"),
+                                          ("SliceThickness", "nan")])
+def test_number_that_is_no_number_is_kept_as_text(pacs, tmp_path, keyword, text):
+    """A bad optional number must not cost the image: stored unchanged, the text in the header."""
+    padded = text.encode() + b" " * (len(text) % 2)
+    placeholder = b"7" * len(padded)  # written by pydicom, then swapped: pydicom refuses to write the text
+    path = write_dicom(tmp_path / "odd.dcm", **{keyword: placeholder.decode()})
+    data = path.read_bytes()
+    assert data.count(placeholder) == 1
+    path.write_bytes(data.replace(placeholder, padded))
+    assert c_store_raw(pacs.port, [path]) == [0]
+    (stored,) = pacs.stored_files()
+    assert dataset_part(stored) == dataset_part(path)
+    with pacs.archive.engine.connect() as conn:
+        row = conn.execute(select(instances.c.instance_number, instances.c.header_json)).one()
+    element = json.loads(row.header_json)[f"{tag_for_keyword(keyword):08X}"]
+    assert element["Value"] == ([text] if text != "99999999999" else [99999999999])
+    assert row.instance_number is None if keyword == "InstanceNumber" else row.instance_number == 1

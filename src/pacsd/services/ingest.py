@@ -237,8 +237,12 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+_INTEGER_RANGE = range(-(2**31), 2**31)  # IS values (PS3.5); the index column is a 32-bit integer
+
+
 def _int_or_none(text: str) -> int | None:
     try:
-        return int(float(text))
-    except ValueError:
+        number = int(float(text))
+    except (ValueError, OverflowError):  # not a number, or "inf" / "1e400"
         return None
+    return number if number in _INTEGER_RANGE else None
