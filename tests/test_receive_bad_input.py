@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 from pydicom.datadict import tag_for_keyword
-from pydicom.uid import MRImageStorage, generate_uid
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.uid import CTImageStorage, MRImageStorage, generate_uid
 from sqlalchemy import select
 
 from pacsd.index.schema import instances
@@ -65,9 +67,14 @@ def test_sop_instance_disagreeing_with_request_is_refused(pacs, good_file, tmp_p
     assert_nothing_left(pacs)
 
 
-@pytest.mark.parametrize("missing", ["StudyInstanceUID", "SeriesInstanceUID"])
+@pytest.mark.parametrize("missing", ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
 def test_missing_uid_is_refused(pacs, tmp_path, missing):
-    path = write_dicom(tmp_path / "missing.dcm", **{missing: None})
+    dataset = make_dataset(**{missing: None})
+    encoded = DicomBytesIO()
+    encoded.is_little_endian, encoded.is_implicit_VR = True, False
+    write_dataset(encoded, dataset)
+    # the request names a SOP class and instance; the dataset lacks one of its UIDs
+    path = raw_part10(tmp_path / "missing.dcm", encoded.getvalue(), CTImageStorage, generate_uid())
     assert c_store_raw(pacs.port, [path]) == [CANNOT_UNDERSTAND]
     assert_nothing_left(pacs)
 
