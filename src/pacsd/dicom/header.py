@@ -23,6 +23,7 @@ from pydicom.dataelem import DataElement
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_partial
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -187,7 +188,7 @@ def _finite(value: Any) -> bool:
 def _values(value: Any) -> list:
     if value is None or value == "":
         return []
-    return list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    return list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
 
 
 class _ElementWalker:
