@@ -12,7 +12,9 @@ OHIF_VERSION ?= 3.12.10
 
 .PHONY: run install install-dev system-test-deps test bench bench-find bench-dicomweb viewer viewer-if-npm clean
 
+# Debian's python3 has no ensurepip (so no `-m venv`) without the package python3-venv.
 $(BIN)/python:
+	@PYTHON=$(PYTHON) ./scripts/install-system-deps.sh venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
@@ -28,12 +30,14 @@ system-test-deps:
 	@./scripts/install-system-deps.sh test
 
 # The OHIF viewer ships built in the npm package @ohif/app (about 50 MB); pacsd serves it at
-# /viewer with an app config pointing at its own /dicom-web.  `make run` fetches it when npm is here.
+# /viewer with an app config pointing at its own /dicom-web.  `make run` fetches it when npm is here
+# (and starts the server without it when the fetch fails).
 viewer:
 	$(PYTHON) scripts/install_viewer.py $(DATA)/viewer $(OHIF_VERSION)
 
 viewer-if-npm:
-	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory viewer; \
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory viewer \
+	  || echo "pacsd: fetching the viewer failed, /viewer stays off (make viewer to try again)" >&2; \
 	else echo "pacsd: npm not found, /viewer stays off (make viewer once npm is installed)" >&2; fi
 
 run: install viewer-if-npm

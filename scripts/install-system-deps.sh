@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages a purpose needs, only when they are missing.
-#   always: the Unicode fonts scan sheets embed (DejaVu Sans; Droid Sans Fallback for CJK)
+#   usage: install-system-deps.sh [--dry-run] PURPOSE   (--dry-run: print them, install nothing)
+#   venv:  python3-venv when $PYTHON (default python3) has no ensurepip, without which
+#          `python3 -m venv` fails on Debian (make runs this before it creates .venv); only that
+#   always (every other purpose): the Unicode fonts scan sheets embed (DejaVu Sans; Droid Sans
+#          Fallback for CJK)
 #   run:   nothing more
 #   test:  DCMTK (the real DICOM peers of the test suite), iproute2 (private network
 #          namespaces for peers that cannot bind one address), dicom3tools (dciodvfy checks
@@ -10,10 +14,16 @@
 #          and the OHIF viewer), npm (fetches the viewer)
 #   bench: DCMTK and Orthanc (the servers the ingest benchmark compares against)
 set -euo pipefail
+dry_run=false
+if [ "${1:-}" = --dry-run ]; then dry_run=true; shift; fi
 purpose="${1:-test}"
 need=()
-[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
-[ -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || need+=(fonts-droid-fallback)
+if [ "$purpose" = venv ]; then
+  "${PYTHON:-python3}" -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+else
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+  [ -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || need+=(fonts-droid-fallback)
+fi
 if [ "$purpose" = test ] || [ "$purpose" = bench ]; then
   command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
@@ -29,6 +39,10 @@ if [ "$purpose" = bench ]; then
   command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
+if $dry_run; then
+  echo "would install: ${need[*]}"
+  exit 0
+fi
 if [ "$(id -u)" != 0 ]; then
   echo "missing Debian packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
   exit 1

@@ -36,10 +36,20 @@ def test_example_config_is_valid_and_complete():
                 assert f"{key}:" in text, f"pacsd.example.yaml does not document {section}.{key}"
 
 
+def test_max_pdu_is_finite_by_default_and_unlimited_only_on_request(tmp_path):
+    """A finite maximum bounds the memory a sender can make us use per PDU (tests/test_receive_large.py)."""
+    assert load_settings().server.max_pdu == 4 * 1024 * 1024
+    assert load_settings(REPO / "pacsd.example.yaml").server.max_pdu == load_settings().server.max_pdu
+    config = tmp_path / "c.yaml"
+    config.write_text("server:\n  max_pdu: 0\n")
+    assert load_settings(config).server.max_pdu == 0
+
+
 @pytest.mark.parametrize("yaml_text,key", [
     ("server:\n  port: 70000\n", "server.port"),
     ("server:\n  ae_title: WAY_TOO_LONG_AE_TITLE\n", "server.ae_title"),
     ("server:\n  colour: blue\n", "server.colour"),
+    ("server:\n  max_pdu: -1\n", "server.max_pdu"),
     ("storage:\n  naming: '{NotAKeyword}/{SOPInstanceUID}'\n", "storage.naming"),
     ("storage:\n  naming: '../{SOPInstanceUID}'\n", "storage.naming"),
     ("accepted_sop_classes: [CT, NOSUCHTHING]\n", "accepted_sop_classes"),

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from pydicom.uid import MRImageStorage, generate_uid
+from pydicom.datadict import tag_for_keyword
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.uid import CTImageStorage, MRImageStorage, generate_uid
+from sqlalchemy import select
 
+from pacsd.index.schema import instances
 from pacsd.services.ingest import CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH_SOP_CLASS, OUT_OF_RESOURCES
 from tests.dicomgen import make_dataset, write_dicom
+from tests.mounts import mount, needs_root, read_only
 from tests.peers import c_store_raw, dataset_part, raw_part10
 
 pytestmark = pytest.mark.both_databases
@@ -59,9 +67,14 @@ def test_sop_instance_disagreeing_with_request_is_refused(pacs, good_file, tmp_p
     assert_nothing_left(pacs)
 
 
-@pytest.mark.parametrize("missing", ["StudyInstanceUID", "SeriesInstanceUID"])
+@pytest.mark.parametrize("missing", ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
 def test_missing_uid_is_refused(pacs, tmp_path, missing):
-    path = write_dicom(tmp_path / "missing.dcm", **{missing: None})
+    dataset = make_dataset(**{missing: None})
+    encoded = DicomBytesIO()
+    encoded.is_little_endian, encoded.is_implicit_VR = True, False
+    write_dataset(encoded, dataset)
+    # the request names a SOP class and instance; the dataset lacks one of its UIDs
+    path = raw_part10(tmp_path / "missing.dcm", encoded.getvalue(), CTImageStorage, generate_uid())
     assert c_store_raw(pacs.port, [path]) == [CANNOT_UNDERSTAND]
     assert_nothing_left(pacs)
 
@@ -95,19 +108,44 @@ def test_hostile_values_stay_inside_storage(pacs_factory, tmp_path, naming):
     assert outside == set(files), "a file was written outside the storage folder"
 
 
+@contextmanager
+def incoming_folder_is_a_file(folder: Path):
+    """The storage folder's temp folder replaced by a file: no temp file can be made there."""
+    incoming = folder / ".incoming"
+    incoming.rmdir()
+    incoming.write_bytes(b"")
+    try:
+        yield
+    finally:
+        incoming.unlink()
+        incoming.mkdir()
+
+
+@pytest.mark.parametrize("unwritable", [pytest.param(read_only, marks=needs_root, id="read-only-mount"),
+                                        pytest.param(incoming_folder_is_a_file, id="incoming-is-a-file")])
+def test_unwritable_volume_answers_a700_and_recovers(pacs, good_file, tmp_path, caplog, unwritable):
+    second = write_dicom(tmp_path / "second.dcm")
+    with unwritable(pacs.storage):
+        # both answered in the same association: it survives the refusal
+        assert c_store_raw(pacs.port, [good_file, second]) == [OUT_OF_RESOURCES, OUT_OF_RESOURCES]
+        assert pacs.instance_count() == 0 and pacs.stored_files() == []
+    assert_nothing_left(pacs)
+    assert "cannot receive the dataset: cannot write" in caplog.text
+    assert c_store_raw(pacs.port, [good_file]) == [0]
+    assert pacs.instance_count() == 1 and len(pacs.stored_files()) == 1
+
+
 @pytest.fixture
 def small_volume(tmp_path):
     """A 3 MiB tmpfs for the storage folder: a real full disk."""
     mount_point = tmp_path / "small"
     mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); needs root")
+    mount("-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point))
     yield mount_point
     subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
+@needs_root
 def test_full_disk_answers_a700_and_recovers(pacs_factory, small_volume, tmp_path):
     pacs = pacs_factory(storage={"directory": str(small_volume / "storage")})
     filler = small_volume / "filler.bin"
@@ -120,3 +158,25 @@ def test_full_disk_answers_a700_and_recovers(pacs_factory, small_volume, tmp_pat
     filler.unlink()
     assert c_store_raw(pacs.port, [big]) == [0]
     assert pacs.instance_count() == 1 and len(pacs.stored_files()) == 1
+
+
+@pytest.mark.parametrize("keyword,text", [("InstanceNumber", "1e400"), ("InstanceNumber", "inf"),
+                                          ("InstanceNumber", "nan"), ("InstanceNumber", "99999999999"),
+                                          ("SeriesNumber", "-inf"), ("SliceThickness", "1e400"),
+                                          ("SliceThickness", "nan")])
+def test_number_that_is_no_number_is_kept_as_text(pacs, tmp_path, keyword, text):
+    """A bad optional number must not cost the image: stored unchanged, the text in the header."""
+    padded = text.encode() + b" " * (len(text) % 2)
+    placeholder = b"7" * len(padded)  # written by pydicom, then swapped: pydicom refuses to write the text
+    path = write_dicom(tmp_path / "odd.dcm", **{keyword: placeholder.decode()})
+    data = path.read_bytes()
+    assert data.count(placeholder) == 1
+    path.write_bytes(data.replace(placeholder, padded))
+    assert c_store_raw(pacs.port, [path]) == [0]
+    (stored,) = pacs.stored_files()
+    assert dataset_part(stored) == dataset_part(path)
+    with pacs.archive.engine.connect() as conn:
+        row = conn.execute(select(instances.c.instance_number, instances.c.header_json)).one()
+    element = json.loads(row.header_json)[f"{tag_for_keyword(keyword):08X}"]
+    assert element["Value"] == ([text] if text != "99999999999" else [99999999999])
+    assert row.instance_number is None if keyword == "InstanceNumber" else row.instance_number == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -11,34 +10,12 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from sqlalchemy import select
 
 from pacsd.dicom.header import read_header
-from pacsd.errors import InvalidDicom
-from pacsd.index.schema import instances, patients, series, studies
-from tests.conftest import HOST, dcmtk, free_port, shared_testdata_files
+from tests.conftest import HOST, dcmtk, free_port
+from tests.stored_checks import assert_all_stored, dataset_bytes, storable_testdata
 
 pytestmark = pytest.mark.both_databases
-
-
-def dataset_bytes(path: Path) -> bytes:
-    """The encoded dataset after the file meta information (what a C-STORE carries)."""
-    data = path.read_bytes()
-    meta = dcmread(path, stop_before_pixels=True).file_meta
-    meta_end = 132 + 12 + int(meta.FileMetaInformationGroupLength)
-    return data[meta_end:]
-
-
-def storable_testdata() -> dict[str, Path]:
-    """SOP Instance UID -> file, for the test files pacsd must accept (valid, unique UIDs)."""
-    chosen: dict[str, Path] = {}
-    for path in shared_testdata_files():
-        try:
-            header = read_header(path)
-        except InvalidDicom:
-            continue
-        chosen.setdefault(header.sop_instance_uid, path)
-    return chosen
 
 
 @functools.lru_cache(maxsize=1)
@@ -129,30 +106,6 @@ def test_echoscu(pacs):
     assert result.returncode == 0, result.stderr
 
 
-def _assert_all_stored(pacs, expected: dict[str, Path], sent: dict[str, bytes]) -> None:
-    with pacs.archive.engine.connect() as conn:
-        rows = conn.execute(
-            select(instances.c.sop_uid, instances.c.path, series.c.series_uid, studies.c.study_uid,
-                   patients.c.patient_id, instances.c.header_json)
-            .join(series, instances.c.series_pk == series.c.pk)
-            .join(studies, series.c.study_pk == studies.c.pk)
-            .join(patients, studies.c.patient_pk == patients.c.pk)
-        ).all()
-    by_uid = {row.sop_uid: row for row in rows}
-    assert len(rows) == len(by_uid), "an instance is indexed twice"
-    assert set(by_uid) == set(expected)
-    for uid, source in expected.items():
-        row = by_uid[uid]
-        stored = pacs.storage / row.path
-        assert dataset_bytes(stored) == sent[uid], f"{source.name}: stored dataset differs from what was sent"
-        original = dcmread(source, stop_before_pixels=True)
-        assert row.study_uid == original.StudyInstanceUID
-        assert row.series_uid == original.SeriesInstanceUID
-        assert row.patient_id == str(original.get("PatientID", ""))
-        assert json.loads(row.header_json)["00080018"]["Value"] == [uid]
-    assert pacs.incoming_files() == []
-
-
 @pytest.fixture(scope="module")
 def sent(tmp_path_factory) -> dict[str, bytes]:
     return sent_by_storescu(str(tmp_path_factory.mktemp("storescp")))
@@ -163,7 +116,7 @@ def test_storescu_sends_all_testdata_in_one_association(pacs, sent):
     assert len(expected) >= 25
     results = storescu(pacs, expected.values())
     assert pacs.instance_count() == len(expected), [r.stderr for r in results if r.returncode]
-    _assert_all_stored(pacs, expected, sent)
+    assert_all_stored(pacs.archive.engine, pacs.storage, expected, sent)
 
 
 def test_storescu_four_associations_at_once(pacs, sent):
@@ -171,7 +124,7 @@ def test_storescu_four_associations_at_once(pacs, sent):
     files = list(expected.values())
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda i: storescu(pacs, files[i::4], aet=f"MOD{i}"), range(4)))
-    _assert_all_stored(pacs, expected, sent)
+    assert_all_stored(pacs.archive.engine, pacs.storage, expected, sent)
 
 
 def test_connection_log_has_one_line_per_association(pacs_process, tmp_path):

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from pydicom import dcmread
+from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 from sqlalchemy import select
@@ -14,7 +15,8 @@ from pacsd.index.schema import instances, studies
 from pacsd.services.ingest import DUPLICATE_SOP_INSTANCE
 from tests.conftest import HOST, dcmtk, start_pacs
 from tests.dicomgen import make_dataset, write_dicom
-from tests.peers import c_store_raw
+from tests.mounts import needs_root, read_only
+from tests.peers import c_store_raw, dataset_part
 
 pytestmark = pytest.mark.both_databases
 
@@ -79,6 +81,22 @@ def test_duplicate_policy(pacs_factory, tmp_path, caplog, policy, second_status,
         path = conn.execute(select(instances.c.path)).scalar_one()
     assert study.num_instances == 1
     assert study.size_bytes == (pacs.storage / path).stat().st_size
+
+
+@needs_root
+def test_overwrite_succeeds_when_the_old_copy_cannot_be_removed(pacs_factory, tmp_path, caplog):
+    pacs = pacs_factory(duplicates="overwrite", storage={"naming": "{SeriesDescription}/{SOPInstanceUID}.dcm"})
+    uids = {"SOPInstanceUID": generate_uid(), "StudyInstanceUID": generate_uid(), "SeriesInstanceUID": generate_uid()}
+    old = write_dicom(tmp_path / "old.dcm", SeriesDescription="OLD", **uids)
+    new = write_dicom(tmp_path / "new.dcm", SeriesDescription="NEW", **uids)
+    assert c_store_raw(pacs.port, [old]) == [0]
+    with read_only(pacs.storage / "OLD"):  # the old copy's folder refuses the unlink (EROFS)
+        assert c_store_raw(pacs.port, [new]) == [0]
+    with pacs.archive.engine.connect() as conn:
+        path = conn.execute(select(instances.c.path)).scalar_one()
+    assert path == f"NEW/{uids['SOPInstanceUID']}.dcm"
+    assert dataset_part(pacs.storage / path) == dataset_part(new)
+    assert "could not be removed" in caplog.text
 
 
 def test_identical_duplicate_is_not_a_conflict(pacs, tmp_path, caplog):

@@ -33,7 +33,7 @@ class ServerSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(11112, ge=1, le=65535)
     max_associations: int = Field(16, ge=1)
-    max_pdu: int = Field(0, ge=0, description="largest PDU we accept; 0 = unlimited")
+    max_pdu: int = Field(4 << 20, ge=0, description="largest PDU we accept (bytes); 0 = unlimited")
     require_called_aet: bool = True
     acse_timeout: float = Field(30, gt=0)
     dimse_timeout: float = Field(60, gt=0)

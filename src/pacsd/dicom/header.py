@@ -2,11 +2,14 @@
 
 `read_header` stops pydicom before the pixel data, then walks the remaining element headers
 (seeking over values, never reading or decoding them) to check that every declared length fits
-in the file: a truncated file is reported as `InvalidDicom`, not silently stored.
+in the file: a truncated file is reported as `InvalidDicom`, not silently stored.  A number
+(IS, DS) that is not a finite number, such as "1e400" or "inf", is kept as its text.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import mmap
 import os
 import re
@@ -16,8 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataelem import DataElement
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_partial
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -27,6 +33,7 @@ from pydicom.uid import (
 
 from pacsd.errors import InvalidDicom
 
+log = logging.getLogger(__name__)
 UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 # Top-level elements at which the header ends: pixel data in all its forms.
@@ -118,12 +125,70 @@ def _stop_at_pixel_data(tag: BaseTag, vr: str | None, length: int) -> bool:
 
 
 def _read_values(dataset: Dataset) -> None:
-    """Convert every raw element now, so a malformed value fails here and not later."""
+    """Convert every raw element now, so a malformed value fails here and not later.
+
+    A number string (IS, DS) that is no finite number is tolerated: an optional attribute such
+    as Instance Number must not cost the image.  It is kept as its text (`NumberAsText`)."""
+    for tag in list(dataset.keys()):
+        try:
+            element = dataset[tag]
+        except Exception as exc:
+            raw = dataset.get_item(tag)
+            if _vr_of(raw) not in _NUMBER_VRS:
+                raise InvalidDicom(f"malformed element in the header: {exc}") from None
+            dataset[tag] = NumberAsText.of(raw.tag, _vr_of(raw), bytes(raw.value or b"").decode("ascii", "replace"))
+            continue
+        if element.VR == "SQ":
+            for item in element.value:
+                _read_values(item)
+        elif element.VR in _NUMBER_VRS and not all(_finite(v) for v in _values(element.value)):
+            texts = ("" if v is None else str(v) for v in _values(element.value))
+            dataset[tag] = NumberAsText.of(element.tag, element.VR, "\\".join(texts))
+
+
+_NUMBER_VRS = ("IS", "DS")
+
+
+class NumberAsText(DataElement):
+    """An IS or DS element whose value is no finite number, kept as the text it was sent as.
+
+    In DICOM JSON it is written as strings, which PS3.18 allows for IS and DS (CP 1861)."""
+
+    @classmethod
+    def of(cls, tag: BaseTag, vr: str, text: str) -> "NumberAsText":
+        texts = [part.strip(" \x00") for part in text.split("\\")]
+        element = cls(tag, "UT", "")  # UT: no conversion; the value and VR are set below
+        element.VR, element._value = vr, texts if len(texts) > 1 else texts[0]
+        log.warning("%s %s %r is not a number: kept as text", element.keyword or tag, vr, text[:64])
+        return element
+
+    def to_json_dict(self, bulk_data_element_handler, bulk_data_threshold) -> dict[str, Any]:
+        texts = self._value if isinstance(self._value, list) else [self._value]
+        return {"vr": self.VR, "Value": texts} if any(texts) else {"vr": self.VR}
+
+
+def _vr_of(raw) -> str | None:
+    if raw.VR:
+        return raw.VR
     try:
-        for element in dataset.iterall():
-            element.value  # noqa: B018 - conversion is the point
-    except Exception as exc:
-        raise InvalidDicom(f"malformed element in the header: {exc}") from None
+        return dictionary_VR(raw.tag)
+    except KeyError:
+        return None
+
+
+def _finite(value: Any) -> bool:
+    if value is None or value == "":
+        return True
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _values(value: Any) -> list:
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
 
 
 class _ElementWalker:

@@ -4,17 +4,19 @@ pynetdicom's chunked receive (`STORE_RECV_CHUNKED_DATASET`) writes each dataset 
 `NamedTemporaryFile`.  We hand it an `IncomingFile` instead: created in the blob store's
 incoming folder (so placing the file is a link, not a copy), buffered (no flush per fragment),
 and remembering a write error such as a full disk so the handler can answer 0xA700 instead of
-the association dying.
+the association dying.  A file that cannot even be created (read-only or missing volume)
+starts in that error state: the dataset is read and discarded, and the C-STORE gets 0xA700.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
 
 from pynetdicom import _config, dimse_messages
 
-from pacsd.storage.blobstore import BlobStore, storage_error
+from pacsd.storage.blobstore import NODE_MARK, BlobStore, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +24,24 @@ _BUFFER = 1 << 20
 
 
 class IncomingFile:
-    """A write-only file with the parts of NamedTemporaryFile that pynetdicom uses."""
+    """A write-only file with the parts of NamedTemporaryFile that pynetdicom uses.
 
-    def __init__(self, path: Path) -> None:
+    `error` set (given, or raised by open/write/close) means the dataset is being discarded:
+    writes are dropped, `finish` removes what was written and raises StorageFull."""
+
+    def __init__(self, path: Path, error: OSError | None = None) -> None:
         self.name = str(path)
         self.file = self  # pynetdicom calls `.file.flush()` after each fragment
-        self.error: OSError | None = None
-        self._fp = open(path, "wb", buffering=_BUFFER)
+        self.error = error
+        self._fp = None
         self._done = False
+        self._exists = error is None  # a file given with an error was never created
+        if error is None:
+            try:
+                self._fp = open(path, "wb", buffering=_BUFFER)
+            except OSError as exc:
+                self.error = exc
+                self._discard()
 
     def write(self, data: bytes) -> int:
         if self.error is None:
@@ -43,25 +55,43 @@ class IncomingFile:
         """Deliberately nothing: the file is flushed once, when the dataset is complete."""
 
     def finish(self) -> None:
-        """The dataset is complete: flush and close; raise StorageFull if any write failed."""
+        """The dataset is complete: flush and close; if anything failed, remove the file and
+        raise StorageFull."""
         self._done = True
-        try:
-            self._fp.close()
-        except OSError as exc:
-            self.error = self.error or exc
+        self._close()
         if self.error is not None:
+            self._discard()
             raise storage_error(self.error, "cannot receive the dataset")
 
     def close(self) -> None:
         """Called by pynetdicom after the handler (which has already consumed the file)."""
         self._done = True
-        self._fp.close()
+        self._close()
+
+    def _close(self) -> None:
+        if self._fp is None:
+            return
+        try:
+            self._fp.close()
+        except OSError as exc:
+            self.error = self.error or exc
+        self._fp = None
 
     def __del__(self) -> None:
         # Dropped before completion (the association was aborted mid-dataset): remove the part.
         if not getattr(self, "_done", True):
-            self._fp.close()
+            self._close()
+            self._discard()
+
+    def _discard(self) -> None:
+        """Remove the partly written file; a volume that refuses even that is only logged."""
+        if not self._exists:
+            return
+        self._exists = False
+        try:
             Path(self.name).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot remove the unfinished incoming file %s: %s", self.name, exc)
 
 
 def incoming_file_of(request) -> IncomingFile | None:
@@ -74,7 +104,12 @@ def receive_into(blobs: BlobStore) -> None:
     """Make pynetdicom write every received C-STORE dataset into `blobs`' incoming folder."""
 
     def new_incoming_file(*_args, suffix: str = ".dcm", **_kwargs) -> IncomingFile:
-        return IncomingFile(blobs.new_temp_path(suffix=suffix))
+        try:
+            return IncomingFile(blobs.new_temp_path(suffix=suffix))
+        except OSError as exc:  # raised here it would kill the association: answer 0xA700 instead
+            log.error("cannot create a file in %s: %s", blobs.incoming, exc)
+            never_created = blobs.incoming / f"{blobs.node}{NODE_MARK}uncreated-{uuid.uuid4().hex}{suffix}"
+            return IncomingFile(never_created, error=exc)
 
     _config.STORE_RECV_CHUNKED_DATASET = True
     dimse_messages.NamedTemporaryFile = new_incoming_file  # type: ignore[assignment]

@@ -22,6 +22,7 @@ from pacsd.errors import StorageFull
 from pacsd.net.connlog import ConnectionTracker
 from pacsd.net.contexts import copy_contexts_cheaply
 from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
+from pacsd.net.pdu_limit import refuse_oversized_pdus
 from pacsd.net.reuseport import share_port
 from pacsd.net.tcp import tune_association_socket
 from pacsd.net.incoming import incoming_file_of, receive_into
@@ -138,6 +139,7 @@ class DicomServer:
     # -- handlers -------------------------------------------------------------------------
     def _on_conn_open(self, event) -> None:
         tune_association_socket(event.assoc)
+        refuse_oversized_pdus(event.assoc, self.settings.server.max_pdu)
         shorten_dul_polling(event.assoc)
         address = event.address
         self.connections.opened(event.assoc, f"{address[0]}:{address[1]}")
@@ -181,7 +183,6 @@ class DicomServer:
             if incoming is not None:
                 incoming.finish()
         except StorageFull as exc:
-            path.unlink(missing_ok=True)
             log.warning("refused %s from %s (status 0xA700): %s",
                         request.AffectedSOPInstanceUID, source.calling_aet, exc)
             result_status, reason, ok, size = OUT_OF_RESOURCES, str(exc), False, 0

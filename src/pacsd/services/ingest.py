@@ -130,7 +130,7 @@ class Ingest:
             log.warning("conflict: %s from %s has the UID of a stored instance but other content",
                         uid, source.calling_aet or source.kind)
         if outcome.replaced_path:
-            self.blobs.remove(outcome.replaced_path)
+            self._remove_unindexed(outcome.replaced_path)
         if outcome.action == "kept-existing":
             log.info("duplicate %s from %s: kept the stored copy", uid, source.calling_aet or source.kind)
             return StoreResult(SUCCESS, outcome.action, uid, reason="duplicate; stored copy kept")
@@ -140,6 +140,15 @@ class Ingest:
         log.debug("%s %s as %s", outcome.action, uid, placed)
         self._announce(header, placed, source, placement, outcome.action)
         return StoreResult(SUCCESS, outcome.action, uid, placed)
+
+    def _remove_unindexed(self, relative: str) -> None:
+        """Remove a file the committed index no longer names (an old copy, a duplicate kept out).
+
+        The instance is stored by now, so a failure here is logged and never fails the store."""
+        try:
+            self.blobs.remove(relative)
+        except Exception:
+            log.exception("stored, but the file %s the index no longer names could not be removed", relative)
 
     def _announce(self, header: Header, placed: str, source: Source, placement: Placement, action: str) -> None:
         """Tell the action log and the listeners; their failures never fail the store."""
@@ -228,8 +237,12 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+_INTEGER_RANGE = range(-(2**31), 2**31)  # IS values (PS3.5); the index column is a 32-bit integer
+
+
 def _int_or_none(text: str) -> int | None:
     try:
-        return int(float(text))
-    except ValueError:
+        number = int(float(text))
+    except (ValueError, OverflowError):  # not a number, or "inf" / "1e400"
         return None
+    return number if number in _INTEGER_RANGE else None
