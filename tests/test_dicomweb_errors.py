@@ -20,6 +20,8 @@ from tests.dicomgen import write_dicom
 from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
 from tests.dicomweb_support import PASSWORD, http, shared_files
 
+pytestmark = pytest.mark.both_databases
+
 
 @pytest.fixture
 def image(pacs, tmp_path):
