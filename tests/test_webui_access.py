@@ -19,13 +19,16 @@ from tests.webui import ACCOUNTS, PASSWORD, add_series, add_users, csrf_of, logg
 
 @pytest.fixture
 def two_accounts(pacs_factory, tmp_path):
-    """Archive with a Smith study and a Jones study, users admin and smith; yields (pacs, url, uids)."""
+    """Archive with a Smith study and a Jones study (scan sheets written), users admin and smith;
+    yields (pacs, url, uids)."""
     from pacsd.web.server import WebServer
 
     pacs = pacs_factory(storage={"naming": "accounts"}, accounts=ACCOUNTS)
     add_users(pacs.archive)
     mine = add_series(pacs.archive, tmp_path, count=2, PatientID="MINE", ReferringPhysicianName="SMITH^JOHN")
     theirs = add_series(pacs.archive, tmp_path, count=2, PatientID="THEIRS", ReferringPhysicianName="JONES^MARY")
+    for study in (mine, theirs):  # as at the end of the study, without waiting for it
+        assert pacs.archive.scan_sheets.write(str(dcmread(study[0]).StudyInstanceUID)) is not None
     server = WebServer(pacs.archive, HOST, 0, pacs.server.connections)
     server.start()
     yield pacs, f"http://{HOST}:{server.address[1]}", {"mine": dcmread(mine[0]), "theirs": dcmread(theirs[0])}
@@ -36,7 +39,8 @@ def study_urls(ds) -> list[str]:
     return [f"/ui/studies/{ds.StudyInstanceUID}", f"/ui/studies/{ds.StudyInstanceUID}/download.zip",
             f"/ui/viewer/{ds.SeriesInstanceUID}", f"/ui/series/{ds.SeriesInstanceUID}/thumbnail.png",
             f"/ui/instances/{ds.SOPInstanceUID}/frames/0.png", f"/ui/instances/{ds.SOPInstanceUID}/tags.json",
-            f"/ui/patient?id={ds.PatientID}"]
+            f"/ui/patient?id={ds.PatientID}", f"/ui/studies/{ds.StudyInstanceUID}/scan-sheet.pdf",
+            f"/ui/studies/{ds.StudyInstanceUID}/scan-sheet.csv"]
 
 
 def test_physician_sees_only_their_account(two_accounts):
@@ -112,7 +116,7 @@ def test_admin_deletes_a_study_files_and_rows(two_accounts):
     assert done.status_code == 303
     assert admin.get(f"/ui/studies/{theirs.StudyInstanceUID}").status_code == 404
     assert pacs.instance_count() == 2
-    assert len(pacs.stored_files()) == len(files_before) - 2
+    assert len(pacs.stored_files()) == len(files_before) - 4  # two images, the scan sheet's PDF and CSV
     assert not any("JONES" in str(path).upper() for path in pacs.stored_files())
     with pacs.archive.engine.connect() as conn:
         assert conn.execute(select(patients.c.patient_id)).scalars().all() == ["MINE"]
