@@ -90,10 +90,15 @@ def test_post_without_csrf_token_is_refused(two_accounts):
     assert refused.status_code == 403
     wrong = admin.post(f"/ui/studies/{study_uid}/delete", data={"confirm": "delete", "csrf_token": "guess"})
     assert wrong.status_code == 403
-    upload = admin.post("/ui/upload", files={"files": ("x.dcm", b"not dicom")})
-    assert upload.status_code == 403
-    cross_site = httpx.post(f"{base}/ui/upload", files={"files": ("x.dcm", b"x")},
-                            headers={"Sec-Fetch-Site": "cross-site"})
+    stow = {"content": b"--x\r\nContent-Type: application/dicom\r\n\r\nnot dicom\r\n--x--\r\n",
+            "headers": {"Content-Type": 'multipart/related; type="application/dicom"; boundary=x'}}
+    upload = admin.post("/dicom-web/studies", **stow)  # what the upload page does, without its token
+    assert upload.status_code == 403 and "CSRF" in upload.json()["error"]
+    with_token = admin.post("/dicom-web/studies", content=stow["content"],
+                            headers={**stow["headers"], "X-CSRF-Token": csrf_of(admin)})
+    assert with_token.status_code == 409  # let through, and the part refused as not DICOM
+    cross_site = httpx.post(f"{base}/dicom-web/studies", content=stow["content"],
+                            headers={**stow["headers"], "Sec-Fetch-Site": "cross-site"})
     assert cross_site.status_code == 403
     with pacs.archive.engine.connect() as conn:
         assert conn.execute(select(studies.c.pk).where(studies.c.study_uid == study_uid)).first() is not None

@@ -100,16 +100,33 @@ def test_log_in_search_open_study_and_view(site, page, tmp_path):
     screenshot(page, "06-viewer-tags")
 
 
-def test_upload_a_file_and_find_it(site, page, tmp_path):
+def test_upload_goes_through_stow_rs_and_is_found(site, page, tmp_path):
     pacs, base = site
     upload = write_dicom(tmp_path / "upload.dcm", PatientName="UPLOADED^ONE", PatientID="UP-1")
+    not_dicom = tmp_path / "notes.dcm"
+    not_dicom.write_bytes(b"not a DICOM file at all")
     log_in(page, base, "admin", then="/ui/upload")
-    page.set_input_files("#file-input", str(upload))
+    with page.expect_request("**/dicom-web/studies") as sent:
+        page.set_input_files("#file-input", str(upload))
+    assert sent.value.method == "POST"
+    assert sent.value.headers["content-type"].startswith('multipart/related; type="application/dicom"; boundary=')
     page.wait_for_selector("#upload-results tbody tr td.ok")
+    assert f"stored ({dcmread(upload).SOPInstanceUID})" in page.inner_text("#upload-results")
+    page.set_input_files("#file-input", str(not_dicom))
+    page.wait_for_selector("#upload-results tbody tr td.failed")
+    assert "refused: part 1 is not DICOM" in page.inner_text("#upload-results")
     screenshot(page, "07-upload")
     page.goto(f"{base}/ui/studies?patient_id=UP-1")
     assert "UPLOADED, ONE" in page.inner_text("#studies")
     assert pacs.instance_count() == 1
+
+
+def test_a_physician_gets_no_upload_page(site, page, tmp_path):
+    """STOW-RS stores for administrators only, so the upload page is theirs alone."""
+    _, base = site
+    log_in(page, base, "smith")
+    assert page.locator("nav a[href='/ui/upload']").count() == 0
+    assert page.goto(f"{base}/ui/upload").status == 403
 
 
 def test_download_zip_holds_a_dicomdir(site, page, tmp_path):
