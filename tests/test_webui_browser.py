@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
 import time
 import zipfile
 
@@ -15,9 +14,9 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 from pydicom import dcmread
 
-from tests.conftest import HOST, free_port
+from tests.conftest import HOST
 from tests.dicomgen import write_dicom
-from tests.webui import ACCOUNTS, add_series, add_users, browser, log_in, page, screenshot  # noqa: F401
+from tests.webui import ACCOUNTS, add_series, add_users, browser, log_in, page, screenshot, storescp  # noqa: F401
 
 
 @pytest.fixture
@@ -144,23 +143,6 @@ def test_download_zip_holds_a_dicomdir(site, page, tmp_path):
     images = [r for r in dicomdir.DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE"]
     assert sorted(r.ReferencedSOPInstanceUIDInFile for r in images) == sorted(
         dcmread(p).SOPInstanceUID for p in sent)
-
-
-@pytest.fixture
-def storescp(tmp_path):
-    """A DCMTK storescp on a free high port (it listens on every address: DCMTK 3.6.7 cannot
-    bind one; the port is random and the process lives for one test)."""
-    port, out = free_port(), tmp_path / "received"
-    out.mkdir()
-    process = subprocess.Popen(["storescp", "-aet", "STORESCP", "-od", str(out), str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 10
-    while subprocess.run(["echoscu", "-aec", "STORESCP", HOST, str(port)], capture_output=True).returncode:
-        assert time.monotonic() < deadline and process.poll() is None, "storescp did not start"
-        time.sleep(0.1)
-    yield port, out
-    process.terminate()
-    process.wait(timeout=10)
 
 
 def test_send_a_series_to_storescp(pacs_factory, storescp, page, tmp_path):
