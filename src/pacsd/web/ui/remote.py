@@ -5,6 +5,8 @@ page shows the sub-operation counts.  The DICOM work is `pacsd.net.qr_scu`'s.
 
 from __future__ import annotations
 
+from contextlib import closing
+
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydicom.uid import UID
@@ -46,10 +48,11 @@ def _find_studies(settings: Settings, source: KnownAE, form: dict[str, str]) -> 
     keys = {**STUDY_KEYS, "PatientID": form["patient_id"], "PatientName": form["patient_name"],
             "AccessionNumber": form["accession"]}
     found = []
-    for answer in qr_scu.find(_peer(settings, source), "study", "STUDY", keys):
-        found.append({keyword: str(answer.get(keyword, "") or "") for keyword in STUDY_KEYS})
-        if len(found) == MOST_ANSWERS:
-            break
+    with closing(qr_scu.find(_peer(settings, source), "study", "STUDY", keys)) as answers:  # releases on break
+        for answer in answers:
+            found.append({keyword: str(answer.get(keyword, "") or "") for keyword in STUDY_KEYS})
+            if len(found) == MOST_ANSWERS:
+                break
     return found
 
 
