@@ -104,7 +104,8 @@ class RunningPacs:
             return conn.execute(select(func.count()).select_from(instances)).scalar_one()
 
     def stored_files(self) -> list[Path]:
-        return sorted(p for p in self.storage.rglob("*") if p.is_file() and ".incoming" not in p.parts)
+        not_images = {".incoming", ".pacsd"}  # temp files; the web session key
+        return sorted(p for p in self.storage.rglob("*") if p.is_file() and not not_images & set(p.parts))
 
     def incoming_files(self) -> list[Path]:
         return sorted((self.storage / ".incoming").iterdir())

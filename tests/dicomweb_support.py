@@ -33,10 +33,12 @@ def dicomweb_admin(request):
 
 
 def add_admin_to(process) -> None:
-    """The same administrator in the index of a `pacsd serve` process, with `pacsd user add`."""
-    subprocess.run([str(VENV_BIN / "pacsd"), "user", "add", ADMIN, "--admin", "--password-stdin",
-                    "--index-db", str(process.data / "index.sqlite")], input=PASSWORD, text=True, check=True,
-                   capture_output=True)
+    """The same administrator in the index of a `pacsd serve` process (SQLite or PostgreSQL),
+    with `pacsd user add`."""
+    target = process.database_target
+    where = ["--database-url", target] if isinstance(target, str) else ["--index-db", str(target)]
+    subprocess.run([str(VENV_BIN / "pacsd"), "user", "add", ADMIN, "--admin", "--password-stdin", *where],
+                   input=PASSWORD, text=True, check=True, capture_output=True)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ from pacsd.web.app import create_app
 from tests.conftest import make_settings, start_pacs
 from tests.dicomgen import write_dicom
 from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
-from tests.dicomweb_support import PASSWORD, http, shared_files
+from tests.dicomweb_support import ADMIN, PASSWORD, http, shared_files
+
+pytestmark = pytest.mark.both_databases
 
 
 @pytest.fixture
@@ -94,16 +96,45 @@ def test_accept_with_quality_and_alternatives_picks_what_we_can_send(web, image)
     assert response.status_code == 200 and image.ds.SOPInstanceUID.encode() in response.content
 
 
-def test_studies_outside_the_visible_accounts_are_404(web, image, pacs):
+def test_studies_outside_the_visible_accounts_are_404(pacs_factory, tmp_path):
+    """A physician user fetches their account's study (200) and not another's (404), at every level."""
+    from pacsd.web.server import WebServer
+
+    pacs = pacs_factory(storage={"naming": "accounts"},
+                        accounts={"entries": [{"name": "Smith", "physicians": ["SMITH^JOHN"]}]})
+    add_user(pacs.archive.engine, ADMIN, PASSWORD, is_admin=True)
     add_user(pacs.archive.engine, "smith", PASSWORD, account="Smith")
+    mine, theirs = (write_dicom(tmp_path / f"{name}.dcm", rows=32, cols=32, ReferringPhysicianName=physician)
+                    for name, physician in (("mine", "SMITH^JOHN"), ("theirs", "JONES^MARY")))
+    for path in (mine, theirs):
+        assert import_file(pacs.archive, path).ok
+    server = WebServer(pacs.archive, "127.0.0.1", 0, pacs.server.connections)
+    server.start()
+    web = f"http://127.0.0.1:{server.address[1]}"
     as_smith = httpx.Client(auth=("smith", PASSWORD))
-    for path in (f"{image.url}/metadata", image.url, f"{image.url}/rendered", f"studies/{image.ds.StudyInstanceUID}"):
-        assert "no such" in _error(as_smith.get(f"{web}/dicom-web/{path}"), 404)
-    assert as_smith.get(f"{web}/dicom-web/studies").json() == []
-    refused = as_smith.post(f"{web}/dicom-web/studies", content=b"",
-                            headers={"Content-Type": "multipart/related; boundary=x"})
-    assert "may see every study" in _error(refused, 403)
-    assert http.get(f"{web}/dicom-web/{image.url}/metadata").status_code == 200  # the administrator sees it
+    try:
+        for path, expected in ((mine, 200), (theirs, 404)):
+            ds = pydicom.dcmread(path)
+            study = f"studies/{ds.StudyInstanceUID}"
+            instance = f"{study}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+            for url in (f"{instance}/metadata", instance, f"{instance}/rendered", f"{instance}/frames/1", study,
+                        f"{study}/metadata", f"{study}/thumbnail"):
+                answer = as_smith.get(f"{web}/dicom-web/{url}")
+                assert answer.status_code == expected, (path.name, url, answer.text[:200])
+            series_found = as_smith.get(f"{web}/dicom-web/{study}/series").json()  # a search: none, not 404
+            assert len(series_found) == (1 if expected == 200 else 0), path.name
+            wado_uri = as_smith.get(f"{web}/wado", params={
+                "requestType": "WADO", "studyUID": ds.StudyInstanceUID, "seriesUID": ds.SeriesInstanceUID,
+                "objectUID": ds.SOPInstanceUID})
+            assert wado_uri.status_code == expected, path.name
+            assert http.get(f"{web}/dicom-web/{instance}/metadata").status_code == 200  # the administrator sees both
+        listed = as_smith.get(f"{web}/dicom-web/studies").json()
+        assert [s["0020000D"]["Value"][0] for s in listed] == [pydicom.dcmread(mine).StudyInstanceUID]
+        refused = as_smith.post(f"{web}/dicom-web/studies", content=b"",
+                                headers={"Content-Type": "multipart/related; boundary=x"})
+        assert "may see every study" in _error(refused, 403)
+    finally:
+        server.stop()
 
 
 def test_nobody_logged_in_gets_401(web, image):

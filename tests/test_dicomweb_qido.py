@@ -15,6 +15,8 @@ from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixt
 from tests.dicomweb_support import PASSWORD, client, http, store_testdata
 from tests.studies import write_study
 
+pytestmark = pytest.mark.both_databases
+
 
 @pytest.fixture
 def archive_with_studies(pacs, tmp_path):

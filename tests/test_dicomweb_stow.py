@@ -13,6 +13,8 @@ from tests.dicomgen import make_dataset, write_dicom
 from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
 from tests.dicomweb_support import add_admin_to, client, http, shared_files, stow
 
+pytestmark = pytest.mark.both_databases
+
 CANNOT_UNDERSTAND = 0xC000
 
 

@@ -18,6 +18,8 @@ from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixt
 from tests.dicomweb_support import client, http, store_testdata
 from tests.dicomgen import write_dicom
 
+pytestmark = pytest.mark.both_databases
+
 
 OCTET_STREAM_PARTS = 'multipart/related; type="application/octet-stream"'
 

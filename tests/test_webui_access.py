@@ -19,13 +19,16 @@ from tests.webui import ACCOUNTS, PASSWORD, add_series, add_users, csrf_of, logg
 
 @pytest.fixture
 def two_accounts(pacs_factory, tmp_path):
-    """Archive with a Smith study and a Jones study, users admin and smith; yields (pacs, url, uids)."""
+    """Archive with a Smith study and a Jones study (scan sheets written), users admin and smith;
+    yields (pacs, url, uids)."""
     from pacsd.web.server import WebServer
 
     pacs = pacs_factory(storage={"naming": "accounts"}, accounts=ACCOUNTS)
     add_users(pacs.archive)
     mine = add_series(pacs.archive, tmp_path, count=2, PatientID="MINE", ReferringPhysicianName="SMITH^JOHN")
     theirs = add_series(pacs.archive, tmp_path, count=2, PatientID="THEIRS", ReferringPhysicianName="JONES^MARY")
+    for study in (mine, theirs):  # as at the end of the study, without waiting for it
+        assert pacs.archive.scan_sheets.write(str(dcmread(study[0]).StudyInstanceUID)) is not None
     server = WebServer(pacs.archive, HOST, 0, pacs.server.connections)
     server.start()
     yield pacs, f"http://{HOST}:{server.address[1]}", {"mine": dcmread(mine[0]), "theirs": dcmread(theirs[0])}
@@ -36,7 +39,8 @@ def study_urls(ds) -> list[str]:
     return [f"/ui/studies/{ds.StudyInstanceUID}", f"/ui/studies/{ds.StudyInstanceUID}/download.zip",
             f"/ui/viewer/{ds.SeriesInstanceUID}", f"/ui/series/{ds.SeriesInstanceUID}/thumbnail.png",
             f"/ui/instances/{ds.SOPInstanceUID}/frames/0.png", f"/ui/instances/{ds.SOPInstanceUID}/tags.json",
-            f"/ui/patient?id={ds.PatientID}"]
+            f"/ui/patient?id={ds.PatientID}", f"/ui/studies/{ds.StudyInstanceUID}/scan-sheet.pdf",
+            f"/ui/studies/{ds.StudyInstanceUID}/scan-sheet.csv"]
 
 
 def test_physician_sees_only_their_account(two_accounts):
@@ -86,10 +90,15 @@ def test_post_without_csrf_token_is_refused(two_accounts):
     assert refused.status_code == 403
     wrong = admin.post(f"/ui/studies/{study_uid}/delete", data={"confirm": "delete", "csrf_token": "guess"})
     assert wrong.status_code == 403
-    upload = admin.post("/ui/upload", files={"files": ("x.dcm", b"not dicom")})
-    assert upload.status_code == 403
-    cross_site = httpx.post(f"{base}/ui/upload", files={"files": ("x.dcm", b"x")},
-                            headers={"Sec-Fetch-Site": "cross-site"})
+    stow = {"content": b"--x\r\nContent-Type: application/dicom\r\n\r\nnot dicom\r\n--x--\r\n",
+            "headers": {"Content-Type": 'multipart/related; type="application/dicom"; boundary=x'}}
+    upload = admin.post("/dicom-web/studies", **stow)  # what the upload page does, without its token
+    assert upload.status_code == 403 and "CSRF" in upload.json()["error"]
+    with_token = admin.post("/dicom-web/studies", content=stow["content"],
+                            headers={**stow["headers"], "X-CSRF-Token": csrf_of(admin)})
+    assert with_token.status_code == 409  # let through, and the part refused as not DICOM
+    cross_site = httpx.post(f"{base}/dicom-web/studies", content=stow["content"],
+                            headers={**stow["headers"], "Sec-Fetch-Site": "cross-site"})
     assert cross_site.status_code == 403
     with pacs.archive.engine.connect() as conn:
         assert conn.execute(select(studies.c.pk).where(studies.c.study_uid == study_uid)).first() is not None
@@ -112,7 +121,7 @@ def test_admin_deletes_a_study_files_and_rows(two_accounts):
     assert done.status_code == 303
     assert admin.get(f"/ui/studies/{theirs.StudyInstanceUID}").status_code == 404
     assert pacs.instance_count() == 2
-    assert len(pacs.stored_files()) == len(files_before) - 2
+    assert len(pacs.stored_files()) == len(files_before) - 4  # two images, the scan sheet's PDF and CSV
     assert not any("JONES" in str(path).upper() for path in pacs.stored_files())
     with pacs.archive.engine.connect() as conn:
         assert conn.execute(select(patients.c.patient_id)).scalars().all() == ["MINE"]

@@ -1,8 +1,10 @@
 """`server.workers: 2`: two receiving processes share the DICOM port (SO_REUSEPORT); concurrent
-associations are stored once each, on SQLite WAL and on PostgreSQL, and both stop on SIGINT."""
+associations are stored once each, on SQLite WAL and on PostgreSQL, both workers serve
+associations (the connection log's pid), and both stop on SIGINT."""
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -12,6 +14,7 @@ from sqlalchemy import select
 
 from pacsd.index.engine import open_index
 from pacsd.index.schema import instances
+from tests.conftest import HOST, dcmtk
 from tests.studies import send, write_study
 
 pytestmark = pytest.mark.both_databases
@@ -35,6 +38,12 @@ def test_two_workers_share_the_port_and_store_everything_once(pacs_process, tmp_
     assert sorted(row.sop_uid for row in rows) == sent
     for row in rows:
         assert str(dcmread(tmp_path / "storage" / row.path).SOPInstanceUID) == row.sop_uid
+    for _ in range(24):  # more connections: the kernel spreads them over the workers by their port
+        assert dcmtk("echoscu", "-aet", "SPREAD", "-aec", "PACSD", HOST, str(server.port)).returncode == 0
     output = server.stop()
     assert "worker 1 of 2" in output and "worker 2 of 2" in output
     assert output.count("pacsd stopped") == 2, output[-2000:]
+    log = (tmp_path / "logs" / "connections.log").read_text().splitlines()
+    served_by = {re.search(r" pid=(\d+) ", line).group(1) for line in log if "calling=SPREAD" in line
+                 or "calling=MODALITY" in line}
+    assert len(served_by) == 2 and str(server.proc.pid) not in served_by, served_by  # both workers, not the parent

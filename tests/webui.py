@@ -6,6 +6,8 @@ test-artifacts/ for a person to look at.
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,7 @@ from pydicom.uid import generate_uid
 
 from pacsd.services.importer import import_file
 from pacsd.services.users import add_user
+from tests.conftest import HOST, free_port
 from tests.dicomgen import write_dicom
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,3 +95,20 @@ def log_in(page, base_url: str, name: str, then: str = "/ui/studies") -> None:
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(re.escape(then) + "$"))
+
+
+@pytest.fixture
+def storescp(tmp_path):
+    """A DCMTK storescp on a free high port (it listens on every address: DCMTK 3.6.7 cannot
+    bind one; the port is random and the process lives for one test)."""
+    port, out = free_port(), tmp_path / "received"
+    out.mkdir()
+    process = subprocess.Popen(["storescp", "-aet", "STORESCP", "-od", str(out), str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 10
+    while subprocess.run(["echoscu", "-aec", "STORESCP", HOST, str(port)], capture_output=True).returncode:
+        assert time.monotonic() < deadline and process.poll() is None, "storescp did not start"
+        time.sleep(0.1)
+    yield port, out
+    process.terminate()
+    process.wait(timeout=10)

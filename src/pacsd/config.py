@@ -186,11 +186,13 @@ class WebSettings(_Section):
 
     login: bool = Field(True, description="false: no login, everyone is admin (single-user desktop)")
     session_secret_file: Path | None = Field(
-        None, description="key that signs session cookies; default: session.key beside the index")
+        None, description="key that signs session cookies; default: .pacsd/session.key in the storage "
+        "directory, which the nodes of a site share")
     session_hours: float = Field(12, gt=0, description="a session cookie is valid this long")
     cookie_secure: bool | None = Field(
         None, description="Secure flag of the session cookie; default: set when the request came over https")
-    ohif_url: str = Field("", description="base URL of an installed OHIF viewer; empty: no link")
+    ohif_url: str = Field("", description="base URL of a server with OHIF at /viewer; empty: our own "
+                          "/viewer when it is installed, else no link")
 
 
 class LoggingSettings(_Section):

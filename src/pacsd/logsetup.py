@@ -34,7 +34,8 @@ def setup_logging(settings: LoggingSettings, console: bool = True) -> None:
     connections.setLevel(logging.INFO)
     conn_file = logging.handlers.RotatingFileHandler(directory / settings.connection_log, maxBytes=_MAX_BYTES,
                                                      backupCount=_BACKUPS, encoding="utf-8")
-    conn_file.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    # pid: which process (of server.workers) served the association
+    conn_file.setFormatter(logging.Formatter("%(asctime)s pid=%(process)d %(message)s"))
     connections.addHandler(conn_file)
     connections.propagate = False  # its own file, not the application log
     if console:

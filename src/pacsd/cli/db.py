@@ -8,14 +8,7 @@ from __future__ import annotations
 
 import click
 
-from pacsd.cli.options import build_settings
-
-
-def _database_options(func):
-    func = click.option("--database-url", help="postgresql://user@host/db [database.url].")(func)
-    func = click.option("--index-db", type=click.Path(dir_okay=False), help="SQLite index file [database.path].")(func)
-    return click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                        help="YAML settings file (see pacsd.example.yaml).")(func)
+from pacsd.cli.options import build_settings, index_options
 
 
 @click.group()
@@ -24,7 +17,7 @@ def db() -> None:
 
 
 @db.command()
-@_database_options
+@index_options
 def upgrade(config_path, index_db, database_url) -> None:
     """Apply every pending migration to the index (creating it when new)."""
     from pacsd.index.engine import describe, inspect_schema, open_index
@@ -35,7 +28,7 @@ def upgrade(config_path, index_db, database_url) -> None:
 
 
 @db.command()
-@_database_options
+@index_options
 def current(config_path, index_db, database_url) -> None:
     """Print the index's schema revision and whether migrations are pending (exit 1 if so)."""
     from pacsd.index.engine import describe, inspect_schema

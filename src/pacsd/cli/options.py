@@ -15,16 +15,27 @@ def _apply(func, options):
     return func
 
 
+_CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                              help="YAML settings file (see pacsd.example.yaml).")
+_DATABASE_OPTIONS = [
+    click.option("--index-db", type=click.Path(dir_okay=False, path_type=Path),
+                 help="SQLite index file [database.path, default ./pacs-data/index.sqlite]."),
+    click.option("--database-url", help="postgresql://user@host/db: the index on PostgreSQL [database.url]."),
+]
+
+
+def index_options(func):
+    """Flags that locate the index alone: config file, SQLite file or PostgreSQL URL."""
+    return _apply(func, [_CONFIG_OPTION, *_DATABASE_OPTIONS])
+
+
 def archive_options(func):
     """Flags that locate and shape the archive: config file, storage, index, naming, policies."""
     return _apply(func, [
-        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                     help="YAML settings file (see pacsd.example.yaml)."),
+        _CONFIG_OPTION,
         click.option("--storage-dir", type=click.Path(file_okay=False, path_type=Path),
                      help="Image storage folder [storage.directory, default ./pacs-data/storage]."),
-        click.option("--index-db", type=click.Path(dir_okay=False, path_type=Path),
-                     help="SQLite index file [database.path, default ./pacs-data/index.sqlite]."),
-        click.option("--database-url", help="postgresql://user@host/db: the index on PostgreSQL [database.url]."),
+        *_DATABASE_OPTIONS,
         click.option("--naming", help="hierarchical | flat | date | a path template [storage.naming]."),
         click.option("--duplicates", type=click.Choice(["keep", "overwrite", "reject"]),
                      help="What to do with an instance already stored [duplicates, default keep]."),

@@ -1,6 +1,6 @@
 """The connection log: one line per association, written when its connection closes.
 
-Line: time, calling AE, called AE, peer, result (accepted/rejected/aborted/released), instances
+Line: time, process id (the file's format adds both), calling AE, called AE, peer, result (accepted/rejected/aborted/released), instances
 stored and failed, bytes stored, duration.  It has its own logger (`pacsd.connections`) so it
 can go to its own file.
 """

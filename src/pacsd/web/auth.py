@@ -76,13 +76,18 @@ class SessionSigner:
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
+def session_key_path(settings: Settings) -> Path:
+    """`web.session_secret_file`, by default `.pacsd/session.key` in the storage directory: the
+    folder every node of a site shares, so a session opened on one node is valid on all."""
+    return Path(settings.web.session_secret_file or Path(settings.storage.directory) / ".pacsd" / "session.key")
+
+
 def session_key(settings: Settings) -> bytes:
-    """The signing key from `web.session_secret_file` (default: session.key beside the index),
-    created with 32 random bytes, readable by the owner only, when missing."""
-    path = settings.web.session_secret_file or Path(settings.database.path).parent / "session.key"
-    path = Path(path)
+    """The signing key from `session_key_path`, created with 32 random bytes, readable by the
+    owner only, when missing."""
+    path = session_key_path(settings)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process made it first

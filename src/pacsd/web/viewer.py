@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 
+from pacsd.config import Settings
 from pacsd.web.access import current_user
 
 router = APIRouter()
@@ -57,6 +59,15 @@ _APP_CONFIG = """window.config = {
   ],
 };
 """
+
+
+def ohif_study_link(settings: Settings, study_uid: str) -> str:
+    """Where OHIF opens a study: on `web.ohif_url` when set, else on our /viewer when the built
+    viewer is installed (`http.viewer_dir` holds index.html); '' when there is no OHIF."""
+    base = settings.web.ohif_url.rstrip("/")
+    if not base and not (Path(settings.http.viewer_dir) / "index.html").is_file():
+        return ""
+    return f"{base}{BASE}?StudyInstanceUIDs={quote(study_uid, safe='')}"
 
 
 @router.get(BASE + "/app-config.js")

@@ -1,11 +1,13 @@
-// Upload by drag and drop or file picker: each file is POSTed (with the CSRF token) and stored
-// through the archive's ingest path; the table shows each file's result.
+// Upload by drag and drop or file picker: each file is sent with STOW-RS (POST /dicom-web/studies,
+// multipart/related, with the session's CSRF token), so it takes the ingest path every image
+// takes; the table shows each file's result from the store response.
 "use strict";
 (function () {
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const zone = document.getElementById("dropzone");
   const progress = document.getElementById("upload-progress");
   const body = document.querySelector("#upload-results tbody");
+  const REFERENCED = "00081199", FAILED = "00081198", SOP_INSTANCE = "00081155", TEXT_VALUE = "0040A160";
 
   function row(name, text, ok) {
     const tr = document.createElement("tr");
@@ -14,19 +16,29 @@
     body.appendChild(tr);
   }
 
+  const first = (item, tag) => ((item[tag] || {}).Value || [""])[0];
+
+  function stowBody(file, boundary) {
+    return new Blob([`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`, file, `\r\n--${boundary}--\r\n`]);
+  }
+
+  async function stow(file) {
+    const boundary = "pacsd-" + crypto.getRandomValues(new Uint32Array(4)).join("-");
+    const response = await fetch("/dicom-web/studies", {
+      method: "POST", body: stowBody(file, boundary), credentials: "same-origin",
+      headers: { "Content-Type": `multipart/related; type="application/dicom"; boundary=${boundary}`,
+                 "Accept": "application/dicom+json", "X-CSRF-Token": csrf },
+    });
+    const answer = await response.json().catch(() => ({ error: response.statusText }));
+    if (answer.error) { row(file.name, answer.error, false); return; }
+    for (const item of (answer[REFERENCED] || {}).Value || []) row(file.name, `stored (${first(item, SOP_INSTANCE)})`, true);
+    for (const item of (answer[FAILED] || {}).Value || []) row(file.name, `refused: ${first(item, TEXT_VALUE)}`, false);
+  }
+
   async function uploadAll(files) {
     progress.hidden = false; progress.max = files.length; progress.value = 0;
     for (const file of files) {
-      const form = new FormData();
-      form.append("files", file, file.name);
-      try {
-        const response = await fetch("/ui/upload", { method: "POST", body: form, credentials: "same-origin",
-                                                      headers: { "X-CSRF-Token": csrf } });
-        const answer = await response.json();
-        if (!answer.results) row(file.name, answer.error || response.statusText, false);
-        for (const r of answer.results || [])
-          row(r.file, r.ok ? `${r.action} (${r.sop_instance_uid})` : `refused: ${r.reason}`, r.ok);
-      } catch (error) { row(file.name, String(error), false); }
+      try { await stow(file); } catch (error) { row(file.name, String(error), false); }
       progress.value += 1;
     }
   }

@@ -1,5 +1,6 @@
-"""Actions on studies: download as a ZIP with a DICOMDIR, upload files, send to a known AE
-(C-STORE, as a background job with progress), delete (administrators, after confirmation).
+"""Actions on studies: download as a ZIP with a DICOMDIR, the upload page (files go in through
+STOW-RS), send to a known AE (C-STORE, as a background job with progress), delete
+(administrators, after confirmation).
 
 Every action first finds the study through the caller's visible accounts (else 404).
 """
@@ -11,14 +12,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 
 from pacsd.net.scu import scan_files, send_files
 from pacsd.services.deletion import delete_study
 from pacsd.services.export import export_fileset, instance_files
-from pacsd.services.ingest import Source
 from pacsd.storage.sanitize import path_component
 from pacsd.web.access import current_user, require_admin
 from pacsd.web.ui.jobs import Job
@@ -27,7 +27,6 @@ from pacsd.web.ui.templating import render
 
 log = logging.getLogger(__name__)
 router = APIRouter(dependencies=[Depends(current_user)])
-UPLOAD_CHUNK = 1024 * 1024
 
 
 @router.get("/ui/studies/{study_uid}/download.zip")
@@ -46,33 +45,11 @@ def download_zip(request: Request, study_uid: str) -> FileResponse:
 
 
 # -- upload ------------------------------------------------------------------------------------
-@router.get("/ui/upload")
+@router.get("/ui/upload", dependencies=[Depends(require_admin)])
 def upload_page(request: Request) -> Response:
+    """The drag-and-drop page; its script stores each file with STOW-RS (POST /dicom-web/studies),
+    which only administrators may do, so only they get the page."""
     return render(request, "upload.html")
-
-
-@router.post("/ui/upload")
-async def upload(request: Request, files: list[UploadFile]) -> JSONResponse:
-    """Store each uploaded file through the ingest path; report each file's outcome."""
-    archive = request.app.state.archive
-    peer = request.client.host if request.client else ""
-    results = []
-    for upload_file in files:
-        temp = archive.blobs.new_temp_path()
-        with open(temp, "wb") as out:
-            while chunk := await upload_file.read(UPLOAD_CHUNK):
-                out.write(chunk)
-        result = await _in_thread(archive.ingest.store, temp, Source("upload", peer=peer))
-        results.append({"file": upload_file.filename, "ok": result.ok, "action": result.action,
-                        "sop_instance_uid": result.sop_instance_uid, "reason": result.reason})
-    status = 200 if all(r["ok"] for r in results) else 409 if any(r["ok"] for r in results) else 400
-    return JSONResponse({"results": results}, status_code=status)
-
-
-async def _in_thread(func, *args):
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(func, *args)
 
 
 # -- send --------------------------------------------------------------------------------------

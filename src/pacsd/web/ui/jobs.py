@@ -1,5 +1,5 @@
-"""Background jobs the web interface starts (sending a study or series to an AE), with the
-progress and result their page polls.  Kept in memory: a restart forgets finished jobs.
+"""Background jobs the web interface starts (sending a study or series to an AE, having a
+remote PACS move a study), with the progress and result their page polls.  Kept in memory: a restart forgets finished jobs.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from pacsd.web.access import current_user, visible_accounts
 from pacsd.web.ui.lookups import visible_study
 from pacsd.web.ui.sheets import scan_sheet_links
 from pacsd.web.ui.templating import render
+from pacsd.web.viewer import ohif_study_link
 
 router = APIRouter(dependencies=[Depends(current_user)])
 PER_PAGE = 50
@@ -70,4 +71,4 @@ def study(request: Request, study_uid: str) -> Response:
     row = visible_study(request, study_uid)
     return render(request, "study.html", study=row, series=browse.series_of_study(archive.engine, row.pk),
                   known_aes=archive.settings.known_aes, sheets=scan_sheet_links(archive, study_uid),
-                  ohif_url=archive.settings.web.ohif_url.rstrip("/"))
+                  ohif_link=ohif_study_link(archive.settings, study_uid))

@@ -18,6 +18,7 @@ from pacsd.web.ui.lookups import visible_instance, visible_series, visible_study
 from pacsd.web.ui.images import frame_png, thumbnail_png
 from pacsd.web.ui.tags import tag_rows
 from pacsd.web.ui.templating import render
+from pacsd.web.viewer import ohif_study_link
 
 log = logging.getLogger(__name__)
 router = APIRouter(dependencies=[Depends(current_user)])
@@ -35,6 +36,7 @@ def viewer(request: Request, series_uid: str) -> Response:
     frames = [{"sop": e.sop_uid, "frame": f, "frames": e.frames, "number": e.instance_number}
               for e in entries for f in range(e.frames)]
     return render(request, "viewer.html", series=series_row, study=study, presets=PRESETS,
+                  ohif_link=ohif_study_link(archive.settings, series_row.study_uid),
                   viewer_data={"frames": frames, "presets": PRESETS})
 
 
