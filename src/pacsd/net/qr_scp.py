@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, _config, evt
 
 from pacsd.config import QueryRetrievePermission, Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import PacsError
+from pacsd.net.find_responses import EncodedIdentifier, reuse_pending_command_sets, send_encoded_identifiers
 from pacsd.net.pacing import wait_until_sent
 from pacsd.net.qr_models import MODEL_OF
 from pacsd.net.tcp import tune_association_socket
@@ -40,6 +42,9 @@ CANCELLED = 0xFE00
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC000
 NOT_PERMITTED = 0xC001  # a failure in the "unable to process" range, with an Error Comment
+# C-FIND answers queued at most before the listener is given a chance to read a C-CANCEL: waiting
+# after every answer cost more than building it (each wait is a thread hand-off).
+ANSWERS_PER_CANCEL_CHECK = 10
 
 
 def failure(status: int, comment: str) -> Dataset:
@@ -84,6 +89,10 @@ class QueryRetrieveService:
         self.query = QueryService(archive.engine, settings.server.ae_title, qr.case_insensitive_names,
                                   qr.max_results)
         self.retrieve = RetrieveService(archive.engine, archive.blobs)
+        # pynetdicom renders every C-FIND answer for a debug log line that nobody reads (its
+        # handlers are off): that cost more than building the answer.
+        _config.LOG_RESPONSE_IDENTIFIERS = False
+        send_encoded_identifiers()
 
     def add_contexts(self, ae: AE) -> None:
         for uid in MODEL_OF:
@@ -121,9 +130,17 @@ class QueryRetrieveService:
             log.warning("C-FIND from %s refused: %s", calling, exc)
             yield failure(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
             return
-        for answer in matches:
-            wait_until_sent(event.assoc)  # lets a C-CANCEL be read between answers
-            yield PENDING, answer
+        syntax = UID(event.context.transfer_syntax)
+        charset = identifier.get("SpecificCharacterSet")
+        back_to_pynetdicom = reuse_pending_command_sets(event.assoc)
+        try:
+            for number, answer in enumerate(matches):
+                if number % ANSWERS_PER_CANCEL_CHECK == 0:
+                    wait_until_sent(event.assoc)  # lets a C-CANCEL be read between answers
+                yield PENDING, EncodedIdentifier(answer.encoded(syntax.is_implicit_VR, syntax.is_little_endian,
+                                                                charset))
+        finally:
+            back_to_pynetdicom()
         if cancelled():
             log.info("C-FIND from %s cancelled", calling)
             yield CANCELLED, None
