@@ -43,8 +43,8 @@ def main() -> None:
         print(f"{'query':24} {'answers':>8} {'findscu ms':>11} {'service ms':>11} {'QIDO ms':>8}")
         for name, keys in QUERIES.items():
             all_keys = {k: "" for k in RETURN_KEYS} | keys
-            findscu = ["findscu", "-S", "-v", "-sr", "-aec", pacs.aet, HOST, str(pacs.port),
-                       "-k", "QueryRetrieveLevel=STUDY", *(arg for k, v in all_keys.items() for arg in ("-k", f"{k}={v}"))]
+            findscu = ["findscu", "-S", "-v", "-sr", "-aec", pacs.aet, HOST, str(pacs.port), "-k",
+                       "QueryRetrieveLevel=STUDY", *(arg for k, v in all_keys.items() for arg in ("-k", f"{k}={v}"))]
 
             def via_findscu() -> int:
                 out = subprocess.run(findscu, capture_output=True, text=True, check=True, env=DCMTK_ENV)

@@ -39,8 +39,9 @@ def arguments(default_studies: int) -> argparse.Namespace:
 
 @contextmanager
 def synthetic_pacs(studies: int, database: str | None = None) -> Iterator[RunningPacs]:
-    """A running pacsd (no fsync, no web login, at most MAX_RESULTS answers) whose index holds `studies` synthetic studies of
-    10 instances, on SQLite or on a fresh PostgreSQL database of the server `database`."""
+    """A running pacsd (no fsync, no web login, at most MAX_RESULTS answers) whose index holds
+    `studies` synthetic studies of 10 instances, on SQLite or on a fresh PostgreSQL database of the
+    server `database`."""
     with tempfile.TemporaryDirectory() as tmp, _index_database(database) as url:
         # No login: requests are timed without the per-request check of HTTP Basic credentials
         # (an argon2 verification by design), as a browser's session cookie would be.

@@ -11,6 +11,7 @@ from pydicom.uid import CTImageStorage, MRImageStorage, ExplicitVRLittleEndian, 
 from sqlalchemy import func, select
 
 from pacsd.index.schema import patients
+from tests.conftest import TESTDATA
 from tests.dicomgen import write_dicom
 from tests.synthetic_index import fill_index
 from tests.qr_support import TESTDATA_CHARSETS, archive_files, findscu
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.both_databases
 STUDY_A, STUDY_B, STUDY_C = generate_uid(), generate_uid(), generate_uid()
 JAPANESE = TESTDATA_CHARSETS / "charset_iso2022_ir87_japanese.dcm"
 CYRILLIC_GREEK = TESTDATA_CHARSETS / "charset_utf8_cyrillic_greek.dcm"
+LATIN1 = TESTDATA / "generated-dcmtk" / "encapsulated_pdf_dscs360.dcm"  # 'Müller^Jörg' in ISO_IR 100
 
 
 @pytest.fixture
@@ -188,7 +190,7 @@ def test_utf8_names_found_and_returned(archive, tmp_path):
 def _query_file(path: Path, charset, **keys) -> Path:
     query = Dataset()
     query.SpecificCharacterSet = charset
-    query.QueryRetrieveLevel = "STUDY"
+    query.QueryRetrieveLevel = keys.pop("QueryRetrieveLevel", "STUDY")
     for keyword, value in keys.items():
         setattr(query, keyword, value)
     query.file_meta = FileMetaDataset()
@@ -205,6 +207,48 @@ def test_iso2022_japanese_query_finds_and_returns_the_name(archive, tmp_path):
     (answer,) = answers
     assert str(answer.PatientName) == "Yamada^Tarou=山田^太郎=やまだ^たろう"
     assert answer.InstitutionName == "山田病院"
+
+
+def test_latin1_query_answered_in_latin1(archive, tmp_path):
+    archive_files(archive.archive, LATIN1)
+    query = _query_file(tmp_path / "query.dcm", "ISO_IR 100", PatientName="müller*", StudyInstanceUID="")
+    answers, run = findscu(archive, tmp_path / "q", query_file=query)
+    assert run.returncode == 0, run.stderr
+    (answer,) = answers
+    assert answer.SpecificCharacterSet == "ISO_IR 100"  # every value fits: the request's character set
+    assert str(answer.PatientName) == "Müller^Jörg"
+    assert "Müller^Jörg".encode("latin-1") in _raw_bytes(run, tmp_path / "q")
+
+
+def test_cyrillic_query_answered_in_iso_ir_144_when_every_value_fits(archive, tmp_path):
+    query = _query_file(tmp_path / "query.dcm", "ISO_IR 144", PatientID="RU-GR-0002", StudyDescription="")
+    answers, run = findscu(archive, tmp_path / "q", query_file=query)
+    (answer,) = answers
+    assert answer.SpecificCharacterSet == "ISO_IR 144"
+    assert answer.StudyDescription == "Исследование головы"
+
+
+def test_greek_series_query_answered_in_iso_ir_126(archive, tmp_path):
+    query = _query_file(tmp_path / "query.dcm", "ISO_IR 126", QueryRetrieveLevel="SERIES",
+                        SeriesDescription="Χάρτης*", SeriesInstanceUID="")
+    answers, run = findscu(archive, tmp_path / "q", query_file=query)
+    (answer,) = answers
+    assert answer.SpecificCharacterSet == "ISO_IR 126"
+    assert answer.SeriesDescription == "Χάρτης πεδίου"
+
+
+def test_answer_falls_back_to_utf8_when_a_value_does_not_fit_the_request_charset(archive, tmp_path):
+    query = _query_file(tmp_path / "query.dcm", "ISO_IR 144", PatientName="ИВАНОВ*", InstitutionName="")
+    answers, run = findscu(archive, tmp_path / "q", query_file=query)
+    (answer,) = answers  # matched in Cyrillic; the Greek name group and 'Zürich' are not in ISO_IR 144
+    assert answer.SpecificCharacterSet == "ISO_IR 192"
+    assert str(answer.PatientName) == "Иванов^Пётр=Παπαδόπουλος^Γιώργος"
+    assert answer.InstitutionName == "Universität Zürich"
+
+
+def _raw_bytes(run, out: Path) -> bytes:
+    (path,) = sorted(out.glob("rsp*.dcm"))
+    return path.read_bytes()
 
 
 def test_result_limit(pacs_factory, tmp_path):

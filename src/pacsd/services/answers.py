@@ -103,7 +103,8 @@ class Answer:
         dataset = Dataset()
         if charset:
             dataset.SpecificCharacterSet = charset
-        dataset.set_original_encoding(implicit_vr, little_endian, convert_encodings(charset) if charset else default_encoding)
+        encodings = convert_encodings(charset) if charset else default_encoding
+        dataset.set_original_encoding(implicit_vr, little_endian, encodings)
         dataset[QUERY_RETRIEVE_LEVEL] = _raw(QUERY_RETRIEVE_LEVEL, "CS", (self.level,), implicit_vr, little_endian)
         for tag, element in self.elements.items():
             dataset[tag] = _dataset_element(tag, element, implicit_vr, little_endian)
