@@ -18,7 +18,7 @@ from tests.qr_support import TESTDATA_CHARSETS, archive_files, findscu
 
 pytestmark = pytest.mark.both_databases
 
-STUDY_A, STUDY_B, STUDY_C = generate_uid(), generate_uid(), generate_uid()
+STUDY_A, STUDY_B, STUDY_C, STUDY_D = generate_uid(), generate_uid(), generate_uid(), generate_uid()
 JAPANESE = TESTDATA_CHARSETS / "charset_iso2022_ir87_japanese.dcm"
 CYRILLIC_GREEK = TESTDATA_CHARSETS / "charset_utf8_cyrillic_greek.dcm"
 LATIN1 = TESTDATA / "generated-dcmtk" / "encapsulated_pdf_dscs360.dcm"  # 'Müller^Jörg' in ISO_IR 100
@@ -170,6 +170,52 @@ def test_image_level(archive, tmp_path, model):
     answers, _ = findscu(archive, tmp_path / "q2", f"StudyInstanceUID={STUDY_A}", "InstanceNumber=2",
                          "SOPInstanceUID", model=model, level="IMAGE")
     assert len(answers) == 1
+
+
+@pytest.fixture
+def timed_series(pacs, tmp_path):
+    """Study D: a CT series of images 0-2 acquired 09:58 .. 10:10 +01:00 on 2020-01-05 (SeriesDate
+    20200105), an MR series of image 9 acquired on 2020-02-01 (SeriesDate 20200201, DT of a day)."""
+    ct, mr = generate_uid(), generate_uid()
+    stamps = ["20200105095800+0100", "20200105100500.5+0100", "20200105101000+0100"]
+    files = [write_dicom(tmp_path / f"d{i}.dcm", StudyInstanceUID=STUDY_D, SeriesInstanceUID=ct, InstanceNumber=i,
+                         SeriesDate="20200105", AcquisitionDateTime=stamp, PatientID="PD")
+             for i, stamp in enumerate(stamps)]
+    files.append(write_dicom(tmp_path / "d9.dcm", StudyInstanceUID=STUDY_D, SeriesInstanceUID=mr, Modality="MR",
+                             SOPClassUID=MRImageStorage, SeriesDate="20200201", AcquisitionDateTime="20200201",
+                             PatientID="PD", InstanceNumber=9))
+    archive_files(pacs.archive, *files)
+    return pacs, ct, mr
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("20200105090000-20200105090600", {1}),  # in UTC: 08:58, 09:05:00.5, 09:10
+    ("20200105095500+0100-20200105100000+0100", {0}),  # bounds with an offset
+    ("20200105090600-", {2, 9}),
+    ("-20200105", {0, 1, 2}),
+])
+def test_datetime_range_at_image_level(timed_series, tmp_path, value, expected):
+    pacs, _, _ = timed_series
+    answers, run = findscu(pacs, tmp_path / "q", f"StudyInstanceUID={STUDY_D}", f"AcquisitionDateTime={value}",
+                           "SOPInstanceUID", "InstanceNumber", level="IMAGE")
+    assert run.returncode == 0, run.stderr
+    assert {int(a.InstanceNumber) for a in answers} == expected
+
+
+@pytest.mark.parametrize("keys, expected", [
+    (("SeriesDate=20200101-20200131",), "ct"),
+    (("SeriesDate=20200201-",), "mr"),
+    (("Modality=C*",), "ct"),
+    (("Modality=?R",), "mr"),
+    (("Modality=*", "SeriesDate=-20191231"), None),
+])
+def test_series_level_date_range_and_modality_wildcard(timed_series, tmp_path, keys, expected):
+    pacs, ct, mr = timed_series
+    returned = [k for k in ("Modality", "SeriesDate") if not any(key.startswith(k) for key in keys)]
+    answers, run = findscu(pacs, tmp_path / "q", f"StudyInstanceUID={STUDY_D}", *keys, *returned,
+                           "SeriesInstanceUID", level="SERIES")  # (findscu: a later -k of a key replaces it)
+    assert run.returncode == 0, run.stderr
+    assert {str(a.SeriesInstanceUID) for a in answers} == ({{"ct": ct, "mr": mr}[expected]} if expected else set())
 
 
 def test_key_outside_the_index_matches_the_stored_header(archive, tmp_path):

@@ -3,6 +3,10 @@
 A query value becomes a `Condition` (universal, single value, wildcard, range, or a list of
 these); a condition becomes a SQLAlchemy Core expression over one column, or tests a value in
 Python.  It knows nothing of tables, levels or protocols (see `query_keys` and `services.query`).
+
+Date-times (DT) with a UTC offset (&ZZXX) are compared in UTC, both the stored value and the
+query's bounds; a DT without an offset is in its creator's local time, which the archive cannot
+know, so it is compared as written.  (No DT is an index column: DT keys match in Python.)
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, false, or_, true
 
@@ -32,6 +37,7 @@ class Condition:
     high: str = ""  # range: upper bound ('' = open)
     parts: tuple[Condition, ...] = ()  # any: the alternatives
     fold_case: bool = False  # compare upper-cased (person names)
+    in_utc: bool = False  # date-times: compare values with a UTC offset in UTC
 
     @property
     def is_universal(self) -> bool:
@@ -62,6 +68,8 @@ def _clean(vr: str, value) -> str:
 def _parse_one(vr: str, value: str, fold_case: bool) -> Condition:
     if fold_case:
         value = value.upper()
+    if vr == "DT":
+        return _parse_datetime(value)
     if vr in RANGE_VRS and "-" in value:
         low, _, high = value.partition("-")
         return Condition("range", low=low.strip(), high=high.strip(), fold_case=fold_case)
@@ -70,6 +78,39 @@ def _parse_one(vr: str, value: str, fold_case: bool) -> Condition:
             return UNIVERSAL
         return Condition("wildcard", value=value, fold_case=fold_case)
     return Condition("single", value=value, fold_case=fold_case)
+
+
+def _parse_datetime(value: str) -> Condition:
+    """A DT single value or range; a '-' after at least YYYYMMDDHH followed by four digits and
+    nothing else starts a UTC offset, any other '-' separates the bounds."""
+    bounds = None if _DT_OFFSET.fullmatch(value.strip()) else _DT_RANGE.fullmatch(value)
+    if bounds is None:
+        return Condition("single", value=in_utc(value), in_utc=True)
+    return Condition("range", low=in_utc(bounds["low"]), high=in_utc(bounds["high"]), in_utc=True)
+
+
+_DT = r"\d{4,}(?:\.\d*)?(?:[+-]\d{4})?"
+_DT_RANGE = re.compile(rf"\s*(?P<low>(?:{_DT})?)\s*-\s*(?P<high>(?:{_DT})?)\s*")
+_DT_OFFSET = re.compile(r"(?P<stamp>\d{10,})(?P<fraction>\.\d*)?(?P<sign>[+-])(?P<hours>\d\d)(?P<minutes>\d\d)")
+
+
+def in_utc(value: str) -> str:
+    """A DT value with a UTC offset (and at least hours) as the same instant in UTC, at the same
+    precision and without the offset; any other value unchanged."""
+    found = _DT_OFFSET.fullmatch(value.strip())
+    if found is None:
+        return value.strip()
+    stamp, fraction = found["stamp"], found["fraction"] or ""
+    if len(stamp) % 2 or len(stamp) > 14:
+        return stamp + fraction
+    shift = timedelta(hours=int(found["hours"]), minutes=int(found["minutes"]))
+    layout = "%Y%m%d%H%M%S"[: len(stamp) - 2]  # %Y for four digits, a two-letter field per two more
+    try:
+        moment = datetime.strptime(stamp, layout)
+    except ValueError:
+        return stamp + fraction
+    moment = moment - shift if found["sign"] == "+" else moment + shift
+    return moment.strftime(layout) + fraction
 
 
 # -- SQL ------------------------------------------------------------------------------------
@@ -131,6 +172,8 @@ def matches(condition: Condition, value: str | Sequence[str] | None, separator: 
 def _matches_text(condition: Condition, text: str) -> bool:
     if condition.fold_case:
         text = text.upper()
+    if condition.in_utc:
+        text = in_utc(text)
     if condition.kind == "any":
         return any(_matches_text(p, text) for p in condition.parts)
     if condition.kind == "range":
