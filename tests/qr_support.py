@@ -34,7 +34,7 @@ def findscu(pacs, out: Path, *keys: str, model: str = "-S", level: str = "STUDY"
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("rsp*.dcm"):
         old.unlink()
-    args = [*extra, model, "-v", "-X", "-od", str(out), "-aet", aet, "-aec", pacs.aet, HOST, str(pacs.port)]
+    args = [model, "-v", *extra, "-X", "-od", str(out), "-aet", aet, "-aec", pacs.aet, HOST, str(pacs.port)]
     if query_file is None:
         args += ["-k", f"QueryRetrieveLevel={level}"]
     else:

@@ -297,6 +297,15 @@ def _raw_bytes(run, out: Path) -> bytes:
     return path.read_bytes()
 
 
+def test_find_not_permitted_is_refused(pacs_factory, tmp_path):
+    pacs = pacs_factory(query_retrieve={"permissions": [{"ae_title": "FINDSCU", "find": False}]})
+    archive_files(pacs.archive, write_dicom(tmp_path / "x.dcm", PatientID="NOPE"))
+    answers, run = findscu(pacs, tmp_path / "q", "PatientID", extra=("-d",))  # -d: the Error Comment too
+    assert answers == []
+    assert "DIMSE Status                  : 0xc001" in run.stderr, run.stderr[-2000:]
+    assert "FINDSCU may not query" in run.stderr  # the Error Comment
+
+
 def test_result_limit(pacs_factory, tmp_path):
     pacs = pacs_factory(query_retrieve={"max_results": 2})
     archive_files(pacs.archive, *(write_dicom(tmp_path / f"{i}.dcm", PatientID=f"L{i}") for i in range(4)))

@@ -126,11 +126,24 @@ def test_unknown_destination_is_refused_with_a801(one_study, tmp_path):
     assert list(received.iterdir()) == []
 
 
-def test_destination_outside_the_callers_permissions_is_refused(one_study, tmp_path):
-    permissions = {"permissions": [{"ae_title": "MOVER", "destinations": ["ELSEWHERE"]}]}
+@pytest.mark.parametrize("permission, reason", [
+    ({"destinations": ["ELSEWHERE"]}, "may not move to this destination"),
+    ({"move": False}, "may not move"),
+])
+def test_move_outside_the_callers_permissions_is_refused_as_not_permitted(one_study, tmp_path, permission, reason):
+    permissions = {"permissions": [{"ae_title": "MOVER", **permission}]}
     run, received = with_pacsd_and_storescp(tmp_path, "+xa", *movescu(f"StudyInstanceUID={STUDY}"),
                                             query_retrieve=permissions)
-    assert "MoveDestinationUnknown" in run.stderr or "a801" in run.stderr.lower(), run.stderr[-3000:]
+    assert "DIMSE Status                  : 0xc001" in run.stderr, run.stderr[-3000:]  # not "destination unknown"
+    assert reason in run.stderr  # the Error Comment
+    assert "a801" not in run.stderr.lower()
+    assert list(received.iterdir()) == []
+
+
+def test_move_with_an_invalid_identifier_fails_with_a900(one_study, tmp_path):
+    run, received = with_pacsd_and_storescp(tmp_path, "+xa", *movescu(f"StudyInstanceUID={STUDY}", level="BOGUS"))
+    assert "DIMSE Status                  : 0xa900" in run.stderr, run.stderr[-3000:]
+    assert "unknown query level" in run.stderr
     assert list(received.iterdir()) == []
 
 

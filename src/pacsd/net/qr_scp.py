@@ -14,6 +14,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, _config, evt
+from pynetdicom.dimse_primitives import C_MOVE
 
 from pacsd.config import QueryRetrievePermission, Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
@@ -150,12 +151,21 @@ class QueryRetrieveService:
         calling = event.assoc.requestor.ae_title.strip()
         destination = str(event.move_destination).strip()
         known = self.settings.known_ae(destination)
-        refusal = _move_refusal(self.settings.query_retrieve.permission(calling), destination, known)
-        if refusal:
-            log.warning("C-MOVE from %s to %s refused (0xA801): %s", calling, destination, refusal)
+        if known is None:
+            log.warning("C-MOVE from %s refused (0xA801): %s is not a known AE (add it to known_aes)",
+                        calling, destination)
             yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
             return
-        selected = self._select(event, calling, "C-MOVE")
+        refusal = _move_refusal(self.settings.query_retrieve.permission(calling), destination)
+        if refusal:
+            log.warning("C-MOVE from %s to %s refused: %s", calling, destination, refusal)
+            yield from _refuse_move(event, NOT_PERMITTED, refusal)
+            return
+        try:
+            selected = self._select(event, calling, "C-MOVE")
+        except PacsError as exc:
+            yield from _refuse_move(event, IDENTIFIER_DOES_NOT_MATCH, str(exc))
+            return
         sub_association = []
         yield known.host, known.port, {
             "ae_title": known.ae_title,
@@ -219,10 +229,27 @@ class QueryRetrieveService:
             yield PENDING, prepared if isinstance(prepared, Dataset) else file_stand_in(instance, prepared)
 
 
-def _move_refusal(permission: QueryRetrievePermission | None, destination: str, known) -> str:
-    """Why a C-MOVE may not go ahead ('' when it may)."""
-    if known is None:
-        return "not a known AE (add it to known_aes)"
+def _refuse_move(event, status: int, comment: str) -> Iterator:
+    """End a C-MOVE with `status` and `comment` before any sub-operation.
+
+    pynetdicom's C-MOVE handlers can refuse only with 0xA801 (by yielding no destination): the
+    association's next C-MOVE response, that 0xA801, is sent with our status and comment instead.
+    """
+    dimse = event.assoc.dimse
+    send_msg = dimse.send_msg
+
+    def send(primitive, context_id: int) -> None:
+        dimse.send_msg = send_msg
+        if isinstance(primitive, C_MOVE) and primitive.Status == 0xA801:
+            primitive.Status, primitive.ErrorComment = status, comment[:64]
+        send_msg(primitive, context_id)
+
+    dimse.send_msg = send
+    yield None, None
+
+
+def _move_refusal(permission: QueryRetrievePermission | None, destination: str) -> str:
+    """Why the calling AE may not move to a known `destination` ('' when it may)."""
     if permission is None or not permission.move:
         return "the calling AE may not move"
     if not permission.may_move_to(destination):
