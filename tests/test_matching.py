@@ -8,7 +8,7 @@ from sqlalchemy import Column, MetaData, String, Table, insert, select
 from pacsd.index.engine import open_index
 from pacsd.index.matching import in_utc, matches, parse_condition, to_sql
 
-VALUES = ["DOE^JOHN", "doe^jane", "DOE_X", "DOE%Y", "A\\B", "CT\\MR", "MR", "", "Yamada^Tarou=山田^太郎",
+VALUES = ["DOE^JOHN", "doe^jane", "DOE_X", "DOE%Y", "A\\B", "CT\\MR", "MR", "", "Yamada^Tarou=山田^太郎", "ROE^A=DOE^B",
           "20200105", "20191231", "101500.25", "1015"]
 
 CASES = [
@@ -51,6 +51,10 @@ def test_some_answers_by_hand():
     assert matches(parse_condition("TM", "-1015", False), "101530")  # the upper bound's whole minute
     assert not matches(parse_condition("DA", "20200101-", False), "")  # empty never matches a range
     assert parse_condition("UI", "1.2*", False).kind == "single"  # UIDs have no wildcards
+    # an ASCII name pattern looks at the alphabetic group only, any other at every group
+    assert not matches(parse_condition("PN", "DOE*", True), "ROE^A=DOE^B", "=")
+    assert matches(parse_condition("PN", "ROE^A", True), "ROE^A=DOE^B", "=")
+    assert matches(parse_condition("PN", "やまだ*", True), "Yamada^Tarou=山田^太郎=やまだ^たろう", "=")
 
 
 @pytest.mark.parametrize("query, stored, expected", [

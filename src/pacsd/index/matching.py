@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, false, or_, true
 
 RANGE_VRS = {"DA", "TM", "DT"}
+PERSON_NAME_GROUPS = "="  # joins a person name's alphabetic, ideographic and phonetic groups
 # VRs whose values are never wildcard-matched: a '*' or '?' there is a literal character.
 _NO_WILDCARD_VRS = {"UI", "DA", "TM", "DT", "IS", "DS", "SL", "SS", "UL", "US", "FL", "FD", "AT"}
 LIKE_ESCAPE = "\\"
@@ -152,8 +153,18 @@ def to_sql(condition: Condition, column, separator: str | None = None) -> Column
     if separator is None:
         return whole
     sep = escape_like(separator)
-    return or_(whole, *(column.like(p, escape=LIKE_ESCAPE) for p in (
-        f"{pattern}{sep}%", f"%{sep}{pattern}", f"%{sep}{pattern}{sep}%")))
+    values = [f"{pattern}{sep}%"]
+    if not _first_value_only(condition, separator):
+        values += [f"%{sep}{pattern}", f"%{sep}{pattern}{sep}%"]
+    return or_(whole, *(column.like(p, escape=LIKE_ESCAPE) for p in values))
+
+
+def _first_value_only(condition: Condition, separator: str) -> bool:
+    """A person name pattern in ASCII is matched against the alphabetic group only (the whole
+    value or its first group): ideographic and phonetic groups are not written in ASCII, and
+    testing them too cost three more LIKEs per row (a third of a name search's time)."""
+    values = [part.value for part in condition.parts] if condition.kind == "any" else [condition.value]
+    return separator == PERSON_NAME_GROUPS and all(value.isascii() for value in values)
 
 
 # -- Python ---------------------------------------------------------------------------------
@@ -165,7 +176,8 @@ def matches(condition: Condition, value: str | Sequence[str] | None, separator: 
         return False
     candidates = [value] if isinstance(value, str) else [str(v) for v in value]
     if separator is not None:
-        candidates = [part for text in candidates for part in (text, *text.split(separator))]
+        groups = 1 if _first_value_only(condition, separator) else None
+        candidates = [part for text in candidates for part in (text, *text.split(separator)[:groups])]
     return any(_matches_text(condition, text.strip(" \x00")) for text in candidates)
 
 
