@@ -43,9 +43,11 @@ CANCELLED = 0xFE00
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC000
 NOT_PERMITTED = 0xC001  # a failure in the "unable to process" range, with an Error Comment
-# C-FIND answers queued at most before the listener is given a chance to read a C-CANCEL: waiting
-# after every answer cost more than building it (each wait is a thread hand-off).
-ANSWERS_PER_CANCEL_CHECK = 10
+# pynetdicom reads the peer (a C-CANCEL) only once no answer waits to go out; a handler waits for
+# that when it sees the peer has sent something (it looks every PEEK_EVERY answers), and after
+# MOST_ANSWERS_QUEUED answers (which bounds the queue).  Waiting, or looking, after every answer
+# cost more than building it: each releases the GIL, a thread hand-off.
+MOST_ANSWERS_QUEUED, PEEK_EVERY = 50, 10
 
 
 def failure(status: int, comment: str) -> Dataset:
@@ -136,7 +138,7 @@ class QueryRetrieveService:
         back_to_pynetdicom = reuse_pending_command_sets(event.assoc)
         try:
             for number, answer in enumerate(matches):
-                if number % ANSWERS_PER_CANCEL_CHECK == 0:
+                if number % MOST_ANSWERS_QUEUED == 0 or (number % PEEK_EVERY == 0 and _peer_has_sent(event.assoc)):
                     wait_until_sent(event.assoc)  # lets a C-CANCEL be read between answers
                 yield PENDING, EncodedIdentifier(answer.encoded(syntax.is_implicit_VR, syntax.is_little_endian,
                                                                 charset))
@@ -227,6 +229,11 @@ class QueryRetrieveService:
                 log.warning("retrieve sub-operation failed: %s", exc)
                 prepared = unsendable(instance)
             yield PENDING, prepared if isinstance(prepared, Dataset) else file_stand_in(instance, prepared)
+
+
+def _peer_has_sent(assoc) -> bool:
+    """Whether bytes from the peer wait to be read (a select with no timeout)."""
+    return assoc.dul.socket is not None and assoc.dul.socket.ready
 
 
 def _refuse_move(event, status: int, comment: str) -> Iterator:
