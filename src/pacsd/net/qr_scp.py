@@ -92,9 +92,9 @@ class QueryRetrieveService:
         self.query = QueryService(archive.engine, settings.server.ae_title, qr.case_insensitive_names,
                                   qr.max_results)
         self.retrieve = RetrieveService(archive.engine, archive.blobs)
-        # pynetdicom renders every C-FIND answer for a debug log line that nobody reads (its
-        # handlers are off): that cost more than building the answer.
-        _config.LOG_RESPONSE_IDENTIFIERS = False
+        # pynetdicom decodes and renders every request and answer identifier for log lines nobody
+        # reads (its handlers are off): that cost more than building the answer.
+        _config.LOG_REQUEST_IDENTIFIERS = _config.LOG_RESPONSE_IDENTIFIERS = False
         send_encoded_identifiers()
 
     def add_contexts(self, ae: AE) -> None:
