@@ -140,8 +140,7 @@ class QueryRetrieveService:
             for number, answer in enumerate(matches):
                 if number % MOST_ANSWERS_QUEUED == 0 or (number % PEEK_EVERY == 0 and _peer_has_sent(event.assoc)):
                     wait_until_sent(event.assoc)  # lets a C-CANCEL be read between answers
-                yield PENDING, EncodedIdentifier(answer.encoded(syntax.is_implicit_VR, syntax.is_little_endian,
-                                                                charset))
+                yield PENDING, _identifier(answer, syntax, charset)
         finally:
             back_to_pynetdicom()
         if cancelled():
@@ -229,6 +228,13 @@ class QueryRetrieveService:
                 log.warning("retrieve sub-operation failed: %s", exc)
                 prepared = unsendable(instance)
             yield PENDING, prepared if isinstance(prepared, Dataset) else file_stand_in(instance, prepared)
+
+
+def _identifier(answer, syntax: UID, charset) -> Dataset:
+    """A C-FIND answer as pynetdicom sends it: already encoded, unless pynetdicom must deflate it."""
+    if syntax.is_deflated:
+        return answer.as_dataset(syntax.is_implicit_VR, syntax.is_little_endian, charset)
+    return EncodedIdentifier(answer.encoded(syntax.is_implicit_VR, syntax.is_little_endian, charset))
 
 
 def _peer_has_sent(assoc) -> bool:
