@@ -58,7 +58,8 @@ def test_big_endian_is_left_to_pydicom():
 def test_json_values_by_vr():
     as_json = answer(PatientName=["Yamada^Tarou=山田^太郎"], NumberOfStudyRelatedInstances=["12"],
                      StudyDescription=[]).as_json()
-    assert as_json["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎"}]}
+    name = {"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎"}
+    assert as_json["00100010"] == {"vr": "PN", "Value": [name]}
     assert as_json["00201208"] == {"vr": "IS", "Value": [12]}
     assert as_json["00081030"] == {"vr": "LO"}
     assert as_json["00080005"] == {"vr": "CS", "Value": ["ISO_IR 192"]}
