@@ -3,7 +3,7 @@ of one 500-instance series.  Targets: QIDO under 50 ms, that metadata under 200 
 
 The index is filled directly (tests/synthetic_index.py) plus one series of 500 instances whose
 stored headers are the real header of a CT from the shared test data.
-Usage: python bench/dicomweb.py [--studies 9950] [--repeat 15]
+Usage: python bench/dicomweb.py [--studies 9950] [--repeat 15] [--database URL|temp]
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pacsd.dicom.header import read_header  # noqa: E402
 from pacsd.index.schema import instances, patients, series, studies  # noqa: E402
 from pacsd.services.ingest import header_json  # noqa: E402
-from pacsd.web.server import WebServer  # noqa: E402
-from bench.harness import arguments, median_ms, synthetic_pacs  # noqa: E402
-from tests.conftest import HOST, TESTDATA  # noqa: E402
+from bench.harness import arguments, median_ms, synthetic_pacs, web_server  # noqa: E402
+from tests.conftest import TESTDATA  # noqa: E402
 
 BIG_SERIES = 500
 STUDY_QUERIES = {
@@ -58,13 +57,10 @@ def add_big_series(engine, n_studies: int) -> tuple[str, str]:
 
 def main() -> None:
     args = arguments(default_studies=9_950)
-    with synthetic_pacs(args.studies) as pacs:
+    with synthetic_pacs(args.studies, args.database) as pacs:
         study_uid, series_uid = add_big_series(pacs.archive.engine, args.studies)
-        web = WebServer(pacs.archive, HOST, 0)
-        web.start()
-        base = f"http://{HOST}:{web.address[1]}/dicom-web"
         print(f"+ one series of {BIG_SERIES} CT instances; medians of {args.repeat} requests over HTTP (keep-alive)")
-        try:
+        with web_server(pacs) as base:
             with httpx.Client(timeout=60) as http:
                 for name, params in STUDY_QUERIES.items():
                     ms, response = median_ms(lambda: http.get(f"{base}/studies", params=params).raise_for_status(),
@@ -75,8 +71,6 @@ def main() -> None:
                 size = len(response.content) / 1e6
                 print(f"WADO-RS series metadata, {len(json.loads(response.content))} instances ({size:.1f} MB)"
                       f" {ms:8.1f} ms  (target 200)")
-        finally:
-            web.stop()
 
 
 if __name__ == "__main__":

@@ -54,10 +54,10 @@ def free_port() -> int:
 
 
 def dcmtk(tool: str, *args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run a DCMTK tool; its output is returned (text), never raised on a non-zero exit."""
+    """Run a DCMTK tool; its output is returned (text, undecodable bytes replaced), never raised on failure."""
     if shutil.which(tool) is None:
         pytest.fail(f"DCMTK tool {tool} is missing: `make test` installs dcmtk")
-    return subprocess.run([tool, *args], capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([tool, *args], capture_output=True, text=True, errors="replace", timeout=timeout,
                           env={**os.environ, **(env or {})})
 
 

@@ -14,9 +14,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from pacsd.services.ingest import Source
-from tests.conftest import HOST, VENV_BIN, dcmtk
+from tests.conftest import HOST, TESTDATA, VENV_BIN, dcmtk
 
-TESTDATA_CHARSETS = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "dicom" / "generated-pydicom"
+TESTDATA_CHARSETS = TESTDATA / "generated-pydicom"
 
 
 def archive_files(archive, *paths: Path) -> None:
@@ -34,7 +34,7 @@ def findscu(pacs, out: Path, *keys: str, model: str = "-S", level: str = "STUDY"
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("rsp*.dcm"):
         old.unlink()
-    args = [*extra, model, "-v", "-X", "-od", str(out), "-aet", aet, "-aec", pacs.aet, HOST, str(pacs.port)]
+    args = [model, "-v", *extra, "-X", "-od", str(out), "-aet", aet, "-aec", pacs.aet, HOST, str(pacs.port)]
     if query_file is None:
         args += ["-k", f"QueryRetrieveLevel={level}"]
     else:

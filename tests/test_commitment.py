@@ -235,3 +235,37 @@ def test_a_due_request_is_taken_by_one_node(pacs):
     finally:
         for jobs in nodes:
             jobs.engine.dispose()
+
+
+def test_restart_makes_undelivered_requests_due_but_not_one_another_node_is_sending(pacs):
+    service = commitment_service(pacs)
+    service.stop()  # nothing takes the work below but this test
+    jobs = service.jobs
+    claimed, retrying, waiting = (
+        jobs.record_request(generate_uid(), [Reference(CTImageStorage, generate_uid())], "NODE", "") for _ in range(3))
+    jobs.schedule([claimed, retrying, waiting])
+    assert all(jobs.claim(pk) for pk in (claimed, retrying, waiting))
+    jobs.failed(jobs.report(retrying), "new", "association refused")  # retries in retry_first_delay
+    jobs.wait_for_requester(jobs.report(waiting), "no route")
+    assert jobs.due() == []  # `claimed`: another node holds it and may be sending its report now
+    jobs.schedule_all_after_restart()
+    assert sorted(jobs.due()) == sorted([retrying, waiting])
+    assert not jobs.claim(claimed)
+
+
+def test_retry_delay_grows_by_the_backoff_up_to_its_cap(pacs):
+    service = commitment_service(pacs)
+    service.stop()
+    settings = pacs.settings.commitment.model_copy(
+        update={"retry_first_delay": 2.0, "retry_backoff": 3.0, "retry_max_delay": 30.0, "max_attempts": 10})
+    jobs = type(service.jobs)(pacs.archive.engine, pacs.archive.blobs, settings)
+    assert [jobs.retry_delay(attempt) for attempt in range(1, 7)] == [2, 6, 18, 30, 30, 30]
+    pk = jobs.record_request(generate_uid(), [Reference(CTImageStorage, generate_uid())], "NODE", "")
+    jobs.schedule([pk])
+    waits = []
+    for _ in range(4):  # each failed attempt schedules the next one that much later
+        jobs.failed(jobs.report(pk), "new", "refused")
+        (row,) = request_rows(pacs)
+        attempt_at = delivery_rows(pacs)[-1].at
+        waits.append(round((row.next_attempt_at - attempt_at).total_seconds()))
+    assert waits == [2, 6, 18, 30]

@@ -11,15 +11,17 @@ from pydicom.uid import CTImageStorage, MRImageStorage, ExplicitVRLittleEndian, 
 from sqlalchemy import func, select
 
 from pacsd.index.schema import patients
+from tests.conftest import TESTDATA
 from tests.dicomgen import write_dicom
 from tests.synthetic_index import fill_index
 from tests.qr_support import TESTDATA_CHARSETS, archive_files, findscu
 
 pytestmark = pytest.mark.both_databases
 
-STUDY_A, STUDY_B, STUDY_C = generate_uid(), generate_uid(), generate_uid()
+STUDY_A, STUDY_B, STUDY_C, STUDY_D = generate_uid(), generate_uid(), generate_uid(), generate_uid()
 JAPANESE = TESTDATA_CHARSETS / "charset_iso2022_ir87_japanese.dcm"
 CYRILLIC_GREEK = TESTDATA_CHARSETS / "charset_utf8_cyrillic_greek.dcm"
+LATIN1 = TESTDATA / "generated-dcmtk" / "encapsulated_pdf_dscs360.dcm"  # 'Müller^Jörg' in ISO_IR 100
 
 
 @pytest.fixture
@@ -170,6 +172,52 @@ def test_image_level(archive, tmp_path, model):
     assert len(answers) == 1
 
 
+@pytest.fixture
+def timed_series(pacs, tmp_path):
+    """Study D: a CT series of images 0-2 acquired 09:58 .. 10:10 +01:00 on 2020-01-05 (SeriesDate
+    20200105), an MR series of image 9 acquired on 2020-02-01 (SeriesDate 20200201, DT of a day)."""
+    ct, mr = generate_uid(), generate_uid()
+    stamps = ["20200105095800+0100", "20200105100500.5+0100", "20200105101000+0100"]
+    files = [write_dicom(tmp_path / f"d{i}.dcm", StudyInstanceUID=STUDY_D, SeriesInstanceUID=ct, InstanceNumber=i,
+                         SeriesDate="20200105", AcquisitionDateTime=stamp, PatientID="PD")
+             for i, stamp in enumerate(stamps)]
+    files.append(write_dicom(tmp_path / "d9.dcm", StudyInstanceUID=STUDY_D, SeriesInstanceUID=mr, Modality="MR",
+                             SOPClassUID=MRImageStorage, SeriesDate="20200201", AcquisitionDateTime="20200201",
+                             PatientID="PD", InstanceNumber=9))
+    archive_files(pacs.archive, *files)
+    return pacs, ct, mr
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("20200105090000-20200105090600", {1}),  # in UTC: 08:58, 09:05:00.5, 09:10
+    ("20200105095500+0100-20200105100000+0100", {0}),  # bounds with an offset
+    ("20200105090600-", {2, 9}),
+    ("-20200105", {0, 1, 2}),
+])
+def test_datetime_range_at_image_level(timed_series, tmp_path, value, expected):
+    pacs, _, _ = timed_series
+    answers, run = findscu(pacs, tmp_path / "q", f"StudyInstanceUID={STUDY_D}", f"AcquisitionDateTime={value}",
+                           "SOPInstanceUID", "InstanceNumber", level="IMAGE")
+    assert run.returncode == 0, run.stderr
+    assert {int(a.InstanceNumber) for a in answers} == expected
+
+
+@pytest.mark.parametrize("keys, expected", [
+    (("SeriesDate=20200101-20200131",), "ct"),
+    (("SeriesDate=20200201-",), "mr"),
+    (("Modality=C*",), "ct"),
+    (("Modality=?R",), "mr"),
+    (("Modality=*", "SeriesDate=-20191231"), None),
+])
+def test_series_level_date_range_and_modality_wildcard(timed_series, tmp_path, keys, expected):
+    pacs, ct, mr = timed_series
+    returned = [k for k in ("Modality", "SeriesDate") if not any(key.startswith(k) for key in keys)]
+    answers, run = findscu(pacs, tmp_path / "q", f"StudyInstanceUID={STUDY_D}", *keys, *returned,
+                           "SeriesInstanceUID", level="SERIES")  # (findscu: a later -k of a key replaces it)
+    assert run.returncode == 0, run.stderr
+    assert {str(a.SeriesInstanceUID) for a in answers} == ({{"ct": ct, "mr": mr}[expected]} if expected else set())
+
+
 def test_key_outside_the_index_matches_the_stored_header(archive, tmp_path):
     answers, _ = findscu(archive, tmp_path / "q", "PatientBirthDate", "Manufacturer=*", "PatientSex=O",
                          "StudyDescription=Knee")
@@ -188,7 +236,7 @@ def test_utf8_names_found_and_returned(archive, tmp_path):
 def _query_file(path: Path, charset, **keys) -> Path:
     query = Dataset()
     query.SpecificCharacterSet = charset
-    query.QueryRetrieveLevel = "STUDY"
+    query.QueryRetrieveLevel = keys.pop("QueryRetrieveLevel", "STUDY")
     for keyword, value in keys.items():
         setattr(query, keyword, value)
     query.file_meta = FileMetaDataset()
@@ -205,6 +253,57 @@ def test_iso2022_japanese_query_finds_and_returns_the_name(archive, tmp_path):
     (answer,) = answers
     assert str(answer.PatientName) == "Yamada^Tarou=山田^太郎=やまだ^たろう"
     assert answer.InstitutionName == "山田病院"
+
+
+def test_latin1_query_answered_in_latin1(archive, tmp_path):
+    archive_files(archive.archive, LATIN1)
+    query = _query_file(tmp_path / "query.dcm", "ISO_IR 100", PatientName="müller*", StudyInstanceUID="")
+    answers, run = findscu(archive, tmp_path / "q", query_file=query)
+    assert run.returncode == 0, run.stderr
+    (answer,) = answers
+    assert answer.SpecificCharacterSet == "ISO_IR 100"  # every value fits: the request's character set
+    assert str(answer.PatientName) == "Müller^Jörg"
+    assert "Müller^Jörg".encode("latin-1") in _raw_bytes(run, tmp_path / "q")
+
+
+def test_cyrillic_query_answered_in_iso_ir_144_when_every_value_fits(archive, tmp_path):
+    query = _query_file(tmp_path / "query.dcm", "ISO_IR 144", PatientID="RU-GR-0002", StudyDescription="")
+    answers, run = findscu(archive, tmp_path / "q", query_file=query)
+    (answer,) = answers
+    assert answer.SpecificCharacterSet == "ISO_IR 144"
+    assert answer.StudyDescription == "Исследование головы"
+
+
+def test_greek_series_query_answered_in_iso_ir_126(archive, tmp_path):
+    query = _query_file(tmp_path / "query.dcm", "ISO_IR 126", QueryRetrieveLevel="SERIES",
+                        SeriesDescription="Χάρτης*", SeriesInstanceUID="")
+    answers, run = findscu(archive, tmp_path / "q", query_file=query)
+    (answer,) = answers
+    assert answer.SpecificCharacterSet == "ISO_IR 126"
+    assert answer.SeriesDescription == "Χάρτης πεδίου"
+
+
+def test_answer_falls_back_to_utf8_when_a_value_does_not_fit_the_request_charset(archive, tmp_path):
+    query = _query_file(tmp_path / "query.dcm", "ISO_IR 144", PatientName="ИВАНОВ*", InstitutionName="")
+    answers, run = findscu(archive, tmp_path / "q", query_file=query)
+    (answer,) = answers  # matched in Cyrillic; the Greek name group and 'Zürich' are not in ISO_IR 144
+    assert answer.SpecificCharacterSet == "ISO_IR 192"
+    assert str(answer.PatientName) == "Иванов^Пётр=Παπαδόπουλος^Γιώργος"
+    assert answer.InstitutionName == "Universität Zürich"
+
+
+def _raw_bytes(run, out: Path) -> bytes:
+    (path,) = sorted(out.glob("rsp*.dcm"))
+    return path.read_bytes()
+
+
+def test_find_not_permitted_is_refused(pacs_factory, tmp_path):
+    pacs = pacs_factory(query_retrieve={"permissions": [{"ae_title": "FINDSCU", "find": False}]})
+    archive_files(pacs.archive, write_dicom(tmp_path / "x.dcm", PatientID="NOPE"))
+    answers, run = findscu(pacs, tmp_path / "q", "PatientID", extra=("-d",))  # -d: the Error Comment too
+    assert answers == []
+    assert "DIMSE Status                  : 0xc001" in run.stderr, run.stderr[-2000:]
+    assert "FINDSCU may not query" in run.stderr  # the Error Comment
 
 
 def test_result_limit(pacs_factory, tmp_path):

@@ -126,11 +126,24 @@ def test_unknown_destination_is_refused_with_a801(one_study, tmp_path):
     assert list(received.iterdir()) == []
 
 
-def test_destination_outside_the_callers_permissions_is_refused(one_study, tmp_path):
-    permissions = {"permissions": [{"ae_title": "MOVER", "destinations": ["ELSEWHERE"]}]}
+@pytest.mark.parametrize("permission, reason", [
+    ({"destinations": ["ELSEWHERE"]}, "may not move to this destination"),
+    ({"move": False}, "may not move"),
+])
+def test_move_outside_the_callers_permissions_is_refused_as_not_permitted(one_study, tmp_path, permission, reason):
+    permissions = {"permissions": [{"ae_title": "MOVER", **permission}]}
     run, received = with_pacsd_and_storescp(tmp_path, "+xa", *movescu(f"StudyInstanceUID={STUDY}"),
                                             query_retrieve=permissions)
-    assert "MoveDestinationUnknown" in run.stderr or "a801" in run.stderr.lower(), run.stderr[-3000:]
+    assert "DIMSE Status                  : 0xc001" in run.stderr, run.stderr[-3000:]  # not "destination unknown"
+    assert reason in run.stderr  # the Error Comment
+    assert "a801" not in run.stderr.lower()
+    assert list(received.iterdir()) == []
+
+
+def test_move_with_an_invalid_identifier_fails_with_a900(one_study, tmp_path):
+    run, received = with_pacsd_and_storescp(tmp_path, "+xa", *movescu(f"StudyInstanceUID={STUDY}", level="BOGUS"))
+    assert "DIMSE Status                  : 0xa900" in run.stderr, run.stderr[-3000:]
+    assert "unknown query level" in run.stderr
     assert list(received.iterdir()) == []
 
 
@@ -138,7 +151,7 @@ def test_getscu_retrieves_a_study(pacs, tmp_path):
     series = generate_uid()
     files = [write_dicom(tmp_path / "src" / f"{i}.dcm", StudyInstanceUID=STUDY, SeriesInstanceUID=series,
                          InstanceNumber=i) for i in range(3)]
-    archive_files(pacs.archive, *files, COMPRESSED[0])
+    archive_files(pacs.archive, *files)
     out = tmp_path / "got"
     out.mkdir()
     run = dcmtk("getscu", "-v", "-S", "-aet", "GETTER", "-aec", pacs.aet, "-od", str(out), HOST, str(pacs.port),
@@ -150,6 +163,37 @@ def test_getscu_retrieves_a_study(pacs, tmp_path):
     assert final_counts(run.stderr)["completed"] == 3
     for uid, source in by_uid.items():
         assert dcmread(got[uid]).PixelData == dcmread(source).PixelData
+
+
+def test_getscu_taking_only_uncompressed_syntaxes_gets_decompressed_copies(pacs, tmp_path, caplog):
+    study = generate_uid()
+    copies = []
+    for number, original in enumerate([*COMPRESSED, UNUSUAL]):  # one study of compressed files
+        dataset = dcmread(original)
+        dataset.StudyInstanceUID = study
+        copies.append(tmp_path / "src" / f"{number}.dcm")
+        copies[-1].parent.mkdir(exist_ok=True)
+        dataset.save_as(copies[-1])
+    archive_files(pacs.archive, *copies)
+    undecodable = str(dcmread(copies[COMPRESSED.index(RLE_1BIT)]).SOPInstanceUID)  # pydicom: no 1-bit RLE
+    out = tmp_path / "got"
+    out.mkdir()
+    run = dcmtk("getscu", "-v", "-S", "+x=", "-aet", "GETTER", "-aec", pacs.aet, "-od", str(out), HOST,
+                str(pacs.port), "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}")
+    got = received_by_uid(out)
+    by_uid = {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID): f for f in copies}
+    assert set(got) == set(by_uid) - {undecodable}, run.stderr[-3000:]
+    assert final_counts(run.stderr) == {"remaining": 0, "completed": 3, "failed": 1, "warning": 0}
+    assert "SubOperationsCompleteOneOrMoreFailures" in run.stderr
+    # never skipped silently (getscu does not print the Failed SOP Instance UID List: the log says it)
+    assert any(undecodable in r.getMessage() and "failed" in r.getMessage() for r in caplog.records)
+    for uid, source in by_uid.items():
+        if uid == undecodable:
+            continue
+        copy, original = dcmread(got[uid]), dcmread(source)
+        assert original.file_meta.TransferSyntaxUID.is_compressed
+        assert copy.file_meta.TransferSyntaxUID in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+        assert np.array_equal(copy.pixel_array, original.pixel_array)
 
 
 def test_get_not_permitted(pacs_factory, tmp_path):

@@ -3,6 +3,10 @@
 A query value becomes a `Condition` (universal, single value, wildcard, range, or a list of
 these); a condition becomes a SQLAlchemy Core expression over one column, or tests a value in
 Python.  It knows nothing of tables, levels or protocols (see `query_keys` and `services.query`).
+
+Date-times (DT) with a UTC offset (&ZZXX) are compared in UTC, both the stored value and the
+query's bounds; a DT without an offset is in its creator's local time, which the archive cannot
+know, so it is compared as written.  (No DT is an index column: DT keys match in Python.)
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, false, or_, true
 
 RANGE_VRS = {"DA", "TM", "DT"}
+PERSON_NAME_GROUPS = "="  # joins a person name's alphabetic, ideographic and phonetic groups
 # VRs whose values are never wildcard-matched: a '*' or '?' there is a literal character.
 _NO_WILDCARD_VRS = {"UI", "DA", "TM", "DT", "IS", "DS", "SL", "SS", "UL", "US", "FL", "FD", "AT"}
 LIKE_ESCAPE = "\\"
@@ -32,6 +38,7 @@ class Condition:
     high: str = ""  # range: upper bound ('' = open)
     parts: tuple[Condition, ...] = ()  # any: the alternatives
     fold_case: bool = False  # compare upper-cased (person names)
+    in_utc: bool = False  # date-times: compare values with a UTC offset in UTC
 
     @property
     def is_universal(self) -> bool:
@@ -62,6 +69,8 @@ def _clean(vr: str, value) -> str:
 def _parse_one(vr: str, value: str, fold_case: bool) -> Condition:
     if fold_case:
         value = value.upper()
+    if vr == "DT":
+        return _parse_datetime(value)
     if vr in RANGE_VRS and "-" in value:
         low, _, high = value.partition("-")
         return Condition("range", low=low.strip(), high=high.strip(), fold_case=fold_case)
@@ -70,6 +79,39 @@ def _parse_one(vr: str, value: str, fold_case: bool) -> Condition:
             return UNIVERSAL
         return Condition("wildcard", value=value, fold_case=fold_case)
     return Condition("single", value=value, fold_case=fold_case)
+
+
+def _parse_datetime(value: str) -> Condition:
+    """A DT single value or range; a '-' after at least YYYYMMDDHH followed by four digits and
+    nothing else starts a UTC offset, any other '-' separates the bounds."""
+    bounds = None if _DT_OFFSET.fullmatch(value.strip()) else _DT_RANGE.fullmatch(value)
+    if bounds is None:
+        return Condition("single", value=in_utc(value), in_utc=True)
+    return Condition("range", low=in_utc(bounds["low"]), high=in_utc(bounds["high"]), in_utc=True)
+
+
+_DT = r"\d{4,}(?:\.\d*)?(?:[+-]\d{4})?"
+_DT_RANGE = re.compile(rf"\s*(?P<low>(?:{_DT})?)\s*-\s*(?P<high>(?:{_DT})?)\s*")
+_DT_OFFSET = re.compile(r"(?P<stamp>\d{10,})(?P<fraction>\.\d*)?(?P<sign>[+-])(?P<hours>\d\d)(?P<minutes>\d\d)")
+
+
+def in_utc(value: str) -> str:
+    """A DT value with a UTC offset (and at least hours) as the same instant in UTC, at the same
+    precision and without the offset; any other value unchanged."""
+    found = _DT_OFFSET.fullmatch(value.strip())
+    if found is None:
+        return value.strip()
+    stamp, fraction = found["stamp"], found["fraction"] or ""
+    if len(stamp) % 2 or len(stamp) > 14:
+        return stamp + fraction
+    shift = timedelta(hours=int(found["hours"]), minutes=int(found["minutes"]))
+    layout = "%Y%m%d%H%M%S"[: len(stamp) - 2]  # %Y for four digits, a two-letter field per two more
+    try:
+        moment = datetime.strptime(stamp, layout)
+    except ValueError:
+        return stamp + fraction
+    moment = moment - shift if found["sign"] == "+" else moment + shift
+    return moment.strftime(layout) + fraction
 
 
 # -- SQL ------------------------------------------------------------------------------------
@@ -111,8 +153,18 @@ def to_sql(condition: Condition, column, separator: str | None = None) -> Column
     if separator is None:
         return whole
     sep = escape_like(separator)
-    return or_(whole, *(column.like(p, escape=LIKE_ESCAPE) for p in (
-        f"{pattern}{sep}%", f"%{sep}{pattern}", f"%{sep}{pattern}{sep}%")))
+    values = [f"{pattern}{sep}%"]
+    if not _first_value_only(condition, separator):
+        values += [f"%{sep}{pattern}", f"%{sep}{pattern}{sep}%"]
+    return or_(whole, *(column.like(p, escape=LIKE_ESCAPE) for p in values))
+
+
+def _first_value_only(condition: Condition, separator: str) -> bool:
+    """A person name pattern in ASCII is matched against the alphabetic group only (the whole
+    value or its first group): ideographic and phonetic groups are not written in ASCII, and
+    testing them too cost three more LIKEs per row (a third of a name search's time)."""
+    values = [part.value for part in condition.parts] if condition.kind == "any" else [condition.value]
+    return separator == PERSON_NAME_GROUPS and all(value.isascii() for value in values)
 
 
 # -- Python ---------------------------------------------------------------------------------
@@ -124,13 +176,16 @@ def matches(condition: Condition, value: str | Sequence[str] | None, separator: 
         return False
     candidates = [value] if isinstance(value, str) else [str(v) for v in value]
     if separator is not None:
-        candidates = [part for text in candidates for part in (text, *text.split(separator))]
+        groups = 1 if _first_value_only(condition, separator) else None
+        candidates = [part for text in candidates for part in (text, *text.split(separator)[:groups])]
     return any(_matches_text(condition, text.strip(" \x00")) for text in candidates)
 
 
 def _matches_text(condition: Condition, text: str) -> bool:
     if condition.fold_case:
         text = text.upper()
+    if condition.in_utc:
+        text = in_utc(text)
     if condition.kind == "any":
         return any(_matches_text(p, text) for p in condition.parts)
     if condition.kind == "range":

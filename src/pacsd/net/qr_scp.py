@@ -12,11 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, _config, evt
+from pynetdicom.dimse_primitives import C_MOVE
 
 from pacsd.config import QueryRetrievePermission, Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import PacsError
+from pacsd.net.find_responses import EncodedIdentifier, reuse_pending_command_sets, send_encoded_identifiers
 from pacsd.net.pacing import wait_until_sent
 from pacsd.net.qr_models import MODEL_OF
 from pacsd.net.tcp import tune_association_socket
@@ -40,6 +43,11 @@ CANCELLED = 0xFE00
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC000
 NOT_PERMITTED = 0xC001  # a failure in the "unable to process" range, with an Error Comment
+# pynetdicom reads the peer (a C-CANCEL) only once no answer waits to go out; a handler waits for
+# that when it sees the peer has sent something (it looks every PEEK_EVERY answers), and after
+# MOST_ANSWERS_QUEUED answers (which bounds the queue).  Waiting, or looking, after every answer
+# cost more than building it: each releases the GIL, a thread hand-off.
+MOST_ANSWERS_QUEUED, PEEK_EVERY = 50, 10
 
 
 def failure(status: int, comment: str) -> Dataset:
@@ -84,6 +92,10 @@ class QueryRetrieveService:
         self.query = QueryService(archive.engine, settings.server.ae_title, qr.case_insensitive_names,
                                   qr.max_results)
         self.retrieve = RetrieveService(archive.engine, archive.blobs)
+        # pynetdicom decodes and renders every request and answer identifier for log lines nobody
+        # reads (its handlers are off): that cost more than building the answer.
+        _config.LOG_REQUEST_IDENTIFIERS = _config.LOG_RESPONSE_IDENTIFIERS = False
+        send_encoded_identifiers()
 
     def add_contexts(self, ae: AE) -> None:
         for uid in MODEL_OF:
@@ -121,9 +133,16 @@ class QueryRetrieveService:
             log.warning("C-FIND from %s refused: %s", calling, exc)
             yield failure(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
             return
-        for answer in matches:
-            wait_until_sent(event.assoc)  # lets a C-CANCEL be read between answers
-            yield PENDING, answer
+        syntax = UID(event.context.transfer_syntax)
+        charset = identifier.get("SpecificCharacterSet")
+        back_to_pynetdicom = reuse_pending_command_sets(event.assoc)
+        try:
+            for number, answer in enumerate(matches):
+                if number % MOST_ANSWERS_QUEUED == 0 or (number % PEEK_EVERY == 0 and _peer_has_sent(event.assoc)):
+                    wait_until_sent(event.assoc)  # lets a C-CANCEL be read between answers
+                yield PENDING, _identifier(answer, syntax, charset)
+        finally:
+            back_to_pynetdicom()
         if cancelled():
             log.info("C-FIND from %s cancelled", calling)
             yield CANCELLED, None
@@ -133,12 +152,21 @@ class QueryRetrieveService:
         calling = event.assoc.requestor.ae_title.strip()
         destination = str(event.move_destination).strip()
         known = self.settings.known_ae(destination)
-        refusal = _move_refusal(self.settings.query_retrieve.permission(calling), destination, known)
-        if refusal:
-            log.warning("C-MOVE from %s to %s refused (0xA801): %s", calling, destination, refusal)
+        if known is None:
+            log.warning("C-MOVE from %s refused (0xA801): %s is not a known AE (add it to known_aes)",
+                        calling, destination)
             yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
             return
-        selected = self._select(event, calling, "C-MOVE")
+        refusal = _move_refusal(self.settings.query_retrieve.permission(calling), destination)
+        if refusal:
+            log.warning("C-MOVE from %s to %s refused: %s", calling, destination, refusal)
+            yield from _refuse_move(event, NOT_PERMITTED, refusal)
+            return
+        try:
+            selected = self._select(event, calling, "C-MOVE")
+        except PacsError as exc:
+            yield from _refuse_move(event, IDENTIFIER_DOES_NOT_MATCH, str(exc))
+            return
         sub_association = []
         yield known.host, known.port, {
             "ae_title": known.ae_title,
@@ -202,10 +230,39 @@ class QueryRetrieveService:
             yield PENDING, prepared if isinstance(prepared, Dataset) else file_stand_in(instance, prepared)
 
 
-def _move_refusal(permission: QueryRetrievePermission | None, destination: str, known) -> str:
-    """Why a C-MOVE may not go ahead ('' when it may)."""
-    if known is None:
-        return "not a known AE (add it to known_aes)"
+def _identifier(answer, syntax: UID, charset) -> Dataset:
+    """A C-FIND answer as pynetdicom sends it: already encoded, unless pynetdicom must deflate it."""
+    if syntax.is_deflated:
+        return answer.as_dataset(syntax.is_implicit_VR, syntax.is_little_endian, charset)
+    return EncodedIdentifier(answer.encoded(syntax.is_implicit_VR, syntax.is_little_endian, charset))
+
+
+def _peer_has_sent(assoc) -> bool:
+    """Whether bytes from the peer wait to be read (a select with no timeout)."""
+    return assoc.dul.socket is not None and assoc.dul.socket.ready
+
+
+def _refuse_move(event, status: int, comment: str) -> Iterator:
+    """End a C-MOVE with `status` and `comment` before any sub-operation.
+
+    pynetdicom's C-MOVE handlers can refuse only with 0xA801 (by yielding no destination): the
+    association's next C-MOVE response, that 0xA801, is sent with our status and comment instead.
+    """
+    dimse = event.assoc.dimse
+    send_msg = dimse.send_msg
+
+    def send(primitive, context_id: int) -> None:
+        dimse.send_msg = send_msg
+        if isinstance(primitive, C_MOVE) and primitive.Status == 0xA801:
+            primitive.Status, primitive.ErrorComment = status, comment[:64]
+        send_msg(primitive, context_id)
+
+    dimse.send_msg = send
+    yield None, None
+
+
+def _move_refusal(permission: QueryRetrievePermission | None, destination: str) -> str:
+    """Why the calling AE may not move to a known `destination` ('' when it may)."""
     if permission is None or not permission.move:
         return "the calling AE may not move"
     if not permission.may_move_to(destination):

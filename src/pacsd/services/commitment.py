@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Engine, and_, bindparam, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, case, func, insert, select, update
 
 from pacsd.config import CommitmentSettings
 from pacsd.dicom.commitment import ALL_COMMITTED, SOME_FAILED, CommitmentResult, Failure, Reference
@@ -26,12 +26,19 @@ RECEIVED, READY, WAITING, DELIVERED = "received", "ready", "waiting", "delivered
 # that node died meanwhile, another takes it after the lease).
 CLAIM_LEASE = timedelta(minutes=5)
 _UNDELIVERED = (RECEIVED, READY, WAITING)
+_SAME_INSTANT = timedelta(seconds=1)  # stored times round-trip to the microsecond; allow for more
 
 requests_c = commitment_requests.c
+deliveries_c = commitment_deliveries.c
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """A stored time as UTC (SQLite gives it back without its time zone)."""
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 @dataclass(frozen=True)
@@ -82,10 +89,33 @@ class CommitmentJobs:
                              state=READY) > 0
 
     def schedule_all_after_restart(self) -> None:
-        """At start-up every undelivered request is due: whatever blocked it may be gone."""
-        self._set_due(requests_c.state.in_(_UNDELIVERED))
+        """At start-up every undelivered request is due (whatever blocked it may be gone), except
+        those another node has claimed and may be sending now: their lease has not run out."""
+        now = _now()
+        last_attempt = (select(func.max(deliveries_c.at)).where(deliveries_c.request_pk == requests_c.pk)
+                        .scalar_subquery())
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(requests_c.pk, requests_c.next_attempt_at, requests_c.attempts,
+                                       last_attempt.label("last_attempt_at"))
+                                .where(requests_c.state.in_(_UNDELIVERED))).all()
+        free = [row for row in rows if not self._claimed(row, now)]
         with self.engine.begin() as conn:
-            conn.execute(update(commitment_requests).where(requests_c.state == WAITING).values(state=READY))
+            for row in free:  # unless claimed since we looked
+                unchanged = (requests_c.next_attempt_at.is_(None) if row.next_attempt_at is None
+                             else requests_c.next_attempt_at == row.next_attempt_at)
+                conn.execute(update(commitment_requests).where(requests_c.pk == row.pk, unchanged).values(
+                    next_attempt_at=now, state=case((requests_c.state == WAITING, READY), else_=requests_c.state)))
+
+    def _claimed(self, row, now: datetime) -> bool:
+        """Whether a request's next attempt lies ahead because a node claimed it (see `claim`),
+        rather than because its last attempt failed and it waits for the retry (see `failed`)."""
+        due_at = _aware(row.next_attempt_at)
+        if due_at is None or due_at <= now:
+            return False
+        if row.last_attempt_at is None or row.attempts == 0:
+            return True
+        retry_at = _aware(row.last_attempt_at) + timedelta(seconds=self.retry_delay(row.attempts))
+        return abs(due_at - retry_at) > _SAME_INSTANT
 
     def _set_due(self, condition, **values) -> int:
         with self.engine.begin() as conn:
@@ -118,8 +148,7 @@ class CommitmentJobs:
             requests_c.state.in_((RECEIVED, READY)), requests_c.next_attempt_at.is_not(None)
         ).order_by(requests_c.next_attempt_at).limit(1)
         with self.engine.connect() as conn:
-            value = conn.execute(query).scalar()
-        return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+            return _aware(conn.execute(query).scalar())
 
     # -- results --------------------------------------------------------------------------
     def report(self, pk: int) -> Report:

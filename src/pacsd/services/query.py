@@ -1,7 +1,7 @@
-"""Find: the matches of a query identifier at one level, as answer datasets.
+"""Find: the matches of a query identifier at one level, as answers (`services.answers`).
 
 Protocol-neutral: C-FIND hands it the request identifier, QIDO-RS a mapping of keys; both get
-datasets holding the requested keys (empty ones filled in) plus the unique keys above the level.
+answers holding the requested keys (empty ones filled in) plus the unique keys above the level.
 Keys kept as index columns are matched in SQL; any other key is matched in Python against the
 stored DICOM JSON header of the first instance of the match, after SQL has narrowed the rows.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -33,12 +33,13 @@ from pacsd.index.query_keys import (
     levels_down_to,
 )
 from pacsd.index.schema import instances, patients, studies
+from pacsd.services.answers import Answer, AnswerElement
 
 log = logging.getLogger(__name__)
 
-UTF8 = "ISO_IR 192"
 _SKIPPED_TAGS = {0x00080005, 0x00080052}  # Specific Character Set, Query/Retrieve Level
 _CONSTANT_KEYS = ("RetrieveAETitle", "InstanceAvailability")
+_ROWS_PER_FETCH = 200  # rows read from the database at once (fewer round trips, bounded memory)
 
 
 class InvalidQuery(PacsError):
@@ -54,20 +55,20 @@ class QueryKey:
     condition: Condition
     column: KeyColumn | None  # None: matched and answered from the stored header
     below_level: bool = False  # a key of a level below the query's: returned empty, not matched
+    keyword: str = field(init=False)
 
-    @property
-    def keyword(self) -> str:
-        return keyword_for_tag(self.tag) or ""
+    def __post_init__(self) -> None:
+        self.keyword = keyword_for_tag(self.tag) or ""
 
 
 class Matches:
     """The answers of one find, lazily; `truncated` is set once the limit cut the answer short."""
 
     def __init__(self) -> None:
-        self._answers: Iterator[Dataset] = iter(())
+        self._answers: Iterator[Answer] = iter(())
         self.truncated = False
 
-    def __iter__(self) -> Iterator[Dataset]:
+    def __iter__(self) -> Iterator[Answer]:
         return self._answers
 
 
@@ -101,7 +102,7 @@ class QueryService:
 
     # -- the query ------------------------------------------------------------------------
     def _answers(self, level: str, model: str, keys: list[QueryKey], page: _Page,
-                 cancelled: Callable[[], bool], result: Matches) -> Iterator[Dataset]:
+                 cancelled: Callable[[], bool], result: Matches) -> Iterator[Answer]:
         in_reach = set(levels_down_to(level))
         sql_keys, python_keys = [], []
         for key in keys:
@@ -125,7 +126,7 @@ class QueryService:
                 statement = statement.limit(limit + 1)
         count = 0
         with self.engine.connect() as conn:
-            for row in conn.execute(statement):
+            for row in conn.execute(statement).yield_per(_ROWS_PER_FETCH):
                 if cancelled():
                     return
                 header = self._header(conn, level, row) if needs_header else {}
@@ -182,7 +183,7 @@ class QueryService:
 
     def _python_match(self, key: QueryKey, row, header: dict) -> bool:
         separator = key.column.separator if key.column is not None else ("=" if key.vr == "PN" else None)
-        return matches(key.condition, _text_values(self._value(key, row, header)), separator)
+        return matches(key.condition, _texts(self._value(key, row, header)), separator)
 
     def _value(self, key: QueryKey, row, header: dict):
         if key.below_level:
@@ -199,17 +200,14 @@ class QueryService:
         element = _header_element(header, key.tag)
         return None if element is None else element.value
 
-    def _answer(self, level: str, answer_keys: list[QueryKey], row, header: dict) -> Dataset:
-        answer = Dataset()
-        answer.QueryRetrieveLevel = level
+    def _answer(self, level: str, answer_keys: list[QueryKey], row, header: dict) -> Answer:
+        answer = Answer(level)
         for key in answer_keys:
-            element = _header_element(header, key.tag) if key.column is None and header else None
-            if element is not None:
-                answer[key.tag] = element
+            stored = header.get(f"{key.tag:08X}") if key.column is None and header else None
+            if isinstance(stored, dict) and "BulkDataURI" not in stored:
+                answer.elements[key.tag] = AnswerElement(stored.get("vr", key.vr), stored=stored)
             else:
-                answer.add_new(key.tag, key.vr, _empty_if_none(self._value(key, row, header), key.vr))
-        if any(not _is_ascii(v) for v in _text_values([e.value for e in answer])):
-            answer.SpecificCharacterSet = UTF8
+                answer.elements[key.tag] = AnswerElement(key.vr, _texts(self._value(key, row, header)))
         return answer
 
 
@@ -308,22 +306,13 @@ def _element_text(value, vr: str):
     return None if value is None else str(value)
 
 
-def _text_values(value) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, (MultiValue, list, tuple)):
-        return [str(v) for v in value if v is not None and not isinstance(v, (bytes, Dataset))]
-    return [] if isinstance(value, bytes) else [str(value)]
-
-
-def _is_ascii(text: str) -> bool:
-    return text.isascii()
-
-
-def _empty_if_none(value, vr: str):
+def _texts(value) -> tuple[str, ...]:
+    """An answer value as DICOM text values (none when empty)."""
     if value is None or value == "":
-        return [] if vr == "SQ" else None
-    return value
+        return ()
+    if isinstance(value, (MultiValue, list, tuple)):
+        return tuple(str(v) for v in value if v is not None and not isinstance(v, (bytes, Dataset)))
+    return () if isinstance(value, bytes) else (str(value),)
 
 
 def _header_element(header: dict, tag: int):

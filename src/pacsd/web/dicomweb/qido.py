@@ -13,10 +13,10 @@ import json
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
 from pacsd.index.query_keys import COLUMN_KEYS, levels_down_to
+from pacsd.services.answers import Answer
 from pacsd.services.query import QueryService
 from pacsd.web.access import visible_accounts
 from pacsd.web.dicomweb.media import DICOM_JSON, require_json
@@ -25,7 +25,8 @@ from pacsd.web.dicomweb.resources import archive_of, check_uid, dicomweb_root
 router = APIRouter()
 
 _CONTROL_PARAMS = {"limit", "offset", "fuzzymatching", "includefield"}
-_QUERY_RETRIEVE_LEVEL = "00080052"
+_STUDY_UID, _SERIES_UID, _SOP_UID = 0x0020000D, 0x0020000E, 0x00080018
+_RETRIEVE_URL = "00081190"
 _STUDY_KEYS = ("StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
                "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID", "StudyDescription",
                "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "InstanceAvailability")
@@ -97,15 +98,14 @@ def _search(request: Request, level: str, default_keys: tuple[str, ...], **fixed
     return Response(body, media_type=DICOM_JSON, headers=headers)
 
 
-def _as_json(answer: Dataset, level: str, root: str) -> dict:
-    url = f"{root}/studies/{answer.StudyInstanceUID}"
+def _as_json(answer: Answer, level: str, root: str) -> dict:
+    url = f"{root}/studies/{answer.text(_STUDY_UID)}"
     if level in ("SERIES", "IMAGE"):
-        url += f"/series/{answer.SeriesInstanceUID}"
+        url += f"/series/{answer.text(_SERIES_UID)}"
     if level == "IMAGE":
-        url += f"/instances/{answer.SOPInstanceUID}"
-    answer.RetrieveURL = url
-    as_dict = answer.to_json_dict(suppress_invalid_tags=True)
-    as_dict.pop(_QUERY_RETRIEVE_LEVEL, None)
+        url += f"/instances/{answer.text(_SOP_UID)}"
+    as_dict = answer.as_json()
+    as_dict[_RETRIEVE_URL] = {"vr": "UR", "Value": [url]}
     return as_dict
 
 
