@@ -14,9 +14,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from pacsd.services.ingest import Source
-from tests.conftest import HOST, VENV_BIN, dcmtk
+from tests.conftest import HOST, TESTDATA, VENV_BIN, dcmtk
 
-TESTDATA_CHARSETS = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "dicom" / "generated-pydicom"
+TESTDATA_CHARSETS = TESTDATA / "generated-pydicom"
 
 
 def archive_files(archive, *paths: Path) -> None:

@@ -21,6 +21,7 @@ from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import StorageFull
 from pacsd.net.connlog import ConnectionTracker
 from pacsd.net.contexts import copy_contexts_cheaply
+from pacsd.net.event_reactor import make_event_driven
 from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
 from pacsd.net.reuseport import share_port
 from pacsd.net.tcp import tune_association_socket
@@ -138,7 +139,8 @@ class DicomServer:
     # -- handlers -------------------------------------------------------------------------
     def _on_conn_open(self, event) -> None:
         tune_association_socket(event.assoc)
-        shorten_dul_polling(event.assoc)
+        if not make_event_driven(event.assoc):
+            shorten_dul_polling(event.assoc)
         address = event.address
         self.connections.opened(event.assoc, f"{address[0]}:{address[1]}")
 
