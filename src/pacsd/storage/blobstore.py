@@ -2,9 +2,11 @@
 
 An incoming file is written under `<root>/.incoming/` (same volume, so placing it is a link, not
 a copy) with the writing node's name in front (nodes may share the folder), linked to its final name without ever replacing an existing file (a name collision gets
-a `_1`, `_2`, ... suffix), and the temp name is removed.  `make_durable` then flushes a whole
-group of placed files at once: one `syncfs()` of the volume covers their data and their new
-directory entries (per-file fdatasync + folder fsync where syncfs is missing).
+a `_1`, `_2`, ... suffix), and the temp name is removed.  `make_durable` then flushes placed
+files: fdatasync of each file, then fsync of the folders that gained entries (not syncfs, which
+also waits for everything else anyone wrote to the volume).  Ingest flushes each file's data in
+its own thread (`make_data_durable`; concurrent flushes share a journal commit) and leaves the
+folders to the index writer's group (`make_entries_durable`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import grp
 import logging
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path, PurePosixPath
 
@@ -50,6 +53,8 @@ class BlobStore:
         self.gid = group_id(group)
         self.incoming = self.root / INCOMING
         self.incoming.mkdir(parents=True, exist_ok=True, mode=dir_mode)
+        self._new_entries: set[Path] = set()  # folders that gained a subfolder not yet flushed
+        self._new_entries_lock = threading.Lock()
         self._clear_stale_incoming()
 
     def _clear_stale_incoming(self) -> None:
@@ -95,35 +100,76 @@ class BlobStore:
         return final
 
     def make_durable(self, relatives: list[str]) -> None:
-        """Flush placed files (data and directory entries) to disk; one flush for the group.
+        """Flush placed files (data and directory entries) to disk, and the folders made for them.
 
         No-op when fsync is turned off.  Raises StorageFull when the volume reports an error.
         """
         if not self.fsync or not relatives:
             return
+        for relative in relatives:
+            self.make_data_durable(relative)
+        self.make_entries_durable(relatives)
+
+    def make_data_durable(self, relative: str | PurePosixPath) -> None:
+        """Flush one placed file's data (fdatasync); its folder entry needs `make_entries_durable`.
+
+        Several threads flushing at once share the filesystem's journal commit.  No-op when fsync
+        is turned off; raises StorageFull when the volume reports an error."""
+        if not self.fsync:
+            return
         try:
-            if _syncfs is not None:
-                _syncfs(self.root)
-                return
-            for relative in relatives:
-                path = self.root / relative
-                _fsync_path(path, data_only=True)
-            for directory in {(self.root / relative).parent for relative in relatives}:
-                while directory != self.root.parent:  # new folders too: their entries in parents
-                    _fsync_path(directory)
-                    directory = directory.parent
+            _fsync_path(self.root / relative, data_only=True)
         except OSError as exc:
+            raise storage_error(exc, "cannot make the stored file durable") from None
+
+    def make_entries_durable(self, relatives: list[str]) -> None:
+        """Flush the folder entries of placed files whose data is already durable, and those of
+        the folders made for them (fsync of each such folder)."""
+        if not self.fsync or not relatives:
+            return
+        with self._new_entries_lock:
+            folders, self._new_entries = self._new_entries, set()
+        try:
+            for folder in folders | {(self.root / relative).parent for relative in relatives}:
+                try:
+                    _fsync_path(folder)
+                except FileNotFoundError:
+                    pass  # emptied and removed since (a failed store): nothing to keep
+        except OSError as exc:
+            self._remember_new_entries(folders)
             raise storage_error(exc, "cannot make stored files durable") from None
 
+    def _remember_new_entries(self, folders: set[Path]) -> None:
+        with self._new_entries_lock:
+            self._new_entries |= folders
+
+    def start_writeback(self, path: Path) -> None:
+        """Start writing a complete file's data to disk now, without waiting (Linux
+        sync_file_range), so that its flush in `make_durable` finds little left to do."""
+        if not self.fsync or _start_writeback is None:
+            return
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return  # it fails again, and is reported, where it matters
+        try:
+            _start_writeback(fd)
+        finally:
+            os.close(fd)
+
     def _make_parents(self, relative_dir: PurePosixPath) -> None:
+        if os.path.isdir(self.root / relative_dir):
+            return  # the usual case: the series folder exists
         current = self.root
         for part in relative_dir.parts:
-            current = current / part
+            parent, current = current, current / part
             try:
                 os.mkdir(current, self.dir_mode)
-                self.make_private(current, self.dir_mode)
             except FileExistsError:
-                pass
+                continue
+            with self._new_entries_lock:
+                self._new_entries.add(parent)
+            self.make_private(current, self.dir_mode)
 
     def replace_file(self, relative: PurePosixPath, data: bytes) -> Path:
         """Write a derived file (a scan sheet) at `relative`, atomically replacing an older one."""
@@ -196,24 +242,25 @@ def _fsync_path(path: Path, data_only: bool = False) -> None:
         os.close(fd)
 
 
-def _load_syncfs():
-    """Linux syncfs(2): flush one filesystem (all files, directories, journal) in one call."""
+def _libc_function(name: str):
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        syncfs = libc.syncfs
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True), name)
     except (OSError, AttributeError):
         return None
 
-    def call(path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            if syncfs(fd) != 0:
-                code = ctypes.get_errno()
-                raise OSError(code, os.strerror(code))
-        finally:
-            os.close(fd)
+
+def _load_start_writeback():
+    """Linux sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE): start writeback of a whole file."""
+    sync_file_range = _libc_function("sync_file_range")
+    if sync_file_range is None:
+        return None
+    sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    write_only = 2  # SYNC_FILE_RANGE_WRITE: initiate, do not wait
+
+    def call(fd: int) -> None:
+        sync_file_range(fd, 0, 0, write_only)  # a hint: failure changes nothing
 
     return call
 
 
-_syncfs = _load_syncfs()
+_start_writeback = _load_start_writeback()
