@@ -5,14 +5,12 @@ a copy) with the writing node's name in front (nodes may share the folder), link
 a `_1`, `_2`, ... suffix), and the temp name is removed.  `make_durable` then flushes placed
 files: fdatasync of each file, then fsync of the folders that gained entries (not syncfs, which
 also waits for everything else anyone wrote to the volume).  Ingest flushes each file's data in
-its own thread (`make_data_durable`; concurrent flushes share a journal commit) and leaves the
-folders to the index writer's group (`make_entries_durable`).
+a helper thread while it parses the file (`flush_data_soon`; concurrent flushes share a journal
+commit) and leaves the folders to the index writer's group (`make_entries_durable`).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import grp
 import logging
@@ -20,6 +18,7 @@ import os
 import tempfile
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from pacsd.errors import ConfigError, StorageFull
@@ -143,19 +142,21 @@ class BlobStore:
         with self._new_entries_lock:
             self._new_entries |= folders
 
-    def start_writeback(self, path: Path) -> None:
-        """Start writing a complete file's data to disk now, without waiting (Linux
-        sync_file_range), so that its flush in `make_durable` finds little left to do."""
-        if not self.fsync or _start_writeback is None:
-            return
+    def flush_data_soon(self, path: Path) -> Future:
+        """Start flushing a complete file's data (fdatasync) in a helper thread, so the disk
+        works while the caller parses the file; the future raises StorageFull on failure.
+
+        The flush holds for the file's later names too (a link is the same data)."""
+        done: Future = Future()
+        if not self.fsync:
+            done.set_result(None)
+            return done
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            return  # it fails again, and is reported, where it matters
-        try:
-            _start_writeback(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(path, os.O_RDONLY)  # here: the caller may rename the file meanwhile
+        except OSError as exc:
+            done.set_exception(storage_error(exc, "cannot make the received file durable"))
+            return done
+        return _flushers.submit(_flush_and_close, fd)
 
     def _make_parents(self, relative_dir: PurePosixPath) -> None:
         if os.path.isdir(self.root / relative_dir):
@@ -242,25 +243,14 @@ def _fsync_path(path: Path, data_only: bool = False) -> None:
         os.close(fd)
 
 
-def _libc_function(name: str):
+def _flush_and_close(fd: int) -> None:
     try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True), name)
-    except (OSError, AttributeError):
-        return None
+        os.fdatasync(fd)
+    except OSError as exc:
+        raise storage_error(exc, "cannot make the received file durable") from None
+    finally:
+        os.close(fd)
 
 
-def _load_start_writeback():
-    """Linux sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE): start writeback of a whole file."""
-    sync_file_range = _libc_function("sync_file_range")
-    if sync_file_range is None:
-        return None
-    sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    write_only = 2  # SYNC_FILE_RANGE_WRITE: initiate, do not wait
-
-    def call(fd: int) -> None:
-        sync_file_range(fd, 0, 0, write_only)  # a hint: failure changes nothing
-
-    return call
-
-
-_start_writeback = _load_start_writeback()
+# Flushes wait on the disk, not the CPU: a few threads serve every association of the process.
+_flushers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="flush")
