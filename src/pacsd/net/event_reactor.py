@@ -235,7 +235,6 @@ class EventDrivenDul:
         body = bytearray(6 + length)
         body[:6] = header
         self._recv_into(memoryview(body)[6:])
-        quick_ack(self.raw)
         try:
             pdu, event = dul._decode_pdu(body)
         except Exception as exc:
@@ -250,7 +249,6 @@ class EventDrivenDul:
         body = bytearray(length)
         view = memoryview(body)
         self._recv_into(view)
-        quick_ack(self.raw)
         values, offset = [], 0
         while offset < length:
             if offset + 6 > length:
@@ -286,7 +284,6 @@ class EventDrivenDul:
                 left -= piece
                 buffer[0] = control if left == 0 else control & ~_LAST_FRAGMENT
                 self._recv_into(view[1:1 + piece])
-                quick_ack(self.raw)
                 self._deliver([(context_id, view[:1 + piece])])
                 if left == 0:
                     break
@@ -302,11 +299,15 @@ class EventDrivenDul:
         self.dul.event_queue.put("Evt19")
 
     def _recv_into(self, view: memoryview) -> None:
-        """Fill `view` from the socket (blocking); ConnectionBroken if the peer closes first."""
+        """Fill `view` from the socket (blocking); ConnectionBroken if the peer closes first.
+
+        Each read is acknowledged at once: a peer with Nagle on may hold back the rest of a PDU
+        until what it sent so far is acknowledged (see pacsd.net.tcp)."""
         raw = self.raw
         got, wanted = 0, len(view)
         while got < wanted:
             n = raw.recv_into(view[got:])
             if n == 0:
                 raise ConnectionBroken()
+            quick_ack(raw)
             got += n
