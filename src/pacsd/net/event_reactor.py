@@ -12,7 +12,6 @@ negotiation, release, abort, other PDUs and other DIMSE services go through pyne
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import select
 import socket
@@ -20,9 +19,12 @@ import ssl
 import struct
 import threading
 
+from pynetdicom import _config
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import uid_to_service_class
 
 from pacsd.net.pacing import wake_association_on
 from pacsd.net.tcp import quick_ack
@@ -71,11 +73,35 @@ class StoreServingQueue(WakingQueue):
 
     def put(self, item, block: bool = True, timeout: float | None = None) -> None:
         context_id, message = item
-        if isinstance(message, C_STORE) and message.MessageIDBeingRespondedTo is None \
-                and threading.get_ident() == self._dul_thread.ident:
-            self._assoc._serve_request(message, context_id)
-            return
-        super().put(item, block, timeout)
+        if not (threading.get_ident() == self._dul_thread.ident and serve_store_now(self._assoc, message, context_id)):
+            super().put(item, block, timeout)
+
+
+def serve_store_now(assoc, message, context_id: int) -> bool:
+    """Serve a C-STORE request in this thread, as `Association._serve_request` would; False
+    (nothing done) for anything else, or anything unusual, which then goes the usual way.
+
+    Not `_serve_request` itself: it raises and lowers the association's pause flag, which
+    belongs to the association thread (another thread sending on the association waits for it,
+    and would wait forever if we lowered it while the association thread is paused)."""
+    if not isinstance(message, C_STORE) or not message.is_valid_request or assoc._sent_release:
+        return False
+    context = assoc._accepted_cx.get(context_id)
+    if context is None:
+        return False
+    class_uid = message.AffectedSOPClassUID
+    class_uid = assoc.acceptor.accepted_common_extended.get(class_uid, (class_uid,))[0]
+    if _config.UNRESTRICTED_STORAGE_SERVICE:
+        class_uid = "1.2.840.10008.5.1.4.1.1.1"
+    service_class = uid_to_service_class(class_uid)
+    if not issubclass(service_class, StorageServiceClass):
+        return False
+    try:
+        service_class(assoc).SCP(message, context)
+    except Exception as exc:  # as _serve_request: the handler's own errors are answered inside
+        log.exception("C-STORE service failed, aborting the association: %s", exc)
+        assoc._abort_nonblocking()  # the blocking abort would wait for this (the DUL) thread
+    return True
 
 
 def make_event_driven(assoc) -> bool:
@@ -117,9 +143,11 @@ class EventDrivenDul:
     def __init__(self, dul, raw: socket.socket) -> None:
         self.dul = dul
         self.raw = raw
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        # Socket objects, not pipe fds: once closed they refuse to write, whereas a closed fd
+        # number may already belong to another file when a late wake() comes.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._header = bytearray(6)
         self._stream_buffer: bytearray | None = None
         self.thread = ThreadRef()
@@ -127,9 +155,9 @@ class EventDrivenDul:
 
     def wake(self) -> None:
         try:
-            os.write(self._wake_w, b"!")
-        except (BlockingIOError, OSError):
-            pass  # a full pipe wakes the loop just as well; a closed one means it ended
+            self._wake_w.send(b"!")
+        except OSError:
+            pass  # full: it wakes the loop just as well; closed: the loop has ended
 
     def run(self) -> None:
         """pynetdicom's `DULServiceProvider.run_reactor`, waiting in select instead of polling."""
@@ -166,8 +194,8 @@ class EventDrivenDul:
                 dul.state_machine.do_action(event)
                 idle = False
         finally:
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self._wake_r.close()
+            self._wake_w.close()
             self.on_exit()
 
     def _wait(self) -> None:
@@ -182,10 +210,10 @@ class EventDrivenDul:
             return  # the socket was closed meanwhile: the next check finds out
         if self._wake_r in ready:
             try:
-                while os.read(self._wake_r, 4096):
+                while self._wake_r.recv(4096):
                     pass
-            except BlockingIOError:
-                pass
+            except OSError:
+                pass  # drained
 
     def _abort(self, exc: Exception) -> None:
         """As pynetdicom's reactor does on an exception: A-ABORT, bypassing the state machine."""
