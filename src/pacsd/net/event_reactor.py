@@ -73,7 +73,8 @@ class StoreServingQueue(WakingQueue):
 
     def put(self, item, block: bool = True, timeout: float | None = None) -> None:
         context_id, message = item
-        if not (threading.get_ident() == self._dul_thread.ident and serve_store_now(self._assoc, message, context_id)):
+        in_dul_thread = threading.get_ident() == self._dul_thread.ident
+        if not (in_dul_thread and serve_store_now(self._assoc, message, context_id)):
             super().put(item, block, timeout)
 
 
