@@ -7,6 +7,7 @@ notes whether each report came on its own association ("same") or on its listene
 from __future__ import annotations
 
 import queue
+import threading
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -48,8 +49,14 @@ class Modality:
         self.ae.add_supported_context(StorageCommitmentPushModel, scu_role=False, scp_role=True)
         self.listener = None
         self.assoc = None
+        self._report_threads: list[threading.Thread] = []
 
     def _on_report(self, event):
+        # pynetdicom serves a report arriving on our own association in a thread of its own,
+        # which lowers the association's pause flag when it ends: release() before that end
+        # would wait for the flag forever, so close() joins these threads first.
+        if not event.assoc.is_acceptor:
+            self._report_threads.append(threading.current_thread())
         if self.refuse_reports > 0:
             self.refuse_reports -= 1
             return 0x0110, None
@@ -109,6 +116,10 @@ class Modality:
             raise AssertionError(f"no commitment report within {timeout} s") from None
 
     def close(self) -> None:
+        for thread in self._report_threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=10)
+        self._report_threads.clear()
         if self.assoc is not None and self.assoc.is_established:
             self.assoc.release()
         self.assoc = None

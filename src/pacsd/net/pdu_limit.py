@@ -21,8 +21,26 @@ _OTHER_PDU_LIMIT = 1 << 20  # A-ASSOCIATE-RQ with 128 contexts of many syntaxes 
 _A_ABORT_INVALID_PDU_PARAMETER = bytes([0x07, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x02, 0x06])
 
 
+def pdu_length_limit(pdu_type: int, max_pdu: int) -> int | None:
+    """The longest PDU of `pdu_type` we accept with our maximum `max_pdu` (None: no limit)."""
+    if max_pdu <= 0:
+        return None
+    return max_pdu if pdu_type == _P_DATA_TF else max(max_pdu, _OTHER_PDU_LIMIT)
+
+
+def abort_for_oversized_pdu(assoc, raw_socket, length: int, limit: int) -> None:
+    """Log the refusal and send the peer an A-ABORT (the caller then drops the connection)."""
+    log.warning("aborting the association from %s: it sent a PDU of %d bytes, more than the %d we accept",
+                assoc.requestor.address, length, limit)
+    try:
+        raw_socket.sendall(_A_ABORT_INVALID_PDU_PARAMETER)
+    except OSError:
+        pass
+
+
 def refuse_oversized_pdus(assoc, max_pdu: int) -> None:
-    """Abort `assoc` when the peer sends a PDU longer than `max_pdu` (0: no limit)."""
+    """Abort `assoc` when the peer sends a PDU longer than `max_pdu` (0: no limit), for the PDUs
+    pynetdicom's own DUL reads (pacsd.net.event_reactor checks those it reads itself)."""
     assoc_socket = getattr(assoc.dul, "socket", None)
     if max_pdu <= 0 or assoc_socket is None:
         return
@@ -38,15 +56,10 @@ def refuse_oversized_pdus(assoc, max_pdu: int) -> None:
                     pending.append((pdu_type, length))
             return data
         pdu_type, length = pending.pop()
-        limit = max_pdu if pdu_type == _P_DATA_TF else max(max_pdu, _OTHER_PDU_LIMIT)
+        limit = pdu_length_limit(pdu_type, max_pdu)
         if length <= limit:
             return receive(nr_bytes)
-        log.warning("aborting the association from %s: it sent a PDU of %d bytes, more than the %d we accept",
-                    assoc.requestor.address, length, limit)
-        try:
-            assoc_socket.socket.sendall(_A_ABORT_INVALID_PDU_PARAMETER)
-        except OSError:
-            pass
+        abort_for_oversized_pdu(assoc, assoc_socket.socket, length, limit)
         return bytearray()  # a short read: the DUL closes the connection (A-P-ABORT)
 
     assoc_socket.recv = recv_within_limit

@@ -29,10 +29,17 @@ def tune_association_socket(assoc) -> None:
 
     def recv_and_ack_now(nr_bytes: int) -> bytearray:
         data = receive(nr_bytes)
-        try:
-            raw.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-        except OSError:
-            pass
+        quick_ack(raw)
         return data
 
     assoc_socket.recv = recv_and_ack_now
+
+
+def quick_ack(raw: socket.socket) -> None:
+    """Acknowledge what was read at once (see above); call after reading from `raw`."""
+    if _QUICKACK is None:
+        return
+    try:
+        raw.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+    except OSError:
+        pass

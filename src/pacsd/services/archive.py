@@ -40,7 +40,7 @@ class Archive:
         self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group,
                                self.node)
         self.writer = IndexWriter(self.engine, batch=settings.database.commit_batch,
-                                  make_durable=self.blobs.make_durable)
+                                  make_durable=self.blobs.make_entries_durable)
         self.accepted_sop_classes = resolve_sop_classes(settings.accepted_sop_classes)
         self.layout = make_layout(storage.naming, settings, StudyFolderClaims(self.engine))
         self.actions = ActionLog.from_settings(settings)

@@ -102,6 +102,7 @@ class Ingest:
     def store(self, temp: Path, source: Source, expected: Expected | None = None) -> StoreResult:
         """Archive the file at `temp` (which this call consumes) and return the DICOM status."""
         placed: str | None = None
+        flushed = self.blobs.flush_data_soon(temp)  # the disk works while the header is parsed
         try:
             header = read_header(temp)
             self._check(header, expected)
@@ -110,6 +111,7 @@ class Ingest:
             record.account = placement.account
             placed = str(self.blobs.place(temp, placement.path))
             record.path = placed
+            flushed.result()  # the data is on disk; the writer's group flushes the folder entries
             outcome = self.writer.write(record, self.duplicates)
         except InvalidDicom as exc:
             return self._fail(temp, placed, CANNOT_UNDERSTAND, str(exc), source, expected)

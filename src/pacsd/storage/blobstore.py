@@ -2,21 +2,23 @@
 
 An incoming file is written under `<root>/.incoming/` (same volume, so placing it is a link, not
 a copy) with the writing node's name in front (nodes may share the folder), linked to its final name without ever replacing an existing file (a name collision gets
-a `_1`, `_2`, ... suffix), and the temp name is removed.  `make_durable` then flushes a whole
-group of placed files at once: one `syncfs()` of the volume covers their data and their new
-directory entries (per-file fdatasync + folder fsync where syncfs is missing).
+a `_1`, `_2`, ... suffix), and the temp name is removed.  `make_durable` then flushes placed
+files: fdatasync of each file, then fsync of the folders that gained entries (not syncfs, which
+also waits for everything else anyone wrote to the volume).  Ingest flushes each file's data in
+a helper thread while it parses the file (`flush_data_soon`; concurrent flushes share a journal
+commit) and leaves the folders to the index writer's group (`make_entries_durable`).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import grp
 import logging
 import os
 import tempfile
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from pacsd.errors import ConfigError, StorageFull
@@ -50,6 +52,8 @@ class BlobStore:
         self.gid = group_id(group)
         self.incoming = self.root / INCOMING
         self.incoming.mkdir(parents=True, exist_ok=True, mode=dir_mode)
+        self._new_entries: set[Path] = set()  # folders that gained a subfolder not yet flushed
+        self._new_entries_lock = threading.Lock()
         self._clear_stale_incoming()
 
     def _clear_stale_incoming(self) -> None:
@@ -95,35 +99,78 @@ class BlobStore:
         return final
 
     def make_durable(self, relatives: list[str]) -> None:
-        """Flush placed files (data and directory entries) to disk; one flush for the group.
+        """Flush placed files (data and directory entries) to disk, and the folders made for them.
 
         No-op when fsync is turned off.  Raises StorageFull when the volume reports an error.
         """
         if not self.fsync or not relatives:
             return
+        for relative in relatives:
+            self.make_data_durable(relative)
+        self.make_entries_durable(relatives)
+
+    def make_data_durable(self, relative: str | PurePosixPath) -> None:
+        """Flush one placed file's data (fdatasync); its folder entry needs `make_entries_durable`.
+
+        Several threads flushing at once share the filesystem's journal commit.  No-op when fsync
+        is turned off; raises StorageFull when the volume reports an error."""
+        if not self.fsync:
+            return
         try:
-            if _syncfs is not None:
-                _syncfs(self.root)
-                return
-            for relative in relatives:
-                path = self.root / relative
-                _fsync_path(path, data_only=True)
-            for directory in {(self.root / relative).parent for relative in relatives}:
-                while directory != self.root.parent:  # new folders too: their entries in parents
-                    _fsync_path(directory)
-                    directory = directory.parent
+            _fsync_path(self.root / relative, data_only=True)
         except OSError as exc:
+            raise storage_error(exc, "cannot make the stored file durable") from None
+
+    def make_entries_durable(self, relatives: list[str]) -> None:
+        """Flush the folder entries of placed files whose data is already durable, and those of
+        the folders made for them (fsync of each such folder)."""
+        if not self.fsync or not relatives:
+            return
+        with self._new_entries_lock:
+            folders, self._new_entries = self._new_entries, set()
+        try:
+            for folder in folders | {(self.root / relative).parent for relative in relatives}:
+                try:
+                    _fsync_path(folder)
+                except FileNotFoundError:
+                    pass  # emptied and removed since (a failed store): nothing to keep
+        except OSError as exc:
+            self._remember_new_entries(folders)
             raise storage_error(exc, "cannot make stored files durable") from None
 
+    def _remember_new_entries(self, folders: set[Path]) -> None:
+        with self._new_entries_lock:
+            self._new_entries |= folders
+
+    def flush_data_soon(self, path: Path) -> Future:
+        """Start flushing a complete file's data (fdatasync) in a helper thread, so the disk
+        works while the caller parses the file; the future raises StorageFull on failure.
+
+        The flush holds for the file's later names too (a link is the same data)."""
+        done: Future = Future()
+        if not self.fsync:
+            done.set_result(None)
+            return done
+        try:
+            fd = os.open(path, os.O_RDONLY)  # here: the caller may rename the file meanwhile
+        except OSError as exc:
+            done.set_exception(storage_error(exc, "cannot make the received file durable"))
+            return done
+        return _flushers.submit(_flush_and_close, fd)
+
     def _make_parents(self, relative_dir: PurePosixPath) -> None:
+        if os.path.isdir(self.root / relative_dir):
+            return  # the usual case: the series folder exists
         current = self.root
         for part in relative_dir.parts:
-            current = current / part
+            parent, current = current, current / part
             try:
                 os.mkdir(current, self.dir_mode)
-                self.make_private(current, self.dir_mode)
             except FileExistsError:
-                pass
+                continue
+            with self._new_entries_lock:
+                self._new_entries.add(parent)
+            self.make_private(current, self.dir_mode)
 
     def replace_file(self, relative: PurePosixPath, data: bytes) -> Path:
         """Write a derived file (a scan sheet) at `relative`, atomically replacing an older one."""
@@ -196,24 +243,14 @@ def _fsync_path(path: Path, data_only: bool = False) -> None:
         os.close(fd)
 
 
-def _load_syncfs():
-    """Linux syncfs(2): flush one filesystem (all files, directories, journal) in one call."""
+def _flush_and_close(fd: int) -> None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        syncfs = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-
-    def call(path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            if syncfs(fd) != 0:
-                code = ctypes.get_errno()
-                raise OSError(code, os.strerror(code))
-        finally:
-            os.close(fd)
-
-    return call
+        os.fdatasync(fd)
+    except OSError as exc:
+        raise storage_error(exc, "cannot make the received file durable") from None
+    finally:
+        os.close(fd)
 
 
-_syncfs = _load_syncfs()
+# Flushes wait on the disk, not the CPU: a few threads serve every association of the process.
+_flushers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="flush")
