@@ -225,12 +225,20 @@ class _Refused(Exception):
 
 
 def header_json(dataset: Dataset) -> str:
-    """The header as DICOM JSON; binary values above the threshold are left out (BulkDataURI)."""
-    as_dict = dataset.to_json_dict(
-        bulk_data_threshold=BULK_DATA_THRESHOLD,
-        bulk_data_element_handler=lambda element: f"bulkdata/{element.tag:08X}",
-        suppress_invalid_tags=True,
-    )
+    """The header as DICOM JSON; binary values above the threshold are left out (BulkDataURI).
+
+    Element by element rather than `Dataset.to_json_dict(suppress_invalid_tags=True)`: that
+    switches pydicom's process-wide reading mode to RAISE while it runs, so a header parsed at the
+    same moment in another association's thread would be refused for a value pydicom only warns
+    about.  An element that cannot be written as JSON is left out, and logged."""
+    as_dict = {}
+    for element in dataset:
+        try:
+            as_dict[f"{element.tag:08X}"] = element.to_json_dict(
+                bulk_data_element_handler=lambda e: f"bulkdata/{e.tag:08X}",
+                bulk_data_threshold=BULK_DATA_THRESHOLD)
+        except Exception as exc:  # noqa: BLE001 - whatever pydicom raises for one element
+            log.warning("element %s left out of the stored header: %s", element.tag, exc)
     return json.dumps(as_dict, separators=(",", ":"), ensure_ascii=False)
 
 
