@@ -1,93 +1,105 @@
-"""Pending C-FIND responses sent cheaply: identifiers encoded by the query service, and one
-command set encoded per request.
+"""Pending C-FIND responses written straight to the association's socket, many per write.
 
-pynetdicom builds, validates and encodes a new command set (a pydicom Dataset, twice) for every
-response, and encodes each identifier with pydicom: most of the cost of a 100-answer C-FIND.
-The Pending responses of one request have the same command set, so its bytes are made once (by
-pynetdicom) and reused; an `EncodedIdentifier` is sent as the bytes it carries.
+pynetdicom sends each response as its own message: a new command set built, validated and encoded
+with pydicom, the identifier wrapped, the P-DATA primitive queued for the DUL thread, turned into
+a PDU object and encoded, one socket write each, with a thread hand-off per answer.  For 100
+answers that was most of the work of a C-FIND.  The Pending responses of one request all have
+the same command set, so `PendingResponses` encodes it once (with pynetdicom), frames each
+identifier (already encoded by the query service) as a P-DATA-TF PDU itself (PS3.8 9.3.5, E.2),
+and writes the PDUs in batches.  The final response is left to pynetdicom, after the last batch
+has been written, so it cannot overtake a Pending one.
+
+Writing from the association thread is safe because nothing else writes on the association while
+a C-FIND is answered: DIMSE without asynchronous operations gives the peer nothing to send but a
+C-CANCEL (which the DUL thread reads and files, writing nothing), and pynetdicom's own messages
+for this association are queued by the thread that runs this handler.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import struct
+import zlib
+from io import BytesIO
 
-from pydicom.dataset import Dataset
-from pynetdicom import service_class
 from pynetdicom.dimse_messages import C_FIND_RSP
 from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dsutils import encode
-from pynetdicom.pdu_primitives import P_DATA
 
-_PENDING = (0xFF00, 0xFF01)
-_PDV_HEADER = 6  # item length (4) + presentation context ID (1) + message control header (1)
-
-
-class EncodedIdentifier(Dataset):
-    """A C-FIND answer already encoded in the presentation context's transfer syntax."""
-
-    def __init__(self, encoded: bytes) -> None:
-        super().__init__()
-        self.encoded = encoded
+PENDING = 0xFF00
+BATCH_BYTES = 64 * 1024  # PDUs are written once this much has been framed (and at the end)
+_P_DATA_TF_HEADER = struct.Struct(">BBL")  # PDU type, reserved, PDU length
+_PDV_HEADER = struct.Struct(">LBB")  # item length, presentation context ID, message control header
+_COMMAND, _LAST_COMMAND, _DATASET, _LAST_DATASET = 0x01, 0x03, 0x00, 0x02
 
 
-def send_encoded_identifiers() -> None:
-    """Make pynetdicom's service classes send an EncodedIdentifier's bytes as they are
-    (process-wide; idempotent; any other dataset is encoded as before)."""
-    original = service_class.encode
-    if getattr(original, "passes_encoded_identifiers", False):
-        return
+class PendingResponses:
+    """The Pending responses to one C-FIND request, framed and written by this object."""
 
-    def encode_unless_encoded(dataset, *args, **kwargs):
-        if isinstance(dataset, EncodedIdentifier):
-            return dataset.encoded
-        return original(dataset, *args, **kwargs)
+    def __init__(self, assoc, request: C_FIND, context_id: int, deflated: bool = False) -> None:
+        self.assoc = assoc
+        self.context_id = context_id
+        self.deflated = deflated
+        self.max_pdu = assoc.dimse.maximum_pdu_size  # the peer's maximum PDU length (0: no limit)
+        self.command = pending_command_set(request)
+        self.sent = 0
+        self._batch = bytearray()
 
-    encode_unless_encoded.passes_encoded_identifiers = True  # type: ignore[attr-defined]
-    service_class.encode = encode_unless_encoded
+    def add(self, identifier: bytes) -> bool:
+        """Frame one answer (an identifier in the context's transfer syntax, not yet deflated);
+        False once the association has ended, so the caller can stop."""
+        if self.deflated:
+            identifier = deflate(identifier)
+        self._batch += message_pdus(self.context_id, self.command, identifier, self.max_pdu)
+        self.sent += 1
+        if len(self._batch) >= BATCH_BYTES:
+            self.flush()
+        return self.assoc.is_established
 
-
-def reuse_pending_command_sets(assoc) -> Callable[[], None]:
-    """Send the Pending C-FIND responses of `assoc` with cached command sets until the returned
-    function is called.  Other messages go through pynetdicom unchanged.  (EVT_DIMSE_SENT is
-    not triggered for the cached ones: nothing binds it on a Query/Retrieve association.)"""
-    dimse = assoc.dimse
-    send_msg = dimse.send_msg
-    command_sets: dict[tuple, bytes] = {}
-
-    def send(primitive, context_id: int) -> None:
-        if not (isinstance(primitive, C_FIND) and primitive.Status in _PENDING
-                and primitive.MessageIDBeingRespondedTo is not None and primitive.Identifier is not None):
-            send_msg(primitive, context_id)
-            return
-        key = (context_id, primitive.MessageIDBeingRespondedTo, primitive.AffectedSOPClassUID, primitive.Status)
-        command = command_sets.get(key)
-        if command is None:
-            message = C_FIND_RSP()
-            message.primitive_to_message(primitive)
-            command = command_sets[key] = encode(message.command_set, True, True)
-        for pdata in p_data(context_id, command, primitive.Identifier.getvalue(), dimse.maximum_pdu_size):
-            dimse.dul.send_pdu(pdata)
-
-    dimse.send_msg = send
-    return lambda: setattr(dimse, "send_msg", send_msg)
+    def flush(self) -> None:
+        """Write what has been framed (pynetdicom's socket raises Evt17 if the write fails)."""
+        if self._batch and self.assoc.is_established:
+            self.assoc.dul.socket.send(bytes(self._batch))
+        self._batch.clear()
 
 
-def p_data(context_id: int, command: bytes, dataset: bytes, max_pdu: int) -> Iterator[P_DATA]:
-    """A DIMSE message as P-DATA primitives (PS3.8 E.2): one PDU holding the command and the
-    dataset when both fit in the peer's maximum PDU, fragments of at most that size otherwise."""
-    if not max_pdu or len(command) + len(dataset) + 2 * _PDV_HEADER <= max_pdu:
-        pdata = P_DATA()
-        pdata.presentation_data_value_list = [[context_id, b"\x03" + command], [context_id, b"\x02" + dataset]]
-        yield pdata
-        return
-    yield from _fragments(context_id, command, max_pdu, more=b"\x01", last=b"\x03")
-    yield from _fragments(context_id, dataset, max_pdu, more=b"\x00", last=b"\x02")
+def pending_command_set(request: C_FIND) -> bytes:
+    """The encoded command set of a Pending C-FIND-RSP to `request` (Implicit VR Little Endian,
+    with its group length, as pynetdicom writes it)."""
+    response = C_FIND()
+    response.MessageIDBeingRespondedTo = request.MessageID
+    response.AffectedSOPClassUID = request.AffectedSOPClassUID
+    response.Status = PENDING
+    response.Identifier = BytesIO(b"\0")  # present, so the command says a dataset follows
+    message = C_FIND_RSP()
+    message.primitive_to_message(response)
+    return encode(message.command_set, True, True)
 
 
-def _fragments(context_id: int, data: bytes, max_pdu: int, more: bytes, last: bytes) -> Iterator[P_DATA]:
-    size = max_pdu - _PDV_HEADER
+def message_pdus(context_id: int, command: bytes, dataset: bytes, max_pdu: int) -> bytes:
+    """A DIMSE message as P-DATA-TF PDUs: one PDU holding the command and the dataset when both
+    fit in the peer's maximum PDU length, fragments of at most that length otherwise."""
+    whole = 2 * _PDV_HEADER.size + len(command) + len(dataset)
+    if not max_pdu or whole <= max_pdu:
+        return b"".join((_P_DATA_TF_HEADER.pack(0x04, 0, whole),
+                         _PDV_HEADER.pack(len(command) + 2, context_id, _LAST_COMMAND), command,
+                         _PDV_HEADER.pack(len(dataset) + 2, context_id, _LAST_DATASET), dataset))
+    return (_fragments(context_id, command, max_pdu, _COMMAND, _LAST_COMMAND)
+            + _fragments(context_id, dataset, max_pdu, _DATASET, _LAST_DATASET))
+
+
+def _fragments(context_id: int, data: bytes, max_pdu: int, more: int, last: int) -> bytes:
+    size = max_pdu - _PDV_HEADER.size
+    pdus = []
     for start in range(0, len(data), size):
-        pdata = P_DATA()
+        piece = data[start:start + size]
         flag = last if start + size >= len(data) else more
-        pdata.presentation_data_value_list = [[context_id, flag + data[start:start + size]]]
-        yield pdata
+        pdus += [_P_DATA_TF_HEADER.pack(0x04, 0, len(piece) + _PDV_HEADER.size),
+                 _PDV_HEADER.pack(len(piece) + 2, context_id, flag), piece]
+    return b"".join(pdus)
+
+
+def deflate(data: bytes) -> bytes:
+    """Deflated Explicit VR Little Endian's dataset: the encoding deflated with no zlib header
+    (PS3.5 A.5), as pynetdicom and pydicom write it."""
+    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()

@@ -19,8 +19,7 @@ from pynetdicom.dimse_primitives import C_MOVE
 from pacsd.config import QueryRetrievePermission, Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import PacsError
-from pacsd.net.find_responses import EncodedIdentifier, reuse_pending_command_sets, send_encoded_identifiers
-from pacsd.net.pacing import wait_until_sent
+from pacsd.net.find_responses import PendingResponses
 from pacsd.net.qr_models import MODEL_OF
 from pacsd.net.tcp import tune_association_socket
 from pacsd.services.archive import Archive
@@ -43,11 +42,6 @@ CANCELLED = 0xFE00
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC000
 NOT_PERMITTED = 0xC001  # a failure in the "unable to process" range, with an Error Comment
-# pynetdicom reads the peer (a C-CANCEL) only once no answer waits to go out; a handler waits for
-# that when it sees the peer has sent something (it looks every PEEK_EVERY answers), and after
-# MOST_ANSWERS_QUEUED answers (which bounds the queue).  Waiting, or looking, after every answer
-# cost more than building it: each releases the GIL, a thread hand-off.
-MOST_ANSWERS_QUEUED, PEEK_EVERY = 50, 10
 
 
 def failure(status: int, comment: str) -> Dataset:
@@ -95,7 +89,6 @@ class QueryRetrieveService:
         # pynetdicom decodes and renders every request and answer identifier for log lines nobody
         # reads (its handlers are off): that cost more than building the answer.
         _config.LOG_REQUEST_IDENTIFIERS = _config.LOG_RESPONSE_IDENTIFIERS = False
-        send_encoded_identifiers()
 
     def add_contexts(self, ae: AE) -> None:
         for uid in MODEL_OF:
@@ -135,14 +128,12 @@ class QueryRetrieveService:
             return
         syntax = UID(event.context.transfer_syntax)
         charset = identifier.get("SpecificCharacterSet")
-        back_to_pynetdicom = reuse_pending_command_sets(event.assoc)
-        try:
-            for number, answer in enumerate(matches):
-                if number % MOST_ANSWERS_QUEUED == 0 or (number % PEEK_EVERY == 0 and _peer_has_sent(event.assoc)):
-                    wait_until_sent(event.assoc)  # lets a C-CANCEL be read between answers
-                yield PENDING, _identifier(answer, syntax, charset)
-        finally:
-            back_to_pynetdicom()
+        pending = PendingResponses(event.assoc, event.request, event.context.context_id, syntax.is_deflated)
+        for answer in matches:
+            if not pending.add(answer.encoded(syntax.is_implicit_VR, syntax.is_little_endian, charset)):
+                return  # the association has ended
+        pending.flush()
+        log.debug("C-FIND from %s: %d answers", calling, pending.sent)
         if cancelled():
             log.info("C-FIND from %s cancelled", calling)
             yield CANCELLED, None
@@ -228,18 +219,6 @@ class QueryRetrieveService:
                 log.warning("retrieve sub-operation failed: %s", exc)
                 prepared = unsendable(instance)
             yield PENDING, prepared if isinstance(prepared, Dataset) else file_stand_in(instance, prepared)
-
-
-def _identifier(answer, syntax: UID, charset) -> Dataset:
-    """A C-FIND answer as pynetdicom sends it: already encoded, unless pynetdicom must deflate it."""
-    if syntax.is_deflated:
-        return answer.as_dataset(syntax.is_implicit_VR, syntax.is_little_endian, charset)
-    return EncodedIdentifier(answer.encoded(syntax.is_implicit_VR, syntax.is_little_endian, charset))
-
-
-def _peer_has_sent(assoc) -> bool:
-    """Whether bytes from the peer wait to be read (a select with no timeout)."""
-    return assoc.dul.socket is not None and assoc.dul.socket.ready
 
 
 def _refuse_move(event, status: int, comment: str) -> Iterator:

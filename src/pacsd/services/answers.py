@@ -29,9 +29,10 @@ _TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "
 _INTEGER_VRS = {"IS", "SL", "SS", "SV", "UL", "US", "UV"}
 _LONG_LENGTH_VRS = {"UC", "UR", "UT"}  # explicit VR: 2 reserved bytes and a 4-byte length
 _DEFAULT_REPERTOIRE = {"", "ISO_IR 6", "ISO 2022 IR 6"}
+_TAG_BYTES: dict[int, bytes] = {}  # a tag as little-endian group and element, by tag
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AnswerElement:
     """One element of an answer: DICOM text values (from the index), or a stored DICOM JSON element."""
 
@@ -178,7 +179,9 @@ def _text_bytes(vr: str, texts: Sequence[str]) -> bytes:
 def _element_bytes(tag: int, element: AnswerElement, implicit_vr: bool) -> bytes:
     """One little-endian element of ASCII text (PS3.5 7.1.2/7.1.3); b'' if too long to write so."""
     value = _text_bytes(element.vr, element.texts)
-    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+    head = _TAG_BYTES.get(tag)
+    if head is None:
+        head = _TAG_BYTES[tag] = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
     if implicit_vr:
         return head + struct.pack("<I", len(value)) + value
     if element.vr in _LONG_LENGTH_VRS:

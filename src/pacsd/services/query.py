@@ -183,9 +183,11 @@ class QueryService:
 
     def _python_match(self, key: QueryKey, row, header: dict) -> bool:
         separator = key.column.separator if key.column is not None else ("=" if key.vr == "PN" else None)
-        return matches(key.condition, _texts(self._value(key, row, header)), separator)
+        return matches(key.condition, _texts(self._value(key, row._mapping, header)), separator)
 
-    def _value(self, key: QueryKey, row, header: dict):
+    def _value(self, key: QueryKey, values: Mapping, header: dict):
+        """A key's value in a match: from its index column in `values` (the row's mapping), else
+        from the stored header."""
         if key.below_level:
             return None
         if key.keyword == "RetrieveAETitle":
@@ -193,7 +195,7 @@ class QueryService:
         if key.keyword == "InstanceAvailability":
             return "ONLINE"
         if key.column is not None:
-            value = row._mapping[key.column.column]
+            value = values[key.column.column]
             if key.column.separator == "\\" and value:
                 return value.split("\\")
             return value
@@ -202,12 +204,13 @@ class QueryService:
 
     def _answer(self, level: str, answer_keys: list[QueryKey], row, header: dict) -> Answer:
         answer = Answer(level)
+        elements, values = answer.elements, row._mapping
         for key in answer_keys:
             stored = header.get(f"{key.tag:08X}") if key.column is None and header else None
             if isinstance(stored, dict) and "BulkDataURI" not in stored:
-                answer.elements[key.tag] = AnswerElement(stored.get("vr", key.vr), stored=stored)
+                elements[key.tag] = AnswerElement(stored.get("vr", key.vr), stored=stored)
             else:
-                answer.elements[key.tag] = AnswerElement(key.vr, _texts(self._value(key, row, header)))
+                elements[key.tag] = AnswerElement(key.vr, _texts(self._value(key, values, header)))
         return answer
 
 
@@ -308,7 +311,9 @@ def _element_text(value, vr: str):
 
 def _texts(value) -> tuple[str, ...]:
     """An answer value as DICOM text values (none when empty)."""
-    if value is None or value == "":
+    if type(value) is str:  # most values: an index column's text
+        return (value,) if value else ()
+    if value is None:
         return ()
     if isinstance(value, (MultiValue, list, tuple)):
         return tuple(str(v) for v in value if v is not None and not isinstance(v, (bytes, Dataset)))
