@@ -71,17 +71,3 @@ def shorten_association_polling() -> None:
 def shorten_dul_polling(assoc) -> None:
     """Cap the DUL reactor's sleep of one association."""
     assoc.dul._run_loop_delay = POLL_INTERVAL
-
-
-def wait_until_sent(assoc, timeout: float = 30.0) -> None:
-    """Block while the association still has messages waiting to go out.
-
-    pynetdicom's DUL thread sends a queued message in preference to reading the socket, so a
-    handler that yields answers faster than they are sent keeps it from ever reading a C-CANCEL
-    (and queues every answer in memory).  Yielding the next answer only once the queue has
-    drained lets the peer's requests in between answers.
-    """
-    queue = assoc.dul.to_provider_queue
-    deadline = _time.monotonic() + timeout
-    while queue.qsize() and assoc.is_established and _time.monotonic() < deadline:
-        _time.sleep(POLL_INTERVAL)
