@@ -13,7 +13,8 @@ from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dsutils import decode
 from pynetdicom.pdu import P_DATA_TF
 
-from pacsd.net.find_responses import deflate, message_pdus, pending_command_set
+from pacsd.net.find_responses import deflate, pending_command_set
+from pacsd.net.pdv import message_pdus
 from tests.dicomgen import write_dicom
 from tests.qr_support import archive_files, findscu
 

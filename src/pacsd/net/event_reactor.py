@@ -4,8 +4,9 @@ pynetdicom's DUL thread polls (sleep, check socket, check queue), reads each PDU
 `recv` calls, decodes it into objects, runs it through the state machine, and a second thread
 polls for the finished message.  For an accepted association we swap in a DUL loop that sleeps in
 `select` (socket + a wake-up pipe for messages to send), reads a P-DATA-TF PDU with `recv_into`
-and hands its fragments straight to pynetdicom's DIMSE decoder (what the state machine's DT-2
-does in Sta6), and serves a complete C-STORE request in the DUL thread itself.  Association
+and hands its fragments to the C-STORE fast path (`pacsd.net.store_reader`) or straight to
+pynetdicom's DIMSE decoder (what the state machine's DT-2 does in Sta6), and serves a complete
+C-STORE request in the DUL thread itself.  Association
 negotiation, release, abort, other PDUs and other DIMSE services go through pynetdicom as before.
 """
 
@@ -18,6 +19,7 @@ import socket
 import ssl
 import struct
 import threading
+from collections.abc import Callable
 
 from pynetdicom import _config
 from pynetdicom.dimse_primitives import C_STORE
@@ -26,8 +28,10 @@ from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
+from pacsd.net.incoming import IncomingFile
 from pacsd.net.pacing import wake_association_on
 from pacsd.net.pdu_limit import abort_for_oversized_pdu, pdu_length_limit
+from pacsd.net.store_reader import StoreCallback, StoreReader
 from pacsd.net.tcp import quick_ack
 
 log = logging.getLogger(__name__)
@@ -106,15 +110,20 @@ def serve_store_now(assoc, message, context_id: int) -> bool:
     return True
 
 
-def make_event_driven(assoc, max_pdu: int = 0) -> bool:
+def make_event_driven(assoc, max_pdu: int = 0, store: StoreCallback | None = None,
+                      new_incoming: Callable[[], IncomingFile] | None = None) -> bool:
     """Give an accepted association (before it starts) the event-driven DUL loop and
-    association wake-ups; PDUs longer than `max_pdu` allows (0: no limit) abort it.
+    association wake-ups; PDUs longer than `max_pdu` allows (0: no limit) abort it.  With
+    `store` (and `new_incoming`, where datasets are written), C-STORE requests are read and
+    answered by a `StoreReader` calling `store`.
     False, changing nothing, if its socket is not a plain TCP socket."""
     dul = assoc.dul
     raw = getattr(dul.socket, "socket", None)
     if not isinstance(raw, socket.socket) or isinstance(raw, ssl.SSLSocket):
         return False
     reactor = EventDrivenDul(dul, raw, max_pdu)
+    if store is not None and new_incoming is not None:
+        reactor.reader = StoreReader(assoc, store, new_incoming, reactor.to_pynetdicom)
     wake_association = wake_association_on(assoc)
     dul.to_provider_queue = _replaced(dul.to_provider_queue, WakingQueue(reactor.wake, reactor.thread))
     dul.event_queue = _replaced(dul.event_queue, WakingQueue(reactor.wake, reactor.thread))
@@ -156,6 +165,7 @@ class EventDrivenDul:
         self._stream_buffer: bytearray | None = None
         self.thread = ThreadRef()
         self.on_exit = lambda: None
+        self.reader: StoreReader | None = None  # takes the PDVs first, when set
 
     def wake(self) -> None:
         try:
@@ -198,6 +208,8 @@ class EventDrivenDul:
                 dul.state_machine.do_action(event)
                 idle = False
         finally:
+            if self.reader is not None:
+                self.reader.abandon()  # a dataset cut off by the end of the association
             self._wake_r.close()
             self._wake_w.close()
             self.on_exit()
@@ -325,6 +337,13 @@ class EventDrivenDul:
                     break
 
     def _deliver(self, values: list) -> None:
+        """Hand the PDVs of a P-DATA-TF on: to the store reader if there is one, else pynetdicom."""
+        if self.reader is not None:
+            self.reader.feed(values)
+        else:
+            self.to_pynetdicom(values)
+
+    def to_pynetdicom(self, values: list) -> None:
         """Hand PDVs to pynetdicom's DIMSE provider, as DT-2 does with a decoded P-DATA-TF."""
         primitive = P_DATA()
         primitive._presentation_data_value_list = values

@@ -5,7 +5,7 @@ with pydicom, the identifier wrapped, the P-DATA primitive queued for the DUL th
 a PDU object and encoded, one socket write each, with a thread hand-off per answer.  For 100
 answers that was most of the work of a C-FIND.  The Pending responses of one request all have
 the same command set, so `PendingResponses` encodes it once (with pynetdicom), frames each
-identifier (already encoded by the query service) as a P-DATA-TF PDU itself (PS3.8 9.3.5, E.2),
+identifier (already encoded by the query service) as a P-DATA-TF PDU itself (`pacsd.net.pdv`),
 and writes the PDUs in batches.  The final response is left to pynetdicom, after the last batch
 has been written, so it cannot overtake a Pending one.
 
@@ -17,7 +17,6 @@ for this association are queued by the thread that runs this handler.
 
 from __future__ import annotations
 
-import struct
 import zlib
 from io import BytesIO
 
@@ -25,11 +24,10 @@ from pynetdicom.dimse_messages import C_FIND_RSP
 from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dsutils import encode
 
+from pacsd.net.pdv import message_pdus
+
 PENDING = 0xFF00
 BATCH_BYTES = 64 * 1024  # PDUs are written once this much has been framed (and at the end)
-_P_DATA_TF_HEADER = struct.Struct(">BBL")  # PDU type, reserved, PDU length
-_PDV_HEADER = struct.Struct(">LBB")  # item length, presentation context ID, message control header
-_COMMAND, _LAST_COMMAND, _DATASET, _LAST_DATASET = 0x01, 0x03, 0x00, 0x02
 
 
 class PendingResponses:
@@ -73,29 +71,6 @@ def pending_command_set(request: C_FIND) -> bytes:
     message = C_FIND_RSP()
     message.primitive_to_message(response)
     return encode(message.command_set, True, True)
-
-
-def message_pdus(context_id: int, command: bytes, dataset: bytes, max_pdu: int) -> bytes:
-    """A DIMSE message as P-DATA-TF PDUs: one PDU holding the command and the dataset when both
-    fit in the peer's maximum PDU length, fragments of at most that length otherwise."""
-    whole = 2 * _PDV_HEADER.size + len(command) + len(dataset)
-    if not max_pdu or whole <= max_pdu:
-        return b"".join((_P_DATA_TF_HEADER.pack(0x04, 0, whole),
-                         _PDV_HEADER.pack(len(command) + 2, context_id, _LAST_COMMAND), command,
-                         _PDV_HEADER.pack(len(dataset) + 2, context_id, _LAST_DATASET), dataset))
-    return (_fragments(context_id, command, max_pdu, _COMMAND, _LAST_COMMAND)
-            + _fragments(context_id, dataset, max_pdu, _DATASET, _LAST_DATASET))
-
-
-def _fragments(context_id: int, data: bytes, max_pdu: int, more: int, last: int) -> bytes:
-    size = max_pdu - _PDV_HEADER.size
-    pdus = []
-    for start in range(0, len(data), size):
-        piece = data[start:start + size]
-        flag = last if start + size >= len(data) else more
-        pdus += [_P_DATA_TF_HEADER.pack(0x04, 0, len(piece) + _PDV_HEADER.size),
-                 _PDV_HEADER.pack(len(piece) + 2, context_id, flag), piece]
-    return b"".join(pdus)
 
 
 def deflate(data: bytes) -> bytes:

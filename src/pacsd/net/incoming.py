@@ -100,16 +100,18 @@ def incoming_file_of(request) -> IncomingFile | None:
     return incoming if isinstance(incoming, IncomingFile) else None
 
 
+def new_incoming_file(blobs: BlobStore, suffix: str = ".dcm") -> IncomingFile:
+    """A new IncomingFile in `blobs`' incoming folder (in its error state if none can be made)."""
+    try:
+        return IncomingFile(blobs.new_temp_path(suffix=suffix))
+    except OSError as exc:  # raised here it would kill the association: answer 0xA700 instead
+        log.error("cannot create a file in %s: %s", blobs.incoming, exc)
+        never_created = blobs.incoming / f"{blobs.node}{NODE_MARK}uncreated-{uuid.uuid4().hex}{suffix}"
+        return IncomingFile(never_created, error=exc)
+
+
 def receive_into(blobs: BlobStore) -> None:
     """Make pynetdicom write every received C-STORE dataset into `blobs`' incoming folder."""
-
-    def new_incoming_file(*_args, suffix: str = ".dcm", **_kwargs) -> IncomingFile:
-        try:
-            return IncomingFile(blobs.new_temp_path(suffix=suffix))
-        except OSError as exc:  # raised here it would kill the association: answer 0xA700 instead
-            log.error("cannot create a file in %s: %s", blobs.incoming, exc)
-            never_created = blobs.incoming / f"{blobs.node}{NODE_MARK}uncreated-{uuid.uuid4().hex}{suffix}"
-            return IncomingFile(never_created, error=exc)
-
     _config.STORE_RECV_CHUNKED_DATASET = True
-    dimse_messages.NamedTemporaryFile = new_incoming_file  # type: ignore[assignment]
+    dimse_messages.NamedTemporaryFile = (  # type: ignore[assignment]
+        lambda *_args, suffix=".dcm", **_kwargs: new_incoming_file(blobs, suffix))

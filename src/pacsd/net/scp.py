@@ -11,6 +11,7 @@ import gc
 import logging
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -29,8 +30,9 @@ from pacsd.net.event_reactor import make_event_driven
 from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
 from pacsd.net.pdu_limit import refuse_oversized_pdus
 from pacsd.net.reuseport import share_port
+from pacsd.net.store_reader import StoreRequest
 from pacsd.net.tcp import tune_association_socket
-from pacsd.net.incoming import incoming_file_of, receive_into
+from pacsd.net.incoming import IncomingFile, incoming_file_of, new_incoming_file, receive_into
 from pacsd.services.archive import Archive
 from pacsd.services.ingest import OUT_OF_RESOURCES, Expected, Source
 
@@ -173,7 +175,8 @@ class DicomServer:
         tune_association_socket(event.assoc)
         max_pdu = self.settings.server.max_pdu
         refuse_oversized_pdus(event.assoc, max_pdu)  # PDUs pynetdicom reads (negotiation)
-        if not make_event_driven(event.assoc, max_pdu):  # reads those of the established association
+        new_file = partial(new_incoming_file, self.archive.blobs)
+        if not make_event_driven(event.assoc, max_pdu, self._store, new_file):  # the established association's
             shorten_dul_polling(event.assoc)
         address = event.address
         self.connections.opened(event.assoc, f"{address[0]}:{address[1]}")
@@ -214,24 +217,33 @@ class DicomServer:
             stats.result = "rejected"
         self.connections.closed(event.assoc)
 
-    def _on_store(self, event) -> Dataset | int:
+    def _on_store(self, event) -> Dataset:
+        """EVT_C_STORE: a C-STORE pynetdicom read (the fast path calls `_store` itself)."""
         request = event.request
-        stats = self.connections.get(event.assoc)
-        path = Path(event.dataset_path)
-        incoming = incoming_file_of(request)
-        source = Source("dimse", event.assoc.requestor.ae_title.strip(), str(event.assoc.requestor.address))
+        status, comment = self._store(event.assoc, StoreRequest(
+            request.MessageID, str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID),
+            event.context.context_id), incoming_file_of(request), Path(event.dataset_path))
+        answer = Dataset()
+        answer.Status = status
+        if comment:
+            answer.ErrorComment = comment[:64]
+        return answer
+
+    def _store(self, assoc, request: StoreRequest, incoming: IncomingFile | None,
+               path: Path | None = None) -> tuple[int, str]:
+        """Archive a received dataset; the DICOM status and, for a failure, its reason."""
+        stats = self.connections.get(assoc)
+        path = Path(incoming.name) if path is None else path
+        source = Source("dimse", assoc.requestor.ae_title.strip(), str(assoc.requestor.address))
         try:
             if incoming is not None:
                 incoming.finish()
         except StorageFull as exc:
-            log.warning("refused %s from %s (status 0xA700): %s",
-                        request.AffectedSOPInstanceUID, source.calling_aet, exc)
+            log.warning("refused %s from %s (status 0xA700): %s", request.sop_instance_uid, source.calling_aet, exc)
             result_status, reason, ok, size = OUT_OF_RESOURCES, str(exc), False, 0
         else:
             size = path.stat().st_size
-            result = self.archive.ingest.store(
-                path, source, Expected(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID))
-            )
+            result = self.archive.ingest.store(path, source, Expected(request.sop_class_uid, request.sop_instance_uid))
             result_status, reason, ok = result.status, result.reason, result.ok
         if stats is not None:
             if ok:
@@ -239,8 +251,4 @@ class DicomServer:
                 stats.bytes += size
             else:
                 stats.failed += 1
-        answer = Dataset()
-        answer.Status = result_status
-        if not ok and reason:
-            answer.ErrorComment = reason[:64]
-        return answer
+        return result_status, "" if ok else reason
