@@ -11,6 +11,7 @@ starts in that error state: the dataset is read and discarded, and the C-STORE g
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from pathlib import Path
 
@@ -29,7 +30,7 @@ class IncomingFile:
     `error` set (given, or raised by open/write/close) means the dataset is being discarded:
     writes are dropped, `finish` removes what was written and raises StorageFull."""
 
-    def __init__(self, path: Path, error: OSError | None = None) -> None:
+    def __init__(self, path: Path, error: OSError | None = None, fd: int | None = None) -> None:
         self.name = str(path)
         self.file = self  # pynetdicom calls `.file.flush()` after each fragment
         self.error = error
@@ -38,8 +39,10 @@ class IncomingFile:
         self._exists = error is None  # a file given with an error was never created
         if error is None:
             try:
-                self._fp = open(path, "wb", buffering=_BUFFER)
+                self._fp = open(path if fd is None else fd, "wb", buffering=_BUFFER)
             except OSError as exc:
+                if fd is not None:
+                    os.close(fd)
                 self.error = exc
                 self._discard()
 
@@ -103,7 +106,8 @@ def incoming_file_of(request) -> IncomingFile | None:
 def new_incoming_file(blobs: BlobStore, suffix: str = ".dcm") -> IncomingFile:
     """A new IncomingFile in `blobs`' incoming folder (in its error state if none can be made)."""
     try:
-        return IncomingFile(blobs.new_temp_path(suffix=suffix))
+        path, fd = blobs.new_temp_file(suffix=suffix)
+        return IncomingFile(path, fd=fd)
     except OSError as exc:  # raised here it would kill the association: answer 0xA700 instead
         log.error("cannot create a file in %s: %s", blobs.incoming, exc)
         never_created = blobs.incoming / f"{blobs.node}{NODE_MARK}uncreated-{uuid.uuid4().hex}{suffix}"

@@ -15,7 +15,6 @@ import errno
 import grp
 import logging
 import os
-import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -73,9 +72,22 @@ class BlobStore:
                 stale.unlink(missing_ok=True)
 
     def new_temp_path(self, suffix: str = ".dcm") -> Path:
-        fd, name = tempfile.mkstemp(suffix=suffix, prefix=f"{self.node}{NODE_MARK}", dir=self.incoming)
+        path, fd = self.new_temp_file(suffix)
         os.close(fd)
-        return Path(name)
+        return path
+
+    def new_temp_file(self, suffix: str = ".dcm") -> tuple[Path, int]:
+        """A new empty file in the incoming folder, and a file descriptor open for writing it.
+
+        Write through this descriptor rather than reopening the path with "wb": on ext4 a
+        file truncated on open is written back when closed (its auto_da_alloc heuristic), which
+        cost ~0.35 ms per received image."""
+        while True:
+            path = self.incoming / f"{self.node}{NODE_MARK}{os.urandom(8).hex()}{suffix}"
+            try:
+                return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                continue
 
     def absolute(self, relative: str | PurePosixPath) -> Path:
         path = (self.root / relative).resolve()
