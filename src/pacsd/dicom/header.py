@@ -56,6 +56,7 @@ class Header:
     study_uid: str
     series_uid: str
     size: int
+    header_json: str | None = None  # the DICOM JSON, when the fast path (rawheader) read the file
 
 
 def _require_uid(dataset: Dataset, keyword: str) -> str:
@@ -71,7 +72,11 @@ def read_header(path: Path | str) -> Header:
     """Read a Part 10 file's header (no pixel data) and check the file is complete.
 
     Raises InvalidDicom when the file is not DICOM, is truncated, or lacks a required UID.
+    Common files take the fast path (`rawheader`), which also gives the DICOM JSON; others
+    pydicom's reader.
     """
+    from pacsd.dicom import rawheader  # here: it builds on this module's walker and constants
+
     path = Path(path)
     try:
         with open(path, "rb") as fp:
@@ -79,7 +84,11 @@ def read_header(path: Path | str) -> Header:
             if size < 132:
                 raise InvalidDicom(f"not a DICOM Part 10 file: only {size} bytes")
             with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                header_bytes, syntax = _whole_file_header(data, size)
+                fast = rawheader.parse(data, size)
+                if fast is None:
+                    header_bytes, syntax = _whole_file_header(data, size)
+            if fast is not None:
+                return _header(fast.dataset, fast.transfer_syntax, size, fast.header_json)
             if syntax == DeflatedExplicitVRLittleEndian:
                 # The dataset is deflated as a whole: pydicom inflates it; zlib reports truncation.
                 fp.seek(0)
@@ -91,6 +100,10 @@ def read_header(path: Path | str) -> Header:
         raise
     except Exception as exc:  # pydicom, struct and zlib errors share no useful base class
         raise InvalidDicom(f"unreadable DICOM ({type(exc).__name__}: {exc})") from None
+    return _header(dataset, syntax, size)
+
+
+def _header(dataset: Dataset, syntax: str, size: int, header_json: str | None = None) -> Header:
     return Header(
         dataset=dataset,
         file_meta=dataset.file_meta,
@@ -100,6 +113,7 @@ def read_header(path: Path | str) -> Header:
         study_uid=_require_uid(dataset, "StudyInstanceUID"),
         series_uid=_require_uid(dataset, "SeriesInstanceUID"),
         size=size,
+        header_json=header_json,
     )
 
 

@@ -199,7 +199,7 @@ class Ingest:
             path="",
             size_bytes=header.size,
             checksum=_sha256(temp),
-            header_json=header_json(ds),
+            header_json=header.header_json if header.header_json is not None else header_json(ds),
             instance_number=_int_or_none(first_text(ds, "InstanceNumber")),
             calling_aet=source.calling_aet,
             patient=column_values(ds, PATIENT_COLUMNS),

@@ -1,0 +1,91 @@
+"""The fast header parse (dicom/rawheader) gives what the pydicom path gives, or steps aside.
+
+Every shared test file is read both ways: the same DICOM JSON, the same Header, the same
+refusals.  The fast path must actually be taken for the common files, or these tests fail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from pydicom.uid import ImplicitVRLittleEndian
+
+from pacsd.dicom import rawheader
+from pacsd.dicom.header import read_header
+from pacsd.errors import InvalidDicom
+from pacsd.services.ingest import header_json
+from tests.conftest import shared_testdata_files
+from tests.dicomgen import write_dicom
+
+FILES = shared_testdata_files()
+MIN_FAST_FILES = 20  # of the shared test data (23 when this was written)
+
+
+def _both_ways(path: Path):
+    """(fast result, pydicom result); each a Header or the InvalidDicom raised."""
+    results = []
+    for fast in (True, False):
+        try:
+            if fast:
+                results.append(read_header(path))
+            else:
+                with mock.patch.object(rawheader, "parse", return_value=None):
+                    results.append(read_header(path))
+        except InvalidDicom as exc:
+            results.append(exc)
+    return results
+
+
+def _assert_same(fast, slow) -> None:
+    assert isinstance(fast, InvalidDicom) == isinstance(slow, InvalidDicom), (fast, slow)
+    if isinstance(slow, InvalidDicom):
+        return
+    assert slow.header_json is None
+    for field in ("transfer_syntax", "sop_class_uid", "sop_instance_uid", "study_uid", "series_uid", "size"):
+        assert getattr(fast, field) == getattr(slow, field), field
+    expected = json.loads(header_json(slow.dataset))
+    if fast.header_json is not None:
+        assert json.loads(fast.header_json) == expected
+    assert json.loads(header_json(fast.dataset)) == expected  # the lazily converted Dataset too
+    assert fast.dataset.file_meta.TransferSyntaxUID == slow.dataset.file_meta.TransferSyntaxUID
+
+
+@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(p.parents[1])) for p in FILES])
+def test_the_fast_path_agrees_with_pydicom(path):
+    fast, slow = _both_ways(path)
+    _assert_same(fast, slow)
+
+
+def test_the_fast_path_is_taken_for_the_common_files():
+    taken = [p for p in FILES if not isinstance(h := _both_ways(p)[0], InvalidDicom) and h.header_json]
+    assert len(taken) >= MIN_FAST_FILES, taken
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.1", ImplicitVRLittleEndian])
+def test_a_generated_ct_takes_the_fast_path(tmp_path, syntax):
+    path = write_dicom(tmp_path / "ct.dcm", syntax=syntax, rows=64, cols=64)
+    fast, slow = _both_ways(path)
+    assert fast.header_json is not None
+    _assert_same(fast, slow)
+
+
+def _cut(source: Path, target: Path, keep: int) -> Path:
+    target.write_bytes(source.read_bytes()[:keep])
+    return target
+
+
+def test_a_file_cut_in_its_header_or_pixels_is_refused_by_the_fast_path(tmp_path):
+    path = write_dicom(tmp_path / "ct.dcm", rows=64, cols=64)
+    whole = read_header(path)
+    assert whole.header_json is not None
+    data = path.read_bytes()
+    pixel_at = data.index(b"\xe0\x7f\x10\x00")
+    for keep in (pixel_at // 2, pixel_at + 6, pixel_at + 200, len(data) - 1):
+        cut = _cut(path, tmp_path / f"cut{keep}.dcm", keep)
+        with mock.patch.object(rawheader, "_Unusual", AssertionError):  # no stepping aside
+            with pytest.raises(InvalidDicom, match="truncated"):
+                read_header(cut)
+        fast, slow = _both_ways(cut)
+        assert isinstance(slow, InvalidDicom)
