@@ -10,10 +10,11 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from pydicom.datadict import keyword_for_tag
 from pydicom.uid import ImplicitVRLittleEndian
 
 from pacsd.dicom import rawheader
-from pacsd.dicom.header import read_header
+from pacsd.dicom.header import FIRST_TEXTS, first_text, read_header
 from pacsd.errors import InvalidDicom
 from pacsd.services.ingest import header_json
 from tests.conftest import shared_testdata_files
@@ -50,6 +51,12 @@ def _assert_same(fast, slow) -> None:
         assert json.loads(fast.header_json) == expected
     assert json.loads(header_json(fast.dataset)) == expected  # the lazily converted Dataset too
     assert fast.dataset.file_meta.TransferSyntaxUID == slow.dataset.file_meta.TransferSyntaxUID
+    known = fast.dataset.__dict__.get(FIRST_TEXTS)
+    assert (known is not None) == (fast.header_json is not None)
+    for tag in known or ():  # the first values carried for first_text are pydicom's
+        keyword = keyword_for_tag(tag)
+        if keyword:
+            assert first_text(fast.dataset, keyword) == first_text(slow.dataset, keyword), keyword
 
 
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(p.parents[1])) for p in FILES])

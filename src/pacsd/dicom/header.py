@@ -14,13 +14,14 @@ import mmap
 import os
 import re
 import struct
+from functools import lru_cache
 from io import BytesIO
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydicom.dataelem import DataElement
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_partial
 from pydicom.multival import MultiValue
@@ -292,14 +293,31 @@ class _ElementWalker:
             self._need(4)
 
 
+FIRST_TEXTS = "_pacsd_first_texts"  # a Dataset attribute: {tag: first value or None (empty)}
+
+
 def first_text(dataset: Dataset, keyword: str, default: str = "") -> str:
-    """The first value of an element as text ('' when absent or empty)."""
+    """The first value of an element as text ('' when absent or empty).
+
+    A dataset from the fast header path carries its string elements' first values already (the
+    same text; converting raw elements with pydicom cost more than parsing the header)."""
+    known = dataset.__dict__.get(FIRST_TEXTS)
+    if known is not None:
+        tag = _tag_of_keyword(keyword)
+        if tag in known:
+            text = known[tag]
+            return default if text is None or text == "" else text.strip()
     value: Any = dataset.get(keyword, None)
     if value is None or value == "":
         return default
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         value = value[0] if len(value) else default
     return str(value).strip()
+
+
+@lru_cache(maxsize=None)
+def _tag_of_keyword(keyword: str) -> int | None:
+    return tag_for_keyword(keyword)
 
 
 def file_size(path: Path | str) -> int:

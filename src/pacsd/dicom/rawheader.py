@@ -3,8 +3,9 @@
 `parse(data, size)` reads the preamble and 'DICM', group 0002 (explicit VR little endian) and the
 dataset up to the top-level pixel data, for Explicit VR Little Endian (and the encapsulated
 syntaxes pydicom reads as such) and Implicit VR Little Endian.  It returns the raw elements (a
-pydicom Dataset of `RawDataElement`s, which pydicom converts lazily on access) and the DICOM JSON
-text `ingest.header_json` would write for the same file.  From the pixel data on it only walks
+pydicom Dataset of `RawDataElement`s, which pydicom converts lazily on access, carrying the first
+value of each top-level string element for `header.first_text`) and the DICOM JSON text
+`ingest.header_json` would write for the same file.  From the pixel data on it only walks
 element headers (`_ElementWalker`), proving every declared length fits: a truncated file raises
 `InvalidDicom`, as the pydicom path does.
 
@@ -43,6 +44,7 @@ from pydicom.uid import (
 )
 
 from pacsd.dicom.header import (
+    FIRST_TEXTS,
     _ITEM,
     _ITEM_END,
     _LONG_VRS,
@@ -78,6 +80,7 @@ _DECIMAL = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*\
 _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
 _SHORT_HEADER = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
 _VR_NAMES = {vr.encode(): vr for vr in _KNOWN_VRS}  # VR bytes as written -> name; UN and others absent
+_STRING_VRS = _CHARSET_TEXT | _CHARSET_SINGLE | _PLAIN | {"AE", "PN", "UI", "UR"}  # not IS/DS: numbers in JSON
 
 
 class _Unusual(Exception):
@@ -116,6 +119,7 @@ class _Parser:
         self.implicit = False
         self.codec = _DEFAULT_CODEC
         self.text_before_charset = False
+        self.first_texts: dict[int, str | None] = {}  # top-level string elements (see first_text)
 
     def need(self, start: int, count: int) -> int:
         """The position after `count` bytes from `start`, which must lie in the file."""
@@ -139,6 +143,7 @@ class _Parser:
         file_meta.set_original_encoding(False, True, _DEFAULT_CODEC)
         dataset = FileDataset(BytesIO(), Dataset(raw), bytes(self.data[:128]), file_meta, self.implicit, True)
         dataset.set_original_encoding(self.implicit, True, dataset._character_set)
+        dataset.__dict__[FIRST_TEXTS] = self.first_texts
         text = json.dumps({key: as_json[key] for key in sorted(as_json)}, separators=(",", ":"),
                           ensure_ascii=False)
         return RawHeader(dataset, syntax, text)
@@ -214,6 +219,8 @@ class _Parser:
             if top:  # items stay raw bytes in their sequence's element: pydicom reads them on access
                 key = BaseTag(tag)
                 raw[key] = RawDataElement(key, None if self.implicit else vr, length, value, at, self.implicit, True)
+                if vr in _STRING_VRS:
+                    self.first_texts[tag] = _first_string(as_json[f"{tag:08X}"])
         if position != end:
             raise _Unusual  # an element ran past the end of its item
         return raw, as_json, position
@@ -316,6 +323,16 @@ class _Parser:
         elif vr == "DS":
             values = [_number(v, _DECIMAL, float) for v in values]
         return {"vr": vr, "Value": values}
+
+
+def _first_string(element: dict) -> str | None:
+    """The first value of a string element's DICOM JSON as pydicom's str() of it gives it (None:
+    the element is empty).  PN: the groups joined again by '='."""
+    values = element.get("Value")
+    if not values:
+        return None
+    first = values[0]
+    return "=".join(first.values()) if isinstance(first, dict) else first
 
 
 def _plain_values(vr: str, text: str) -> list[str]:
