@@ -61,7 +61,12 @@ class Header:
 
 
 def _require_uid(dataset: Dataset, keyword: str) -> str:
-    value = str(dataset.get(keyword, "") or "").strip().rstrip("\x00")
+    known = dataset.__dict__.get(FIRST_TEXTS)
+    tag = _tag_of_keyword(keyword)
+    if known is not None and tag in known and tag not in dataset.__dict__[MULTI_VALUED]:
+        value = (known[tag] or "").strip().rstrip("\x00")  # the fast path's text of its only value
+    else:
+        value = str(dataset.get(keyword, "") or "").strip().rstrip("\x00")
     if not value:
         raise InvalidDicom(f"the dataset has no {keyword}")
     if len(value) > 64 or not UID_PATTERN.match(value):
@@ -294,6 +299,7 @@ class _ElementWalker:
 
 
 FIRST_TEXTS = "_pacsd_first_texts"  # a Dataset attribute: {tag: first value or None (empty)}
+MULTI_VALUED = "_pacsd_multi_valued"  # with it: the tags of those elements holding several values
 
 
 def first_text(dataset: Dataset, keyword: str, default: str = "") -> str:
