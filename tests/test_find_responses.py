@@ -10,9 +10,11 @@ from io import BytesIO
 import pytest
 from pydicom.uid import generate_uid
 from pynetdicom.dimse_primitives import C_FIND
-from pynetdicom.dsutils import decode
+from pynetdicom.dimse_messages import C_FIND_RSP
+from pynetdicom.dsutils import decode, encode
 from pynetdicom.pdu import P_DATA_TF
 
+from pacsd.net.command_set import find_response
 from pacsd.net.find_responses import deflate, pending_command_set
 from pacsd.net.pdv import message_pdus
 from tests.dicomgen import write_dicom
@@ -48,6 +50,18 @@ def test_command_set_is_a_pending_response_to_the_request():
     assert command.CommandDataSetType != 0x0101  # a dataset follows
     assert command.AffectedSOPClassUID == "1.2.840.10008.5.1.4.1.2.2.1"
     assert command.CommandGroupLength == len(pending_command_set(request())) - 12
+
+
+@pytest.mark.parametrize("status, identifier", [(0xFF00, True), (0x0000, False), (0xFE00, False)])
+def test_find_response_command_sets_equal_pynetdicoms(status, identifier):
+    response = C_FIND()
+    response.MessageIDBeingRespondedTo, response.Status = 7, status
+    response.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.1"
+    if identifier:
+        response.Identifier = BytesIO(b"\0")
+    message = C_FIND_RSP()
+    message.primitive_to_message(response)
+    assert find_response(7, "1.2.840.10008.5.1.4.1.2.2.1", status, identifier) == encode(message.command_set, True, True)
 
 
 def test_small_message_is_one_pdu_with_command_then_dataset():

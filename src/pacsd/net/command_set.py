@@ -1,7 +1,8 @@
 """DIMSE command sets (PS3.7 9.3, E.1) read and written without pydicom: always Implicit VR
 Little Endian, a handful of elements of known VR, so a dict of tag -> value bytes serves.
 
-Used by the C-STORE fast path (`pacsd.net.store_reader`); pynetdicom decodes everything else.
+Used by the C-STORE fast path (`pacsd.net.store_reader`) and the C-FIND responses pacsd writes
+itself (`pacsd.net.find_responses`); pynetdicom decodes and encodes everything else.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ STATUS = 0x00000900
 ERROR_COMMENT = 0x00000902
 AFFECTED_SOP_INSTANCE_UID = 0x00001000
 
-C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
-NO_DATA_SET = 0x0101
+C_STORE_RQ, C_STORE_RSP, C_FIND_RSP = 0x0001, 0x8001, 0x8020
+NO_DATA_SET, DATA_SET = 0x0101, 0x0001
 _ELEMENT = struct.Struct("<HHL")  # group, element, value length
 _US = struct.Struct("<H")
 
@@ -60,20 +61,33 @@ def encode(elements: list[tuple[int, bytes]]) -> bytes:
     return _ELEMENT.pack(0x0000, 0x0000, 4) + struct.pack("<L", len(body)) + body
 
 
-def store_response(message_id: int, sop_class_uid: str, sop_instance_uid: str, status: int,
-                   error_comment: str = "") -> bytes:
-    """The command set of a C-STORE-RSP (PS3.7 9.3.1.2), as pynetdicom encodes it."""
+def response(command_field: int, message_id: int, sop_class_uid: str, status: int,
+             sop_instance_uid: str = "", data_set: bool = False, error_comment: str = "") -> bytes:
+    """The command set of a DIMSE-C response, as pynetdicom encodes it."""
     elements = [
         (AFFECTED_SOP_CLASS_UID, _padded_uid(sop_class_uid)),
-        (COMMAND_FIELD, _US.pack(C_STORE_RSP)),
+        (COMMAND_FIELD, _US.pack(command_field)),
         (MESSAGE_ID_BEING_RESPONDED_TO, _US.pack(message_id)),
-        (COMMAND_DATA_SET_TYPE, _US.pack(NO_DATA_SET)),
+        (COMMAND_DATA_SET_TYPE, _US.pack(DATA_SET if data_set else NO_DATA_SET)),
         (STATUS, _US.pack(status)),
-        (AFFECTED_SOP_INSTANCE_UID, _padded_uid(sop_instance_uid)),
     ]
+    if sop_instance_uid:
+        elements.append((AFFECTED_SOP_INSTANCE_UID, _padded_uid(sop_instance_uid)))
     if error_comment:
         elements.append((ERROR_COMMENT, _padded_text(error_comment[:64])))
     return encode(elements)
+
+
+def store_response(message_id: int, sop_class_uid: str, sop_instance_uid: str, status: int,
+                   error_comment: str = "") -> bytes:
+    """The command set of a C-STORE-RSP (PS3.7 9.3.1.2)."""
+    return response(C_STORE_RSP, message_id, sop_class_uid, status, sop_instance_uid,
+                    error_comment=error_comment)
+
+
+def find_response(message_id: int, sop_class_uid: str, status: int, identifier: bool) -> bytes:
+    """The command set of a C-FIND-RSP (PS3.7 9.1.2.2): Pending ones carry an identifier."""
+    return response(C_FIND_RSP, message_id, sop_class_uid, status, data_set=identifier)
 
 
 def _padded_uid(uid: str) -> bytes:

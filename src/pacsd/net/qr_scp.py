@@ -127,12 +127,12 @@ class QueryRetrieveService:
             yield failure(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
             return
         syntax = UID(event.context.transfer_syntax)
-        charset = identifier.get("SpecificCharacterSet")
+        implicit, little, charset = syntax.is_implicit_VR, syntax.is_little_endian, identifier.get("SpecificCharacterSet")
         pending = PendingResponses(event.assoc, event.request, event.context.context_id, syntax.is_deflated)
         for answer in matches:
-            if not pending.add(answer.encoded(syntax.is_implicit_VR, syntax.is_little_endian, charset)):
+            if not pending.add(answer.encoded(implicit, little, charset)):
                 return  # the association has ended
-        pending.flush()
+        pending.finish()
         log.debug("C-FIND from %s: %d answers", calling, pending.sent)
         if cancelled():
             log.info("C-FIND from %s cancelled", calling)
