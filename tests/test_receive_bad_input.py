@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import CTImageStorage, MRImageStorage, generate_uid
@@ -170,8 +171,10 @@ def test_number_that_is_no_number_is_kept_as_text(pacs, tmp_path, keyword, text)
     placeholder = b"7" * len(padded)  # written by pydicom, then swapped: pydicom refuses to write the text
     path = write_dicom(tmp_path / "odd.dcm", **{keyword: placeholder.decode()})
     data = path.read_bytes()
-    assert data.count(placeholder) == 1
-    path.write_bytes(data.replace(placeholder, padded))
+    tag = tag_for_keyword(keyword)  # the element header too: a random UID may hold "7777" as well
+    element = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + dictionary_VR(tag).encode() + struct.pack("<H", len(padded))
+    assert data.count(element + placeholder) == 1
+    path.write_bytes(data.replace(element + placeholder, element + padded))
     assert c_store_raw(pacs.port, [path]) == [0]
     (stored,) = pacs.stored_files()
     assert dataset_part(stored) == dataset_part(path)

@@ -18,6 +18,8 @@ from pacsd.services.archive import Archive
 from pacsd.services.ingest import Source, StoreResult
 from pacsd.storage.blobstore import storage_error
 
+_COPY_BUFFER = 1 << 20  # bytes per read while copying a file in
+
 
 @dataclass
 class ImportReport:
@@ -48,9 +50,10 @@ def not_in_fileset(folder: Path) -> list[Path]:
 
 
 def import_file(archive: Archive, path: Path) -> StoreResult:
-    temp = archive.blobs.new_temp_path()
+    temp, fd = archive.blobs.new_temp_file()  # written through its descriptor (see new_temp_file)
     try:
-        shutil.copyfile(path, temp)
+        with open(fd, "wb") as copy, open(path, "rb") as source:
+            shutil.copyfileobj(source, copy, _COPY_BUFFER)
     except OSError as exc:
         temp.unlink(missing_ok=True)
         raise storage_error(exc, f"cannot copy {path}") from None
