@@ -16,11 +16,14 @@ from pydicom.uid import ImplicitVRLittleEndian
 from pacsd.dicom import rawheader
 from pacsd.dicom.header import FIRST_TEXTS, first_text, read_header
 from pacsd.errors import InvalidDicom
+from pacsd.index.columns import PATIENT_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS
 from pacsd.services.ingest import header_json
 from tests.conftest import shared_testdata_files
 from tests.dicomgen import write_dicom
 
 FILES = shared_testdata_files()
+_INDEXED_KEYWORDS = sorted({keyword for columns in (PATIENT_COLUMNS, STUDY_COLUMNS, SERIES_COLUMNS)
+                            for keyword, _ in columns.values()} | {"InstanceNumber", "EchoNumbers", "NoSuchKeyword"})
 MIN_FAST_FILES = 20  # of the shared test data (23 when this was written)
 
 
@@ -57,6 +60,8 @@ def _assert_same(fast, slow) -> None:
         keyword = keyword_for_tag(tag)
         if keyword:
             assert first_text(fast.dataset, keyword) == first_text(slow.dataset, keyword), keyword
+    for keyword in _INDEXED_KEYWORDS:  # present or absent, string or number: the same text
+        assert first_text(fast.dataset, keyword, "-") == first_text(slow.dataset, keyword, "-"), keyword
 
 
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(p.parents[1])) for p in FILES])

@@ -313,6 +313,8 @@ def first_text(dataset: Dataset, keyword: str, default: str = "") -> str:
         if tag in known:
             text = known[tag]
             return default if text is None or text == "" else text.strip()
+        if tag not in dataset._dict:  # absent: no need to ask pydicom
+            return default
     value: Any = dataset.get(keyword, None)
     if value is None or value == "":
         return default

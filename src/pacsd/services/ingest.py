@@ -8,7 +8,6 @@ temp file and any placed file are removed: nothing half-done stays behind.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from pacsd.index.columns import PATIENT_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, 
 from pacsd.index.writer import DuplicatePolicy, IndexWriter, InstanceRecord
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.arrivals import SeriesArrivals
+from pacsd.services.checksum import sha256_soon
 from pacsd.storage.blobstore import BlobStore
 from pacsd.storage.layout import Layout, Placement
 
@@ -103,14 +103,16 @@ class Ingest:
         """Archive the file at `temp` (which this call consumes) and return the DICOM status."""
         placed: str | None = None
         flushed = self.blobs.flush_data_soon(temp)  # the disk works while the header is parsed
+        checksum = sha256_soon(temp)  # so does a helper thread, for a large file
         try:
             header = read_header(temp)
             self._check(header, expected)
-            record = self._record(header, temp, source)
+            record = self._record(header, source)
             placement = self.layout.placement(header.dataset, lambda: self.arrivals.next(header.series_uid))
             record.account = placement.account
             placed = str(self.blobs.place(temp, placement.path))
             record.path = placed
+            record.checksum = checksum.result()
             flushed.result()  # the data is on disk; the writer's group flushes the folder entries
             outcome = self.writer.write(record, self.duplicates)
         except InvalidDicom as exc:
@@ -190,7 +192,7 @@ class Ingest:
                 f"request's {expected.sop_instance_uid}",
             )
 
-    def _record(self, header: Header, temp: Path, source: Source) -> InstanceRecord:
+    def _record(self, header: Header, source: Source) -> InstanceRecord:
         ds = header.dataset
         return InstanceRecord(
             sop_uid=header.sop_instance_uid,
@@ -198,7 +200,7 @@ class Ingest:
             transfer_syntax=header.transfer_syntax,
             path="",
             size_bytes=header.size,
-            checksum=_sha256(temp),
+            checksum="",  # set once computed (sha256_soon)
             header_json=header.header_json if header.header_json is not None else header_json(ds),
             instance_number=_int_or_none(first_text(ds, "InstanceNumber")),
             calling_aet=source.calling_aet,
@@ -240,11 +242,6 @@ def header_json(dataset: Dataset) -> str:
         except Exception as exc:  # noqa: BLE001 - whatever pydicom raises for one element
             log.warning("element %s left out of the stored header: %s", element.tag, exc)
     return json.dumps(as_dict, separators=(",", ":"), ensure_ascii=False)
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 _INTEGER_RANGE = range(-(2**31), 2**31)  # IS values (PS3.5); the index column is a 32-bit integer

@@ -12,12 +12,17 @@ import unicodedata
 MAX_COMPONENT_BYTES = 64
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 _SPACES = re.compile(r"\s+")
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # in ASCII, the only characters of the removed categories
 
 
 def path_component(value: object, default: str = "UNKNOWN", max_bytes: int = MAX_COMPONENT_BYTES) -> str:
     """Return `value` as a safe single path component (`default` when nothing is left)."""
-    text = unicodedata.normalize("NFC", str(value if value is not None else ""))
-    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co"))
+    text = str(value if value is not None else "")
+    if text.isascii():  # the usual UID or ID: NFC changes no ASCII text, and Cc is all it can hold
+        text = _ASCII_CONTROL.sub("", text)
+    else:
+        text = unicodedata.normalize("NFC", text)
+        text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co"))
     text = _UNSAFE.sub("_", text)
     text = _SPACES.sub("_", text.strip())
     text = text.strip("._ ")

@@ -1,0 +1,43 @@
+"""path_component: every tag value reaching a path becomes one safe component, ASCII or not."""
+
+from __future__ import annotations
+
+import pytest
+
+from pacsd.storage.sanitize import path_component
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("1.2.840.113619.2.55.3", "1.2.840.113619.2.55.3"),
+    ("A\x01B\x7fC", "ABC"),  # control characters are removed, not replaced
+    ("a\tb\nc", "abc"),
+    ("../../etc/passwd", "etc_passwd"),
+    ("DOE^JOHN  SR", "DOE^JOHN_SR"),
+    ("  ..hidden.  ", "hidden"),
+    ("\x00\x00", "UNKNOWN"),
+    ('a:b*c?d"e<f>g|h\\i', "a_b_c_d_e_f_g_h_i"),
+])
+def test_ascii_values(value, expected):
+    assert path_component(value) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("Mu\u0308ller", "M\u00fcller"),  # NFC: the combining diaeresis joins its letter
+    ("a\u200bb\u200dc", "abc"),  # format characters (zero-width space, joiner) are removed
+    ("\u00e9\x01/x", "\u00e9_x"),
+])
+def test_non_ascii_values(value, expected):
+    assert path_component(value) == expected
+
+
+def test_ascii_and_unicode_rules_agree_on_ascii_text():
+    """The ASCII shortcut must give what the general rule gives: same text plus one non-ASCII
+    letter that survives sanitising, compared without that letter."""
+    for code in range(128):
+        text = f"x{chr(code)}y"
+        assert path_component(text) + "\u00e9" == path_component(text + "\u00e9")
+
+
+def test_length_is_bounded_in_utf8_bytes():
+    assert len(path_component("\u00e9" * 100).encode()) <= 64
+    assert len(path_component("Z" * 300, max_bytes=128)) == 128
