@@ -1,16 +1,19 @@
-"""The index writer on its own: group commits, counters, duplicates inside a group, stale caches."""
+"""The index writer on its own: group commits, counters, duplicates inside a group, stale caches,
+its kept connection (replaced when it breaks, given back when idle or closed)."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, event, func, select, text
 
 from pacsd.index.engine import open_index
 from pacsd.index.schema import instances, patients, series, studies
 from pacsd.index.writer import IndexWriter, InstanceRecord
+from pacsd.index.writer_connection import WriterConnection
 
 pytestmark = pytest.mark.both_databases
 
@@ -71,8 +74,69 @@ def test_stale_cached_keys_heal(index_target):
         conn.execute(delete(instances))
         conn.execute(delete(series))
         conn.execute(delete(studies))
-    assert writer.write(record("5.2"), "keep").action == "stored"
+    handed_out = []
+    event.listen(engine, "checkout", lambda dbapi_connection, _record, _proxy: handed_out.append(dbapi_connection))
+    assert writer.write(record("5.2"), "keep").action == "stored"  # the group fails (foreign key), then alone
+    assert len(handed_out) == 1, "the failed group's connection is not used again: a fresh one is checked out"
     writer.close()
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(series)).scalar() == 1
         assert conn.execute(select(studies.c.num_instances)).scalar_one() == 1
+
+
+def instance_count(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(instances)).scalar_one()
+
+
+def test_a_connection_closed_under_the_writer_is_replaced(index_target):
+    engine = open_index(index_target)
+    handed_out = []
+    event.listen(engine, "checkout", lambda dbapi_connection, _record, _proxy: handed_out.append(dbapi_connection))
+    writer = IndexWriter(engine)
+    assert writer.write(record("4.1"), "keep").action == "stored"
+    for dbapi_connection in handed_out:  # the writer's connection among them
+        dbapi_connection.close()
+    assert writer.write(record("4.2"), "keep").action == "stored"
+    assert writer.write(record("4.3"), "keep").action == "stored"
+    writer.close()
+    assert instance_count(engine) == 3
+
+
+def test_connections_the_server_ends_are_replaced(index_target, index_backend):
+    if index_backend != "postgresql":
+        pytest.skip("a database server ends connections")
+    engine = open_index(index_target)
+    writer = IndexWriter(engine)
+    assert writer.write(record("3.1"), "keep").action == "stored"
+    with engine.connect() as conn:  # as a server restart would: every other connection ends
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    assert writer.write(record("3.2"), "keep").action == "stored"
+    assert writer.write(record("3.3"), "keep").action == "stored"
+    writer.close()
+    assert instance_count(engine) == 3
+
+
+def test_the_writer_keeps_one_connection_and_gives_it_back(index_target):
+    engine = open_index(index_target)
+    writer = IndexWriter(engine)
+    for n in range(3):
+        writer.write(record(f"2.{n}"), "keep")
+        assert engine.pool.checkedout() == 1
+    writer.close()
+    assert engine.pool.checkedout() == 0
+
+
+def test_an_idle_connection_goes_back_to_the_pool(index_target):
+    engine = open_index(index_target)
+    kept = WriterConnection(engine, idle_seconds=0.2)
+    with kept.transaction() as first:
+        pass
+    with kept.transaction() as again:
+        assert again is first
+    time.sleep(0.3)
+    with kept.transaction() as after_idle:
+        assert after_idle is not first and first.closed and not first.invalidated
+    kept.close()
+    assert engine.pool.checkedout() == 0

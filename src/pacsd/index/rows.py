@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from pacsd.index.driver_sql import DriverStatement
 from pacsd.index.schema import changes, instances, patients, series, studies
 
 if TYPE_CHECKING:
@@ -42,29 +43,30 @@ class _SeriesKeys:
     patient_pk: int
 
 
-# Prebuilt statements: built once, executed with parameters (no per-call construction).
-_FIND_INSTANCES = select(
+# Prebuilt statements: built once, executed with parameters (no per-call construction).  Those
+# run for every instance go straight to the driver (DriverStatement), compiled once per dialect.
+_FIND_INSTANCES = DriverStatement(select(
     instances.c.sop_uid, instances.c.pk, instances.c.path, instances.c.checksum,
     instances.c.size_bytes, instances.c.series_pk,
-).where(instances.c.sop_uid.in_(bindparam("uids", expanding=True)))
-_INSERT_INSTANCE = insert(instances)
-_INSERT_CHANGE = insert(changes)
+).where(instances.c.sop_uid.in_(bindparam("uids", expanding=True))))
+_INSERT_INSTANCE = DriverStatement(insert(instances))
+_INSERT_CHANGE = DriverStatement(insert(changes))
 _STUDY_SETS = select(studies.c.modalities, studies.c.sop_classes).where(
     studies.c.pk == bindparam("pk")).with_for_update()  # several nodes: the set grows under a row lock
 _SET_STUDY_SETS = update(studies).where(studies.c.pk == bindparam("b_pk")).values(
     modalities=bindparam("b_modalities"), sop_classes=bindparam("b_sop_classes"))
-_ADD_TO_STUDY = update(studies).where(studies.c.pk == bindparam("b_pk")).values(
+_ADD_TO_STUDY = DriverStatement(update(studies).where(studies.c.pk == bindparam("b_pk")).values(
     num_instances=studies.c.num_instances + bindparam("b_instances"),
     num_series=studies.c.num_series + bindparam("b_series"),
     size_bytes=studies.c.size_bytes + bindparam("b_bytes"),
-    updated_at=bindparam("b_now"))
-_ADD_TO_SERIES = update(series).where(series.c.pk == bindparam("b_pk")).values(
-    num_instances=series.c.num_instances + bindparam("b_instances"), updated_at=bindparam("b_now"))
-_ADD_TO_PATIENT = update(patients).where(patients.c.pk == bindparam("b_pk")).values(
+    updated_at=bindparam("b_now")))
+_ADD_TO_SERIES = DriverStatement(update(series).where(series.c.pk == bindparam("b_pk")).values(
+    num_instances=series.c.num_instances + bindparam("b_instances"), updated_at=bindparam("b_now")))
+_ADD_TO_PATIENT = DriverStatement(update(patients).where(patients.c.pk == bindparam("b_pk")).values(
     num_instances=patients.c.num_instances + bindparam("b_instances"),
     num_series=patients.c.num_series + bindparam("b_series"),
     num_studies=patients.c.num_studies + bindparam("b_studies"),
-    updated_at=bindparam("b_now"))
+    updated_at=bindparam("b_now")))
 
 
 class RowWriter:
@@ -81,8 +83,8 @@ class RowWriter:
     def apply(self, conn: Connection, records: list[InstanceRecord],
               policy: DuplicatePolicy) -> list[WriteOutcome]:
         now = datetime.now(timezone.utc)
-        existing = {row.sop_uid: row for row in conn.execute(
-            _FIND_INSTANCES, {"uids": list({r.sop_uid for r in records})})}
+        existing = {row.sop_uid: row for row in _FIND_INSTANCES.rows(
+            conn, {"uids": list({r.sop_uid for r in records})})}
         outcomes: list[WriteOutcome] = []
         pending: dict[str, dict] = {}  # sop_uid -> instance row being inserted in this group
         totals = _Totals()
@@ -101,8 +103,8 @@ class RowWriter:
                 totals.add(record, keys, created)
                 outcomes.append(WriteOutcome("stored", new_study=created.study))
         if pending:
-            conn.execute(_INSERT_INSTANCE, list(pending.values()))
-            conn.execute(_INSERT_CHANGE, [
+            _INSERT_INSTANCE.execute(conn, list(pending.values()))
+            _INSERT_CHANGE.execute(conn, [
                 {"kind": "instance-stored", "level": "instance", "uid": uid, "at": now} for uid in pending
             ] + [{"kind": "study-created", "level": "study", "uid": uid, "at": now} for uid in totals.new_studies])
             totals.write(conn, now)
@@ -182,12 +184,12 @@ class _Totals:
             self.new_studies.append(record.study["study_uid"])
 
     def write(self, conn: Connection, now: datetime) -> None:
-        conn.execute(_ADD_TO_STUDY, [
+        _ADD_TO_STUDY.execute(conn, [
             {"b_pk": pk, "b_instances": c["instances"], "b_series": c["series"], "b_bytes": c["bytes"], "b_now": now}
             for pk, c in self.study.items()])
-        conn.execute(_ADD_TO_SERIES, [
+        _ADD_TO_SERIES.execute(conn, [
             {"b_pk": pk, "b_instances": n, "b_now": now} for pk, n in self.series.items()])
-        conn.execute(_ADD_TO_PATIENT, [
+        _ADD_TO_PATIENT.execute(conn, [
             {"b_pk": pk, "b_instances": c["instances"], "b_series": c["series"], "b_studies": c["studies"],
              "b_now": now} for pk, c in self.patient.items()])
 

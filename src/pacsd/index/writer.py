@@ -3,7 +3,8 @@
 Many associations hand it records at once; it takes what is waiting (up to `batch`), writes
 them in one transaction, commits once, and only then resolves each caller's future.  A group
 that fails is retried one record per transaction, so one bad record fails alone.  Before a
-group's rows are committed its files are made durable in one step (`make_durable`).
+group's rows are committed its files are made durable in one step (`make_durable`).  The writer
+keeps its own connection for its transactions (`WriterConnection`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pacsd.index.rows import RowWriter, WriteOutcome
+from pacsd.index.writer_connection import WriterConnection
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class IndexWriter:
         self.batch = batch
         self.make_durable = make_durable
         self.rows = RowWriter()
+        self._connection = WriterConnection(engine)
         self._waiting: list[_Job] = []
         self._state = threading.Condition()
         self._committing = False
@@ -96,14 +99,17 @@ class IndexWriter:
             finally:
                 with self._state:
                     self._committing = False
+                    if self._closed:  # a record handed in before close(): its leader came late
+                        self._connection.close()
                     self._state.notify_all()
 
     def close(self) -> None:
-        """Refuse new records and wait for the commit under way."""
+        """Refuse new records, wait for the commit under way, give back the writer's connection."""
         with self._state:
             self._closed = True
             while self._committing:
                 self._state.wait()
+            self._connection.close()
         self._durability.shutdown(wait=False)
 
     def _commit_group(self, jobs: list[_Job]) -> None:
@@ -111,7 +117,7 @@ class IndexWriter:
         folder flushes cost as much as the statements), and commit only once they are."""
         durable = self._durability.submit(self.make_durable, [job.record.path for job in jobs])
         try:
-            with self.engine.begin() as conn:
+            with self._connection.transaction() as conn:
                 outcomes = self._apply(conn, jobs)
                 _wait_for(durable)  # raises _NotDurable: the transaction is rolled back
         except _NotDurable as failure:  # the volume failed: no row may point at these files
@@ -150,7 +156,7 @@ class IndexWriter:
         then tries again and finds the other's row (the duplicate policy settles an instance)."""
         for attempt in range(1, _RACE_ATTEMPTS + 1):
             try:
-                with self.engine.begin() as conn:
+                with self._connection.transaction() as conn:
                     (outcome,) = self.rows.apply(conn, [job.record], job.policy)
             except Exception as exc:
                 self.rows.forget()

@@ -1,0 +1,171 @@
+"""Prebuilt SQLAlchemy Core statements run straight through the DBAPI cursor of a connection.
+
+`Connection.execute` costs tens of µs of Python per statement for a few µs of SQLite: for the
+few statements the writer runs for every received instance that is most of its time.  A
+`DriverStatement` compiles its statement once per dialect - and per set of parameter names, and
+per length of each expanding IN list - into the driver's SQL string (qmark for sqlite3,
+pyformat for psycopg) and parameter order, and keeps the bind processors SQLAlchemy applies to
+each value (SQLite's DateTime is stored as a string).  Executing is then building one tuple or
+dict and one cursor call on the connection's DBAPI connection, inside the transaction the
+`Connection` holds: the same SQL and the same stored values as through `Connection.execute`.
+
+Refused when compiling, as the driver cannot do SQLAlchemy's part of them: INSERTs or UPDATEs
+that leave out a column with a Python-side default or onupdate (SQLAlchemy would fill it in),
+RETURNING, values bound inside the statement (every parameter comes from the caller),
+parameters rendered into the SQL (literal_execute), bind names that need escaping,
+and selected columns with a result processor.  Driver errors are raised as SQLAlchemy's
+`DBAPIError` subclasses (`IntegrityError`, `OperationalError`, ...) as `Connection.execute`
+raises them.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import BindParameter, ClauseElement
+from sqlalchemy.sql.sqltypes import TupleType
+
+Parameters = Mapping[str, Any]
+
+
+class DriverStatement:
+    """One SQLAlchemy statement, executed on the driver's cursor with its SQL compiled once.
+
+    `execute(conn, parameters)` takes what `Connection.execute` takes: one mapping, or a list of
+    mappings (executemany; all with the same names; an empty list executes nothing).
+    `rows(conn, parameters)` returns the selected rows as named tuples (`row.sop_uid`)."""
+
+    def __init__(self, statement: ClauseElement) -> None:
+        self.statement = statement
+        self._expanding = tuple(dict.fromkeys(
+            element.key for element in visitors.iterate(statement)
+            if isinstance(element, BindParameter) and element.expanding))
+        self._plans: WeakKeyDictionary[Dialect, dict[tuple, _Plan]] = WeakKeyDictionary()
+
+    def execute(self, conn: Connection, parameters: Parameters | Sequence[Parameters]) -> None:
+        many = not isinstance(parameters, Mapping)
+        if many and len(parameters) == 1:
+            parameters, many = parameters[0], False
+        elif many and not parameters:
+            return
+        self._run(conn, parameters, many, fetch=False)
+
+    def rows(self, conn: Connection, parameters: Parameters) -> list[tuple]:
+        return self._run(conn, parameters, many=False, fetch=True)
+
+    def _run(self, conn: Connection, parameters, many: bool, fetch: bool) -> list[tuple] | None:
+        if many and self._expanding:
+            raise ValueError("an expanding IN cannot be executed with many parameter sets")
+        plan = self._plan(conn.dialect, parameters[0] if many else parameters)
+        if fetch and plan.row is None:
+            raise ValueError("the statement selects no columns")
+        cursor = None
+        try:
+            cursor = conn.connection.dbapi_connection.cursor()
+            if many:
+                cursor.executemany(plan.sql, [plan.driver_parameters(values) for values in parameters])
+            else:
+                cursor.execute(plan.sql, plan.driver_parameters(parameters))
+            return [plan.row._make(values) for values in cursor.fetchall()] if fetch else None
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise _sqlalchemy_error(conn.dialect, plan, error) from error
+        finally:
+            if cursor is not None:
+                cursor.close()
+
+    def _plan(self, dialect: Dialect, parameters: Parameters) -> _Plan:
+        key = (tuple(parameters), *(len(parameters[name]) for name in self._expanding))
+        plans = self._plans.get(dialect)
+        if plans is None:
+            plans = self._plans[dialect] = {}
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = _compile(self.statement, dialect, parameters, self._expanding)
+        return plan
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The driver's SQL and how to turn the caller's parameters into the driver's."""
+
+    sql: str
+    expansion: dict[str, list[str]]  # expanding parameter -> the names of its elements in `sql`
+    values_in_order: Callable[[Parameters], tuple]  # the driver's parameter values, unprocessed
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, bind processor)
+    named: tuple[str, ...] | None  # the parameter names of a named paramstyle; None: positional
+    row: type | None  # named tuple of the selected columns
+
+    def driver_parameters(self, parameters: Parameters) -> tuple | dict:
+        if self.expansion:
+            parameters = dict(parameters)
+            for name, element_names in self.expansion.items():
+                parameters.update(zip(element_names, parameters.pop(name)))
+        values = self.values_in_order(parameters)
+        if self.processors:
+            values = list(values)
+            for position, process in self.processors:
+                values[position] = process(values[position])
+        return tuple(values) if self.named is None else dict(zip(self.named, values))
+
+
+def _compile(statement: ClauseElement, dialect: Dialect, parameters: Parameters,
+             expanding: tuple[str, ...]) -> _Plan:
+    compiled = statement.compile(dialect=dialect, column_keys=list(parameters), for_executemany=True)
+    if compiled.insert_prefetch or compiled.update_prefetch:
+        missing = [column.key for column in (*compiled.insert_prefetch, *compiled.update_prefetch)]
+        raise ValueError(f"columns with Python-side defaults left out: {missing} (give every column)")
+    if compiled.effective_returning:
+        raise ValueError("RETURNING is not supported")
+    if compiled.literal_execute_params or any(not bind.expanding for bind in compiled.post_compile_params):
+        raise ValueError("parameters rendered into the SQL are not supported")
+    if not_given := sorted(set(compiled.binds) - set(parameters)):
+        raise ValueError(f"parameters not given: {not_given} (values bound in the statement are not supported)")
+    if compiled.escaped_bind_names:
+        raise ValueError(f"bind names that need escaping: {sorted(compiled.escaped_bind_names)}")
+    samples = {name: [None] * len(parameters[name]) if name in expanding else None for name in compiled.binds}
+    state = compiled.construct_expanded_state(samples)
+    source = {element: name for name, elements in state.parameter_expansion.items() for element in elements}
+    names = list(state.positiontup) if compiled.positional else list(state.parameters)
+    processors = tuple(
+        (position, process) for position, name in enumerate(names)
+        if (process := _bind_processor(compiled.binds[source.get(name, name)], dialect)) is not None)
+    return _Plan(sql=state.statement, expansion=dict(state.parameter_expansion),
+                 values_in_order=_getter(names), processors=processors,
+                 named=None if compiled.positional else tuple(names), row=_row_type(statement, dialect))
+
+
+def _bind_processor(bind: BindParameter, dialect: Dialect) -> Callable[[Any], Any] | None:
+    if isinstance(bind.type, TupleType):
+        raise ValueError(f"tuple parameters are not supported: {bind.key}")
+    return bind.type.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _getter(names: list[str]) -> Callable[[Parameters], tuple]:
+    if len(names) == 1:
+        (name,) = names
+        return lambda parameters: (parameters[name],)
+    return itemgetter(*names) if names else lambda parameters: ()
+
+
+def _row_type(statement: ClauseElement, dialect: Dialect) -> type | None:
+    columns = getattr(statement, "selected_columns", None)
+    if not columns:
+        return None
+    for column in columns:
+        if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
+            raise ValueError(f"selected column {column.key} needs a result processor (not supported)")
+    return namedtuple("Row", columns.keys())
+
+
+def _sqlalchemy_error(dialect: Dialect, plan: _Plan, error: Exception) -> Exception:
+    """The driver's error as SQLAlchemy's DBAPIError subclass (what callers catch)."""
+    return DBAPIError.instance(plan.sql, None, error, dialect.loaded_dbapi.Error, dialect=dialect)
