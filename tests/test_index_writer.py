@@ -140,3 +140,41 @@ def test_an_idle_connection_goes_back_to_the_pool(index_target):
         assert after_idle is not first and first.closed and not first.invalidated
     kept.close()
     assert engine.pool.checkedout() == 0
+
+
+@pytest.mark.parametrize("policy", ["keep", "reject", "overwrite"])
+def test_a_retry_of_a_committed_record_is_its_own_row(index_target, policy):
+    """A connection that breaks after the commit makes the writer retry a record that is stored
+    already: the row naming the caller's own file is the caller's, not a duplicate to remove."""
+    engine = open_index(index_target)
+    writer = IndexWriter(engine)
+    first = writer.write(record("8.1", path="mine.dcm"), policy)
+    with engine.begin() as conn:
+        (retried,) = writer.rows.apply(conn, [record("8.1", path="mine.dcm")], policy)
+        (other,) = writer.rows.apply(conn, [record("8.1", path="another.dcm")], "keep")
+    writer.close()
+    assert (first.action, retried.action, retried.replaced_path) == ("stored", "stored", None)
+    assert (other.action, other.replaced_path) == ("kept-existing", "another.dcm")
+    with engine.connect() as conn:
+        assert conn.execute(select(instances.c.path)).scalars().all() == ["mine.dcm"]
+
+
+def test_the_row_waits_for_the_files_data_flush(index_target):
+    """The caller's data flush, still under way, is part of the group's durability: the row is
+    committed once it succeeds, and not at all when it fails."""
+    import threading
+    from concurrent.futures import Future
+
+    engine = open_index(index_target)
+    writer = IndexWriter(engine)
+    flushing: Future = Future()
+    threading.Timer(0.3, flushing.set_result, [None]).start()
+    assert writer.write(record("6.1"), "keep", data_flushed=flushing).action == "stored"
+    assert flushing.done()
+    failed: Future = Future()
+    failed.set_exception(OSError(28, "No space left on device"))
+    with pytest.raises(OSError, match="No space"):
+        writer.write(record("6.2"), "keep", data_flushed=failed)
+    writer.close()
+    with engine.connect() as conn:
+        assert conn.execute(select(instances.c.sop_uid)).scalars().all() == ["6.1"]

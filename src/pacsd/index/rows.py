@@ -230,6 +230,10 @@ def _study(conn: Connection, record: InstanceRecord, now: datetime) -> tuple[int
 
 
 def _duplicate(conn: Connection, record: InstanceRecord, policy: DuplicatePolicy, existing, now: datetime) -> WriteOutcome:
+    if existing.path == record.path:
+        # Our own row: the retry of a transaction that did commit before its connection broke
+        # (a file is only ever placed under a name no file has, so no other row names it).
+        return WriteOutcome("stored")
     conflict = bool(existing.checksum and record.checksum and existing.checksum != record.checksum)
     if policy == "keep":
         return WriteOutcome("kept-existing", replaced_path=record.path, conflict=conflict)

@@ -3,7 +3,8 @@
 Many associations hand it records at once; it takes what is waiting (up to `batch`), writes
 them in one transaction, commits once, and only then resolves each caller's future.  A group
 that fails is retried one record per transaction, so one bad record fails alone.  Before a
-group's rows are committed its files are made durable in one step (`make_durable`).  The writer
+group's rows are committed its files are made durable: the folder entries in one step
+(`make_durable`), and the data flushes the callers started (`data_flushed`) awaited.  The writer
 keeps its own connection for its transactions (`WriterConnection`).
 """
 
@@ -50,8 +51,8 @@ class InstanceRecord:
 class _Job:
     record: InstanceRecord
     policy: DuplicatePolicy
+    data_flushed: Future | None = None  # the flush of the file's data, when still under way
     future: Future = field(default_factory=Future)
-
 
 
 
@@ -79,9 +80,13 @@ class IndexWriter:
         self._closed = False
         self._durability = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable")
 
-    def write(self, record: InstanceRecord, policy: DuplicatePolicy) -> WriteOutcome:
-        """Index one instance; returns once its transaction is committed (or raises)."""
-        job = _Job(record, policy)
+    def write(self, record: InstanceRecord, policy: DuplicatePolicy,
+              data_flushed: Future | None = None) -> WriteOutcome:
+        """Index one instance; returns once its transaction is committed (or raises).
+
+        `data_flushed`: the flush of the file's data if the caller started one and did not wait
+        for it; the row is committed only once it has succeeded (its failure fails the write)."""
+        job = _Job(record, policy, data_flushed)
         with self._state:
             if self._closed:
                 raise RuntimeError("the index writer is closed")
@@ -115,7 +120,7 @@ class IndexWriter:
     def _commit_group(self, jobs: list[_Job]) -> None:
         """Write the group's rows while its files are made durable in a helper thread (the
         folder flushes cost as much as the statements), and commit only once they are."""
-        durable = self._durability.submit(self.make_durable, [job.record.path for job in jobs])
+        durable = self._durability.submit(self._make_group_durable, jobs)
         try:
             with self._connection.transaction() as conn:
                 outcomes = self._apply(conn, jobs)
@@ -138,6 +143,14 @@ class IndexWriter:
             return
         for job, outcome in zip(jobs, outcomes):
             job.future.set_result(outcome)
+
+    def _make_group_durable(self, jobs: list[_Job]) -> None:
+        """The folder entries first, then the files' data flushes the callers started: the
+        folders' journal commit overlaps the data still being written."""
+        self.make_durable([job.record.path for job in jobs])
+        for job in jobs:
+            if job.data_flushed is not None:
+                job.data_flushed.result()
 
     def _apply(self, conn, jobs: list[_Job]) -> list[WriteOutcome]:
         """Apply a group; jobs of different duplicate policies are applied policy by policy."""

@@ -113,8 +113,9 @@ class Ingest:
             placed = str(self.blobs.place(temp, placement.path))
             record.path = placed
             record.checksum = checksum.result()
-            flushed.result()  # the data is on disk; the writer's group flushes the folder entries
-            outcome = self.writer.write(record, self.duplicates)
+            # The writer's group flushes the folder entries while the data flush goes on, and
+            # commits once both are done.
+            outcome = self.writer.write(record, self.duplicates, data_flushed=flushed)
         except InvalidDicom as exc:
             return self._fail(temp, placed, CANNOT_UNDERSTAND, str(exc), source, expected)
         except _Refused as exc:

@@ -6,7 +6,8 @@ a `_1`, `_2`, ... suffix), and the temp name is removed.  `make_durable` then fl
 files: fdatasync of each file, then fsync of the folders that gained entries (not syncfs, which
 also waits for everything else anyone wrote to the volume).  Ingest flushes each file's data in
 a helper thread while it parses the file (`flush_data_soon`; concurrent flushes share a journal
-commit) and leaves the folders to the index writer's group (`make_entries_durable`).
+commit) and hands that flush to the index writer's group, which flushes the folders meanwhile
+(`make_entries_durable`) and commits once both are done.
 """
 
 from __future__ import annotations
