@@ -60,6 +60,15 @@ _INLINE_LIMIT = (BULK_DATA_THRESHOLD // 4) * 3
 _CHARSET_TAG = 0x00080005
 _DEFAULT_CODEC = python_encoding[""]
 
+
+def _decoding_name(codec: str) -> str:
+    """The codec's canonical name: bytes.decode goes straight to its C decoder for latin-1 and
+    UTF-8 named so ('iso8859-1', 'utf-8'), instead of through the codec registry (8x slower)."""
+    return codecs.lookup(codec).name
+
+
+_DEFAULT_DECODING = _decoding_name(_DEFAULT_CODEC)
+
 # Character sets whose text decodes with one Python codec, named as pydicom names it.
 _CHARSETS = {
     name: python_encoding[name]
@@ -68,7 +77,9 @@ _CHARSETS = {
 }
 _CHARSETS[""] = _DEFAULT_CODEC
 
-_NUMBERS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+_NUMBER_CODES = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+# VR -> (struct code, bytes per value, a struct for one value)
+_NUMBERS = {vr: (code, struct.calcsize("<" + code), struct.Struct("<" + code)) for vr, code in _NUMBER_CODES.items()}
 _BINARY = {"OB", "OD", "OF", "OL", "OV", "OW"}
 _CHARSET_TEXT = {"SH", "LO", "UC"}  # split at backslashes, decoded with the character set
 _CHARSET_SINGLE = {"ST", "LT", "UT"}  # one value, decoded with the character set
@@ -81,6 +92,15 @@ _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
 _SHORT_HEADER = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
 _VR_NAMES = {vr.encode(): vr for vr in _KNOWN_VRS}  # VR bytes as written -> name; UN and others absent
 _STRING_VRS = _CHARSET_TEXT | _CHARSET_SINGLE | _PLAIN | {"AE", "PN", "UI", "UR"}  # not IS/DS: numbers in JSON
+
+# The DICOM JSON is written as text, element by element, exactly as json.dumps(separators=(",", ":"),
+# ensure_ascii=False) writes the objects pydicom's to_json_dict gives: faster than building them.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_quoted = json.encoder.encode_basestring  # a JSON string, as that encoder writes it (C when available)
+_NO_VALUE = '"%08X":{"vr":"%s"}'  # % (tag, VR): a member without values
+_VALUES = '"%08X":{"vr":"%s","Value":[%s]}'  # % (tag, VR, the values as JSON)
+_PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+_new_tuple = tuple.__new__
 
 
 class _Unusual(Exception):
@@ -118,6 +138,7 @@ class _Parser:
         self.data, self.size = data, size
         self.implicit = False
         self.codec = _DEFAULT_CODEC
+        self.decoding = _DEFAULT_DECODING  # the same codec, as text() names it
         self.text_before_charset = False
         self.first_texts: dict[int, str | None] = {}  # top-level string elements (see first_text)
         self.multi_valued: set[int] = set()  # those of them holding several values
@@ -137,7 +158,7 @@ class _Parser:
                 or syntax in PrivateTransferSyntaxes:
             raise _Unusual
         self.implicit = syntax == ImplicitVRLittleEndian
-        raw, as_json, stop = self.elements(position, self.size, top=True)
+        raw, members, stop = self.elements(position, self.size, top=True)
         if stop < self.size:  # pixel data: element headers only from here, proof the file is whole
             _ElementWalker(self.data, self.size, implicit=self.implicit, little=True).walk_dataset(stop)
         file_meta = FileMetaDataset(meta)
@@ -147,9 +168,10 @@ class _Parser:
         dataset.set_original_encoding(self.implicit, True, dataset._character_set)
         dataset.__dict__[FIRST_TEXTS] = self.first_texts
         dataset.__dict__[MULTI_VALUED] = self.multi_valued
-        text = json.dumps({key: as_json[key] for key in sorted(as_json)}, separators=(",", ":"),
-                          ensure_ascii=False)
-        return RawHeader(dataset, syntax, text)
+        # ingest.header_json writes the top level in tag order (pydicom's Dataset iterates sorted);
+        # items keep file order, as pydicom's to_json_dict of an item does.  Sorting the tags of a
+        # valid file, already ascending, costs one pass.
+        return RawHeader(dataset, syntax, _json_object(map(members.__getitem__, sorted(members))))
 
     def meta(self, position: int) -> tuple[dict, int, str]:
         """Group 0002 as raw elements, where the dataset starts, and the Transfer Syntax UID."""
@@ -192,44 +214,48 @@ class _Parser:
         start = self.need(at, 4)
         return tag, _VR_NAMES.get(vr_bytes), _U16.unpack_from(data, at + 2)[0], start
 
-    def elements(self, position: int, end: int | None, top: bool = False) -> tuple[dict, dict, int]:
+    def elements(self, position: int, end: int | None, top: bool = False) -> tuple[dict, dict[int, str], int]:
         """The elements from `position` to `end` (None: to an item delimiter), as raw elements
-        and as DICOM JSON, and where they stop: the end, after the delimiter, or (at the top
-        level) where the pixel data starts."""
+        and as DICOM JSON members ('"GGGGEEEE":{...}' by tag), and where they stop: the end,
+        after the delimiter, or (at the top level) where the pixel data starts."""
         raw: dict = {}
-        as_json: dict = {}
+        members: dict[int, str] = {}
+        data, implicit = self.data, self.implicit
         while end is None or position < end:
             element_start = position
             tag, vr, length, at = self.element_header(position)
             if top and tag in _PIXEL_TAGS:
-                return raw, as_json, element_start
+                return raw, members, element_start
             if end is None and tag == _ITEM_END:
-                return raw, as_json, at
+                return raw, members, at
             if tag >> 16 == 0xFFFE:
                 raise _Unusual
             vr = self.vr_of(tag, vr)
             if vr == "SQ":
                 items, position, value = self.sequence(at, length)
-                as_json[f"{tag:08X}"] = {"vr": "SQ", "Value": items}
+                member, values = _VALUES % (tag, "SQ", ",".join(items)), []
             else:
                 if length == _UNDEFINED:
                     raise _Unusual
                 position = self.need(at, length)
-                value = bytes(self.data[at:position])
+                value = bytes(data[at:position])
                 if tag == _CHARSET_TAG:
                     self.charset(value, top)
-                as_json[f"{tag:08X}"] = self.json_of(tag, vr, value)
+                member, values = self.json_of(tag, vr, value)
+            members[tag] = member
             if top:  # items stay raw bytes in their sequence's element: pydicom reads them on access
                 key = BaseTag(tag)
-                raw[key] = RawDataElement(key, None if self.implicit else vr, length, value, at, self.implicit, True)
+                # RawDataElement(key, VR, length, value, at, implicit, little endian), without
+                # the NamedTuple's Python-level __new__: all its fields, is_raw and is_buffered too
+                raw[key] = _new_tuple(RawDataElement, (key, None if implicit else vr, length, value, at,
+                                                       implicit, True, True, False))
                 if vr in _STRING_VRS:
-                    element = as_json[f"{tag:08X}"]
-                    self.first_texts[tag] = _first_string(element)
-                    if len(element.get("Value", ())) > 1:
+                    self.first_texts[tag] = values[0] if values else None
+                    if len(values) > 1:
                         self.multi_valued.add(tag)
         if position != end:
             raise _Unusual  # an element ran past the end of its item
-        return raw, as_json, position
+        return raw, members, position
 
     def vr_of(self, tag: int, written: str | None) -> str:
         if not self.implicit:
@@ -259,10 +285,10 @@ class _Parser:
             raise _Unusual from None
         if self.text_before_charset and codecs.lookup(codec) != codecs.lookup(self.codec):
             raise _Unusual
-        self.codec = codec
+        self.codec, self.decoding = codec, _decoding_name(codec)
 
-    def sequence(self, position: int, length: int) -> tuple[list, int, bytes]:
-        """A sequence's items as DICOM JSON, where it ends, and its raw value (items only)."""
+    def sequence(self, position: int, length: int) -> tuple[list[str], int, bytes]:
+        """A sequence's items as DICOM JSON text, where it ends, and its raw value (items only)."""
         items = []
         end = None if length == _UNDEFINED else self.need(position, length)
         start = position
@@ -275,8 +301,8 @@ class _Parser:
                     raise InvalidDicom(f"unexpected tag {tag:08X} inside an undefined-length value")
                 raise _Unusual
             item_end = None if item_length == _UNDEFINED else self.need(at, item_length)
-            _, item_json, position = self.elements(at, item_end)
-            items.append(item_json)
+            _, members, position = self.elements(at, item_end)
+            items.append(_json_object(members.values()))
         if position != end:
             raise _Unusual
         return items, position, bytes(self.data[start:position])
@@ -287,78 +313,128 @@ class _Parser:
         if b"\x1b" in value:
             raise _Unusual  # escape sequences: pydicom's multi-charset decoding
         try:
-            return value.decode(self.codec)
+            return value.decode(self.decoding)
         except UnicodeError:
             raise _Unusual from None
 
-    def json_of(self, tag: int, vr: str, value: bytes) -> dict[str, Any]:
-        """What pydicom's DataElement.to_json_dict gives for a non-sequence element."""
+    def json_of(self, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+        """A non-sequence element as a DICOM JSON member ('"GGGGEEEE":{...}'), as json.dumps
+        writes what pydicom's DataElement.to_json_dict gives, and its values as strings for
+        `first_texts` (string VRs only; PN: each name with its groups joined by '=')."""
         if not value:
-            return {"vr": vr}
-        if vr in _BINARY:
-            if len(value) > _INLINE_LIMIT:
-                return {"vr": vr, "BulkDataURI": f"bulkdata/{tag:08X}"}  # ingest's handler
-            return {"vr": vr, "InlineBinary": base64.b64encode(value).decode("ascii")}
-        if vr in _NUMBERS:
-            code = _NUMBERS[vr]
-            count, rest = divmod(len(value), struct.calcsize("<" + code))
-            if rest:
-                raise _Unusual
-            return {"vr": vr, "Value": list(struct.unpack(f"<{count}{code}", value))}
-        if vr == "AT":
-            if len(value) % 4:
-                raise _Unusual
-            pairs = struct.unpack(f"<{len(value) // 2}H", value)
-            return {"vr": vr, "Value": [f"{pairs[i]:04X}{pairs[i + 1]:04X}" for i in range(0, len(pairs), 2)]}
-        if vr == "PN":
-            names = self.text(value.rstrip(b"\x00 ")).split("\\")
-            if len(names) == 1 and not names[0]:
-                return {"vr": vr}
-            return {"vr": vr, "Value": [dict(zip(("Alphabetic", "Ideographic", "Phonetic"), n.split("=")))
-                                        for n in names]}
-        if vr in _CHARSET_SINGLE:
-            values = [self.text(value).rstrip("\x00 ")]
+            return _NO_VALUE % (tag, vr), []
+        if vr in _SPLIT_DEFAULT:  # the commonest: UI, CS, DA, DS ...
+            values = _SPLIT_DEFAULT[vr](value.decode(_DEFAULT_DECODING))
         elif vr in _CHARSET_TEXT:
             values = [v.rstrip("\x00 ") for v in self.text(value).split("\\")]
-        else:
-            values = _plain_values(vr, value.decode(_DEFAULT_CODEC))
-        if len(values) == 1 and values[0] == "":
-            return {"vr": vr}
+        elif vr in _CHARSET_SINGLE:
+            values = [self.text(value).rstrip("\x00 ")]
+        elif vr in _NUMBERS:
+            return _VALUES % (tag, vr, _numbers_text(_unpack(vr, value))), []
+        elif vr == "PN":
+            return self.person_names(tag, value)
+        elif vr == "AT":
+            return _VALUES % (tag, vr, _strings_text(_attribute_tags(value))), []
+        else:  # binary
+            if len(value) > _INLINE_LIMIT:
+                return f'"{tag:08X}":{{"vr":"{vr}","BulkDataURI":"bulkdata/{tag:08X}"}}', []  # ingest's handler
+            return f'"{tag:08X}":{{"vr":"{vr}","InlineBinary":"{base64.b64encode(value).decode("ascii")}"}}', []
+        if values == [""]:
+            return _NO_VALUE % (tag, vr), []
+        if vr == "DS":
+            return _VALUES % (tag, vr, _decimals_text(values)), []
         if vr == "IS":
-            values = [_number(v, _INTEGER, int) for v in values]
-        elif vr == "DS":
-            values = [_number(v, _DECIMAL, float) for v in values]
-        return {"vr": vr, "Value": values}
+            return _VALUES % (tag, vr, _numbers_text(_integers(values))), []
+        return _VALUES % (tag, vr, _strings_text(values)), values
+
+    def person_names(self, tag: int, value: bytes) -> tuple[str, list[str]]:
+        """A PN element as json_of gives it: each name an object of its component groups."""
+        names = self.text(value.rstrip(b"\x00 ")).split("\\")
+        if names == [""]:
+            return _NO_VALUE % (tag, "PN"), []
+        groups = [name.split("=")[:3] for name in names]  # more than 3 groups: pydicom drops the rest
+        objects = ("{" + ",".join(f'"{key}":{_quoted(text)}' for key, text in zip(_PN_GROUPS, name)) + "}"
+                   for name in groups)
+        return _VALUES % (tag, "PN", ",".join(objects)), ["=".join(name) for name in groups]
 
 
-def _first_string(element: dict) -> str | None:
-    """The first value of a string element's DICOM JSON as pydicom's str() of it gives it (None:
-    the element is empty).  PN: the groups joined again by '='."""
-    values = element.get("Value")
-    if not values:
-        return None
-    first = values[0]
-    return "=".join(first.values()) if isinstance(first, dict) else first
+def _json_object(members: Any) -> str:
+    return "{" + ",".join(members) + "}"
 
 
-def _plain_values(vr: str, text: str) -> list[str]:
-    """Values of VRs pydicom decodes with the default character set, split as pydicom does."""
-    if vr == "AE":
-        return [v.strip() for v in text.split("\\")]
-    if vr == "UR":
-        return [text.rstrip()]
-    if vr == "UI":
-        text = text.rstrip("\x00 ")
-    elif vr == "DS":
-        text = text.strip()
+def _strings_text(values: list[str]) -> str:
+    """Strings as json.dumps writes them in a list, without the brackets."""
+    if len(values) == 1:  # the common case, without join and map
+        return _quoted(values[0])
+    return ",".join(map(_quoted, values))
+
+
+def _numbers_text(numbers: list) -> str:
+    """A list of ints or floats as json.dumps writes its items (its C encoder writes an int
+    with int.__repr__, a finite float with float.__repr__; NaN and infinities by name)."""
+    if not numbers or type(numbers[0]) is int:
+        return ",".join(map(int.__repr__, numbers))
+    if all(map(math.isfinite, numbers)):
+        return ",".join(map(float.__repr__, numbers))
+    return _encode_json(numbers)[1:-1]
+
+
+def _unpack(vr: str, value: bytes) -> list:
+    """The values of a binary number VR (US, FD, ...)."""
+    code, size, single = _NUMBERS[vr]
+    if len(value) == size:  # the common case: one value, with a precompiled struct
+        return list(single.unpack(value))
+    count, rest = divmod(len(value), size)
+    if rest:
+        raise _Unusual
+    return list(struct.unpack(f"<{count}{code}", value))
+
+
+def _attribute_tags(value: bytes) -> list[str]:
+    """An AT element's values as DICOM JSON writes them: 'GGGGEEEE'."""
+    if len(value) % 4:
+        raise _Unusual
+    pairs = struct.unpack(f"<{len(value) // 2}H", value)
+    return [f"{pairs[i]:04X}{pairs[i + 1]:04X}" for i in range(0, len(pairs), 2)]
+
+
+def _split(text: str) -> list[str]:
     return text.rstrip(" \x00").split("\\")
 
 
-def _number(text: str, pattern: re.Pattern, kind: type) -> int | float:
-    """An IS or DS value as pydicom's JSON has it; anything but a plain finite number is unusual."""
-    if not pattern.match(text):
+def _split_application_entities(text: str) -> list[str]:
+    return [v.strip() for v in text.split("\\")]
+
+
+def _split_decimals(text: str) -> list[str]:
+    return text.strip().rstrip(" \x00").split("\\")
+
+
+def _one_uri(text: str) -> list[str]:
+    return [text.rstrip()]
+
+
+# VRs pydicom decodes with the default character set, and how it splits (and strips) their values
+_SPLIT_DEFAULT = {vr: _split for vr in ("AS", "CS", "DA", "DT", "IS", "TM", "UI")}
+_SPLIT_DEFAULT.update(AE=_split_application_entities, DS=_split_decimals, UR=_one_uri)
+
+
+def _integers(texts: list[str]) -> list[int]:
+    """IS values as pydicom's JSON has them; anything but a plain integer is unusual."""
+    numbers = []
+    for text in texts:  # one by one: int() of a huge number raises, and a later bad value must not win
+        if not _INTEGER.match(text):
+            raise _Unusual
+        numbers.append(int(text))
+    return numbers
+
+
+def _decimals_text(texts: list[str]) -> str:
+    """DS values as json.dumps writes pydicom's JSON of them (floats); anything but plain finite
+    numbers is unusual."""
+    if not all(map(_DECIMAL.match, texts)):  # the whole list at C speed: a contour has thousands
         raise _Unusual
-    number = kind(text)
-    if kind is float and not math.isfinite(number):
+    numbers = list(map(float, texts))
+    if not all(map(math.isfinite, numbers)):
         raise _Unusual
-    return number
+    return ",".join(map(float.__repr__, numbers))
