@@ -99,7 +99,9 @@ _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encod
 _quoted = json.encoder.encode_basestring  # a JSON string, as that encoder writes it (C when available)
 _NO_VALUE = '"%08X":{"vr":"%s"}'  # % (tag, VR): a member without values
 _VALUES = '"%08X":{"vr":"%s","Value":[%s]}'  # % (tag, VR, the values as JSON)
-_PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+# a person name of 1, 2 or 3 component groups, % the groups as JSON strings
+_PN_OBJECTS = {1: '{"Alphabetic":%s}', 2: '{"Alphabetic":%s,"Ideographic":%s}',
+               3: '{"Alphabetic":%s,"Ideographic":%s,"Phonetic":%s}'}
 _new_tuple = tuple.__new__
 
 
@@ -189,16 +191,15 @@ class _Parser:
 
     def element_header(self, position: int) -> tuple[int, str | None, int, int]:
         """(tag, VR as written or None, length, where the value starts) of the element at `position`."""
-        data = self.data
         if position + 12 > self.size:  # near the end: byte by byte, for the exact truncation message
             return self._element_header_near_end(position)
-        group, element, vr_bytes, length = _SHORT_HEADER.unpack_from(data, position)
-        tag = group << 16 | element
+        group, element, vr_bytes, length = _SHORT_HEADER.unpack_from(self.data, position)
         if self.implicit or group == 0xFFFE:
-            return tag, None, _U32.unpack_from(data, position + 4)[0], position + 8
+            return group << 16 | element, None, _U32.unpack_from(self.data, position + 4)[0], position + 8
         if vr_bytes in _LONG_VRS:
-            return tag, _VR_NAMES.get(vr_bytes), _U32.unpack_from(data, position + 8)[0], position + 12
-        return tag, _VR_NAMES.get(vr_bytes), length, position + 8
+            return (group << 16 | element, _VR_NAMES.get(vr_bytes), _U32.unpack_from(self.data, position + 8)[0],
+                    position + 12)
+        return group << 16 | element, _VR_NAMES.get(vr_bytes), length, position + 8
 
     def _element_header_near_end(self, position: int) -> tuple[int, str | None, int, int]:
         data = self.data
@@ -220,7 +221,7 @@ class _Parser:
         after the delimiter, or (at the top level) where the pixel data starts."""
         raw: dict = {}
         members: dict[int, str] = {}
-        data, implicit = self.data, self.implicit
+        data, size, implicit = self.data, self.size, self.implicit
         while end is None or position < end:
             element_start = position
             tag, vr, length, at = self.element_header(position)
@@ -230,18 +231,24 @@ class _Parser:
                 return raw, members, at
             if tag >> 16 == 0xFFFE:
                 raise _Unusual
-            vr = self.vr_of(tag, vr)
+            if vr is None:  # implicit VR, or one the fast path does not read (UN ...)
+                vr = self.vr_of(tag)
             if vr == "SQ":
                 items, position, value = self.sequence(at, length)
                 member, values = _VALUES % (tag, "SQ", ",".join(items)), []
             else:
                 if length == _UNDEFINED:
                     raise _Unusual
-                position = self.need(at, length)
+                position = at + length
+                if position > size:
+                    self.need(at, length)  # raises: the file is truncated
                 value = bytes(data[at:position])
                 if tag == _CHARSET_TAG:
                     self.charset(value, top)
-                member, values = self.json_of(tag, vr, value)
+                if value:
+                    member, values = _MEMBER_WRITERS[vr](self, tag, vr, value)
+                else:
+                    member, values = _NO_VALUE % (tag, vr), []
             members[tag] = member
             if top:  # items stay raw bytes in their sequence's element: pydicom reads them on access
                 key = BaseTag(tag)
@@ -257,11 +264,11 @@ class _Parser:
             raise _Unusual  # an element ran past the end of its item
         return raw, members, position
 
-    def vr_of(self, tag: int, written: str | None) -> str:
+    def vr_of(self, tag: int) -> str:
+        """The VR of an element whose header names none the fast path reads: its dictionary VR in
+        implicit VR; in explicit VR it was UN (pydicom may replace it), or not a VR at all."""
         if not self.implicit:
-            if written not in _KNOWN_VRS:
-                raise _Unusual  # UN (pydicom may replace it), or not a VR at all
-            return written
+            raise _Unusual
         try:
             vr = dictionary_VR(tag)
         except KeyError:
@@ -317,124 +324,131 @@ class _Parser:
         except UnicodeError:
             raise _Unusual from None
 
-    def json_of(self, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
-        """A non-sequence element as a DICOM JSON member ('"GGGGEEEE":{...}'), as json.dumps
-        writes what pydicom's DataElement.to_json_dict gives, and its values as strings for
-        `first_texts` (string VRs only; PN: each name with its groups joined by '=')."""
-        if not value:
-            return _NO_VALUE % (tag, vr), []
-        if vr in _SPLIT_DEFAULT:  # the commonest: UI, CS, DA, DS ...
-            values = _SPLIT_DEFAULT[vr](value.decode(_DEFAULT_DECODING))
-        elif vr in _CHARSET_TEXT:
-            values = [v.rstrip("\x00 ") for v in self.text(value).split("\\")]
-        elif vr in _CHARSET_SINGLE:
-            values = [self.text(value).rstrip("\x00 ")]
-        elif vr in _NUMBERS:
-            return _VALUES % (tag, vr, _numbers_text(_unpack(vr, value))), []
-        elif vr == "PN":
-            return self.person_names(tag, value)
-        elif vr == "AT":
-            return _VALUES % (tag, vr, _strings_text(_attribute_tags(value))), []
-        else:  # binary
-            if len(value) > _INLINE_LIMIT:
-                return f'"{tag:08X}":{{"vr":"{vr}","BulkDataURI":"bulkdata/{tag:08X}"}}', []  # ingest's handler
-            return f'"{tag:08X}":{{"vr":"{vr}","InlineBinary":"{base64.b64encode(value).decode("ascii")}"}}', []
-        if values == [""]:
-            return _NO_VALUE % (tag, vr), []
-        if vr == "DS":
-            return _VALUES % (tag, vr, _decimals_text(values)), []
-        if vr == "IS":
-            return _VALUES % (tag, vr, _numbers_text(_integers(values))), []
-        return _VALUES % (tag, vr, _strings_text(values)), values
-
-    def person_names(self, tag: int, value: bytes) -> tuple[str, list[str]]:
-        """A PN element as json_of gives it: each name an object of its component groups."""
-        names = self.text(value.rstrip(b"\x00 ")).split("\\")
-        if names == [""]:
-            return _NO_VALUE % (tag, "PN"), []
-        groups = [name.split("=")[:3] for name in names]  # more than 3 groups: pydicom drops the rest
-        objects = ("{" + ",".join(f'"{key}":{_quoted(text)}' for key, text in zip(_PN_GROUPS, name)) + "}"
-                   for name in groups)
-        return _VALUES % (tag, "PN", ",".join(objects)), ["=".join(name) for name in groups]
-
 
 def _json_object(members: Any) -> str:
     return "{" + ",".join(members) + "}"
 
 
-def _strings_text(values: list[str]) -> str:
-    """Strings as json.dumps writes them in a list, without the brackets."""
+# How each VR's (non-empty) value becomes a DICOM JSON member ('"GGGGEEEE":{...}'), as json.dumps
+# writes what pydicom's DataElement.to_json_dict gives: writer(parser, tag, VR, value) -> (member,
+# the values as strings for `first_texts`: string VRs only; PN: each name's groups joined by '=').
+# One function per kind of VR, so the common element costs one or two calls.
+
+
+def _plain_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """AS, CS, DA, DT, TM, UI: default character set, values split as pydicom does."""
+    return _strings_member(tag, vr, value.decode(_DEFAULT_DECODING).rstrip(" \x00").split("\\"))
+
+
+def _application_entities_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    return _strings_member(tag, vr, [v.strip() for v in value.decode(_DEFAULT_DECODING).split("\\")])
+
+
+def _uri_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    return _strings_member(tag, vr, [value.decode(_DEFAULT_DECODING).rstrip()])
+
+
+def _charset_text_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """SH, LO, UC: the character set, split at backslashes, each value stripped at its end."""
+    text = parser.text(value)
+    if "\\" not in text:  # the common case, without a list comprehension
+        return _strings_member(tag, vr, [text.rstrip("\x00 ")])
+    return _strings_member(tag, vr, [v.rstrip("\x00 ") for v in text.split("\\")])
+
+
+def _charset_single_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """ST, LT, UT: the character set, one value."""
+    return _strings_member(tag, vr, [parser.text(value).rstrip("\x00 ")])
+
+
+def _person_names_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """PN: each name an object of its component groups."""
+    names = parser.text(value.rstrip(b"\x00 ")).split("\\")
+    if names == [""]:
+        return _NO_VALUE % (tag, vr), []
+    groups = [name.split("=")[:3] for name in names]  # more than 3 groups: pydicom drops the rest
+    objects = [_PN_OBJECTS[len(name)] % tuple(map(_quoted, name)) for name in groups]
+    return _VALUES % (tag, vr, ",".join(objects)), ["=".join(name) for name in groups]
+
+
+def _integers_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """IS: integers in JSON; anything but plain integers is unusual."""
+    texts = value.decode(_DEFAULT_DECODING).rstrip(" \x00").split("\\")
+    if texts == [""]:
+        return _NO_VALUE % (tag, vr), []
+    numbers = []
+    for text in texts:  # one by one: int() of a huge number raises, and a later bad value must not win
+        if not _INTEGER.match(text):
+            raise _Unusual
+        numbers.append(int(text))
+    return _VALUES % (tag, vr, _numbers_text(numbers)), []
+
+
+def _decimals_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """DS: floats in JSON; anything but plain finite numbers is unusual."""
+    texts = value.decode(_DEFAULT_DECODING).strip().rstrip(" \x00").split("\\")
+    if texts == [""]:
+        return _NO_VALUE % (tag, vr), []
+    if not all(map(_DECIMAL.match, texts)):  # the whole list at C speed: a contour has thousands
+        raise _Unusual
+    numbers = ",".join(map(float.__repr__, map(float, texts)))
+    if "inf" in numbers:  # "1e999" matches: an infinity (the pattern lets no NaN through)
+        raise _Unusual
+    return _VALUES % (tag, vr, numbers), []
+
+
+def _binary_numbers_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """US, SS, UL, SL, FL, FD, SV, UV."""
+    code, size, single = _NUMBERS[vr]
+    if len(value) == size:  # the common case: one value, with a precompiled struct
+        return _VALUES % (tag, vr, _numbers_text(single.unpack(value))), []
+    count, rest = divmod(len(value), size)
+    if rest:
+        raise _Unusual
+    return _VALUES % (tag, vr, _numbers_text(struct.unpack(f"<{count}{code}", value))), []
+
+
+def _attribute_tags_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """AT: each tag as 'GGGGEEEE'."""
+    if len(value) % 4:
+        raise _Unusual
+    pairs = struct.unpack(f"<{len(value) // 2}H", value)
+    return _strings_member(tag, vr, [f"{pairs[i]:04X}{pairs[i + 1]:04X}" for i in range(0, len(pairs), 2)])
+
+
+def _bytes_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """OB, OW ...: inline up to ingest's threshold, else a bulk data URI (ingest's handler)."""
+    if len(value) > _INLINE_LIMIT:
+        return f'"{tag:08X}":{{"vr":"{vr}","BulkDataURI":"bulkdata/{tag:08X}"}}', []
+    return f'"{tag:08X}":{{"vr":"{vr}","InlineBinary":"{base64.b64encode(value).decode("ascii")}"}}', []
+
+
+_MEMBER_WRITERS = {
+    **dict.fromkeys(_PLAIN | {"UI"}, _plain_member),
+    "AE": _application_entities_member, "UR": _uri_member,
+    **dict.fromkeys(_CHARSET_TEXT, _charset_text_member),
+    **dict.fromkeys(_CHARSET_SINGLE, _charset_single_member),
+    "PN": _person_names_member, "IS": _integers_member, "DS": _decimals_member,
+    **dict.fromkeys(_NUMBERS, _binary_numbers_member),
+    "AT": _attribute_tags_member,
+    **dict.fromkeys(_BINARY, _bytes_member),
+}
+
+
+def _strings_member(tag: int, vr: str, values: list[str]) -> tuple[str, list[str]]:
+    """A string element's member and values; one empty value is none."""
     if len(values) == 1:  # the common case, without join and map
-        return _quoted(values[0])
-    return ",".join(map(_quoted, values))
+        if not values[0]:
+            return _NO_VALUE % (tag, vr), []
+        return _VALUES % (tag, vr, _quoted(values[0])), values
+    return _VALUES % (tag, vr, ",".join(map(_quoted, values))), values
 
 
-def _numbers_text(numbers: list) -> str:
+def _numbers_text(numbers: list | tuple) -> str:
     """A list of ints or floats as json.dumps writes its items (its C encoder writes an int
     with int.__repr__, a finite float with float.__repr__; NaN and infinities by name)."""
     if not numbers or type(numbers[0]) is int:
         return ",".join(map(int.__repr__, numbers))
     if all(map(math.isfinite, numbers)):
         return ",".join(map(float.__repr__, numbers))
-    return _encode_json(numbers)[1:-1]
-
-
-def _unpack(vr: str, value: bytes) -> list:
-    """The values of a binary number VR (US, FD, ...)."""
-    code, size, single = _NUMBERS[vr]
-    if len(value) == size:  # the common case: one value, with a precompiled struct
-        return list(single.unpack(value))
-    count, rest = divmod(len(value), size)
-    if rest:
-        raise _Unusual
-    return list(struct.unpack(f"<{count}{code}", value))
-
-
-def _attribute_tags(value: bytes) -> list[str]:
-    """An AT element's values as DICOM JSON writes them: 'GGGGEEEE'."""
-    if len(value) % 4:
-        raise _Unusual
-    pairs = struct.unpack(f"<{len(value) // 2}H", value)
-    return [f"{pairs[i]:04X}{pairs[i + 1]:04X}" for i in range(0, len(pairs), 2)]
-
-
-def _split(text: str) -> list[str]:
-    return text.rstrip(" \x00").split("\\")
-
-
-def _split_application_entities(text: str) -> list[str]:
-    return [v.strip() for v in text.split("\\")]
-
-
-def _split_decimals(text: str) -> list[str]:
-    return text.strip().rstrip(" \x00").split("\\")
-
-
-def _one_uri(text: str) -> list[str]:
-    return [text.rstrip()]
-
-
-# VRs pydicom decodes with the default character set, and how it splits (and strips) their values
-_SPLIT_DEFAULT = {vr: _split for vr in ("AS", "CS", "DA", "DT", "IS", "TM", "UI")}
-_SPLIT_DEFAULT.update(AE=_split_application_entities, DS=_split_decimals, UR=_one_uri)
-
-
-def _integers(texts: list[str]) -> list[int]:
-    """IS values as pydicom's JSON has them; anything but a plain integer is unusual."""
-    numbers = []
-    for text in texts:  # one by one: int() of a huge number raises, and a later bad value must not win
-        if not _INTEGER.match(text):
-            raise _Unusual
-        numbers.append(int(text))
-    return numbers
-
-
-def _decimals_text(texts: list[str]) -> str:
-    """DS values as json.dumps writes pydicom's JSON of them (floats); anything but plain finite
-    numbers is unusual."""
-    if not all(map(_DECIMAL.match, texts)):  # the whole list at C speed: a contour has thousands
-        raise _Unusual
-    numbers = list(map(float, texts))
-    if not all(map(math.isfinite, numbers)):
-        raise _Unusual
-    return ",".join(map(float.__repr__, numbers))
+    return _encode_json(list(numbers))[1:-1]
