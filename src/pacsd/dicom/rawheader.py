@@ -24,6 +24,7 @@ import base64
 import codecs
 import json
 import math
+import mmap
 import re
 import struct
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ _KNOWN_VRS = (_CHARSET_TEXT | _CHARSET_SINGLE | _PLAIN | _BINARY | set(_NUMBERS)
               | {"AE", "AT", "DS", "IS", "PN", "SQ", "UI", "UR"})
 _INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*\Z")
 _DECIMAL = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*\Z")
+_DECIMAL_CHARACTERS = "0123456789+-.eE \\"  # plain DS values and their separator
 _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
 _SHORT_HEADER = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
 _VR_NAMES = {vr.encode(): vr for vr in _KNOWN_VRS}  # VR bytes as written -> name; UN and others absent
@@ -122,6 +124,8 @@ def parse(data: Any, size: int) -> RawHeader | None:
     Raises InvalidDicom when the file is truncated (a declared length runs past its end)."""
     if not _settings_are_default() or size < 132 or data[128:132] != b"DICM":
         return None
+    if not isinstance(data, bytes | mmap.mmap):  # a bytearray, a memoryview ...: slices must be bytes
+        data = bytes(data[:size])
     try:
         return _Parser(data, size).run()
     except _Unusual:
@@ -184,7 +188,8 @@ class _Parser:
                 raise _Unusual
             position = self.need(at, length)
             value = bytes(data[at:position])
-            raw[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length, value, at, False, True)
+            key = BaseTag(tag)
+            raw[key] = RawDataElement(key, vr, length, value, at, False, True)
             if tag == 0x00020010:
                 syntax = value.decode("ascii", "replace").strip("\x00 ")
         return raw, position, syntax
@@ -242,7 +247,7 @@ class _Parser:
                 position = at + length
                 if position > size:
                     self.need(at, length)  # raises: the file is truncated
-                value = bytes(data[at:position])
+                value = data[at:position]  # bytes: parse() made sure slices are
                 if tag == _CHARSET_TAG:
                     self.charset(value, top)
                 if value:
@@ -386,12 +391,17 @@ def _integers_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[
 
 def _decimals_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
     """DS: floats in JSON; anything but plain finite numbers is unusual."""
-    texts = value.decode(_DEFAULT_DECODING).strip().rstrip(" \x00").split("\\")
-    if texts == [""]:
+    text = value.decode(_DEFAULT_DECODING).strip().rstrip(" \x00")
+    if not text:
         return _NO_VALUE % (tag, vr), []
-    if not all(map(_DECIMAL.match, texts)):  # the whole list at C speed: a contour has thousands
-        raise _Unusual
-    numbers = ",".join(map(float.__repr__, map(float, texts)))
+    texts = text.split("\\")
+    if text.strip(_DECIMAL_CHARACTERS):  # something else in it: each value checked as a number
+        if not all(map(_DECIMAL.match, texts)):
+            raise _Unusual
+    try:  # of these characters, float() takes exactly what _DECIMAL matches: a faster check
+        numbers = ",".join(map(float.__repr__, map(float, texts)))
+    except ValueError:
+        raise _Unusual from None
     if "inf" in numbers:  # "1e999" matches: an infinity (the pattern lets no NaN through)
         raise _Unusual
     return _VALUES % (tag, vr, numbers), []
@@ -447,6 +457,8 @@ def _strings_member(tag: int, vr: str, values: list[str]) -> tuple[str, list[str
 def _numbers_text(numbers: list | tuple) -> str:
     """A list of ints or floats as json.dumps writes its items (its C encoder writes an int
     with int.__repr__, a finite float with float.__repr__; NaN and infinities by name)."""
+    if len(numbers) == 1 and type(numbers[0]) is int:  # the common case, without join and map
+        return repr(numbers[0])
     if not numbers or type(numbers[0]) is int:
         return ",".join(map(int.__repr__, numbers))
     if all(map(math.isfinite, numbers)):
