@@ -9,6 +9,12 @@ value of each top-level string element for `header.first_text`) and the DICOM JS
 element headers (`_ElementWalker`), proving every declared length fits: a truncated file raises
 `InvalidDicom`, as the pydicom path does.
 
+The JSON is written as text while the elements are read: one writer per kind of VR
+(`_MEMBER_WRITERS`) gives each element's member exactly as json.dumps would write pydicom's
+to_json_dict of it, and the top-level members are joined in tag order (as `ingest.header_json`
+iterates the Dataset), items' members in file order (as pydicom's to_json_dict of an item).
+`data` may be any buffer; mapped files and bytes are read in place, others copied once.
+
 It returns None, and the caller takes the pydicom path, for anything unusual: big endian,
 deflated or private transfer syntaxes, a Specific Character Set other than none, ISO_IR 6,
 ISO_IR 192 or a single-byte ISO_IR 1xx set, escape sequences in text, VR UN or an ambiguous VR,
