@@ -148,3 +148,16 @@ def test_decimal_strings_are_taken_exactly_as_the_pattern_takes_them(text):
         return
     member, _ = rawheader._decimals_member(parser, 0x00180050, "DS", text.encode("latin-1"))
     assert json.loads("{" + member + "}")["00180050"]["Value"] == [float(t) for t in texts]
+
+
+def test_raw_elements_are_those_pydicom_would_build(tmp_path):
+    """The fast path builds RawDataElements as plain tuples: they must equal the NamedTuple's own."""
+    from pydicom.dataelem import RawDataElement
+
+    data = write_dicom(tmp_path / "ct.dcm", rows=8, cols=8).read_bytes()
+    elements = list(rawheader.parse(data, len(data)).dataset._dict.values())
+    raw = [e for e in elements if isinstance(e, RawDataElement)]
+    assert len(raw) > 10
+    for element in raw:
+        assert element == RawDataElement(*element[:7])
+        assert len(element) == len(RawDataElement._fields)
