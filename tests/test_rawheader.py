@@ -6,6 +6,8 @@ refusals.  The fast path must actually be taken for the common files, or these t
 from __future__ import annotations
 
 import json
+import math
+import struct
 from pathlib import Path
 from unittest import mock
 
@@ -51,7 +53,7 @@ def _assert_same(fast, slow) -> None:
         assert getattr(fast, field) == getattr(slow, field), field
     expected = json.loads(header_json(slow.dataset))
     if fast.header_json is not None:
-        assert json.loads(fast.header_json) == expected
+        assert fast.header_json == header_json(slow.dataset)  # byte for byte: the stored text
     assert json.loads(header_json(fast.dataset)) == expected  # the lazily converted Dataset too
     assert fast.dataset.file_meta.TransferSyntaxUID == slow.dataset.file_meta.TransferSyntaxUID
     known = fast.dataset.__dict__.get(FIRST_TEXTS)
@@ -101,3 +103,66 @@ def test_a_file_cut_in_its_header_or_pixels_is_refused_by_the_fast_path(tmp_path
                 read_header(cut)
         fast, slow = _both_ways(cut)
         assert isinstance(slow, InvalidDicom)
+
+
+def _element_bytes(data: bytes, tag: int, vr: bytes) -> tuple[int, int]:
+    """Where a short-VR element (explicit VR little endian) starts and ends in `data`."""
+    start = data.index(struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr)
+    return start, start + 8 + struct.unpack_from("<H", data, start + 6)[0]
+
+
+def test_elements_out_of_order_are_written_in_tag_order(tmp_path):
+    path = write_dicom(tmp_path / "ct.dcm", rows=8, cols=8)
+    data = path.read_bytes()
+    date_at, date_end = _element_bytes(data, 0x00080020, b"DA")  # StudyDate, then StudyTime
+    time_at, time_end = _element_bytes(data, 0x00080030, b"TM")
+    assert date_end <= time_at
+    swapped = (data[:date_at] + data[time_at:time_end] + data[date_end:time_at]
+               + data[date_at:date_end] + data[time_end:])
+    path.write_bytes(swapped)
+    fast, slow = _both_ways(path)
+    assert fast.header_json is not None
+    _assert_same(fast, slow)
+    assert fast.header_json.index('"00080020"') < fast.header_json.index('"00080030"')
+
+
+def test_the_fast_path_reads_any_buffer_as_it_reads_bytes(tmp_path):
+    data = write_dicom(tmp_path / "ct.dcm", rows=8, cols=8).read_bytes()
+    expected = rawheader.parse(data, len(data)).header_json
+    for buffer in (bytearray(data), memoryview(data)):
+        assert rawheader.parse(buffer, len(data)).header_json == expected
+
+
+def test_every_vr_the_fast_path_reads_has_a_json_writer():
+    assert set(rawheader._MEMBER_WRITERS) == rawheader._KNOWN_VRS - {"SQ"}
+
+
+@pytest.mark.parametrize("text", [
+    "1.5", " -2.25e-3 ", "+7.", ".5", "1E5", "0\\1\\-1", "1e999", "-1e999", "1.2.3", "--1", "1e", "e5",
+    ".", "+", "1 2", "1_0", "inf", "nan", "\t1.5", "1.5\\", "\\1", "1\x002", "٣",
+])
+def test_decimal_strings_are_taken_exactly_as_the_pattern_takes_them(text):
+    """DS values of plain characters are checked by float() alone: it must take what the
+    pattern takes, and nothing else."""
+    texts = text.strip().rstrip(" \x00").split("\\")
+    plain = all(rawheader._DECIMAL.match(t) for t in texts) and all(math.isfinite(float(t)) for t in texts)
+    parser = rawheader._Parser(b"", 0)
+    if not plain:
+        with pytest.raises(rawheader._Unusual):
+            rawheader._decimals_member(parser, 0x00180050, "DS", text.encode("latin-1", "replace"))
+        return
+    member, _ = rawheader._decimals_member(parser, 0x00180050, "DS", text.encode("latin-1"))
+    assert json.loads("{" + member + "}")["00180050"]["Value"] == [float(t) for t in texts]
+
+
+def test_raw_elements_are_those_pydicom_would_build(tmp_path):
+    """The fast path builds RawDataElements as plain tuples: they must equal the NamedTuple's own."""
+    from pydicom.dataelem import RawDataElement
+
+    data = write_dicom(tmp_path / "ct.dcm", rows=8, cols=8).read_bytes()
+    elements = list(rawheader.parse(data, len(data)).dataset._dict.values())
+    raw = [e for e in elements if isinstance(e, RawDataElement)]
+    assert len(raw) > 10
+    for element in raw:
+        assert element == RawDataElement(*element[:7])
+        assert len(element) == len(RawDataElement._fields)

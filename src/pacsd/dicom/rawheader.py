@@ -9,6 +9,12 @@ value of each top-level string element for `header.first_text`) and the DICOM JS
 element headers (`_ElementWalker`), proving every declared length fits: a truncated file raises
 `InvalidDicom`, as the pydicom path does.
 
+The JSON is written as text while the elements are read: one writer per kind of VR
+(`_MEMBER_WRITERS`) gives each element's member exactly as json.dumps would write pydicom's
+to_json_dict of it, and the top-level members are joined in tag order (as `ingest.header_json`
+iterates the Dataset), items' members in file order (as pydicom's to_json_dict of an item).
+`data` may be any buffer; mapped files and bytes are read in place, others copied once.
+
 It returns None, and the caller takes the pydicom path, for anything unusual: big endian,
 deflated or private transfer syntaxes, a Specific Character Set other than none, ISO_IR 6,
 ISO_IR 192 or a single-byte ISO_IR 1xx set, escape sequences in text, VR UN or an ambiguous VR,
@@ -24,6 +30,7 @@ import base64
 import codecs
 import json
 import math
+import mmap
 import re
 import struct
 from dataclasses import dataclass
@@ -60,6 +67,15 @@ _INLINE_LIMIT = (BULK_DATA_THRESHOLD // 4) * 3
 _CHARSET_TAG = 0x00080005
 _DEFAULT_CODEC = python_encoding[""]
 
+
+def _decoding_name(codec: str) -> str:
+    """The codec's canonical name: bytes.decode goes straight to its C decoder for latin-1 and
+    UTF-8 named so ('iso8859-1', 'utf-8'), instead of through the codec registry (8x slower)."""
+    return codecs.lookup(codec).name
+
+
+_DEFAULT_DECODING = _decoding_name(_DEFAULT_CODEC)
+
 # Character sets whose text decodes with one Python codec, named as pydicom names it.
 _CHARSETS = {
     name: python_encoding[name]
@@ -68,7 +84,9 @@ _CHARSETS = {
 }
 _CHARSETS[""] = _DEFAULT_CODEC
 
-_NUMBERS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+_NUMBER_CODES = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+# VR -> (struct code, bytes per value, a struct for one value)
+_NUMBERS = {vr: (code, struct.calcsize("<" + code), struct.Struct("<" + code)) for vr, code in _NUMBER_CODES.items()}
 _BINARY = {"OB", "OD", "OF", "OL", "OV", "OW"}
 _CHARSET_TEXT = {"SH", "LO", "UC"}  # split at backslashes, decoded with the character set
 _CHARSET_SINGLE = {"ST", "LT", "UT"}  # one value, decoded with the character set
@@ -77,10 +95,22 @@ _KNOWN_VRS = (_CHARSET_TEXT | _CHARSET_SINGLE | _PLAIN | _BINARY | set(_NUMBERS)
               | {"AE", "AT", "DS", "IS", "PN", "SQ", "UI", "UR"})
 _INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*\Z")
 _DECIMAL = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*\Z")
+_DECIMAL_CHARACTERS = "0123456789+-.eE \\"  # plain DS values and their separator
 _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
 _SHORT_HEADER = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
 _VR_NAMES = {vr.encode(): vr for vr in _KNOWN_VRS}  # VR bytes as written -> name; UN and others absent
 _STRING_VRS = _CHARSET_TEXT | _CHARSET_SINGLE | _PLAIN | {"AE", "PN", "UI", "UR"}  # not IS/DS: numbers in JSON
+
+# The DICOM JSON is written as text, element by element, exactly as json.dumps(separators=(",", ":"),
+# ensure_ascii=False) writes the objects pydicom's to_json_dict gives: faster than building them.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_quoted = json.encoder.encode_basestring  # a JSON string, as that encoder writes it (C when available)
+_NO_VALUE = '"%08X":{"vr":"%s"}'  # % (tag, VR): a member without values
+_VALUES = '"%08X":{"vr":"%s","Value":[%s]}'  # % (tag, VR, the values as JSON)
+# a person name of 1, 2 or 3 component groups, % the groups as JSON strings
+_PN_OBJECTS = {1: '{"Alphabetic":%s}', 2: '{"Alphabetic":%s,"Ideographic":%s}',
+               3: '{"Alphabetic":%s,"Ideographic":%s,"Phonetic":%s}'}
+_new_tuple = tuple.__new__
 
 
 class _Unusual(Exception):
@@ -100,6 +130,8 @@ def parse(data: Any, size: int) -> RawHeader | None:
     Raises InvalidDicom when the file is truncated (a declared length runs past its end)."""
     if not _settings_are_default() or size < 132 or data[128:132] != b"DICM":
         return None
+    if not isinstance(data, bytes | mmap.mmap):  # a bytearray, a memoryview ...: slices must be bytes
+        data = bytes(data[:size])
     try:
         return _Parser(data, size).run()
     except _Unusual:
@@ -118,6 +150,7 @@ class _Parser:
         self.data, self.size = data, size
         self.implicit = False
         self.codec = _DEFAULT_CODEC
+        self.decoding = _DEFAULT_DECODING  # the same codec, as text() names it
         self.text_before_charset = False
         self.first_texts: dict[int, str | None] = {}  # top-level string elements (see first_text)
         self.multi_valued: set[int] = set()  # those of them holding several values
@@ -137,7 +170,7 @@ class _Parser:
                 or syntax in PrivateTransferSyntaxes:
             raise _Unusual
         self.implicit = syntax == ImplicitVRLittleEndian
-        raw, as_json, stop = self.elements(position, self.size, top=True)
+        raw, members, stop = self.elements(position, self.size, top=True)
         if stop < self.size:  # pixel data: element headers only from here, proof the file is whole
             _ElementWalker(self.data, self.size, implicit=self.implicit, little=True).walk_dataset(stop)
         file_meta = FileMetaDataset(meta)
@@ -147,9 +180,10 @@ class _Parser:
         dataset.set_original_encoding(self.implicit, True, dataset._character_set)
         dataset.__dict__[FIRST_TEXTS] = self.first_texts
         dataset.__dict__[MULTI_VALUED] = self.multi_valued
-        text = json.dumps({key: as_json[key] for key in sorted(as_json)}, separators=(",", ":"),
-                          ensure_ascii=False)
-        return RawHeader(dataset, syntax, text)
+        # ingest.header_json writes the top level in tag order (pydicom's Dataset iterates sorted);
+        # items keep file order, as pydicom's to_json_dict of an item does.  Sorting the tags of a
+        # valid file, already ascending, costs one pass.
+        return RawHeader(dataset, syntax, _json_object(map(members.__getitem__, sorted(members))))
 
     def meta(self, position: int) -> tuple[dict, int, str]:
         """Group 0002 as raw elements, where the dataset starts, and the Transfer Syntax UID."""
@@ -160,23 +194,23 @@ class _Parser:
                 raise _Unusual
             position = self.need(at, length)
             value = bytes(data[at:position])
-            raw[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length, value, at, False, True)
+            key = BaseTag(tag)
+            raw[key] = RawDataElement(key, vr, length, value, at, False, True)
             if tag == 0x00020010:
                 syntax = value.decode("ascii", "replace").strip("\x00 ")
         return raw, position, syntax
 
     def element_header(self, position: int) -> tuple[int, str | None, int, int]:
         """(tag, VR as written or None, length, where the value starts) of the element at `position`."""
-        data = self.data
         if position + 12 > self.size:  # near the end: byte by byte, for the exact truncation message
             return self._element_header_near_end(position)
-        group, element, vr_bytes, length = _SHORT_HEADER.unpack_from(data, position)
-        tag = group << 16 | element
+        group, element, vr_bytes, length = _SHORT_HEADER.unpack_from(self.data, position)
         if self.implicit or group == 0xFFFE:
-            return tag, None, _U32.unpack_from(data, position + 4)[0], position + 8
+            return group << 16 | element, None, _U32.unpack_from(self.data, position + 4)[0], position + 8
         if vr_bytes in _LONG_VRS:
-            return tag, _VR_NAMES.get(vr_bytes), _U32.unpack_from(data, position + 8)[0], position + 12
-        return tag, _VR_NAMES.get(vr_bytes), length, position + 8
+            return (group << 16 | element, _VR_NAMES.get(vr_bytes), _U32.unpack_from(self.data, position + 8)[0],
+                    position + 12)
+        return group << 16 | element, _VR_NAMES.get(vr_bytes), length, position + 8
 
     def _element_header_near_end(self, position: int) -> tuple[int, str | None, int, int]:
         data = self.data
@@ -192,50 +226,60 @@ class _Parser:
         start = self.need(at, 4)
         return tag, _VR_NAMES.get(vr_bytes), _U16.unpack_from(data, at + 2)[0], start
 
-    def elements(self, position: int, end: int | None, top: bool = False) -> tuple[dict, dict, int]:
+    def elements(self, position: int, end: int | None, top: bool = False) -> tuple[dict, dict[int, str], int]:
         """The elements from `position` to `end` (None: to an item delimiter), as raw elements
-        and as DICOM JSON, and where they stop: the end, after the delimiter, or (at the top
-        level) where the pixel data starts."""
+        and as DICOM JSON members ('"GGGGEEEE":{...}' by tag), and where they stop: the end,
+        after the delimiter, or (at the top level) where the pixel data starts."""
         raw: dict = {}
-        as_json: dict = {}
+        members: dict[int, str] = {}
+        data, size, implicit = self.data, self.size, self.implicit
         while end is None or position < end:
             element_start = position
             tag, vr, length, at = self.element_header(position)
             if top and tag in _PIXEL_TAGS:
-                return raw, as_json, element_start
+                return raw, members, element_start
             if end is None and tag == _ITEM_END:
-                return raw, as_json, at
+                return raw, members, at
             if tag >> 16 == 0xFFFE:
                 raise _Unusual
-            vr = self.vr_of(tag, vr)
+            if vr is None:  # implicit VR, or one the fast path does not read (UN ...)
+                vr = self.vr_of(tag)
             if vr == "SQ":
                 items, position, value = self.sequence(at, length)
-                as_json[f"{tag:08X}"] = {"vr": "SQ", "Value": items}
+                member, values = _VALUES % (tag, "SQ", ",".join(items)), []
             else:
                 if length == _UNDEFINED:
                     raise _Unusual
-                position = self.need(at, length)
-                value = bytes(self.data[at:position])
+                position = at + length
+                if position > size:
+                    self.need(at, length)  # raises: the file is truncated
+                value = data[at:position]  # bytes: parse() made sure slices are
                 if tag == _CHARSET_TAG:
                     self.charset(value, top)
-                as_json[f"{tag:08X}"] = self.json_of(tag, vr, value)
+                if value:
+                    member, values = _MEMBER_WRITERS[vr](self, tag, vr, value)
+                else:
+                    member, values = _NO_VALUE % (tag, vr), []
+            members[tag] = member
             if top:  # items stay raw bytes in their sequence's element: pydicom reads them on access
                 key = BaseTag(tag)
-                raw[key] = RawDataElement(key, None if self.implicit else vr, length, value, at, self.implicit, True)
+                # RawDataElement(key, VR, length, value, at, implicit, little endian), without
+                # the NamedTuple's Python-level __new__: all its fields, is_raw and is_buffered too
+                raw[key] = _new_tuple(RawDataElement, (key, None if implicit else vr, length, value, at,
+                                                       implicit, True, True, False))
                 if vr in _STRING_VRS:
-                    element = as_json[f"{tag:08X}"]
-                    self.first_texts[tag] = _first_string(element)
-                    if len(element.get("Value", ())) > 1:
+                    self.first_texts[tag] = values[0] if values else None
+                    if len(values) > 1:
                         self.multi_valued.add(tag)
         if position != end:
             raise _Unusual  # an element ran past the end of its item
-        return raw, as_json, position
+        return raw, members, position
 
-    def vr_of(self, tag: int, written: str | None) -> str:
+    def vr_of(self, tag: int) -> str:
+        """The VR of an element whose header names none the fast path reads: its dictionary VR in
+        implicit VR; in explicit VR it was UN (pydicom may replace it), or not a VR at all."""
         if not self.implicit:
-            if written not in _KNOWN_VRS:
-                raise _Unusual  # UN (pydicom may replace it), or not a VR at all
-            return written
+            raise _Unusual
         try:
             vr = dictionary_VR(tag)
         except KeyError:
@@ -259,10 +303,10 @@ class _Parser:
             raise _Unusual from None
         if self.text_before_charset and codecs.lookup(codec) != codecs.lookup(self.codec):
             raise _Unusual
-        self.codec = codec
+        self.codec, self.decoding = codec, _decoding_name(codec)
 
-    def sequence(self, position: int, length: int) -> tuple[list, int, bytes]:
-        """A sequence's items as DICOM JSON, where it ends, and its raw value (items only)."""
+    def sequence(self, position: int, length: int) -> tuple[list[str], int, bytes]:
+        """A sequence's items as DICOM JSON text, where it ends, and its raw value (items only)."""
         items = []
         end = None if length == _UNDEFINED else self.need(position, length)
         start = position
@@ -275,8 +319,8 @@ class _Parser:
                     raise InvalidDicom(f"unexpected tag {tag:08X} inside an undefined-length value")
                 raise _Unusual
             item_end = None if item_length == _UNDEFINED else self.need(at, item_length)
-            _, item_json, position = self.elements(at, item_end)
-            items.append(item_json)
+            _, members, position = self.elements(at, item_end)
+            items.append(_json_object(members.values()))
         if position != end:
             raise _Unusual
         return items, position, bytes(self.data[start:position])
@@ -287,78 +331,142 @@ class _Parser:
         if b"\x1b" in value:
             raise _Unusual  # escape sequences: pydicom's multi-charset decoding
         try:
-            return value.decode(self.codec)
+            return value.decode(self.decoding)
         except UnicodeError:
             raise _Unusual from None
 
-    def json_of(self, tag: int, vr: str, value: bytes) -> dict[str, Any]:
-        """What pydicom's DataElement.to_json_dict gives for a non-sequence element."""
-        if not value:
-            return {"vr": vr}
-        if vr in _BINARY:
-            if len(value) > _INLINE_LIMIT:
-                return {"vr": vr, "BulkDataURI": f"bulkdata/{tag:08X}"}  # ingest's handler
-            return {"vr": vr, "InlineBinary": base64.b64encode(value).decode("ascii")}
-        if vr in _NUMBERS:
-            code = _NUMBERS[vr]
-            count, rest = divmod(len(value), struct.calcsize("<" + code))
-            if rest:
-                raise _Unusual
-            return {"vr": vr, "Value": list(struct.unpack(f"<{count}{code}", value))}
-        if vr == "AT":
-            if len(value) % 4:
-                raise _Unusual
-            pairs = struct.unpack(f"<{len(value) // 2}H", value)
-            return {"vr": vr, "Value": [f"{pairs[i]:04X}{pairs[i + 1]:04X}" for i in range(0, len(pairs), 2)]}
-        if vr == "PN":
-            names = self.text(value.rstrip(b"\x00 ")).split("\\")
-            if len(names) == 1 and not names[0]:
-                return {"vr": vr}
-            return {"vr": vr, "Value": [dict(zip(("Alphabetic", "Ideographic", "Phonetic"), n.split("=")))
-                                        for n in names]}
-        if vr in _CHARSET_SINGLE:
-            values = [self.text(value).rstrip("\x00 ")]
-        elif vr in _CHARSET_TEXT:
-            values = [v.rstrip("\x00 ") for v in self.text(value).split("\\")]
-        else:
-            values = _plain_values(vr, value.decode(_DEFAULT_CODEC))
-        if len(values) == 1 and values[0] == "":
-            return {"vr": vr}
-        if vr == "IS":
-            values = [_number(v, _INTEGER, int) for v in values]
-        elif vr == "DS":
-            values = [_number(v, _DECIMAL, float) for v in values]
-        return {"vr": vr, "Value": values}
+
+def _json_object(members: Any) -> str:
+    return "{" + ",".join(members) + "}"
 
 
-def _first_string(element: dict) -> str | None:
-    """The first value of a string element's DICOM JSON as pydicom's str() of it gives it (None:
-    the element is empty).  PN: the groups joined again by '='."""
-    values = element.get("Value")
-    if not values:
-        return None
-    first = values[0]
-    return "=".join(first.values()) if isinstance(first, dict) else first
+# How each VR's (non-empty) value becomes a DICOM JSON member ('"GGGGEEEE":{...}'), as json.dumps
+# writes what pydicom's DataElement.to_json_dict gives: writer(parser, tag, VR, value) -> (member,
+# the values as strings for `first_texts`: string VRs only; PN: each name's groups joined by '=').
+# One function per kind of VR, so the common element costs one or two calls.
 
 
-def _plain_values(vr: str, text: str) -> list[str]:
-    """Values of VRs pydicom decodes with the default character set, split as pydicom does."""
-    if vr == "AE":
-        return [v.strip() for v in text.split("\\")]
-    if vr == "UR":
-        return [text.rstrip()]
-    if vr == "UI":
-        text = text.rstrip("\x00 ")
-    elif vr == "DS":
-        text = text.strip()
-    return text.rstrip(" \x00").split("\\")
+def _plain_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """AS, CS, DA, DT, TM, UI: default character set, values split as pydicom does."""
+    return _strings_member(tag, vr, value.decode(_DEFAULT_DECODING).rstrip(" \x00").split("\\"))
 
 
-def _number(text: str, pattern: re.Pattern, kind: type) -> int | float:
-    """An IS or DS value as pydicom's JSON has it; anything but a plain finite number is unusual."""
-    if not pattern.match(text):
+def _application_entities_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    return _strings_member(tag, vr, [v.strip() for v in value.decode(_DEFAULT_DECODING).split("\\")])
+
+
+def _uri_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    return _strings_member(tag, vr, [value.decode(_DEFAULT_DECODING).rstrip()])
+
+
+def _charset_text_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """SH, LO, UC: the character set, split at backslashes, each value stripped at its end."""
+    text = parser.text(value)
+    if "\\" not in text:  # the common case, without a list comprehension
+        return _strings_member(tag, vr, [text.rstrip("\x00 ")])
+    return _strings_member(tag, vr, [v.rstrip("\x00 ") for v in text.split("\\")])
+
+
+def _charset_single_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """ST, LT, UT: the character set, one value."""
+    return _strings_member(tag, vr, [parser.text(value).rstrip("\x00 ")])
+
+
+def _person_names_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """PN: each name an object of its component groups."""
+    names = parser.text(value.rstrip(b"\x00 ")).split("\\")
+    if names == [""]:
+        return _NO_VALUE % (tag, vr), []
+    groups = [name.split("=")[:3] for name in names]  # more than 3 groups: pydicom drops the rest
+    objects = [_PN_OBJECTS[len(name)] % tuple(map(_quoted, name)) for name in groups]
+    return _VALUES % (tag, vr, ",".join(objects)), ["=".join(name) for name in groups]
+
+
+def _integers_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """IS: integers in JSON; anything but plain integers is unusual."""
+    texts = value.decode(_DEFAULT_DECODING).rstrip(" \x00").split("\\")
+    if texts == [""]:
+        return _NO_VALUE % (tag, vr), []
+    numbers = []
+    for text in texts:  # one by one: int() of a huge number raises, and a later bad value must not win
+        if not _INTEGER.match(text):
+            raise _Unusual
+        numbers.append(int(text))
+    return _VALUES % (tag, vr, _numbers_text(numbers)), []
+
+
+def _decimals_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """DS: floats in JSON; anything but plain finite numbers is unusual."""
+    text = value.decode(_DEFAULT_DECODING).strip().rstrip(" \x00")
+    if not text:
+        return _NO_VALUE % (tag, vr), []
+    texts = text.split("\\")
+    if text.strip(_DECIMAL_CHARACTERS):  # something else in it: each value checked as a number
+        if not all(map(_DECIMAL.match, texts)):
+            raise _Unusual
+    try:  # of these characters, float() takes exactly what _DECIMAL matches: a faster check
+        numbers = ",".join(map(float.__repr__, map(float, texts)))
+    except ValueError:
+        raise _Unusual from None
+    if "inf" in numbers:  # "1e999" matches: an infinity (the pattern lets no NaN through)
         raise _Unusual
-    number = kind(text)
-    if kind is float and not math.isfinite(number):
+    return _VALUES % (tag, vr, numbers), []
+
+
+def _binary_numbers_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """US, SS, UL, SL, FL, FD, SV, UV."""
+    code, size, single = _NUMBERS[vr]
+    if len(value) == size:  # the common case: one value, with a precompiled struct
+        return _VALUES % (tag, vr, _numbers_text(single.unpack(value))), []
+    count, rest = divmod(len(value), size)
+    if rest:
         raise _Unusual
-    return number
+    return _VALUES % (tag, vr, _numbers_text(struct.unpack(f"<{count}{code}", value))), []
+
+
+def _attribute_tags_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """AT: each tag as 'GGGGEEEE'."""
+    if len(value) % 4:
+        raise _Unusual
+    pairs = struct.unpack(f"<{len(value) // 2}H", value)
+    return _strings_member(tag, vr, [f"{pairs[i]:04X}{pairs[i + 1]:04X}" for i in range(0, len(pairs), 2)])
+
+
+def _bytes_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
+    """OB, OW ...: inline up to ingest's threshold, else a bulk data URI (ingest's handler)."""
+    if len(value) > _INLINE_LIMIT:
+        return f'"{tag:08X}":{{"vr":"{vr}","BulkDataURI":"bulkdata/{tag:08X}"}}', []
+    return f'"{tag:08X}":{{"vr":"{vr}","InlineBinary":"{base64.b64encode(value).decode("ascii")}"}}', []
+
+
+_MEMBER_WRITERS = {
+    **dict.fromkeys(_PLAIN | {"UI"}, _plain_member),
+    "AE": _application_entities_member, "UR": _uri_member,
+    **dict.fromkeys(_CHARSET_TEXT, _charset_text_member),
+    **dict.fromkeys(_CHARSET_SINGLE, _charset_single_member),
+    "PN": _person_names_member, "IS": _integers_member, "DS": _decimals_member,
+    **dict.fromkeys(_NUMBERS, _binary_numbers_member),
+    "AT": _attribute_tags_member,
+    **dict.fromkeys(_BINARY, _bytes_member),
+}
+
+
+def _strings_member(tag: int, vr: str, values: list[str]) -> tuple[str, list[str]]:
+    """A string element's member and values; one empty value is none."""
+    if len(values) == 1:  # the common case, without join and map
+        if not values[0]:
+            return _NO_VALUE % (tag, vr), []
+        return _VALUES % (tag, vr, _quoted(values[0])), values
+    return _VALUES % (tag, vr, ",".join(map(_quoted, values))), values
+
+
+def _numbers_text(numbers: list | tuple) -> str:
+    """A list of ints or floats as json.dumps writes its items (its C encoder writes an int
+    with int.__repr__, a finite float with float.__repr__; NaN and infinities by name)."""
+    if len(numbers) == 1 and type(numbers[0]) is int:  # the common case, without join and map
+        return repr(numbers[0])
+    if not numbers or type(numbers[0]) is int:
+        return ",".join(map(int.__repr__, numbers))
+    if all(map(math.isfinite, numbers)):
+        return ",".join(map(float.__repr__, numbers))
+    return _encode_json(list(numbers))[1:-1]
