@@ -21,7 +21,7 @@ from pacsd.errors import InvalidDicom
 from pacsd.index.columns import PATIENT_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS
 from pacsd.services.ingest import header_json
 from tests.conftest import shared_testdata_files
-from tests.dicomgen import write_dicom
+from tests.dicomgen import make_dataset, write_dicom
 
 FILES = shared_testdata_files()
 _INDEXED_KEYWORDS = sorted({keyword for columns in (PATIENT_COLUMNS, STUDY_COLUMNS, SERIES_COLUMNS)
@@ -166,3 +166,19 @@ def test_raw_elements_are_those_pydicom_would_build(tmp_path):
     for element in raw:
         assert element == RawDataElement(*element[:7])
         assert len(element) == len(RawDataElement._fields)
+
+
+@pytest.mark.parametrize("instance_number", ["+007", " 12", "3 ", "-4", "1\\2\\3", ""])
+def test_integer_strings_give_pydicoms_first_text(tmp_path, instance_number):
+    """IS elements carry their first text too (the index reads InstanceNumber and SeriesNumber):
+    the same text pydicom's str() of the value gives, signs and leading zeros kept."""
+    from pydicom.dataelem import DataElement
+
+    ds = make_dataset(rows=8, cols=8)
+    ds["InstanceNumber"] = DataElement(0x00200013, "IS", instance_number)
+    path = write_dicom(tmp_path / "ct.dcm", ds)
+    fast, slow = _both_ways(path)
+    assert fast.header_json is not None  # the fast path read it
+    assert 0x00200013 in fast.dataset.__dict__[FIRST_TEXTS]
+    assert first_text(fast.dataset, "InstanceNumber", "-") == first_text(slow.dataset, "InstanceNumber", "-")
+    assert first_text(fast.dataset, "SeriesNumber") == first_text(slow.dataset, "SeriesNumber") == "1"

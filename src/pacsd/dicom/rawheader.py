@@ -99,7 +99,8 @@ _DECIMAL_CHARACTERS = "0123456789+-.eE \\"  # plain DS values and their separato
 _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
 _SHORT_HEADER = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
 _VR_NAMES = {vr.encode(): vr for vr in _KNOWN_VRS}  # VR bytes as written -> name; UN and others absent
-_STRING_VRS = _CHARSET_TEXT | _CHARSET_SINGLE | _PLAIN | {"AE", "PN", "UI", "UR"}  # not IS/DS: numbers in JSON
+# Carried for first_text: the string VRs, and IS (InstanceNumber, SeriesNumber); not DS.
+_FIRST_TEXT_VRS = _CHARSET_TEXT | _CHARSET_SINGLE | _PLAIN | {"AE", "PN", "UI", "UR", "IS"}
 
 # The DICOM JSON is written as text, element by element, exactly as json.dumps(separators=(",", ":"),
 # ensure_ascii=False) writes the objects pydicom's to_json_dict gives: faster than building them.
@@ -152,7 +153,7 @@ class _Parser:
         self.codec = _DEFAULT_CODEC
         self.decoding = _DEFAULT_DECODING  # the same codec, as text() names it
         self.text_before_charset = False
-        self.first_texts: dict[int, str | None] = {}  # top-level string elements (see first_text)
+        self.first_texts: dict[int, str | None] = {}  # top-level string and IS elements (see first_text)
         self.multi_valued: set[int] = set()  # those of them holding several values
 
     def need(self, start: int, count: int) -> int:
@@ -267,7 +268,7 @@ class _Parser:
                 # the NamedTuple's Python-level __new__: all its fields, is_raw and is_buffered too
                 raw[key] = _new_tuple(RawDataElement, (key, None if implicit else vr, length, value, at,
                                                        implicit, True, True, False))
-                if vr in _STRING_VRS:
+                if vr in _FIRST_TEXT_VRS:
                     self.first_texts[tag] = values[0] if values else None
                     if len(values) > 1:
                         self.multi_valued.add(tag)
@@ -342,7 +343,7 @@ def _json_object(members: Any) -> str:
 
 # How each VR's (non-empty) value becomes a DICOM JSON member ('"GGGGEEEE":{...}'), as json.dumps
 # writes what pydicom's DataElement.to_json_dict gives: writer(parser, tag, VR, value) -> (member,
-# the values as strings for `first_texts`: string VRs only; PN: each name's groups joined by '=').
+# the values as strings for `first_texts`: string VRs and IS only; PN: each name's groups joined by '=').
 # One function per kind of VR, so the common element costs one or two calls.
 
 
@@ -392,7 +393,7 @@ def _integers_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[
         if not _INTEGER.match(text):
             raise _Unusual
         numbers.append(int(text))
-    return _VALUES % (tag, vr, _numbers_text(numbers)), []
+    return _VALUES % (tag, vr, _numbers_text(numbers)), [text.strip() for text in texts]  # str() of pydicom's IS
 
 
 def _decimals_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
