@@ -56,6 +56,8 @@ def _assert_same(fast, slow) -> None:
         assert fast.header_json == header_json(slow.dataset)  # byte for byte: the stored text
     assert json.loads(header_json(fast.dataset)) == expected  # the lazily converted Dataset too
     assert fast.dataset.file_meta.TransferSyntaxUID == slow.dataset.file_meta.TransferSyntaxUID
+    assert fast.dataset.original_character_set == slow.dataset.original_character_set
+    assert fast.dataset._character_set == slow.dataset._character_set
     known = fast.dataset.__dict__.get(FIRST_TEXTS)
     assert (known is not None) == (fast.header_json is not None)
     for tag in known or ():  # the first values carried for first_text are pydicom's

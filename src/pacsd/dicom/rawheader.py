@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom import config as pydicom_config
-from pydicom.charset import python_encoding
+from pydicom.charset import convert_encodings, python_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -153,6 +153,7 @@ class _Parser:
         self.codec = _DEFAULT_CODEC
         self.decoding = _DEFAULT_DECODING  # the same codec, as text() names it
         self.text_before_charset = False
+        self.charset_name: str | None = None  # the Specific Character Set as read (None: absent)
         self.first_texts: dict[int, str | None] = {}  # top-level string and IS elements (see first_text)
         self.multi_valued: set[int] = set()  # those of them holding several values
 
@@ -178,13 +179,20 @@ class _Parser:
         file_meta.set_original_encoding(False, True, _DEFAULT_CODEC)
         dataset = Dataset(raw)  # not a FileDataset: nothing reads its file attributes, 30 us less
         dataset.file_meta = file_meta
-        dataset.set_original_encoding(self.implicit, True, dataset._character_set)
+        dataset.set_original_encoding(self.implicit, True, self.character_set(dataset))
         dataset.__dict__[FIRST_TEXTS] = self.first_texts
         dataset.__dict__[MULTI_VALUED] = self.multi_valued
         # ingest.header_json writes the top level in tag order (pydicom's Dataset iterates sorted);
         # items keep file order, as pydicom's to_json_dict of an item does.  Sorting the tags of a
         # valid file, already ascending, costs one pass.
         return RawHeader(dataset, syntax, _json_object(map(members.__getitem__, sorted(members))))
+
+    def character_set(self, dataset: Dataset) -> str | list[str]:
+        """What pydicom's `Dataset._character_set` gives, without converting the raw element
+        (the fast path reads one character set name at most)."""
+        if self.charset_name is None:
+            return dataset._parent_encoding
+        return convert_encodings(self.charset_name)
 
     def meta(self, position: int) -> tuple[dict, int, str]:
         """Group 0002 as raw elements, where the dataset starts, and the Transfer Syntax UID."""
@@ -305,6 +313,7 @@ class _Parser:
         if self.text_before_charset and codecs.lookup(codec) != codecs.lookup(self.codec):
             raise _Unusual
         self.codec, self.decoding = codec, _decoding_name(codec)
+        self.charset_name = name
 
     def sequence(self, position: int, length: int) -> tuple[list[str], int, bytes]:
         """A sequence's items as DICOM JSON text, where it ends, and its raw value (items only)."""
