@@ -20,6 +20,7 @@ from typing import Literal
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from pacsd.deferred import DeferredFuture
 from pacsd.index.rows import RowWriter, WriteOutcome
 from pacsd.index.writer_connection import WriterConnection
 
@@ -145,12 +146,16 @@ class IndexWriter:
             job.future.set_result(outcome)
 
     def _make_group_durable(self, jobs: list[_Job]) -> None:
-        """The folder entries first, then the files' data flushes the callers started: the
-        folders' journal commit overlaps the data still being written."""
+        """Data flushes left for later (DeferredFuture: small files), whose journal commit
+        covers their folder entries too; then the folder entries; then the flushes under way in
+        other threads, whose data the folders' commit overlapped."""
+        flushes = [job.data_flushed for job in jobs if job.data_flushed is not None]
+        for flush in flushes:
+            if isinstance(flush, DeferredFuture):
+                flush.run()
         self.make_durable([job.record.path for job in jobs])
-        for job in jobs:
-            if job.data_flushed is not None:
-                job.data_flushed.result()
+        for flush in flushes:
+            flush.result()
 
     def _apply(self, conn, jobs: list[_Job]) -> list[WriteOutcome]:
         """Apply a group; jobs of different duplicate policies are applied policy by policy."""

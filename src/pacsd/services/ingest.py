@@ -101,9 +101,15 @@ class Ingest:
 
     def store(self, temp: Path, source: Source, expected: Expected | None = None) -> StoreResult:
         """Archive the file at `temp` (which this call consumes) and return the DICOM status."""
+        flushed = self.blobs.flush_data_soon(temp)  # a large file: the disk works during the parse
+        try:
+            return self._store(temp, source, expected, flushed)
+        finally:
+            self.blobs.abandon_flush(flushed)  # nothing to do once the index writer waited for it
+
+    def _store(self, temp: Path, source: Source, expected: Expected | None, flushed) -> StoreResult:
         placed: str | None = None
-        flushed = self.blobs.flush_data_soon(temp)  # the disk works while the header is parsed
-        checksum = sha256_soon(temp)  # so does a helper thread, for a large file
+        checksum = sha256_soon(temp)  # a helper thread hashes a large file meanwhile
         try:
             header = read_header(temp)
             self._check(header, expected)
@@ -113,8 +119,7 @@ class Ingest:
             placed = str(self.blobs.place(temp, placement.path))
             record.path = placed
             record.checksum = checksum.result()
-            # The writer's group flushes the folder entries while the data flush goes on, and
-            # commits once both are done.
+            # The writer's group makes data and folder entries durable, and commits then.
             outcome = self.writer.write(record, self.duplicates, data_flushed=flushed)
         except InvalidDicom as exc:
             return self._fail(temp, placed, CANNOT_UNDERSTAND, str(exc), source, expected)

@@ -4,10 +4,11 @@ An incoming file is written under `<root>/.incoming/` (same volume, so placing i
 a copy) with the writing node's name in front (nodes may share the folder), linked to its final name without ever replacing an existing file (a name collision gets
 a `_1`, `_2`, ... suffix), and the temp name is removed.  `make_durable` then flushes placed
 files: fdatasync of each file, then fsync of the folders that gained entries (not syncfs, which
-also waits for everything else anyone wrote to the volume).  Ingest flushes each file's data in
-a helper thread while it parses the file (`flush_data_soon`; concurrent flushes share a journal
-commit) and hands that flush to the index writer's group, which flushes the folders meanwhile
-(`make_entries_durable`) and commits once both are done.
+also waits for everything else anyone wrote to the volume).  Ingest starts a large file's data flush
+in a helper thread while it parses the file (`flush_data_soon`; concurrent flushes share a
+journal commit; a small file's flush is left for later) and hands that flush to the index
+writer's group, which flushes the folders (`make_entries_durable`) and commits once both are
+done.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
+from pacsd.deferred import DeferredFuture
 from pacsd.errors import ConfigError, StorageFull
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ INCOMING = ".incoming"
 NODE_MARK = "~"  # <node>~<random>.dcm: the node that is writing an incoming file
 STALE_AFTER = 24 * 3600  # seconds: another node's incoming file this old was abandoned
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+FLUSH_AT_ONCE_FROM = 128 * 1024  # bytes: a file this large starts its data flush when received
 
 
 def is_full_error(exc: OSError) -> bool:
@@ -156,20 +159,33 @@ class BlobStore:
             self._new_entries |= folders
 
     def flush_data_soon(self, path: Path) -> Future:
-        """Start flushing a complete file's data (fdatasync) in a helper thread, so the disk
-        works while the caller parses the file; the future raises StorageFull on failure.
+        """The flush of a complete file's data (fdatasync); the future raises StorageFull on
+        failure.  The flush holds for the file's later names too (a link is the same data).
 
-        The flush holds for the file's later names too (a link is the same data)."""
+        A large file's flush starts at once in a helper thread, so the disk writes it while the
+        caller parses the file.  A small file's is a DeferredFuture, done by whoever waits for
+        it: placed by then, the file and its new folder entry share that flush's journal commit,
+        and no thread is woken for it.  See `abandon_flush` for a file given up."""
         done: Future = Future()
         if not self.fsync:
             done.set_result(None)
             return done
         try:
             fd = os.open(path, os.O_RDONLY)  # here: the caller may rename the file meanwhile
+            large = os.fstat(fd).st_size >= FLUSH_AT_ONCE_FROM
         except OSError as exc:
             done.set_exception(storage_error(exc, "cannot make the received file durable"))
             return done
-        return _flushers.submit(_flush_and_close, fd)
+        if large:
+            return _flushers.submit(_flush_and_close, fd)
+        return DeferredFuture(lambda: _flush_and_close(fd), on_cancel=lambda: os.close(fd))
+
+    @staticmethod
+    def abandon_flush(flush: Future) -> None:
+        """A flush from `flush_data_soon` nobody will wait for (the store failed first): one
+        left for later is dropped and its descriptor closed; one under way ends on its own."""
+        if isinstance(flush, DeferredFuture):
+            flush.cancel()
 
     def _make_parents(self, relative_dir: PurePosixPath) -> None:
         if os.path.isdir(self.root / relative_dir):
