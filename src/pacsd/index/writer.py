@@ -4,7 +4,8 @@ Many associations hand it records at once; it takes what is waiting (up to `batc
 them in one transaction, commits once, and only then resolves each caller's future.  A group
 that fails is retried one record per transaction, so one bad record fails alone.  Before a
 group's rows are committed its files are made durable: the folder entries in one step
-(`make_durable`), and the data flushes the callers started (`data_flushed`) awaited.  The writer
+(`make_durable`), and the data flushes the callers hand in (`data_flushed`: under way, or left
+to the writer to run).  The writer
 keeps its own connection for its transactions (`WriterConnection`).
 """
 
@@ -52,7 +53,7 @@ class InstanceRecord:
 class _Job:
     record: InstanceRecord
     policy: DuplicatePolicy
-    data_flushed: Future | None = None  # the flush of the file's data, when still under way
+    data_flushed: Future | None = None  # the flush of the file's data, when not done yet
     future: Future = field(default_factory=Future)
 
 
@@ -85,8 +86,9 @@ class IndexWriter:
               data_flushed: Future | None = None) -> WriteOutcome:
         """Index one instance; returns once its transaction is committed (or raises).
 
-        `data_flushed`: the flush of the file's data if the caller started one and did not wait
-        for it; the row is committed only once it has succeeded (its failure fails the write)."""
+        `data_flushed`: the flush of the file's data if it is not done yet (under way, or a
+        DeferredFuture the writer runs); the row is committed only once it has succeeded (its
+        failure fails the write)."""
         job = _Job(record, policy, data_flushed)
         with self._state:
             if self._closed:
