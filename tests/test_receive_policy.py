@@ -143,20 +143,29 @@ def test_restart_keeps_everything(pacs_factory, tmp_path):
         again.stop()
 
 
-def test_context_copies_are_equal_and_independent():
-    from copy import deepcopy
+def test_negotiations_leave_the_shared_contexts_unchanged(pacs):
+    """Associations share the listener's supported contexts (pacsd.net.contexts): negotiating
+    accepted, refused and role-selected contexts must not change them."""
+    from pynetdicom import build_role
+    from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelGet
 
-    from pacsd.net.contexts import copy_contexts
-    from pacsd.net.scp import DicomServer
-
-    server = DicomServer.__new__(DicomServer)  # only build_ae's contexts are needed
-    ae = AE()
-    from pynetdicom import ALL_TRANSFER_SYNTAXES
-    ae.add_supported_context("1.2.840.10008.5.1.4.1.1.2", ALL_TRANSFER_SYNTAXES)
-    ae.add_supported_context(Verification)
-    original = ae.supported_contexts
-    copies = copy_contexts(original)
-    assert [str(c) for c in copies] == [str(c) for c in deepcopy(original)]
-    copies[0]._transfer_syntax.append("1.2.3")
-    copies[0].context_id = 99
-    assert "1.2.3" not in original[0].transfer_syntax and original[0].context_id != 99
+    listener = pacs.server._server
+    before = [str(cx) for cx in listener.contexts]
+    seen = []
+    ae = AE(ae_title="NEGOTIATOR")
+    ae.add_requested_context(CTImageStorage, ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2"])
+    ae.add_requested_context("1.2.3.4.5.6.7", "1.2.840.10008.1.2")  # not a SOP class pacsd knows
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(Verification, "1.2.3.999")  # a transfer syntax nobody knows
+    roles = [build_role(CTImageStorage, scp_role=True)]
+    for _ in range(2):
+        assoc = ae.associate(HOST, pacs.port, ae_title=pacs.aet, ext_neg=roles)
+        assert assoc.is_established
+        seen.extend(listener.active_associations)
+        accepted = {str(cx.abstract_syntax): cx for cx in assoc.accepted_contexts}
+        assert set(accepted) == {CTImageStorage, StudyRootQueryRetrieveInformationModelGet}
+        assert accepted[CTImageStorage].as_scp, "the C-GET role was negotiated"
+        assoc.release()
+    assert seen and all(a.acceptor.supported_contexts is listener.contexts for a in seen)
+    assert [str(cx) for cx in listener.contexts] == before
+    assert echo(pacs), "a later association negotiates as before"

@@ -25,7 +25,7 @@ from pacsd.config import Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import StorageFull
 from pacsd.net.connlog import ConnectionTracker
-from pacsd.net.contexts import copy_contexts_cheaply
+from pacsd.net.contexts import share_contexts_between_associations
 from pacsd.net.event_reactor import make_event_driven
 from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
 from pacsd.net.pdu_limit import refuse_oversized_pdus
@@ -59,7 +59,7 @@ def configure_pynetdicom() -> None:
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     shorten_association_polling()
-    copy_contexts_cheaply()
+    share_contexts_between_associations()
 
 
 def keep_startup_objects_out_of_gc() -> None:
