@@ -28,8 +28,8 @@ from pacsd.net.connlog import ConnectionTracker
 from pacsd.net.contexts import share_contexts_between_associations
 from pacsd.net.event_reactor import make_event_driven
 from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
+from pacsd.net.listener import listen_with_pacsd_server
 from pacsd.net.pdu_limit import refuse_oversized_pdus
-from pacsd.net.reuseport import share_port
 from pacsd.net.store_reader import StoreRequest
 from pacsd.net.tcp import tune_association_socket
 from pacsd.net.incoming import IncomingFile, incoming_file_of, new_incoming_file, receive_into
@@ -143,8 +143,7 @@ class DicomServer:
         receive_into(self.archive.blobs)
         ae = self.build_ae()
         address = (self.settings.server.host, self.settings.server.port)
-        if self.settings.server.workers > 1:
-            share_port(ae)
+        listen_with_pacsd_server(ae, share_port=self.settings.server.workers > 1)
         self._server = ae.start_server(address, block=False, evt_handlers=self.handlers())
         keep_startup_objects_out_of_gc()
         log.info("DICOM listener %s on %s:%d", self.settings.server.ae_title, *self._server.server_address[:2])
