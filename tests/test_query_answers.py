@@ -15,7 +15,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, Exp
 from pynetdicom import AE
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
-from pacsd.services.answers import Answer, AnswerElement
+from pacsd.services.answers import Answer, AnswerElement, AnswerLayout
 from tests.conftest import HOST
 from tests.dicomgen import write_dicom
 from tests.qr_support import archive_files
@@ -47,6 +47,44 @@ def test_identifier_written_directly_equals_pydicoms_encoding(implicit):
     out.is_implicit_VR, out.is_little_endian = implicit, True
     write_dataset(out, reference)
     assert direct == out.getvalue()
+
+
+def laid_out(**texts) -> Answer:
+    """The answer `answer(**texts)` built the way a query without stored headers builds it."""
+    layout = AnswerLayout([(tag_for_keyword(keyword), VRS[keyword]) for keyword in texts])
+    return Answer("STUDY", layout, [tuple(values) for values in texts.values()])
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+@pytest.mark.parametrize("texts", [
+    ASCII,
+    dict(ASCII, StudyInstanceUID=["1.2.34"], PatientName=["ODD^NAME1"]),  # even and odd lengths both ways
+    dict(PatientName=["Müller^Jörg"], StudyInstanceUID=["1.2"]),  # not ASCII: the general encoder
+    dict(StudyDescription=["x" * 0x10000]),  # too long for explicit VR's 2-byte length
+], ids=["ascii", "padding", "non-ascii", "long"])
+def test_a_laid_out_answer_is_encoded_as_the_same_answer_element_by_element(implicit, texts):
+    for charset in (None, "ISO_IR 100"):
+        assert laid_out(**texts).encoded(implicit, True, charset) == answer(**texts).encoded(implicit, True, charset)
+    assert laid_out(**texts).encoded(implicit, False) == answer(**texts).encoded(implicit, False)
+
+
+def test_a_laid_out_answer_has_the_same_elements_and_json():
+    texts = dict(ASCII, PatientName=["Yamada^Tarou=山田^太郎"])
+    built = laid_out(**texts)
+    assert built.as_json() == answer(**texts).as_json()
+    assert built.text(tag_for_keyword("PatientName")) == "Yamada^Tarou=山田^太郎"
+    built.elements[tag_for_keyword("AccessionNumber")] = AnswerElement("SH", ("A1",))
+    decoded = read_dataset(DicomBytesIO(built.encoded(True, True)), True, True)
+    assert decoded.AccessionNumber == "A1", "an element added later is encoded too"
+
+
+def test_a_repeated_key_is_answered_once_with_its_last_value():
+    tag = tag_for_keyword("PatientID")
+    layout = AnswerLayout([(tag, "LO"), (tag_for_keyword("StudyInstanceUID"), "UI"), (tag, "LO")])
+    built = Answer("STUDY", layout, [("FIRST",), ("1.2",), ("LAST",)])
+    decoded = read_dataset(DicomBytesIO(built.encoded(True, True)), True, True)
+    assert decoded.PatientID == "LAST" and list(built.elements) == [tag, tag_for_keyword("StudyInstanceUID")]
+    assert len([e for e in decoded if e.tag == tag]) == 1
 
 
 def test_big_endian_is_left_to_pydicom():

@@ -30,6 +30,7 @@ _INTEGER_VRS = {"IS", "SL", "SS", "SV", "UL", "US", "UV"}
 _LONG_LENGTH_VRS = {"UC", "UR", "UT"}  # explicit VR: 2 reserved bytes and a 4-byte length
 _DEFAULT_REPERTOIRE = {"", "ISO_IR 6", "ISO 2022 IR 6"}
 _TAG_BYTES: dict[int, bytes] = {}  # a tag as little-endian group and element, by tag
+_LENGTH_2, _LENGTH_4, _RESERVED_LENGTH_4 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<HI")
 
 
 @dataclass(slots=True)
@@ -58,13 +59,26 @@ class AnswerElement:
 
 
 class Answer:
-    """One match at one level: its elements by tag, in the order the query named them."""
+    """One match at one level: its elements by tag, in the order the query named them.
 
-    __slots__ = ("level", "elements")
+    An answer made of index texts only can be built on an `AnswerLayout` shared by all answers of
+    a query: it then holds just its texts, and `elements` is built only if asked for."""
 
-    def __init__(self, level: str) -> None:
+    __slots__ = ("level", "_elements", "_layout", "_texts")
+
+    def __init__(self, level: str, layout: "AnswerLayout | None" = None,
+                 texts: Sequence[tuple[str, ...]] = ()) -> None:
         self.level = level
-        self.elements: dict[int, AnswerElement] = {}
+        self._elements: dict[int, AnswerElement] | None = None if layout is not None else {}
+        self._layout, self._texts = layout, texts
+
+    @property
+    def elements(self) -> dict[int, AnswerElement]:
+        if self._elements is None:
+            self._elements = {tag: AnswerElement(vr, texts) for (tag, vr), texts
+                              in zip(self._layout.keys, self._texts)}
+            self._layout = None  # the elements may be changed now: they are the answer
+        return self._elements
 
     def text(self, tag: int) -> str:
         """The first value of an element as text ('' when absent or empty)."""
@@ -85,6 +99,10 @@ class Answer:
     def encoded(self, implicit_vr: bool = True, little_endian: bool = True,
                 requested_charset: str | Sequence[str] | None = None) -> bytes:
         """The identifier (with QueryRetrieveLevel) encoded in the given transfer syntax's way."""
+        if self._layout is not None and little_endian:
+            written = self._layout.ascii_identifier(self.level, self._texts, implicit_vr)
+            if written is not None:
+                return written
         elements = [(QUERY_RETRIEVE_LEVEL, AnswerElement("CS", (self.level,))), *self.elements.items()]
         if little_endian and all(element.is_ascii_text for _, element in elements):
             written = [_element_bytes(tag, element, implicit_vr) for tag, element in sorted(elements)]
@@ -120,6 +138,48 @@ class Answer:
         if names and any(name not in _DEFAULT_REPERTOIRE for name in names) and _encodable(texts, names):
             return names[0] if len(names) == 1 else names
         return UTF8
+
+
+class AnswerLayout:
+    """The elements every answer of one query has, in the query's order: (tag, VR) pairs.
+
+    For answers of ASCII text it writes the identifier bytes directly, with each element's tag,
+    VR and padding worked out once per query instead of once per answer (PS3.5 7.1.2/7.1.3)."""
+
+    def __init__(self, keys: Sequence[tuple[int, str]]) -> None:
+        self.keys = tuple(keys)
+        self.all_text = all(vr in _TEXT_VRS for _, vr in self.keys)
+        last = {tag: (vr, index) for index, (tag, vr) in enumerate(self.keys)}  # a repeated tag: the last, as a dict
+        last[QUERY_RETRIEVE_LEVEL] = ("CS", -1)
+        # (index into the texts, -1 for the level; tag bytes; tag and VR bytes; 4-byte length
+        # in explicit VR; pad byte), in tag order
+        self._order = [(index, _tag_bytes(tag), _tag_bytes(tag) + vr.encode(), vr in _LONG_LENGTH_VRS,
+                        b"\0" if vr == "UI" else b" ")
+                       for tag, (vr, index) in sorted(last.items())]
+
+    def ascii_identifier(self, level: str, texts: Sequence[tuple[str, ...]], implicit_vr: bool) -> bytes | None:
+        """The little-endian identifier of an answer with these `texts`; None when some text is
+        not ASCII or too long for its length field (the general encoder then writes it)."""
+        if not self.all_text:
+            return None
+        parts = []
+        for index, tag_head, explicit_head, long_length, pad in self._order:
+            values = (level,) if index < 0 else texts[index]
+            value = values[0] if len(values) == 1 else "\\".join(values)
+            if not value.isascii():
+                return None
+            raw = value.encode()
+            if len(raw) & 1:
+                raw += pad
+            if implicit_vr:
+                parts += (tag_head, _LENGTH_4.pack(len(raw)), raw)
+            elif long_length:
+                parts += (explicit_head, _RESERVED_LENGTH_4.pack(0, len(raw)), raw)
+            elif len(raw) > 0xFFFE:
+                return None
+            else:
+                parts += (explicit_head, _LENGTH_2.pack(len(raw)), raw)
+        return b"".join(parts)
 
 
 def _encodable(texts: list[str], charsets: list[str]) -> bool:
@@ -179,9 +239,7 @@ def _text_bytes(vr: str, texts: Sequence[str]) -> bytes:
 def _element_bytes(tag: int, element: AnswerElement, implicit_vr: bool) -> bytes:
     """One little-endian element of ASCII text (PS3.5 7.1.2/7.1.3); b'' if too long to write so."""
     value = _text_bytes(element.vr, element.texts)
-    head = _TAG_BYTES.get(tag)
-    if head is None:
-        head = _TAG_BYTES[tag] = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+    head = _tag_bytes(tag)
     if implicit_vr:
         return head + struct.pack("<I", len(value)) + value
     if element.vr in _LONG_LENGTH_VRS:
@@ -189,6 +247,14 @@ def _element_bytes(tag: int, element: AnswerElement, implicit_vr: bool) -> bytes
     if len(value) > 0xFFFE:
         return b""
     return head + element.vr.encode() + struct.pack("<H", len(value)) + value
+
+
+def _tag_bytes(tag: int) -> bytes:
+    """A tag as written in little endian: group, then element."""
+    head = _TAG_BYTES.get(tag)
+    if head is None:
+        head = _TAG_BYTES[tag] = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+    return head
 
 
 def _raw(tag: int, vr: str, texts: Sequence[str], implicit_vr: bool, little_endian: bool) -> RawDataElement:

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -33,7 +34,7 @@ from pacsd.index.query_keys import (
     levels_down_to,
 )
 from pacsd.index.schema import instances, patients, studies
-from pacsd.services.answers import Answer, AnswerElement
+from pacsd.services.answers import Answer, AnswerElement, AnswerLayout
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class QueryService:
             statement, to_skip = statement.offset(page.offset or None), 0
             if limit:
                 statement = statement.limit(limit + 1)
+        answer = self._answer_maker(level, answer_keys, needs_header)
         count = 0
         with self.engine.connect() as conn:
             for row in conn.execute(statement).yield_per(_ROWS_PER_FETCH):
@@ -140,7 +142,7 @@ class QueryService:
                     log.warning("find at %s level stopped at the result limit of %d", level, limit)
                     return
                 count += 1
-                yield self._answer(level, answer_keys, row, header)
+                yield answer(row, header)
 
     def _matchable_in_sql(self, key: QueryKey) -> bool:
         column = key.column
@@ -201,6 +203,30 @@ class QueryService:
             return value
         element = _header_element(header, key.tag)
         return None if element is None else element.value
+
+    def _answer_maker(self, level: str, answer_keys: list[QueryKey], needs_header: bool):
+        """How a matching row (and its stored header) becomes an answer.  Without a header, all
+        answers share one `AnswerLayout` and each holds only its texts."""
+        if needs_header:
+            return partial(self._answer, level, answer_keys)
+        layout = AnswerLayout([(key.tag, key.vr) for key in answer_keys])
+        texts_of = [self._texts_getter(key) for key in answer_keys]
+
+        def answer(row, _header: dict) -> Answer:
+            values = row._mapping
+            return Answer(level, layout, [texts(values) for texts in texts_of])
+        return answer
+
+    def _texts_getter(self, key: QueryKey) -> Callable[[Mapping], tuple[str, ...]]:
+        """How a key's texts are read from a row's mapping, for a query without stored headers:
+        what `_value` finds, as `_texts`."""
+        if key.column is None:  # a key below the level, or a constant
+            constant = _texts(self._value(key, {}, {}))
+            return lambda _values: constant
+        column = key.column.column
+        if key.column.separator == "\\":
+            return lambda values: _texts(values[column].split("\\") if values[column] else values[column])
+        return lambda values: _texts(values[column])
 
     def _answer(self, level: str, answer_keys: list[QueryKey], row, header: dict) -> Answer:
         answer = Answer(level)
