@@ -2,6 +2,8 @@
 
 Each query runs end to end through DCMTK findscu against an in-process pacsd, through the Python
 service call (`QueryService.find`), and as a QIDO-RS study search over HTTP; medians are printed.
+The floor column is the same findscu run against a peer that answers at once with pacsd's recorded
+bytes (`bench/instant_scp.py`): what any server would get here, whose share is then zero.
 Targets: under 50 ms on SQLite at 100,000 instances, under 100 ms on PostgreSQL at 1,000,000.
 Usage: python bench/find.py [--studies 10000] [--repeat 15] [--database URL|temp]
 """
@@ -19,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pacsd.services.query import QueryService  # noqa: E402
 from bench.harness import MAX_RESULTS, arguments, median_ms, synthetic_pacs, web_server  # noqa: E402
+from bench.instant_scp import InstantScp, record  # noqa: E402
 from tests.conftest import HOST  # noqa: E402
 
 QUERIES = {
@@ -40,14 +43,16 @@ def main() -> None:
         echo_ms, _ = median_ms(lambda: subprocess.run(echo, check=True, env=DCMTK_ENV) and 0, args.repeat)
         print(f"echoscu (association, C-ECHO, release; the floor of any findscu run): {echo_ms:.1f} ms")
         print(f"medians of {args.repeat}; findscu -v -sr (responses counted, not printed)")
-        print(f"{'query':24} {'answers':>8} {'findscu ms':>11} {'service ms':>11} {'QIDO ms':>8}")
+        print(f"{'query':24} {'answers':>8} {'findscu ms':>11} {'floor ms':>9} {'service ms':>11} {'QIDO ms':>8}")
         for name, keys in QUERIES.items():
             all_keys = {k: "" for k in RETURN_KEYS} | keys
-            findscu = ["findscu", "-S", "-v", "-sr", "-aec", pacs.aet, HOST, str(pacs.port), "-k",
-                       "QueryRetrieveLevel=STUDY", *(arg for k, v in all_keys.items() for arg in ("-k", f"{k}={v}"))]
 
-            def via_findscu() -> int:
-                out = subprocess.run(findscu, capture_output=True, text=True, check=True, env=DCMTK_ENV)
+            def findscu(port: int) -> list[str]:
+                return ["findscu", "-S", "-v", "-sr", "-aec", pacs.aet, HOST, str(port), "-k", "QueryRetrieveLevel=STUDY",
+                        *(arg for k, v in all_keys.items() for arg in ("-k", f"{k}={v}"))]
+
+            def via_findscu(port: int = pacs.port) -> int:
+                out = subprocess.run(findscu(port), capture_output=True, text=True, check=True, env=DCMTK_ENV)
                 return out.stderr.count("Received Find Response ")
 
             def via_service() -> int:
@@ -58,10 +63,12 @@ def main() -> None:
                 return len(http.get(f"{dicomweb}/studies", params=params).raise_for_status().json())
 
             dcmtk_ms, dcmtk_count = median_ms(via_findscu, args.repeat)
+            with InstantScp(record(findscu, pacs.port, DCMTK_ENV)) as instant:
+                floor_ms, floor_count = median_ms(lambda: via_findscu(instant.port), args.repeat)
             service_ms, count = median_ms(via_service, args.repeat)
             qido_ms, qido_count = median_ms(via_qido, args.repeat)
-            assert dcmtk_count == count == qido_count, (dcmtk_count, count, qido_count)
-            print(f"{name:24} {count:>8} {dcmtk_ms:>11.1f} {service_ms:>11.1f} {qido_ms:>8.1f}")
+            assert dcmtk_count == floor_count == count == qido_count, (dcmtk_count, floor_count, count, qido_count)
+            print(f"{name:24} {count:>8} {dcmtk_ms:>11.1f} {floor_ms:>9.1f} {service_ms:>11.1f} {qido_ms:>8.1f}")
 
 
 if __name__ == "__main__":
