@@ -94,9 +94,17 @@ def web_server(pacs: RunningPacs) -> Iterator[str]:
 
 def median_ms(run: Callable[[], Result], repeat: int) -> tuple[float, Result]:
     """Median wall time of `repeat` runs, in ms, and what the last run returned."""
-    times, result = [], None
+    return medians_by_turns([run], repeat)[0]
+
+
+def medians_by_turns(runs: list[Callable[[], Result]], repeat: int) -> list[tuple[float, Result]]:
+    """`median_ms` of each run, the runs taking turns (one of each, `repeat` times), so that a
+    machine getting busier or quieter meanwhile weighs on all of them alike."""
+    times: list[list[float]] = [[] for _ in runs]
+    results: list = [None] * len(runs)
     for _ in range(repeat):
-        start = time.perf_counter()
-        result = run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), result
+        for i, run in enumerate(runs):
+            start = time.perf_counter()
+            results[i] = run()
+            times[i].append((time.perf_counter() - start) * 1000)
+    return [(statistics.median(t), result) for t, result in zip(times, results)]
