@@ -1,4 +1,4 @@
-"""Client and maintenance commands: echo, send, import, stats.
+"""Client and maintenance commands: echo, send, import, stats, export, check.
 
 They print a progress bar and a summary; `send` and `import` exit 1 when any file failed.
 """
@@ -162,4 +162,44 @@ def export(study, series_uid, patient, out_dir, zip_path, config_path, **flags) 
     click.echo(f"exported {count} instances: {dicomdir}" + (f" (zipped to {zip_path})" if zip_path else ""))
 
 
-COMMANDS = [echo, send, import_, stats, export]
+@click.command()
+@archive_options
+@click.option("--checksums", is_flag=True,
+              help="Also read every indexed file and compare its SHA-256 with the index (reads the whole archive).")
+@click.option("--repair", is_flag=True,
+              help="Index image files no row names (as `pacsd import` would) and remove them once indexed.")
+@click.option("--grace", default=600, show_default=True, type=click.FloatRange(0),
+              help="Seconds: files changed more recently are left alone (a running server may be storing them).")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def check(config_path, checksums, repair, grace, as_json, **flags) -> None:
+    """Check that the storage folder and the index agree: indexed files that are missing or
+    damaged, image files the index does not know.  Exit code 1 when anything is (still) wrong."""
+    from pacsd.services.storage_check import check_storage
+
+    archive = command_archive(config_path, flags)
+    try:
+        report = check_storage(archive, checksums=checksums, repair=repair, grace=grace)
+    finally:
+        archive.close()
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        _print_problems("missing: indexed, but not in the storage folder",
+                        [(Path(p), "restore it from a backup") for p in report.missing])
+        _print_problems("damaged: content differs from what was stored",
+                        [(Path(p), "restore it from a backup") for p in report.damaged])
+        if repair:
+            _print_problems("repaired", [(Path(p), how) for p, how in report.repaired])
+            _print_problems("not repaired", [(Path(p), why) for p, why in report.not_repaired])
+        else:
+            _print_problems("not indexed", [(Path(p), "run pacsd check --repair to index it")
+                                            for p in report.unindexed])
+        click.echo(f"{report.rows} indexed instances, {report.files} files: missing {len(report.missing)}, "
+                   + (f"damaged {len(report.damaged)}, " if checksums else "")
+                   + f"not indexed {len(report.unindexed)}"
+                   + (f" (repaired {len(report.repaired)})" if repair else "")
+                   + (f", {report.recent} changed in the last {grace:g} s not checked" if report.recent else ""))
+    sys.exit(0 if report.consistent else 1)
+
+
+COMMANDS = [echo, send, import_, stats, export, check]

@@ -1,0 +1,155 @@
+"""`pacsd check`: does the storage tree agree with the index?
+
+It finds index rows whose file is missing, files whose content no longer has their row's
+SHA-256 (when asked to read them all), and image files in the tree that no row names.  Those are
+left when the process stops between placing a file and committing its row (the sender, never
+answered, sends the image again, which is then stored under another name), or were put there by
+hand.  Repair indexes such a file through the same ingest path as `pacsd import` and then
+removes it; a file whose instance is already indexed is removed only if it is an identical copy.
+Missing and damaged files are reported, never "repaired": only a backup can bring them back.
+Files changed in the last `grace` seconds are left alone: a running server may be committing them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+
+from pacsd.dicom.header import read_header
+from pacsd.errors import InvalidDicom
+from pacsd.index.schema import instances
+from pacsd.services.archive import Archive
+from pacsd.services.checksum import sha256_soon
+from pacsd.services.importer import import_file
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE = 600  # seconds: younger files may be in the middle of being stored
+_DICOM_MAGIC_AT, _DICOM_MAGIC = 128, b"DICM"
+
+
+@dataclass
+class CheckReport:
+    """What a check found; paths are relative to the storage folder."""
+
+    rows: int = 0  # index rows checked
+    files: int = 0  # files seen in the storage tree (images and others)
+    missing: list[str] = field(default_factory=list)  # a row names it; it is not there
+    damaged: list[str] = field(default_factory=list)  # its SHA-256 differs from its row's
+    unindexed: list[str] = field(default_factory=list)  # an image file no row names
+    recent: int = 0  # files younger than the grace period, not looked at
+    repaired: list[tuple[str, str]] = field(default_factory=list)  # unindexed, and what was done
+    not_repaired: list[tuple[str, str]] = field(default_factory=list)  # unindexed, and why it stays
+
+    @property
+    def consistent(self) -> bool:
+        """Nothing is wrong any more (repaired files count as fixed)."""
+        return not (self.missing or self.damaged or self.not_repaired
+                    or len(self.unindexed) > len(self.repaired))
+
+    def as_json(self) -> dict:
+        return {"consistent": self.consistent, "rows": self.rows, "files": self.files, "recent": self.recent,
+                "missing": self.missing, "damaged": self.damaged, "unindexed": self.unindexed,
+                "repaired": [{"path": p, "how": how} for p, how in self.repaired],
+                "not_repaired": [{"path": p, "why": why} for p, why in self.not_repaired]}
+
+
+def check_storage(archive: Archive, checksums: bool = False, repair: bool = False,
+                  grace: float = DEFAULT_GRACE, clock: Callable[[], float] = time.time) -> CheckReport:
+    """Compare the index with the files under the storage folder (see the module docstring)."""
+    report = CheckReport()
+    root = archive.blobs.root
+    indexed: dict[str, str] = {}  # path -> checksum
+    with archive.engine.connect() as conn:
+        for path, checksum in conn.execute(select(instances.c.path, instances.c.checksum)):
+            indexed[path] = checksum
+    report.rows = len(indexed)
+    for relative, checksum in indexed.items():
+        absolute = root / relative
+        if not absolute.is_file():
+            report.missing.append(relative)
+        elif checksums and checksum and _digest(absolute) != checksum:
+            report.damaged.append(relative)
+    newest = clock() - grace
+    for relative, status in _files_under(root):
+        report.files += 1
+        if relative in indexed:
+            continue
+        if status.st_mtime > newest:
+            report.recent += 1
+        elif _looks_like_an_image(root / relative):
+            report.unindexed.append(relative)
+    report.missing.sort()
+    report.damaged.sort()
+    report.unindexed.sort()
+    if repair:
+        for relative in report.unindexed:
+            outcome = _repair(archive, relative)
+            (report.repaired if outcome[0] else report.not_repaired).append((relative, outcome[1]))
+    return report
+
+
+def _files_under(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Every regular file below `root` with its stat, as a POSIX path relative to it; folders
+    whose name starts with a dot (incoming files, pacsd's own) are not entered."""
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        base = Path(folder).relative_to(root)
+        for name in sorted(names):
+            try:
+                status = os.stat(Path(folder) / name, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            if stat.S_ISREG(status.st_mode):  # not a link: what it points to is not the archive's
+                yield (base / name).as_posix(), status
+
+
+def _looks_like_an_image(path: Path) -> bool:
+    """A DICOM file (its 'DICM' prefix) or a file named like one; scan sheets and other files
+    pacsd writes beside the images are neither."""
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with open(path, "rb") as f:
+            f.seek(_DICOM_MAGIC_AT)
+            return f.read(len(_DICOM_MAGIC)) == _DICOM_MAGIC
+    except OSError:
+        return False
+
+
+def _digest(path: Path) -> str:
+    return sha256_soon(path).result()
+
+
+def _repair(archive: Archive, relative: str) -> tuple[bool, str]:
+    """Index one unindexed file and remove it once its instance is safely indexed: (done, how or why not)."""
+    path = archive.blobs.root / relative
+    try:
+        uid = read_header(path).sop_instance_uid
+    except (InvalidDicom, OSError) as exc:
+        return False, f"not a readable DICOM file: {exc}"
+    with archive.engine.connect() as conn:
+        stored = conn.execute(select(instances.c.path, instances.c.checksum)
+                              .where(instances.c.sop_uid == uid)).first()
+    if stored is not None:
+        if stored.checksum and stored.checksum == _digest(path):
+            archive.blobs.remove(relative)
+            log.info("check: removed %s, an identical copy of the indexed %s", relative, stored.path)
+            return True, f"removed: an identical copy of {stored.path}"
+        return False, f"instance {uid} is indexed as {stored.path} with other content; both are kept"
+    try:
+        result = import_file(archive, path)
+    except Exception as exc:
+        return False, f"cannot be indexed: {exc}"
+    if result.action not in ("stored", "overwritten"):
+        return False, f"not indexed ({result.action}): {result.reason or hex(result.status)}"
+    archive.blobs.remove(relative)
+    log.info("check: indexed %s as %s", relative, result.path)
+    return True, f"indexed as {result.path}"
