@@ -64,6 +64,7 @@ def record(command: Callable[[int], Sequence[str]], server_port: int, env: dict 
         client_run = threading.Thread(target=subprocess.run, args=(list(command(listener.getsockname()[1])),),
                                       kwargs={"capture_output": True, "env": env, "timeout": 60})
         client_run.start()
+        listener.settimeout(60)  # the command never connecting is an error, not a hang
         client, _ = listener.accept()
     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     server = _connected(server_port)
