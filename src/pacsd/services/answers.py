@@ -171,14 +171,8 @@ class AnswerLayout:
             raw = value.encode()
             if len(raw) & 1:
                 raw += pad
-            if implicit_vr:
-                parts += (tag_head, _LENGTH_4.pack(len(raw)), raw)
-            elif long_length:
-                parts += (explicit_head, _RESERVED_LENGTH_4.pack(0, len(raw)), raw)
-            elif len(raw) > 0xFFFE:
+            if not _add_element(parts, tag_head, explicit_head, long_length, raw, implicit_vr):
                 return None
-            else:
-                parts += (explicit_head, _LENGTH_2.pack(len(raw)), raw)
         return b"".join(parts)
 
 
@@ -237,16 +231,27 @@ def _text_bytes(vr: str, texts: Sequence[str]) -> bytes:
 
 
 def _element_bytes(tag: int, element: AnswerElement, implicit_vr: bool) -> bytes:
-    """One little-endian element of ASCII text (PS3.5 7.1.2/7.1.3); b'' if too long to write so."""
-    value = _text_bytes(element.vr, element.texts)
-    head = _tag_bytes(tag)
+    """One little-endian element of ASCII text; b'' if too long to write so."""
+    head, parts = _tag_bytes(tag), []
+    written = _add_element(parts, head, head + element.vr.encode(), element.vr in _LONG_LENGTH_VRS,
+                           _text_bytes(element.vr, element.texts), implicit_vr)
+    return b"".join(parts) if written else b""
+
+
+def _add_element(parts: list[bytes], tag_head: bytes, explicit_head: bytes, long_length: bool, value: bytes,
+                 implicit_vr: bool) -> bool:
+    """Append one little-endian element of an even-length `value` (PS3.5 7.1.2/7.1.3): its tag
+    (and in explicit VR its VR, given with the tag as `explicit_head`), length and value.  False,
+    appending nothing, when the value is too long for explicit VR's 2-byte length."""
     if implicit_vr:
-        return head + struct.pack("<I", len(value)) + value
-    if element.vr in _LONG_LENGTH_VRS:
-        return head + element.vr.encode() + struct.pack("<HI", 0, len(value)) + value
-    if len(value) > 0xFFFE:
-        return b""
-    return head + element.vr.encode() + struct.pack("<H", len(value)) + value
+        parts += (tag_head, _LENGTH_4.pack(len(value)), value)
+    elif long_length:
+        parts += (explicit_head, _RESERVED_LENGTH_4.pack(0, len(value)), value)
+    elif len(value) > 0xFFFE:
+        return False
+    else:
+        parts += (explicit_head, _LENGTH_2.pack(len(value)), value)
+    return True
 
 
 def _tag_bytes(tag: int) -> bytes:
