@@ -16,7 +16,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +62,7 @@ class CheckReport:
 
 
 def check_storage(archive: Archive, checksums: bool = False, repair: bool = False,
-                  grace: float = DEFAULT_GRACE, clock: Callable[[], float] = time.time) -> CheckReport:
+                  grace: float = DEFAULT_GRACE) -> CheckReport:
     """Compare the index with the files under the storage folder (see the module docstring)."""
     report = CheckReport()
     root = archive.blobs.root
@@ -77,7 +77,7 @@ def check_storage(archive: Archive, checksums: bool = False, repair: bool = Fals
             report.missing.append(relative)
         elif checksums and checksum and _digest(absolute) != checksum:
             report.damaged.append(relative)
-    newest = clock() - grace
+    newest = time.time() - grace
     for relative, status in _files_under(root):
         report.files += 1
         if relative in indexed:
