@@ -169,3 +169,17 @@ def test_negotiations_leave_the_shared_contexts_unchanged(pacs):
     assert seen and all(a.acceptor.supported_contexts is listener.contexts for a in seen)
     assert [str(cx) for cx in listener.contexts] == before
     assert echo(pacs), "a later association negotiates as before"
+
+
+def test_a_silent_connection_does_not_hold_up_other_associations(pacs):
+    """Associations are set up in the accepting thread (pacsd.net.listener): that must not wait
+    for a peer that connected and sent nothing yet."""
+    import socket
+
+    silent = [socket.create_connection((HOST, pacs.port)) for _ in range(3)]
+    try:
+        assert echo(pacs), "an association made while others stay silent"
+        assert c_store_raw(pacs.port, [write_dicom(pacs.storage.parent / "x.dcm")]) == [0]
+    finally:
+        for sock in silent:
+            sock.close()
