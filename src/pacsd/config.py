@@ -6,6 +6,7 @@ the file.  An invalid setting raises `ConfigError` naming the key and what is wr
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,9 +40,27 @@ class ServerSettings(_Section):
     dimse_timeout: float = Field(60, gt=0)
     network_timeout: float = Field(120, gt=0)
     shutdown_grace: float = Field(10, ge=0)
-    workers: int = Field(1, ge=1, le=64, description="receiving processes sharing the port (SO_REUSEPORT)")
+    workers: int | Literal["auto"] = Field(
+        "auto", description="receiving processes the accepting parent hands connections to; auto = one per "
+                            "core; 1 = everything in one process")
 
     _check_aet = field_validator("ae_title")(_check_ae_title)
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_in_range(cls, value):
+        if value != "auto" and not 1 <= value <= 64:
+            raise ValueError("must be auto or a number from 1 to 64")
+        return value
+
+    def receiving_processes(self) -> int:
+        """How many receiving processes `workers` asks for on this machine."""
+        if self.workers != "auto":
+            return self.workers
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            return os.cpu_count() or 1
 
 
 class StorageSettings(_Section):

@@ -8,10 +8,10 @@ index writer drains and the database is closed.
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
+import sys
 import threading
+
 import click
 
 from pacsd.cli.options import build_settings, server_options
@@ -22,26 +22,25 @@ log = logging.getLogger(__name__)
 
 
 def run_server(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM, then stop cleanly (in `server.workers` processes if above 1)."""
-    if settings.server.workers > 1:
-        from pacsd.cli.workers import run_workers
+    """Run until SIGINT or SIGTERM, then stop cleanly: an accepting parent and its processes
+    (`pacsd.cli.supervisor`) when `server.workers` gives more than one, else one process."""
+    receivers = settings.server.receiving_processes()
+    if receivers > 1:
+        from pacsd.cli.supervisor import Supervisor
 
         setup_logging(settings.logging)
-        run_workers(settings, run_worker)
-    else:
-        run_worker(settings, 0)
+        sys.exit(Supervisor(settings, receivers).run())
+    run_single_process(settings)
 
 
-def run_worker(settings: Settings, number: int) -> None:
-    """One receiving process: worker `number` of several, or 0 when it runs alone."""
+def run_single_process(settings: Settings) -> None:
+    """Everything in this process: listener, ingest, index writer, web, background work."""
     from pacsd.index.engine import describe
     from pacsd.net.scp import DicomServer
     from pacsd.services.archive import Archive
 
     setup_logging(settings.logging)
-    if number:
-        log.info("worker %d of %d (pid %d)", number, settings.server.workers, os.getpid())
-    archive = Archive(settings, f"{socket.gethostname()}-{settings.server.port}-w{number}" if number else None)
+    archive = Archive(settings)
     server = DicomServer(settings, archive)
     web = None
     stop = threading.Event()

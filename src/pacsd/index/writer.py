@@ -50,7 +50,9 @@ class InstanceRecord:
 
 
 @dataclass
-class _Job:
+class WriteJob:
+    """A record waiting for its group; `future` gets its WriteOutcome (or the reason it failed)."""
+
     record: InstanceRecord
     policy: DuplicatePolicy
     data_flushed: Future | None = None  # the flush of the file's data, when not done yet
@@ -76,7 +78,7 @@ class IndexWriter:
         self.make_durable = make_durable
         self.rows = RowWriter()
         self._connection = WriterConnection(engine)
-        self._waiting: list[_Job] = []
+        self._waiting: list[WriteJob] = []
         self._state = threading.Condition()
         self._committing = False
         self._closed = False
@@ -89,7 +91,7 @@ class IndexWriter:
         `data_flushed`: the flush of the file's data if it is not done yet (under way, or a
         DeferredFuture the writer runs); the row is committed only once it has succeeded (its
         failure fails the write)."""
-        job = _Job(record, policy, data_flushed)
+        job = WriteJob(record, policy, data_flushed)
         with self._state:
             if self._closed:
                 raise RuntimeError("the index writer is closed")
@@ -103,7 +105,7 @@ class IndexWriter:
                 self._committing = True  # we lead: commit what waits (ours may be in a later group)
                 group, self._waiting = self._waiting[: self.batch], self._waiting[self.batch:]
             try:
-                self._commit_group(group)
+                self.commit_group(group)
             finally:
                 with self._state:
                     self._committing = False
@@ -120,8 +122,9 @@ class IndexWriter:
             self._connection.close()
         self._durability.shutdown(wait=False)
 
-    def _commit_group(self, jobs: list[_Job]) -> None:
-        """Write the group's rows while its files are made durable in a helper thread (the
+    def commit_group(self, jobs: list[WriteJob]) -> None:
+        """Commit `jobs` as one group (the caller holds the lead: one group at a time); each
+        job's future is resolved.  Write the group's rows while its files are made durable in a helper thread (the
         folder flushes cost as much as the statements), and commit only once they are."""
         durable = self._durability.submit(self._make_group_durable, jobs)
         try:
@@ -147,7 +150,7 @@ class IndexWriter:
         for job, outcome in zip(jobs, outcomes):
             job.future.set_result(outcome)
 
-    def _make_group_durable(self, jobs: list[_Job]) -> None:
+    def _make_group_durable(self, jobs: list[WriteJob]) -> None:
         """Data flushes left for later (DeferredFuture: small files), whose journal commit
         covers their folder entries too; then the folder entries; then the flushes under way in
         other threads, whose data the folders' commit overlapped."""
@@ -159,7 +162,7 @@ class IndexWriter:
         for flush in flushes:
             flush.result()
 
-    def _apply(self, conn, jobs: list[_Job]) -> list[WriteOutcome]:
+    def _apply(self, conn, jobs: list[WriteJob]) -> list[WriteOutcome]:
         """Apply a group; jobs of different duplicate policies are applied policy by policy."""
         outcomes: dict[int, WriteOutcome] = {}
         for policy in dict.fromkeys(job.policy for job in jobs):
@@ -168,7 +171,7 @@ class IndexWriter:
                 outcomes[i] = outcome
         return [outcomes[i] for i in range(len(jobs))]
 
-    def _commit_one_by_one(self, job: _Job) -> None:
+    def _commit_one_by_one(self, job: WriteJob) -> None:
         """Retry one job of a failed group (its file is already durable).
 
         Another node's writer may insert the same instance, series, study or patient at the same

@@ -26,6 +26,7 @@ class AssociationStats:
     stored: int = 0
     failed: int = 0
     bytes: int = 0
+    over_limit: bool = False  # handed over while the archive had max_associations open
 
     def line(self) -> str:
         duration = time.monotonic() - self.started

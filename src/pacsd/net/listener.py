@@ -7,14 +7,11 @@ Two changes to pynetdicom's `ThreadedAssociationServer`:
   the DUL's).  That extra thread start and hand-off cost ~0.5 ms of every association here.  The
   set-up never waits on the network (the A-ASSOCIATE-RQ is read later, by the association's own
   threads), so doing it in the accepting thread delays the next accept by as little.
-- **The listening socket may be shared** (SO_REUSEPORT, `server.workers: N`): each worker process
-  binds the same address and the kernel spreads new associations over them.  The option must be
-  set before `bind`, hence the subclass.
+- Receiving processes of a multi-process server serve connections their parent accepted
+  (`pacsd.net.handoff.HandedOffServer`, a subclass).
 """
 
 from __future__ import annotations
-
-import socket
 
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -22,33 +19,18 @@ from pynetdicom.transport import ThreadedAssociationServer
 class ListenerServer(ThreadedAssociationServer):
     """ThreadedAssociationServer that sets associations up where it accepts them."""
 
-    shares_port = False
-
-    def server_bind(self) -> None:
-        if self.shares_port:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
-
     def process_request(self, request, client_address) -> None:
         # pynetdicom's body of the per-connection thread: a set-up error is logged and the
         # connection closed; otherwise the association's threads own the socket from here.
         self.process_request_thread(request, client_address)
 
 
-class SharedPortListenerServer(ListenerServer):
-    """ListenerServer that lets other processes listen on the same port."""
-
-    shares_port = True
-
-
-def listen_with_pacsd_server(ae, share_port: bool = False) -> None:
-    """Make `ae.start_server` listen with a ListenerServer (SharedPortListenerServer when
-    `share_port`).
+def listen_with_pacsd_server(ae, server_class: type[ListenerServer] = ListenerServer) -> None:
+    """Make `ae.start_server` serve with `server_class` (a ListenerServer).
 
     pynetdicom 3's non-blocking `start_server` always asks `make_server` for its own class; this
     AE's `make_server` is wrapped to ask for ours."""
     make_server = ae.make_server
-    server_class = SharedPortListenerServer if share_port else ListenerServer
 
     def make_listener_server(*args, **kwargs):
         return make_server(*args, **{**kwargs, "server_class": server_class})

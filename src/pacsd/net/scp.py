@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 import sys
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -28,6 +30,7 @@ from pacsd.net.connlog import ConnectionTracker
 from pacsd.net.contexts import share_contexts_between_associations
 from pacsd.net.event_reactor import make_event_driven
 from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
+from pacsd.net.handoff import report_closed, server_class_for
 from pacsd.net.listener import listen_with_pacsd_server
 from pacsd.net.pdu_limit import refuse_oversized_pdus
 from pacsd.net.store_reader import StoreRequest
@@ -45,6 +48,8 @@ GIL_SWITCH_INTERVAL = 0.0005
 
 # A-ASSOCIATE-RJ: rejected-permanent, by the service user, calling AE title not recognised.
 _REJECT_CALLING_AET = (0x01, 0x01, 0x03)
+# A-ASSOCIATE-RJ: rejected-transient, by the service provider (presentation), local limit exceeded.
+_REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)
 
 
 def configure_pynetdicom() -> None:
@@ -95,14 +100,20 @@ def extra_services(server: "DicomServer") -> list[DicomService]:
 
 
 class DicomServer:
-    """One listening AE serving Verification, Storage and the extra services for an `Archive`."""
+    """One listening AE serving Verification, Storage and the extra services for an `Archive`.
 
-    def __init__(self, settings: Settings, archive: Archive) -> None:
+    It listens on `server.host`:`server.port` itself, or (`handoff`: a receiving process of
+    several) serves the connections its parent accepted and handed over that Unix socket."""
+
+    def __init__(self, settings: Settings, archive: Archive, handoff: socket.socket | None = None) -> None:
         self.settings = settings
         self.archive = archive
+        self.handoff = handoff
         self.connections = ConnectionTracker()
         self.services = extra_services(self)
         self._server = None
+        self._in_flight = 0  # C-STOREs being stored now (a stop waits for them)
+        self._in_flight_lock = threading.Lock()
 
     # -- set-up ---------------------------------------------------------------------------
     def build_ae(self) -> AE:
@@ -143,7 +154,10 @@ class DicomServer:
         receive_into(self.archive.blobs)
         ae = self.build_ae()
         address = (self.settings.server.host, self.settings.server.port)
-        listen_with_pacsd_server(ae, share_port=self.settings.server.workers > 1)
+        if self.handoff is not None:
+            listen_with_pacsd_server(ae, server_class_for(self.handoff, address))
+        else:
+            listen_with_pacsd_server(ae)
         self._server = ae.start_server(address, block=False, evt_handlers=self.handlers())
         keep_startup_objects_out_of_gc()
         log.info("DICOM listener %s on %s:%d", self.settings.server.ae_title, *self._server.server_address[:2])
@@ -155,7 +169,9 @@ class DicomServer:
         return self._server.server_address[1]
 
     def stop(self) -> None:
-        """Stop accepting; let open associations finish for the grace period, then abort them."""
+        """Stop accepting; let C-STOREs being stored finish (for the grace period at most), then
+        abort every association.  Idle peers, and connections that never sent anything, are not
+        waited for: they would hold up a stop for as long as they like."""
         if self._server is None:
             return
         for service in self.services:
@@ -163,10 +179,10 @@ class DicomServer:
         server, self._server = self._server, None
         server.shutdown()
         deadline = time.monotonic() + self.settings.server.shutdown_grace
-        while server.active_associations and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while self._in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
         for assoc in server.active_associations:
-            log.warning("aborting association from %s at shutdown", assoc.requestor.ae_title)
+            log.warning("aborting association from %s at shutdown", assoc.requestor.ae_title or "-")
             assoc.abort()
 
     # -- handlers -------------------------------------------------------------------------
@@ -178,7 +194,8 @@ class DicomServer:
         if not make_event_driven(event.assoc, max_pdu, self._store, new_file):  # the established association's
             shorten_dul_polling(event.assoc)
         address = event.address
-        self.connections.opened(event.assoc, f"{address[0]}:{address[1]}")
+        stats = self.connections.opened(event.assoc, f"{address[0]}:{address[1]}")
+        stats.over_limit = getattr(event.assoc.dul.socket.socket, "over_limit", False)
 
     def _on_requested(self, event) -> None:
         assoc = event.assoc
@@ -187,6 +204,12 @@ class DicomServer:
         calling = str(request.calling_ae_title).strip()
         if stats is not None:
             stats.calling_aet, stats.called_aet = calling, str(request.called_ae_title).strip()
+            if stats.over_limit:
+                log.warning("rejected association from %s: %d associations open already", calling,
+                            self.settings.server.max_associations)
+                stats.result, stats.reason = "rejected", "too many associations"
+                assoc.acse.send_reject(*_REJECT_LOCAL_LIMIT)
+                return
         allowed = self.settings.access.allowed_aets
         if not allowed:
             return
@@ -215,6 +238,8 @@ class DicomServer:
         if stats is not None and stats.result == "open":
             stats.result = "rejected"
         self.connections.closed(event.assoc)
+        if self.handoff is not None:
+            report_closed(self.handoff)
 
     def _on_store(self, event) -> Dataset:
         """EVT_C_STORE: a C-STORE pynetdicom read (the fast path calls `_store` itself)."""
@@ -234,6 +259,16 @@ class DicomServer:
         stats = self.connections.get(assoc)
         path = Path(incoming.name) if path is None else path
         source = Source("dimse", assoc.requestor.ae_title.strip(), str(assoc.requestor.address))
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            return self._count_store(stats, request, incoming, path, source)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+
+    def _count_store(self, stats, request: StoreRequest, incoming: IncomingFile | None, path: Path,
+                     source: Source) -> tuple[int, str]:
         try:
             if incoming is not None:
                 incoming.finish()

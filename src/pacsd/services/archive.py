@@ -14,6 +14,7 @@ from pacsd.config import Settings
 from pacsd.dicom.sopclasses import resolve_sop_classes
 from pacsd.index.engine import open_index
 from pacsd.index.study_folders import StudyFolderClaims
+from pacsd.index.shared_writer import WriterClient
 from pacsd.index.writer import IndexWriter
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.endofstudy import EndOfStudyWork
@@ -29,9 +30,11 @@ log = logging.getLogger(__name__)
 
 
 class Archive:
-    def __init__(self, settings: Settings, node: str | None = None) -> None:
+    def __init__(self, settings: Settings, node: str | None = None, writer_address: str | None = None) -> None:
         """`node` names this process among those sharing the storage folder (default: host and
-        DICOM port); its unfinished incoming files from an earlier run are cleared."""
+        DICOM port); its unfinished incoming files from an earlier run are cleared.
+        `writer_address`: hand instance rows to the shared writer process there instead of
+        committing them in this process."""
         self.settings = settings
         database = settings.database
         self.engine = open_index(database.target, database.wal_mode, database.auto_upgrade)
@@ -39,8 +42,11 @@ class Archive:
         self.node = node or f"{socket.gethostname()}-{settings.server.port}"
         self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group,
                                self.node)
-        self.writer = IndexWriter(self.engine, batch=settings.database.commit_batch,
-                                  make_durable=self.blobs.make_entries_durable)
+        if writer_address is None:
+            self.writer = IndexWriter(self.engine, batch=settings.database.commit_batch,
+                                      make_durable=self.blobs.make_entries_durable)
+        else:
+            self.writer = WriterClient(writer_address, self.engine, self.blobs.take_new_entries)
         self.accepted_sop_classes = resolve_sop_classes(settings.accepted_sop_classes)
         self.layout = make_layout(storage.naming, settings, StudyFolderClaims(self.engine))
         self.actions = ActionLog.from_settings(settings)

@@ -1,6 +1,6 @@
 """The one path every image takes into the archive: `Ingest.store(temp file, source)`.
 
-C-STORE, `pacsd import` and (later) STOW-RS all hand a complete file on the storage volume to
+C-STORE, `pacsd import` and STOW-RS all hand a complete file on the storage volume to
 `store`.  It checks policy, parses the header (never the pixels), decides the path, makes the
 file durable, indexes it in one transaction, and returns a DICOM status.  On any failure the
 temp file and any placed file are removed: nothing half-done stays behind.
@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from pacsd.dicom.header import Header, first_text, read_header
 from pacsd.errors import InvalidDicom, StorageFull
 from pacsd.index.columns import PATIENT_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
+from pacsd.index.shared_writer import CommitUnknown
 from pacsd.index.writer import DuplicatePolicy, IndexWriter, InstanceRecord
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.arrivals import SeriesArrivals
@@ -129,6 +130,9 @@ class Ingest:
             return self._fail(temp, placed, OUT_OF_RESOURCES, str(exc), source, expected)
         except OSError as exc:
             return self._fail(temp, placed, OUT_OF_RESOURCES, f"storage error: {exc}", source, expected)
+        except CommitUnknown as exc:  # its row may be committed: the file must stay
+            temp.unlink(missing_ok=True)
+            return self._fail(temp, None, OUT_OF_RESOURCES, f"{exc}; left in place: {placed}", source, expected)
         except Exception as exc:  # the index refused: nothing may stay behind
             log.exception("ingest failed")
             return self._fail(temp, placed, OUT_OF_RESOURCES, str(exc), source, expected)

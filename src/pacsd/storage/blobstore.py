@@ -137,13 +137,15 @@ class BlobStore:
         except OSError as exc:
             raise storage_error(exc, "cannot make the stored file durable") from None
 
-    def make_entries_durable(self, relatives: list[str]) -> None:
+    def make_entries_durable(self, relatives: list[str], extra_folders: set[str] = frozenset()) -> None:
         """Flush the folder entries of placed files whose data is already durable, and those of
-        the folders made for them (fsync of each such folder)."""
+        the folders made for them (fsync of each such folder); `extra_folders`: folders another
+        process made (see `take_new_entries`)."""
         if not self.fsync or not relatives:
             return
         with self._new_entries_lock:
             folders, self._new_entries = self._new_entries, set()
+        folders |= {Path(folder) for folder in extra_folders}
         try:
             for folder in folders | {(self.root / relative).parent for relative in relatives}:
                 try:
@@ -153,6 +155,13 @@ class BlobStore:
         except OSError as exc:
             self._remember_new_entries(folders)
             raise storage_error(exc, "cannot make stored files durable") from None
+
+    def take_new_entries(self) -> list[str]:
+        """The folders that gained a subfolder since the last call, for another process (the
+        shared index writer) to flush with the next group; they are then this one's no more."""
+        with self._new_entries_lock:
+            folders, self._new_entries = self._new_entries, set()
+        return [str(folder) for folder in folders]
 
     def _remember_new_entries(self, folders: set[Path]) -> None:
         with self._new_entries_lock:

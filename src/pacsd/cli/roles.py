@@ -1,0 +1,98 @@
+"""What each child of a multi-process `pacsd serve` runs (see `pacsd.cli.supervisor`).
+
+Each role builds what it needs from the settings, calls `ready()` once it serves, and returns
+after SIGTERM or SIGINT, having stopped cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+
+from pacsd.config import Settings
+
+log = logging.getLogger(__name__)
+
+BACKGROUND_NICENESS = 10  # end-of-study work yields the CPU to receiving processes
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def run_writer(settings: Settings, listener: socket.socket, node: str, ready: Callable[[], None]) -> None:
+    """The index writer: commits the rows of every process in shared groups."""
+    from pacsd.index.engine import open_index
+    from pacsd.index.shared_writer import SharedWriterLoop
+    from pacsd.storage.blobstore import BlobStore
+
+    database, storage = settings.database, settings.storage
+    engine = open_index(database.target, database.wal_mode, upgrade=False)
+    files = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group, node)
+    loop = SharedWriterLoop(listener, engine, database.commit_batch, files)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: loop.stop())
+    ready()
+    try:
+        loop.run()
+    finally:
+        engine.dispose()
+
+
+def run_receiver(settings: Settings, number: int, count: int, channel: socket.socket, writer_address: str,
+                 node: str, ready: Callable[[], None]) -> None:
+    """A receiving process: the DICOM associations its parent hands over."""
+    from pacsd.net.scp import DicomServer
+    from pacsd.services.archive import Archive
+
+    stop = _stop_event()
+    log.info("receiving process %d of %d (pid %d)", number, count, os.getpid())
+    archive = Archive(settings, node, writer_address=writer_address)
+    server = DicomServer(settings, archive, handoff=channel)
+    try:
+        server.start()
+        ready()
+        stop.wait()
+    finally:
+        server.stop()
+        archive.close()
+
+
+def run_web(settings: Settings, writer_address: str, node: str, ready: Callable[[], None]) -> None:
+    """The web process: DICOMweb and the web interface (STOW-RS stores through the writer)."""
+    from pacsd.services.archive import Archive
+    from pacsd.web.server import WebServer
+
+    stop = _stop_event()
+    archive = Archive(settings, node, writer_address=writer_address)
+    web = WebServer(archive, settings.http.host, settings.http.port)
+    try:
+        web.start()
+        ready()
+        stop.wait()
+    finally:
+        web.stop()
+        archive.close()
+
+
+def run_background(settings: Settings, writer_address: str, node: str, ready: Callable[[], None]) -> None:
+    """The background process, at lower priority: study-stable detection and end-of-study work
+    (scan sheets, hooks), resumed from the index after a restart."""
+    from pacsd.services.archive import Archive
+
+    os.nice(BACKGROUND_NICENESS)
+    stop = _stop_event()
+    archive = Archive(settings, node, writer_address=writer_address)
+    try:
+        archive.start_background()
+        ready()
+        stop.wait()
+    finally:
+        archive.close()

@@ -1,0 +1,441 @@
+"""`pacsd serve` on every core: the accepting parent and the processes it runs.
+
+```
+parent (this module): listens on the DICOM port, hands each connection to the receiving process
+   │                  with the fewest open associations (SCM_RIGHTS), restarts any child that dies
+   ├── index writer:  one group commit for the rows of every process (pacsd.index.shared_writer)
+   ├── receiving processes x server.workers: DICOM associations, ingest up to "durable"
+   ├── web:           DICOMweb, the web interface, status, metrics (STOW-RS through the writer)
+   └── background (nice 10): study-stable detection, scan sheets, end-of-study hooks
+```
+
+The parent stays single-threaded (it forks its children, also to restart them, and a fork of a
+threaded process may copy a lock another thread holds).  A child that dies loses what it had open
+(senders retry), never an acknowledged image: a C-STORE is answered only after the writer
+committed its row.  SIGINT/SIGTERM stop the receiving processes first (C-STOREs being stored
+finish; idle associations are aborted), then the others, then the writer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pacsd.config import Settings
+from pacsd.errors import ConfigError
+from pacsd.index.shared_writer import listen as listen_for_writes, writer_address
+from pacsd.net.handoff import CLOSED, hand_over, handoff_pair
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 60.0  # seconds a child may take to start
+RESTART_BACKOFF = (0.1, 0.5, 1.0, 2.0, 5.0)  # seconds before restart N of a child that keeps dying
+STEADY_AFTER = 30.0  # a child up this long has its restart count forgotten
+OTHERS_STOP_WAIT = 2.0  # seconds web and background processes get to stop before SIGKILL
+_PR_SET_PDEATHSIG = 1
+
+
+def cpu_count() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class Child:
+    """One child process of the parent."""
+
+    role: str  # writer | receiver | web | background
+    number: int = 0
+    main: Callable[["Child"], None] | None = None
+    pid: int = 0
+    ready: bool = False
+    ready_fd: int = -1  # parent's end of the readiness pipe
+    channel: socket.socket | None = None  # receivers: the parent's end of the hand-off socket
+    child_channel: socket.socket | None = None
+    open: int = 0  # associations handed over and not yet closed
+    started: float = 0.0
+    restarts: int = 0
+    restart_at: float | None = None
+    exit_status: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.role} {self.number}" if self.role == "receiver" else self.role
+
+
+@dataclass
+class _Stopping:
+    requested: bool = False
+    signals: list[int] = field(default_factory=list)
+
+
+class Supervisor:
+    """The accepting parent of a multi-process `pacsd serve`."""
+
+    def __init__(self, settings: Settings, receivers: int) -> None:
+        self.settings = settings
+        self.count = receivers
+        server = settings.server
+        self.node = f"{socket.gethostname()}-{server.port}"
+        self.writer_address = writer_address(f"{os.getpid()}-{os.urandom(4).hex()}")
+        self.children: list[Child] = []
+        self._listener: socket.socket | None = None
+        self._writer_listener: socket.socket | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = _Stopping()
+        self._next = 0  # round-robin start among equally busy receivers
+
+    # -- start-up -----------------------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until SIGINT/SIGTERM; the exit status (0 after a clean stop)."""
+        from pacsd.index.engine import open_index
+
+        database = self.settings.database
+        open_index(database.target, database.wal_mode, database.auto_upgrade).dispose()  # migrations once
+        self._listener = _listen(self.settings.server.host, self.settings.server.port)
+        self._writer_listener = listen_for_writes(self.writer_address)
+        self._install_signals()
+        self.children = [Child("writer", main=self._run_writer),
+                         *(Child("receiver", n, main=self._run_receiver) for n in range(1, self.count + 1)),
+                         Child("background", main=self._run_background)]
+        if self.settings.http.enabled:
+            self.children.append(Child("web", main=self._run_web))
+        for child in self.children:
+            self._start(child)
+        if not self._wait_until_ready():
+            self._stop_all()
+            return 2
+        host, port = self._listener.getsockname()[:2]
+        log.info("pacsd ready: %d receiving processes on %s:%d (parent pid %d)", self.count, host, port, os.getpid())
+        try:
+            self._serve()
+        finally:
+            self._stop_all()
+        return 0
+
+    def _install_signals(self) -> None:
+        self._wake_w.setblocking(False)
+        signal.set_wakeup_fd(self._wake_w.fileno())
+
+        def stop(signum, _frame):
+            self._stopping.requested = True
+            self._stopping.signals.append(signum)
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select through the wakeup fd
+
+    def _wait_until_ready(self) -> bool:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not all(child.ready for child in self.children):
+            if self._stopping.requested:
+                return False
+            self._reap(restart=False)
+            failed = [child for child in self.children if child.exit_status is not None]
+            if failed:
+                log.error("pacsd: the %s process failed to start (exit status %s)", failed[0].name,
+                          failed[0].exit_status)
+                return False
+            if time.monotonic() > deadline:
+                log.error("pacsd: processes not ready after %.0f s", READY_TIMEOUT)
+                return False
+            self._poll(0.2, accept=False)
+        return True
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _serve(self) -> None:
+        while not self._stopping.requested:
+            self._poll(1.0, accept=True)
+            self._reap(restart=True)
+            now = time.monotonic()
+            for child in self.children:
+                if child.pid == 0 and child.restart_at is not None and now >= child.restart_at:
+                    self._start(child)
+
+    def _poll(self, timeout: float, accept: bool) -> None:
+        watched = [self._wake_r, *(c.channel for c in self.children if c.channel is not None and c.pid),
+                   *(c.ready_fd for c in self.children if c.ready_fd >= 0)]
+        if accept:
+            watched.append(self._listener)
+        try:
+            ready, _, _ = select.select(watched, [], [], timeout)
+        except InterruptedError:
+            return
+        for item in ready:
+            if item is self._wake_r:
+                _drain(self._wake_r)
+            elif item is self._listener:
+                self._accept()
+            elif isinstance(item, int):
+                self._read_ready(item)
+            else:
+                self._read_closed(item)
+
+    def _accept(self) -> None:
+        for _ in range(64):  # what is waiting, not forever
+            try:
+                conn, address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. EMFILE: the connection stays queued; log, go on
+                log.error("accept failed: %s", exc)
+                return
+            with conn:
+                self._hand_over(conn, address)
+
+    def _hand_over(self, conn: socket.socket, address: tuple) -> None:
+        total = sum(c.open for c in self.children if c.role == "receiver")
+        over_limit = total >= self.settings.server.max_associations
+        receivers = [c for c in self.children if c.role == "receiver" and c.ready and c.pid]
+        if not receivers:
+            log.warning("no receiving process is running: closed the connection from %s", address[0])
+            return
+        # Fewest open first; among equals, the one after the last chosen (round robin).
+        order = sorted(range(len(receivers)), key=lambda i: (receivers[i].open, (i - self._next) % len(receivers)))
+        for i in order:
+            child = receivers[i]
+            try:
+                hand_over(child.channel, conn, address, over_limit)
+            except OSError as exc:
+                log.warning("could not hand a connection to %s (pid %d): %s", child.name, child.pid, exc)
+                continue
+            child.open += 1
+            self._next = (i + 1) % len(receivers)
+            return
+        log.error("no receiving process took the connection from %s", address[0])
+
+    def _read_closed(self, channel: socket.socket) -> None:
+        child = next((c for c in self.children if c.channel is channel), None)
+        if child is None:
+            return
+        while True:
+            try:
+                message = channel.recv(16, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                message = b""
+            if message != CLOSED:
+                return  # EOF: the child is gone; _reap restarts it
+            child.open = max(0, child.open - 1)
+
+    def _read_ready(self, fd: int) -> None:
+        child = next((c for c in self.children if c.ready_fd == fd), None)
+        try:
+            data = os.read(fd, 16)
+        except OSError:
+            data = b""
+        if child is None:
+            return
+        if data:
+            child.ready = True
+            log.info("%s process ready (pid %d)", child.name, child.pid)
+        os.close(fd)
+        child.ready_fd = -1
+
+    def _reap(self, restart: bool) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = next((c for c in self.children if c.pid == pid), None)
+            if child is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            child.pid, child.exit_status, child.ready, child.open = 0, code, False, 0
+            self._close_channels(child)
+            if not restart or self._stopping.requested:
+                continue
+            if time.monotonic() - child.started > STEADY_AFTER:
+                child.restarts = 0
+            delay = RESTART_BACKOFF[min(child.restarts, len(RESTART_BACKOFF) - 1)]
+            child.restarts += 1
+            child.restart_at = time.monotonic() + delay
+            log.error("the %s process (pid %d) ended with status %s; restarting it in %.1f s",
+                      child.name, pid, code, delay)
+
+    # -- children -----------------------------------------------------------------------------
+    def _start(self, child: Child) -> None:
+        ready_r, ready_w = os.pipe()
+        if child.role == "receiver":
+            child.channel, child.child_channel = handoff_pair()
+            child.channel.setblocking(False)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            os.close(ready_r)
+            self._become(child, ready_w, parent)
+        os.close(ready_w)
+        child.pid, child.ready, child.ready_fd, child.open = pid, False, ready_r, 0
+        child.started, child.restart_at, child.exit_status = time.monotonic(), None, None
+        if child.child_channel is not None:
+            child.child_channel.close()
+            child.child_channel = None
+
+    def _become(self, child: Child, ready_w: int, parent: int) -> None:
+        """In the forked child: drop the parent's sockets and signals, run the role, exit."""
+        code = 1
+        try:
+            _die_with_parent(parent)
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+                signal.signal(signum, signal.SIG_DFL)
+            self._listener.close()
+            if child.role != "writer":
+                self._writer_listener.close()
+            self._wake_r.close()
+            self._wake_w.close()
+            for other in self.children:
+                if other.channel is not None:
+                    other.channel.close()
+                if other.ready_fd >= 0:
+                    os.close(other.ready_fd)
+            child.ready_fd = ready_w
+            child.main(child)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - whatever ends the child is logged, then it exits
+            log.exception("the %s process failed", child.name)
+        finally:
+            for handler in logging.getLogger().handlers + logging.getLogger("pacsd.connections").handlers:
+                try:
+                    handler.flush()
+                except Exception:  # noqa: BLE001
+                    pass
+            os._exit(code)
+
+    def _close_channels(self, child: Child) -> None:
+        if child.channel is not None:
+            child.channel.close()
+            child.channel = None
+        if child.ready_fd >= 0:
+            os.close(child.ready_fd)
+            child.ready_fd = -1
+
+    # -- the roles (run in the child) ---------------------------------------------------------
+    def _run_writer(self, child: Child) -> None:
+        from pacsd.cli.roles import run_writer
+
+        run_writer(self.settings, self._writer_listener, f"{self.node}-writer", _ready_signal(child))
+
+    def _run_receiver(self, child: Child) -> None:
+        from pacsd.cli.roles import run_receiver
+
+        run_receiver(self.settings, child.number, self.count, child.child_channel, self.writer_address,
+                     f"{self.node}-r{child.number}", _ready_signal(child))
+
+    def _run_web(self, child: Child) -> None:
+        from pacsd.cli.roles import run_web
+
+        run_web(self.settings, self.writer_address, f"{self.node}-web", _ready_signal(child))
+
+    def _run_background(self, child: Child) -> None:
+        from pacsd.cli.roles import run_background
+
+        run_background(self.settings, self.writer_address, f"{self.node}-bg", _ready_signal(child))
+
+    # -- stopping ---------------------------------------------------------------------------
+    def _stop_all(self) -> None:
+        """Receivers first (their C-STOREs being stored still need the writer), then web and
+        background, then the writer."""
+        if self._listener is not None:
+            self._listener.close()
+        grace = self.settings.server.shutdown_grace + 2.0
+        self._signal_and_wait([c for c in self.children if c.role == "receiver"], grace)
+        self._signal_and_wait([c for c in self.children if c.role in ("web", "background")], OTHERS_STOP_WAIT)
+        self._signal_and_wait([c for c in self.children if c.role == "writer"], OTHERS_STOP_WAIT)
+        log.info("pacsd stopped")
+
+    def _signal_and_wait(self, children: list[Child], wait: float) -> None:
+        for child in children:
+            if child.pid:
+                _kill(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + wait
+        while any(c.pid for c in children) and time.monotonic() < deadline:
+            self._reap(restart=False)
+            time.sleep(0.02)
+        for child in children:
+            if child.pid:
+                log.warning("the %s process (pid %d) did not stop in time: killed", child.name, child.pid)
+                _kill(child.pid, signal.SIGKILL)
+                try:
+                    os.waitpid(child.pid, 0)
+                except ChildProcessError:
+                    pass
+                child.pid = 0
+
+
+def _ready_signal(child: Child) -> Callable[[], None]:
+    """What a child calls once it serves: one byte down its readiness pipe."""
+    fd = child.ready_fd
+
+    def ready() -> None:
+        try:
+            os.write(fd, b"R")
+            os.close(fd)
+        except OSError:
+            pass
+
+    return ready
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"server.port: {host}:{port} is in use by another program") from None
+        raise ConfigError(f"server.port: cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this child when the parent dies (kill -9 of the parent included)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(4096, socket.MSG_DONTWAIT):
+            pass
+    except OSError:
+        pass
