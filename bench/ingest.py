@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synthetic  # noqa: E402
+from procstats import GroupMeter  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -197,8 +198,8 @@ class Pacsd(Server):
     """pacsd with `workers` receiving processes, its index in SQLite or in a fresh PostgreSQL
     database made on the server of `database` (a URL whose database we may create others from)."""
 
-    def __init__(self, workers: int = 1, database: str | None = None) -> None:
-        super().__init__("pacsd" if workers == 1 else f"pacsd-w{workers}", "PACSD")
+    def __init__(self, workers: str = "auto", database: str | None = None) -> None:
+        super().__init__("pacsd" if workers == "auto" else f"pacsd-w{workers}", "PACSD")
         self.exe = REPO_DIR / ".venv" / "bin" / "pacsd"
         self.workers, self.database = workers, database
 
@@ -208,7 +209,8 @@ class Pacsd(Server):
     def command(self, work: Path, port: int) -> list[str]:
         d = work / "data"
         config = work / "pacsd.yaml"
-        config.write_text(json.dumps({"server": {"workers": self.workers}, "http": {"enabled": False}}))
+        workers = self.workers if self.workers == "auto" else int(self.workers)
+        config.write_text(json.dumps({"server": {"workers": workers}, "http": {"enabled": False}}))
         index = ["--database-url", self.fresh_database(work.name)] if self.database else \
             ["--index-db", str(d / "index.sqlite")]
         return [str(self.exe), "serve", "--config", str(config), "--host", HOST, "--port", str(port),
@@ -282,6 +284,9 @@ class Result:
     error: str | None = None
     instances_per_s: float | None = field(default=None)
     mb_per_s: float | None = field(default=None)
+    cpu_ms_per_instance: float | None = None  # the server's whole process group, during the send
+    peak_rss_mb: float | None = None  # sum over the group's processes (shared pages in each)
+    peak_pss_mb: float | None = None  # sum over the group's processes (shared pages split)
 
     @property
     def ok(self) -> bool:
@@ -338,11 +343,16 @@ def run_one(server: Server, files: list[Path], size: int, associations: int, nod
                 res.error += "\n" + log
             return res
         timeout = 60 + 0.3 * len(files)  # generous even for 40 ms delayed-ACK stalls per image
+        meter = GroupMeter(os.getpgid(proc.pid)).start()
         try:
             res.seconds, res.client_errors = send_all(port, server.aet, files, associations, nodelay, work, timeout)
         except subprocess.TimeoutExpired:
             res.error = f"storescu did not finish within {timeout:.0f} s"
             return res
+        finally:
+            usage = meter.stop()
+        res.cpu_ms_per_instance = usage.cpu_seconds * 1000 / len(files)
+        res.peak_rss_mb, res.peak_pss_mb = usage.peak_rss / 1e6, usage.peak_pss / 1e6
         res.stored = server.stored(work)
         res.instances_per_s = len(files) / res.seconds
         res.mb_per_s = nbytes / 1e6 / res.seconds
@@ -359,12 +369,20 @@ def run_one(server: Server, files: list[Path], size: int, associations: int, nod
             shutil.rmtree(work, ignore_errors=True)
 
 
+def median_run(runs: list[Result]) -> Result:
+    """The run with the median rate (a failed run, if any failed: failures are not hidden)."""
+    failed = [r for r in runs if not r.ok]
+    if failed:
+        return failed[0]
+    return sorted(runs, key=lambda r: r.instances_per_s)[len(runs) // 2]
+
+
 # --------------------------------------------------------------------------- report
 
 
 def ratio(results: list[Result], r: Result, other: str) -> str:
-    """pacsd's instances/s over `other`'s in the same configuration, on pacsd's row."""
-    if r.server != "pacsd" or not r.ok:
+    """pacsd's instances/s over `other`'s in the same configuration, on pacsd's rows."""
+    if not r.server.startswith("pacsd") or not r.ok:
         return ""
     for o in results:
         if (o.server, o.size, o.associations, o.nodelay) == (other, r.size, r.associations, r.nodelay) and o.ok:
@@ -373,12 +391,13 @@ def ratio(results: list[Result], r: Result, other: str) -> str:
 
 
 def table(results: list[Result]) -> str:
-    head = ["server", "size", "assoc", "nodelay", "files", "seconds", "inst/s", "MB/s",
-            "pacsd/orthanc", "pacsd/storescp"]
+    head = ["server", "size", "assoc", "nodelay", "files", "seconds", "inst/s", "MB/s", "cpu ms/inst",
+            "RSS MB", "PSS MB", "pacsd/orthanc", "pacsd/storescp"]
     rows = []
     for r in results:
-        figures = ([f"{r.seconds:.2f}", f"{r.instances_per_s:.0f}", f"{r.mb_per_s:.1f}"] if r.ok
-                   else ["FAILED", "-", "-"])
+        figures = ([f"{r.seconds:.2f}", f"{r.instances_per_s:.0f}", f"{r.mb_per_s:.1f}",
+                    f"{r.cpu_ms_per_instance:.2f}", f"{r.peak_rss_mb:.0f}", f"{r.peak_pss_mb:.0f}"] if r.ok
+                   else ["FAILED", "-", "-", "-", "-", "-"])
         rows.append([r.server, f"{r.size}x{r.size}", str(r.associations), "yes" if r.nodelay else "no",
                      str(r.files), *figures, ratio(results, r, "orthanc"), ratio(results, r, "storescp")])
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
@@ -434,7 +453,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-dir", type=Path, default=BENCH_DIR / ".cache", help="synthetic images")
     p.add_argument("--work-dir", type=Path, default=BENCH_DIR / ".work", help="server folders")
     p.add_argument("--json", type=Path, default=None, help="default bench/results/ingest-<time>.json")
-    p.add_argument("--workers", default="1", help="pacsd server.workers, comma-separated (e.g. 1,2)")
+    p.add_argument("--workers", default="auto,1",
+                   help="pacsd server.workers, comma-separated (default auto,1: the default, and one process)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="runs per cell, interleaved between servers; the median is reported (default 3, --quick 1)")
     p.add_argument("--database", default=None,
                    help="PostgreSQL URL for pacsd's index (a fresh database per run is made on that "
                         "server); in the private network namespace reach it by unix socket, e.g. "
@@ -443,6 +465,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.count_large, args.count_small = 40, 80
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
     return args
 
 
@@ -458,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         if name not in SERVERS:
             print(f"unknown server {name!r}; choose from {', '.join(SERVERS)}", file=sys.stderr)
             return 2
-        variants = [Pacsd(int(w), args.database) for w in args.workers.split(",")] if name == "pacsd" \
+        variants = [Pacsd(w.strip(), args.database) for w in args.workers.split(",")] if name == "pacsd" \
             else [SERVERS[name]()]
         for server in variants:
             why = server.missing()
@@ -479,21 +503,27 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for n in assocs:
                 for nodelay in nodelays:
-                    for server in servers:
-                        if server.name in skipped:
-                            continue
-                        label = f"{server.name:8} {size}x{size} x{len(files)}  assoc={n} nodelay={'yes' if nodelay else 'no'}"
-                        print(f"{label} ...", end=" ", flush=True)
-                        r = run_one(server, files, size, n, nodelay, args.work_dir, args.keep)
-                        if r.ok:
-                            print(f"{r.instances_per_s:7.0f} inst/s {r.mb_per_s:7.1f} MB/s", flush=True)
-                        else:
-                            print(f"FAILED: {r.error}", flush=True)
-                        if r.error and "did not start" in r.error:
-                            print(f"skipping {server.name} for the rest of the run", flush=True)
-                            skipped.add(server.name)
-                            continue
-                        results.append(r)
+                    runs: dict[str, list[Result]] = {}
+                    for turn in range(args.repeat):
+                        for server in servers:
+                            if server.name in skipped:
+                                continue
+                            label = (f"{server.name:8} {size}x{size} x{len(files)}  assoc={n} "
+                                     f"nodelay={'yes' if nodelay else 'no'} run {turn + 1}")
+                            print(f"{label} ...", end=" ", flush=True)
+                            r = run_one(server, files, size, n, nodelay, args.work_dir, args.keep)
+                            if r.ok:
+                                print(f"{r.instances_per_s:7.0f} inst/s {r.mb_per_s:7.1f} MB/s "
+                                      f"{r.cpu_ms_per_instance:5.2f} cpu ms/inst  RSS {r.peak_rss_mb:4.0f} MB  "
+                                      f"PSS {r.peak_pss_mb:4.0f} MB", flush=True)
+                            else:
+                                print(f"FAILED: {r.error}", flush=True)
+                            if r.error and "did not start" in r.error:
+                                print(f"skipping {server.name} for the rest of the run", flush=True)
+                                skipped.add(server.name)
+                                continue
+                            runs.setdefault(server.name, []).append(r)
+                    results.extend(median_run(server_runs) for server_runs in runs.values())
     except KeyboardInterrupt:
         print("\ninterrupted; reporting what was measured", flush=True)
     finally:

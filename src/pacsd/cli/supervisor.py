@@ -106,6 +106,7 @@ class Supervisor:
         open_index(database.target, database.wal_mode, database.auto_upgrade).dispose()  # migrations once
         self._listener = _listen(self.settings.server.host, self.settings.server.port)
         self._writer_listener = listen_for_writes(self.writer_address)
+        _preload()
         self._install_signals()
         self.children = [Child("writer", main=self._run_writer),
                          *(Child("receiver", n, main=self._run_receiver) for n in range(1, self.count + 1)),
@@ -383,6 +384,21 @@ class Supervisor:
                 except ChildProcessError:
                     pass
                 child.pid = 0
+
+
+def _preload() -> None:
+    """Import what the children run before forking them: they start faster (a restarted
+    receiving process too) and share these pages with the parent instead of each holding its
+    own copy.  Collected and frozen first, so no garbage collection in a child touches (and so
+    copies) the pages of these objects."""
+    import gc
+
+    import pacsd.net.scp  # noqa: F401 - imported for the children
+    import pacsd.services.archive  # noqa: F401
+    import pacsd.web.server  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
 
 
 def _ready_signal(child: Child) -> Callable[[], None]:
