@@ -25,6 +25,12 @@ from tests.peers import c_store_raw, dataset_part, raw_part10
 pytestmark = pytest.mark.both_databases
 
 
+@pytest.fixture(params=[True, False], ids=["fast-receive", "stock-pynetdicom"])
+def pacs(request, pacs_factory):
+    """The running pacsd, once with pacs's own receive path and once on stock pynetdicom."""
+    return pacs_factory(server={"fast_receive": request.param})
+
+
 def assert_nothing_left(pacs) -> None:
     assert pacs.instance_count() == 0
     assert pacs.stored_files() == []

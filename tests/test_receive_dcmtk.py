@@ -18,6 +18,12 @@ from tests.stored_checks import assert_all_stored, dataset_bytes, storable_testd
 pytestmark = pytest.mark.both_databases
 
 
+@pytest.fixture(params=[True, False], ids=["fast-receive", "stock-pynetdicom"])
+def pacs(request, pacs_factory):
+    """The running pacsd, once with pacs's own receive path and once on stock pynetdicom."""
+    return pacs_factory(server={"fast_receive": request.param})
+
+
 @functools.lru_cache(maxsize=1)
 def dcmtk_sendable() -> dict[str, Path]:
     """The storable test files whose SOP class DCMTK 3.6.7's storescu knows.

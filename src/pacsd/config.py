@@ -40,6 +40,8 @@ class ServerSettings(_Section):
     dimse_timeout: float = Field(60, gt=0)
     network_timeout: float = Field(120, gt=0)
     shutdown_grace: float = Field(10, ge=0)
+    fast_receive: bool = Field(True, description="pacsd's own C-STORE receive path (pacsd.net.seam); false: "
+                                                 "stock pynetdicom, slower")
     workers: int | Literal["auto"] = Field(
         "auto", description="receiving processes the accepting parent hands connections to; auto = one per "
                             "core; 1 = everything in one process")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import shutil
 import socket
 import sys
 import threading
@@ -26,10 +27,9 @@ from pynetdicom.sop_class import Verification
 from pacsd.config import Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import StorageFull
+from pacsd.storage.blobstore import storage_error
 from pacsd.net.connlog import ConnectionTracker
-from pacsd.net.contexts import share_contexts_between_associations
-from pacsd.net.event_reactor import make_event_driven
-from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
+from pacsd.net import seam
 from pacsd.net.handoff import report_closed, server_class_for
 from pacsd.net.listener import listen_with_pacsd_server
 from pacsd.net.pdu_limit import refuse_oversized_pdus
@@ -61,10 +61,9 @@ def configure_pynetdicom() -> None:
     saves about a fifth of the header parsing and JSON conversion at ingest.  A thread back from
     a socket or disk wait gets the GIL within GIL_SWITCH_INTERVAL instead of Python's 5 ms."""
     _config.LOG_HANDLER_LEVEL = "none"
+    _config.STORE_RECV_CHUNKED_DATASET = True  # datasets written to a file as they arrive
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-    shorten_association_polling()
-    share_contexts_between_associations()
 
 
 def keep_startup_objects_out_of_gc() -> None:
@@ -99,6 +98,15 @@ def extra_services(server: "DicomServer") -> list[DicomService]:
             QueryRetrieveService(server.settings, server.archive)]
 
 
+def _store_answer(status: int, comment: str) -> Dataset:
+    """The C-STORE response's status and error comment, for pynetdicom's service class."""
+    answer = Dataset()
+    answer.Status = status
+    if comment:
+        answer.ErrorComment = comment[:64]
+    return answer
+
+
 class DicomServer:
     """One listening AE serving Verification, Storage and the extra services for an `Archive`.
 
@@ -112,6 +120,7 @@ class DicomServer:
         self.connections = ConnectionTracker()
         self.services = extra_services(self)
         self._server = None
+        self._fast: seam.FastPath | None = None  # set by start() when the fast receive path is on
         self._in_flight = 0  # C-STOREs being stored now (a stop waits for them)
         self._in_flight_lock = threading.Lock()
 
@@ -151,7 +160,7 @@ class DicomServer:
     def start(self) -> None:
         """Start listening in background threads."""
         configure_pynetdicom()
-        receive_into(self.archive.blobs)
+        self._fast = seam.install(self.settings.server.fast_receive, lambda: receive_into(self.archive.blobs))
         ae = self.build_ae()
         address = (self.settings.server.host, self.settings.server.port)
         if self.handoff is not None:
@@ -190,9 +199,10 @@ class DicomServer:
         tune_association_socket(event.assoc)
         max_pdu = self.settings.server.max_pdu
         refuse_oversized_pdus(event.assoc, max_pdu)  # PDUs pynetdicom reads (negotiation)
-        new_file = partial(new_incoming_file, self.archive.blobs)
-        if not make_event_driven(event.assoc, max_pdu, self._store, new_file):  # the established association's
-            shorten_dul_polling(event.assoc)
+        if self._fast is not None:
+            new_file = partial(new_incoming_file, self.archive.blobs)
+            if not self._fast.make_event_driven(event.assoc, max_pdu, self._store, new_file):
+                self._fast.shorten_dul_polling(event.assoc)
         address = event.address
         stats = self.connections.opened(event.assoc, f"{address[0]}:{address[1]}")
         stats.over_limit = getattr(event.assoc.dul.socket.socket, "over_limit", False)
@@ -244,14 +254,29 @@ class DicomServer:
     def _on_store(self, event) -> Dataset:
         """EVT_C_STORE: a C-STORE pynetdicom read (the fast path calls `_store` itself)."""
         request = event.request
+        incoming = incoming_file_of(request)
+        path = Path(event.dataset_path)
+        if incoming is None:  # stock pynetdicom wrote it to the system's temp folder: bring it over
+            try:
+                path = self._copy_to_incoming(path)
+            except OSError as exc:
+                log.warning("refused %s (status 0xA700): %s", request.AffectedSOPInstanceUID,
+                            storage_error(exc, "cannot receive the dataset"))
+                return _store_answer(OUT_OF_RESOURCES, str(storage_error(exc, "cannot receive the dataset")))
         status, comment = self._store(event.assoc, StoreRequest(
             request.MessageID, str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID),
-            event.context.context_id), incoming_file_of(request), Path(event.dataset_path))
-        answer = Dataset()
-        answer.Status = status
-        if comment:
-            answer.ErrorComment = comment[:64]
-        return answer
+            event.context.context_id), incoming, path)
+        return _store_answer(status, comment)
+
+    def _copy_to_incoming(self, path: Path) -> Path:
+        """A copy of `path` in the storage volume's incoming folder (pynetdicom removes its own)."""
+        temp = self.archive.blobs.new_temp_path()
+        try:
+            shutil.copyfile(path, temp)
+        except OSError:
+            temp.unlink(missing_ok=True)
+            raise
+        return temp
 
     def _store(self, assoc, request: StoreRequest, incoming: IncomingFile | None,
                path: Path | None = None) -> tuple[int, str]:
