@@ -1,0 +1,220 @@
+"""`pacsd serve` on several processes: an accepting parent hands connections to receiving
+processes, one writer process commits for all of them.
+
+What is checked, with the real command and DCMTK's storescu:
+- connections are handed out evenly (the connection log's pid), and a stalled connection holds
+  up nobody else;
+- kill -9 of a receiving process, of the writer, or of the whole server in the middle of four
+  storescu associations: the parent restarts what died, every instance storescu saw acknowledged
+  is indexed once and byte-identical, what was not is sent again and stored, `pacsd check`
+  reports no damage;
+- SIGTERM returns within a few seconds with idle peers and bare TCP probes connected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+from pydicom import dcmread
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
+from sqlalchemy import func, select
+
+from pacsd.index.engine import open_index
+from pacsd.index.schema import instances
+from tests.conftest import HOST, VENV_BIN, wait_until
+from tests.stored_checks import dataset_bytes
+from tests.studies import write_study
+
+pytestmark = pytest.mark.both_databases
+
+
+def serve_with(pacs_process, tmp_path, **server):
+    config = tmp_path / "processes.yaml"
+    config.write_text(yaml.safe_dump({"server": {"workers": 2, "shutdown_grace": 2, **server}}))
+    return pacs_process("--config", str(config))
+
+
+def child_pids(tmp_path: Path, role: str) -> list[int]:
+    """The pids of the live `role` processes ("receiver 1", "writer", ...), from the log."""
+    log = (tmp_path / "logs" / "pacsd.log").read_text()
+    pids = [int(pid) for pid in re.findall(rf"{role} process ready \(pid (\d+)\)", log)]
+    return [pid for pid in pids if _alive(pid)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def indexed(server) -> dict[str, str]:
+    engine = open_index(server.database_target, upgrade=False)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(instances.c.sop_uid, instances.c.path)).all()
+    finally:
+        engine.dispose()
+    return {row.sop_uid: row.path for row in rows}
+
+
+def count_indexed(server) -> int:
+    engine = open_index(server.database_target, upgrade=False)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(instances)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def storescu(port: int, files: list[Path], aet: str) -> subprocess.Popen:
+    """storescu in verbose mode (each file and its response logged), going on after failures."""
+    return subprocess.Popen(["storescu", "-v", "-nh", "-aet", aet, "-aec", "PACSD", "-xe", HOST, str(port),
+                             *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace")
+
+
+def acknowledged(output: str) -> set[str]:
+    """The files storescu was answered Success for."""
+    done, current = set(), None
+    for line in output.splitlines():
+        sending = re.search(r"Sending file: (.+)$", line)
+        if sending:
+            current = sending.group(1).strip()
+        elif "Received Store Response (Success)" in line and current:
+            done.add(current)
+            current = None
+    return done
+
+
+def send_and_kill(server, tmp_path: Path, kill) -> tuple[list[Path], set[str]]:
+    """Four storescu associations of 60 images each; `kill()` once 40 are indexed.  The files,
+    and those storescu saw acknowledged."""
+    files = [f for n in range(4) for f in write_study(tmp_path / "send" / str(n), series=2, per_series=30)]
+    clients = [storescu(server.port, files[i::4], f"MOD{i}") for i in range(4)]
+    wait_until(lambda: count_indexed(server) >= 40, 60, "40 instances indexed")
+    kill()
+    outputs = [client.communicate(timeout=120)[0] for client in clients]
+    return files, set().union(*map(acknowledged, outputs))
+
+
+def assert_acknowledged_kept_and_resend(server, files: list[Path], acked: set[str], tmp_path: Path) -> None:
+    """Every acknowledged file indexed once, byte-identical; the others sent again and stored."""
+    rows = indexed(server)
+    for path in map(Path, acked):
+        uid = str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+        assert uid in rows, f"acknowledged {path.name} is not indexed"
+        assert dataset_bytes(tmp_path / "storage" / rows[uid]) == dataset_bytes(path)
+    missing = [f for f in files if str(f) not in acked]
+    if missing:
+        resend = storescu(server.port, missing, "RESEND")
+        output = resend.communicate(timeout=120)[0]
+        assert acknowledged(output) == set(map(str, missing)), output[-2000:]
+    rows = indexed(server)
+    assert len(rows) == len(files)
+    for path in files:
+        uid = str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+        assert dataset_bytes(tmp_path / "storage" / rows[uid]) == dataset_bytes(path)
+
+
+def pacsd_check(server, tmp_path: Path) -> subprocess.CompletedProcess:
+    where = ["--database-url", str(server.database_target)] if "://" in str(server.database_target) \
+        else ["--index-db", str(server.database_target)]
+    return subprocess.run([str(VENV_BIN / "pacsd"), "check", "--storage-dir", str(tmp_path / "storage"), *where],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_connections_are_handed_to_the_least_busy_process(pacs_process, tmp_path):
+    server = serve_with(pacs_process, tmp_path)
+    ae = AE(ae_title="HOLDER")
+    ae.add_requested_context(Verification)
+    held = []
+    for _ in range(8):  # each stays open, so the parent sees one process busier than the other
+        assoc = ae.associate(HOST, server.port, ae_title="PACSD")
+        assert assoc.is_established
+        held.append(assoc)
+    for assoc in held:
+        assoc.release()
+    server.stop()
+    log = (tmp_path / "logs" / "connections.log").read_text().splitlines()
+    pids = Counter(re.search(r" pid=(\d+) ", line).group(1) for line in log if "calling=HOLDER" in line)
+    assert sorted(pids.values()) == [4, 4], pids
+    assert str(server.proc.pid) not in pids  # receiving processes serve, not the parent
+
+
+def test_a_stalled_connection_holds_up_nobody(pacs_process, tmp_path):
+    server = serve_with(pacs_process, tmp_path)
+    stalled = [socket.create_connection((HOST, server.port)) for _ in range(2)]  # one per process
+    for sock in stalled:
+        sock.sendall(b"\x01\x00\x00\x00\x00\xcd\x00\x01")  # the start of an A-ASSOCIATE-RQ, then nothing
+    files = write_study(tmp_path / "send", series=1, per_series=10)
+    with ThreadPoolExecutor(2) as pool:
+        outputs = list(pool.map(lambda i: storescu(server.port, files[i::2], f"MOD{i}").communicate(timeout=60)[0],
+                                range(2)))
+    assert set().union(*map(acknowledged, outputs)) == set(map(str, files))
+    for sock in stalled:
+        sock.close()
+
+
+def test_receiving_process_killed_mid_send(pacs_process, tmp_path):
+    server = serve_with(pacs_process, tmp_path)
+    victim = child_pids(tmp_path, "receiver 1")[0]
+    files, acked = send_and_kill(server, tmp_path, lambda: os.kill(victim, signal.SIGKILL))
+    assert len(acked) < len(files)  # the killed process's association broke off
+    wait_until(lambda: child_pids(tmp_path, "receiver 1"), 30, "receiver 1 restarted")
+    assert child_pids(tmp_path, "receiver 1") != [victim]
+    assert_acknowledged_kept_and_resend(server, files, acked, tmp_path)
+    assert pacsd_check(server, tmp_path).returncode == 0
+
+
+def test_writer_killed_mid_send(pacs_process, tmp_path):
+    server = serve_with(pacs_process, tmp_path)
+    victim = child_pids(tmp_path, "writer")[0]
+    files, acked = send_and_kill(server, tmp_path, lambda: os.kill(victim, signal.SIGKILL))
+    wait_until(lambda: child_pids(tmp_path, "writer"), 30, "writer restarted")
+    assert "WriterUnavailable" in (tmp_path / "logs" / "pacsd.log").read_text() or \
+        "index writer" in (tmp_path / "logs" / "pacsd.log").read_text()
+    assert_acknowledged_kept_and_resend(server, files, acked, tmp_path)
+    assert pacsd_check(server, tmp_path).returncode == 0
+
+
+def test_whole_server_killed_mid_send(pacs_process, tmp_path):
+    config = tmp_path / "processes.yaml"
+    config.write_text(yaml.safe_dump({"server": {"workers": 2, "shutdown_grace": 2}}))
+    first = pacs_process("--config", str(config))
+    files, acked = send_and_kill(first, tmp_path, lambda: os.kill(first.proc.pid, signal.SIGKILL))
+    first.proc.wait(10)
+    wait_until(lambda: not any(_alive(pid) for role in ("receiver 1", "receiver 2", "writer", "web", "background")
+                               for pid in child_pids(tmp_path, role)), 10, "children gone with their parent")
+    second = pacs_process("--config", str(config))
+    assert_acknowledged_kept_and_resend(second, files, acked, tmp_path)
+    assert pacsd_check(second, tmp_path).returncode == 0
+
+
+def test_sigterm_returns_quickly_with_idle_peers_and_probes(pacs_process, tmp_path):
+    server = serve_with(pacs_process, tmp_path, shutdown_grace=10)
+    ae = AE(ae_title="IDLE")
+    ae.add_requested_context(Verification)
+    idle = ae.associate(HOST, server.port, ae_title="PACSD")
+    assert idle.is_established
+    socket.create_connection((HOST, server.port)).close()  # what a load balancer's health check does
+    probe = socket.create_connection((HOST, server.port))  # and one that stays connected, silent
+    time.sleep(0.5)
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.communicate(timeout=30)
+    assert time.monotonic() - started < 3.0
+    assert server.proc.returncode == 0
+    probe.close()
