@@ -49,6 +49,7 @@ def run_writer(settings: Settings, listener: socket.socket, node: str, ready: Ca
 def run_receiver(settings: Settings, number: int, count: int, channel: socket.socket, writer_address: str,
                  node: str, ready: Callable[[], None]) -> None:
     """A receiving process: the DICOM associations its parent hands over."""
+    from pacsd.net.association_board import BoardPublisher, board_folder
     from pacsd.net.scp import DicomServer
     from pacsd.services.archive import Archive
 
@@ -56,23 +57,28 @@ def run_receiver(settings: Settings, number: int, count: int, channel: socket.so
     log.info("receiving process %d of %d (pid %d)", number, count, os.getpid())
     archive = Archive(settings, node, writer_address=writer_address)
     server = DicomServer(settings, archive, handoff=channel)
+    board = BoardPublisher(server.connections, board_folder(settings.storage.directory, os.getppid()))
     try:
         server.start()
+        board.start()
         ready()
         stop.wait()
     finally:
         server.stop()
+        board.stop()
         archive.close()
 
 
 def run_web(settings: Settings, writer_address: str, node: str, ready: Callable[[], None]) -> None:
     """The web process: DICOMweb and the web interface (STOW-RS stores through the writer)."""
+    from pacsd.net.association_board import BoardReader, board_folder
     from pacsd.services.archive import Archive
     from pacsd.web.server import WebServer
 
     stop = _stop_event()
     archive = Archive(settings, node, writer_address=writer_address)
-    web = WebServer(archive, settings.http.host, settings.http.port)
+    live = BoardReader(board_folder(settings.storage.directory, os.getppid()))
+    web = WebServer(archive, settings.http.host, settings.http.port, live)
     try:
         web.start()
         ready()

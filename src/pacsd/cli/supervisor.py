@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pacsd.config import Settings
 from pacsd.errors import ConfigError
 from pacsd.index.shared_writer import listen as listen_for_writes, writer_address
+from pacsd.net.association_board import clear_old_boards
 from pacsd.net.handoff import CLOSED, hand_over, handoff_pair
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class Supervisor:
         open_index(database.target, database.wal_mode, database.auto_upgrade).dispose()  # migrations once
         self._listener = _listen(self.settings.server.host, self.settings.server.port)
         self._writer_listener = listen_for_writes(self.writer_address)
+        clear_old_boards(self.settings.storage.directory, os.getpid())
         _preload()
         self._install_signals()
         self.children = [Child("writer", main=self._run_writer),
