@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 DATA   ?= ./pacs-data
 OHIF_VERSION ?= 3.12.10
 
-.PHONY: run install install-dev system-test-deps test bench bench-find bench-dicomweb viewer viewer-if-npm clean
+.PHONY: run install install-dev system-test-deps test bench bench-backlog bench-find bench-dicomweb viewer viewer-if-npm clean
 
 # Debian's python3 has no ensurepip (so no `-m venv`) without the package python3-venv.
 $(BIN)/python:
@@ -51,6 +51,11 @@ test: install-dev system-test-deps viewer
 bench: install-dev
 	@./scripts/install-system-deps.sh bench
 	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
+	$(BIN)/python bench/backlog.py
+
+bench-backlog: install-dev
+	@./scripts/install-system-deps.sh bench
+	$(BIN)/python bench/backlog.py $(BENCH_ARGS)
 
 bench-find: install-dev
 	@./scripts/install-system-deps.sh bench
