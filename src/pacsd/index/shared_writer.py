@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 _LENGTH = struct.Struct(">I")
 MAX_MESSAGE = 64 << 20  # bytes: a record's header JSON is bounded well below this
 CONNECT_WAIT = 10.0  # seconds a client waits for a (re)starting writer before a write fails
+ANSWER_TIMEOUT = 300.0  # seconds without a single answer before the writer counts as gone
 _PEERCRED = struct.Struct("3i")
 
 
@@ -210,22 +211,36 @@ class SharedWriterLoop:
 
 # -- the client in each process --------------------------------------------------------------
 
+class _Connection:
+    """One connection to the writer, and the answers read from it that nobody has taken yet."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = _Reader()
+        self.answers: dict[int, tuple[bool, object]] = {}
+        self.reading = False  # a waiting caller is reading answers for everyone
+        self.dead = False
+
+
 class WriterClient:
     """Hands records to the writer process; `write` blocks until the record's group commits.
 
-    Thread-safe: many associations write at once over one connection; a reader thread matches
-    the answers to the waiting callers."""
+    Thread-safe: many associations write at once over one connection.  No reader thread: one
+    of the waiting callers reads the answers for all (leader/followers), so a lone association
+    is woken by its own answer, not by a thread that then has to wake it."""
 
-    def __init__(self, address: str, engine: Engine, take_new_folders=lambda: []) -> None:
+    def __init__(self, address: str, engine: Engine, take_new_folders=lambda: [],
+                 answer_timeout: float = ANSWER_TIMEOUT) -> None:
         """`engine`: this process's own engine (for reads, e.g. series numbering);
         `take_new_folders()`: folders this process made since it last asked (their entries must
-        be flushed with the next group)."""
+        be flushed with the next group); `answer_timeout`: seconds without any answer from the
+        writer after which it counts as gone."""
         self.address = address
         self.engine = engine
         self.take_new_folders = take_new_folders
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._pending: dict[int, tuple[socket.socket, Future]] = {}
+        self.answer_timeout = answer_timeout
+        self._answered = threading.Condition()
+        self._conn: _Connection | None = None
         self._next_id = 0
         self._closed = False
 
@@ -237,21 +252,18 @@ class WriterClient:
             flush_data = record.path  # a small file: the writer's group flushes it by name
         elif data_flushed is not None:
             data_flushed.result()  # a large file's flush under way here: durable before we ask
-        future: Future = Future()
-        with self._lock:
+        with self._answered:
             if self._closed:
                 raise RuntimeError("the index writer is closed")
-            sock = self._connected()
+            conn = self._connected()
             self._next_id += 1
             request = WriteRequest(self._next_id, record, policy, flush_data, self.take_new_folders())
-            self._pending[request.request_id] = (sock, future)
             try:
-                _send(sock, request)
+                _send(conn.sock, request)
             except OSError as exc:
-                self._pending.pop(request.request_id, None)
-                self._lost(sock)
+                self._lost(conn)
                 raise WriterUnavailable(f"the index writer is unavailable: {exc}") from None
-        ok, answer = future.result()
+        ok, answer = self._await(conn, request.request_id)
         if ok:
             return answer
         if answer is None:
@@ -259,16 +271,16 @@ class WriterClient:
         raise RuntimeError(answer)
 
     def close(self) -> None:
-        with self._lock:
+        with self._answered:
             self._closed = True
-            sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.sock.close()
 
-    def _connected(self) -> socket.socket:
+    def _connected(self) -> _Connection:
         """The connection, made (waiting for a restarting writer up to CONNECT_WAIT) if need be."""
-        if self._sock is not None:
-            return self._sock
+        if self._conn is not None:
+            return self._conn
         deadline = time.monotonic() + CONNECT_WAIT
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -280,36 +292,49 @@ class WriterClient:
                 if time.monotonic() > deadline:
                     raise WriterUnavailable(f"cannot reach the index writer: {exc}") from None
                 time.sleep(0.05)
-        self._sock = sock
-        threading.Thread(target=self._read_answers, args=(sock,), name="writer-answers", daemon=True).start()
-        return sock
+        sock.settimeout(self.answer_timeout)
+        self._conn = _Connection(sock)
+        return self._conn
 
-    def _read_answers(self, sock: socket.socket) -> None:
-        reader = _Reader()
-        while True:
-            try:
-                data = sock.recv(1 << 16)
-            except OSError:
-                data = b""
-            if not data:
-                with self._lock:
-                    self._lost(sock)
-                return
-            for request_id, ok, answer in reader.feed(data):
-                with self._lock:
-                    _, future = self._pending.pop(request_id, (None, None))
-                if future is not None:
-                    future.set_result((ok, answer))
-
-    def _lost(self, sock: socket.socket) -> None:
-        """The writer went away (called holding the lock): what it had not answered has an
-        unknown outcome (None)."""
-        if self._sock is sock:
-            self._sock = None
-        lost = [request_id for request_id, (on, _) in self._pending.items() if on is sock]
-        for request_id in lost:
-            self._pending.pop(request_id)[1].set_result((False, None))
+    def _await(self, conn: _Connection, request_id: int) -> tuple[bool, object]:
+        """(ok, outcome or reason) of a request; (False, None) if the writer went away first."""
+        with self._answered:
+            while True:
+                if request_id in conn.answers:
+                    return conn.answers.pop(request_id)
+                if conn.dead:
+                    return False, None
+                if not conn.reading:
+                    conn.reading = True  # nobody reads: we do, for everyone
+                    break
+                self._answered.wait()
         try:
-            sock.close()
+            while True:
+                try:
+                    data = conn.sock.recv(1 << 16)
+                except OSError:  # timed out or broken
+                    data = b""
+                with self._answered:
+                    if data:
+                        for answered_id, ok, answer in conn.reader.feed(data):
+                            conn.answers[answered_id] = (ok, answer)
+                    else:
+                        self._lost(conn)
+                    self._answered.notify_all()
+                    if request_id in conn.answers or conn.dead:
+                        return conn.answers.pop(request_id, (False, None))
+        finally:
+            with self._answered:
+                conn.reading = False
+                self._answered.notify_all()
+
+    def _lost(self, conn: _Connection) -> None:
+        """The writer went away (called holding the condition): requests it had not answered
+        have an unknown outcome."""
+        conn.dead = True
+        if self._conn is conn:
+            self._conn = None
+        try:
+            conn.sock.close()
         except OSError:
             pass
