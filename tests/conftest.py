@@ -25,7 +25,9 @@ from pacsd.services.archive import Archive
 from tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
-TESTDATA = Path(os.environ.get("PACSD_TESTDATA", REPO.parent / "shared" / "testdata" / "dicom"))
+# The DICOM test files ship with the repository (tests/data/dicom: MANIFEST.tsv, LICENSES.md,
+# SHA256SUMS); PACSD_TESTDATA points the suite at another copy laid out the same way.
+TESTDATA = Path(os.environ.get("PACSD_TESTDATA") or REPO / "tests" / "data" / "dicom")
 VENV_BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 
@@ -127,6 +129,10 @@ BACKENDS = ("sqlite", "postgresql")
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "both_databases: run on SQLite and on PostgreSQL (index_backend)")
+    if not (TESTDATA / "MANIFEST.tsv").is_file():
+        # Checked before collection: test modules list the files when they are imported.
+        raise pytest.UsageError(f"pacsd test data not found: {TESTDATA / 'MANIFEST.tsv'} is missing "
+                                "(it ships in tests/data/dicom; PACSD_TESTDATA names another copy)")
 
 
 def pytest_generate_tests(metafunc) -> None:

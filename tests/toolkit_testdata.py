@@ -1,6 +1,6 @@
 """Shared helpers of the toolkit tests: where the real test files live and how to list them.
 
-The files stay in ../shared/testdata/dicom (or $PACSD_TESTDATA); they are never copied here.
+The files live in tests/data/dicom (or $PACSD_TESTDATA), described by its MANIFEST.tsv.
 """
 
 from __future__ import annotations
