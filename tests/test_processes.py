@@ -18,6 +18,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -218,3 +219,21 @@ def test_sigterm_returns_quickly_with_idle_peers_and_probes(pacs_process, tmp_pa
     assert time.monotonic() - started < 3.0
     assert server.proc.returncode == 0
     probe.close()
+
+
+def test_on_instance_hooks_run_in_the_background_process(pacs_process, tmp_path):
+    out = tmp_path / "hook-parents"
+    record_parent = "import os, sys; open(sys.argv[1], 'a').write('%d %s\\n' % (os.getppid(), sys.argv[2]))"
+    config = tmp_path / "processes.yaml"
+    config.write_text(yaml.safe_dump({"server": {"workers": 2},
+                                      "hooks": {"on_instance": [sys.executable, "-c", record_parent, str(out),
+                                                                "{sop_instance_uid}"]}}))
+    server = pacs_process("--config", str(config))
+    files = write_study(tmp_path / "send", series=1, per_series=6)
+    output = storescu(server.port, files, "MODALITY").communicate(timeout=60)[0]
+    assert acknowledged(output) == set(map(str, files))
+    wait_until(lambda: out.exists() and len(out.read_text().splitlines()) == 6, 30, "six hooks run")
+    parents = {line.split()[0] for line in out.read_text().splitlines()}
+    assert parents == {str(pid) for pid in child_pids(tmp_path, "background")}
+    assert {line.split()[1] for line in out.read_text().splitlines()} == \
+        {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files}

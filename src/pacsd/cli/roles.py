@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 
 from pacsd.config import Settings
+from pacsd.services import hook_relay
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,9 @@ def run_writer(settings: Settings, listener: socket.socket, node: str, ready: Ca
 
 
 def run_receiver(settings: Settings, number: int, count: int, channel: socket.socket, writer_address: str,
-                 node: str, ready: Callable[[], None]) -> None:
-    """A receiving process: the DICOM associations its parent hands over."""
+                 hooks_out: socket.socket, node: str, ready: Callable[[], None]) -> None:
+    """A receiving process: the DICOM associations its parent hands over (its on_instance hooks
+    are sent to the background process)."""
     from pacsd.net.association_board import BoardPublisher, board_folder
     from pacsd.net.scp import DicomServer
     from pacsd.services.archive import Archive
@@ -56,6 +58,7 @@ def run_receiver(settings: Settings, number: int, count: int, channel: socket.so
     stop = _stop_event()
     log.info("receiving process %d of %d (pid %d)", number, count, os.getpid())
     archive = Archive(settings, node, writer_address=writer_address)
+    archive.hooks.relay = hook_relay.sender(hooks_out)
     server = DicomServer(settings, archive, handoff=channel)
     board = BoardPublisher(server.connections, board_folder(settings.storage.directory, os.getppid()))
     try:
@@ -88,15 +91,18 @@ def run_web(settings: Settings, writer_address: str, node: str, ready: Callable[
         archive.close()
 
 
-def run_background(settings: Settings, writer_address: str, node: str, ready: Callable[[], None]) -> None:
+def run_background(settings: Settings, writer_address: str, hooks_in: socket.socket, node: str,
+                   ready: Callable[[], None]) -> None:
     """The background process, at lower priority: study-stable detection and end-of-study work
-    (scan sheets, hooks), resumed from the index after a restart."""
+    (scan sheets, hooks), resumed from the index after a restart; the receiving processes'
+    on_instance hooks."""
     from pacsd.services.archive import Archive
 
     os.nice(BACKGROUND_NICENESS)
     stop = _stop_event()
     archive = Archive(settings, node, writer_address=writer_address)
     try:
+        hook_relay.RelayListener(hooks_in, archive.hooks.run_instance_hook).start()
         archive.start_background()
         ready()
         stop.wait()

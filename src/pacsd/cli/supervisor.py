@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pacsd.config import Settings
 from pacsd.errors import ConfigError
 from pacsd.index.shared_writer import listen as listen_for_writes, writer_address
+from pacsd.services.hook_relay import relay_pair
 from pacsd.net.association_board import clear_old_boards
 from pacsd.net.handoff import CLOSED, hand_over, handoff_pair
 
@@ -107,6 +108,7 @@ class Supervisor:
         open_index(database.target, database.wal_mode, database.auto_upgrade).dispose()  # migrations once
         self._listener = _listen(self.settings.server.host, self.settings.server.port)
         self._writer_listener = listen_for_writes(self.writer_address)
+        self._hooks_out, self._hooks_in = relay_pair()
         clear_old_boards(self.settings.storage.directory, os.getpid())
         _preload()
         self._install_signals()
@@ -345,7 +347,7 @@ class Supervisor:
         from pacsd.cli.roles import run_receiver
 
         run_receiver(self.settings, child.number, self.count, child.child_channel, self.writer_address,
-                     f"{self.node}-r{child.number}", _ready_signal(child))
+                     self._hooks_out, f"{self.node}-r{child.number}", _ready_signal(child))
 
     def _run_web(self, child: Child) -> None:
         from pacsd.cli.roles import run_web
@@ -355,7 +357,7 @@ class Supervisor:
     def _run_background(self, child: Child) -> None:
         from pacsd.cli.roles import run_background
 
-        run_background(self.settings, self.writer_address, f"{self.node}-bg", _ready_signal(child))
+        run_background(self.settings, self.writer_address, self._hooks_in, f"{self.node}-bg", _ready_signal(child))
 
     # -- stopping ---------------------------------------------------------------------------
     def _stop_all(self) -> None:

@@ -12,6 +12,7 @@ import os
 import signal
 import string
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
@@ -75,6 +76,8 @@ class HookRunner:
         self.settings = settings  # HookSettings
         self.engine, self.layout, self.storage_root = engine, layout, storage_root
         self.work, self.actions = work, actions
+        # relay(values) -> True when another process took the on_instance run (pacsd.services.hook_relay)
+        self.relay: Callable[[dict[str, str]], bool] | None = None
 
     def instance_stored(self, event: InstanceStored) -> None:
         """Queue `on_instance` for a stored instance (returns at once)."""
@@ -86,7 +89,13 @@ class HookRunner:
             "series_uid": event.series_uid, "sop_instance_uid": event.sop_instance_uid,
             "patient_id": event.patient_id, "patient_name": event.patient_name,
         }
-        self.work.submit(f"on_instance hook for {event.sop_instance_uid}",
+        if self.relay is not None and self.relay(values):
+            return  # the background process runs it
+        self.run_instance_hook(values)
+
+    def run_instance_hook(self, values: dict[str, str]) -> None:
+        """Queue `on_instance` with its placeholder values (returns at once)."""
+        self.work.submit(f"on_instance hook for {values.get('sop_instance_uid', '')}",
                          lambda: self._run("on_instance", self.settings.on_instance, values))
 
     def study_stable(self, study_uid: str) -> None:
