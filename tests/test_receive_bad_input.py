@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import struct
+import socket
 import subprocess
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from sqlalchemy import select
 
 from pacsd.index.schema import instances
 from pacsd.services.ingest import CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH_SOP_CLASS, OUT_OF_RESOURCES
+from tests.conftest import HOST, wait_until
 from tests.dicomgen import make_dataset, write_dicom
 from tests.mounts import mount, needs_root, read_only
 from tests.peers import c_store_raw, dataset_part, raw_part10
@@ -189,3 +192,18 @@ def test_number_that_is_no_number_is_kept_as_text(pacs, tmp_path, keyword, text)
     element = json.loads(row.header_json)[f"{tag_for_keyword(keyword):08X}"]
     assert element["Value"] == ([text] if text != "99999999999" else [99999999999])
     assert row.instance_number is None if keyword == "InstanceNumber" else row.instance_number == 1
+
+
+def test_a_partial_association_request_is_cut_off_at_the_acse_timeout(pacs_factory):
+    pacs = pacs_factory(server={"acse_timeout": 1})
+    with socket.create_connection((HOST, pacs.port)) as stalled:
+        stalled.sendall(b"\x01\x00\x00\x00\x00\xcd\x00\x01")  # 8 of an A-ASSOCIATE-RQ's 211 bytes, then nothing
+        stalled.settimeout(20)
+        started = time.monotonic()
+        try:
+            while stalled.recv(4096):  # an A-ABORT may come first; then the close
+                pass
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - started < 15  # cut off, not held until we give up
+    wait_until(lambda: not pacs.server.connections.active(), 10, "the association gone from the live list")

@@ -55,11 +55,13 @@ class ConnectionTracker:
         with self._lock:
             return self._active.get(id(assoc))
 
-    def closed(self, assoc) -> None:
+    def closed(self, assoc) -> AssociationStats | None:
+        """Log the association's line and forget it; its stats, or None if it was closed already."""
         with self._lock:
             stats = self._active.pop(id(assoc), None)
         if stats is not None:
             log.info(stats.line())
+        return stats
 
     def active(self) -> list[AssociationStats]:
         with self._lock:

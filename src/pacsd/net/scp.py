@@ -34,7 +34,7 @@ from pacsd.net.handoff import report_closed, server_class_for
 from pacsd.net.listener import listen_with_pacsd_server
 from pacsd.net.pdu_limit import refuse_oversized_pdus
 from pacsd.net.store_reader import StoreRequest
-from pacsd.net.tcp import tune_association_socket
+from pacsd.net.tcp import bound_reads, tune_association_socket
 from pacsd.net.incoming import IncomingFile, incoming_file_of, new_incoming_file, receive_into
 from pacsd.services.archive import Archive
 from pacsd.services.ingest import OUT_OF_RESOURCES, Expected, Source
@@ -148,7 +148,7 @@ class DicomServer:
         return [
             (evt.EVT_CONN_OPEN, self._on_conn_open),
             (evt.EVT_REQUESTED, self._on_requested),
-            (evt.EVT_ACCEPTED, self._on_result, ["accepted"]),
+            (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_RELEASED, self._on_result, ["released"]),
             (evt.EVT_ACSE_SENT, self._on_acse_sent),
             (evt.EVT_ABORTED, self._on_result, ["aborted"]),
@@ -196,6 +196,10 @@ class DicomServer:
 
     # -- handlers -------------------------------------------------------------------------
     def _on_conn_open(self, event) -> None:
+        # Until the association is accepted, every read must complete within the ARTIM time
+        # (acse_timeout): a peer that sends part of an A-ASSOCIATE-RQ and waits is cut off.
+        bound_reads(event.assoc, self.settings.server.acse_timeout)
+        self._close_when_thread_ends(event.assoc)
         tune_association_socket(event.assoc)
         max_pdu = self.settings.server.max_pdu
         refuse_oversized_pdus(event.assoc, max_pdu)  # PDUs pynetdicom reads (negotiation)
@@ -231,6 +235,10 @@ class DicomServer:
             stats.result, stats.reason = "rejected", "calling AE not allowed"
         assoc.acse.send_reject(*_REJECT_CALLING_AET)
 
+    def _on_accepted(self, event) -> None:
+        bound_reads(event.assoc, self.settings.server.network_timeout)  # then the network timeout
+        self._on_result(event, "accepted")
+
     def _on_result(self, event, result: str) -> None:
         stats = self.connections.get(event.assoc)
         if stats is not None and stats.result != "rejected":
@@ -244,12 +252,28 @@ class DicomServer:
             self._on_result(event, "released")
 
     def _on_conn_close(self, event) -> None:
-        stats = self.connections.get(event.assoc)
+        self._closed(event.assoc)
+
+    def _closed(self, assoc, result_if_open: str = "rejected") -> None:
+        """The association's connection is gone: its log line, and the parent told (once)."""
+        stats = self.connections.get(assoc)
         if stats is not None and stats.result == "open":
-            stats.result = "rejected"
-        self.connections.closed(event.assoc)
-        if self.handoff is not None:
+            stats.result = result_if_open
+        if self.connections.closed(assoc) is not None and self.handoff is not None:
             report_closed(self.handoff)
+
+    def _close_when_thread_ends(self, assoc) -> None:
+        """pynetdicom closes a connection that never completed its A-ASSOCIATE-RQ (ARTIM
+        expired) without EVT_CONN_CLOSE: the association thread's end closes it for us."""
+        run = assoc.run
+
+        def run_then_close() -> None:
+            try:
+                run()
+            finally:
+                self._closed(assoc, "timed-out")
+
+        assoc.run = run_then_close
 
     def _on_store(self, event) -> Dataset:
         """EVT_C_STORE: a C-STORE pynetdicom read (the fast path calls `_store` itself)."""

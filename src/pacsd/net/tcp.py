@@ -35,6 +35,18 @@ def tune_association_socket(assoc) -> None:
     assoc_socket.recv = recv_and_ack_now
 
 
+def bound_reads(assoc, seconds: float) -> None:
+    """Let no read on the association's socket wait longer than `seconds` for data: a peer
+    that stops sending in the middle of a PDU ends its association (the read fails, the
+    connection is closed) instead of holding it, and its slot, for as long as it likes."""
+    raw = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if raw is not None:
+        try:
+            raw.settimeout(seconds)
+        except OSError:
+            pass
+
+
 def quick_ack(raw: socket.socket) -> None:
     """Acknowledge what was read at once (see above); call after reading from `raw`."""
     if _QUICKACK is None:
