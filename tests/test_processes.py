@@ -237,3 +237,21 @@ def test_on_instance_hooks_run_in_the_background_process(pacs_process, tmp_path)
     assert parents == {str(pid) for pid in child_pids(tmp_path, "background")}
     assert {line.split()[1] for line in out.read_text().splitlines()} == \
         {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files}
+
+
+def test_connections_still_negotiating_are_limited_per_address(pacs_process, tmp_path):
+    server = serve_with(pacs_process, tmp_path, max_negotiating_per_host=3, max_associations=4)
+    stalled = []
+    for _ in range(3):  # from 127.0.0.2: part of an A-ASSOCIATE-RQ, then nothing
+        sock = socket.create_connection((HOST, server.port), source_address=("127.0.0.2", 0))
+        sock.sendall(b"\x01\x00\x00\x00\x00\xcd\x00\x01")
+        stalled.append(sock)
+    time.sleep(0.5)
+    with socket.create_connection((HOST, server.port), source_address=("127.0.0.2", 0)) as extra:
+        extra.settimeout(10)
+        assert extra.recv(100) == b""  # closed at once: that address has 3 still negotiating
+    files = write_study(tmp_path / "send", series=1, per_series=4)  # a known peer, from 127.0.0.1
+    output = storescu(server.port, files, "MODALITY").communicate(timeout=60)[0]
+    assert acknowledged(output) == set(map(str, files))
+    for sock in stalled:
+        sock.close()

@@ -34,6 +34,8 @@ class ServerSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(11112, ge=1, le=65535)
     max_associations: int = Field(16, ge=1)
+    max_negotiating: int = Field(16, ge=1, description="connections still negotiating their association, in all")
+    max_negotiating_per_host: int = Field(8, ge=1, description="connections still negotiating, from one address")
     max_pdu: int = Field(4 << 20, ge=0, description="largest PDU we accept (bytes); 0 = unlimited")
     require_called_aet: bool = True
     acse_timeout: float = Field(30, gt=0)

@@ -35,7 +35,7 @@ from pacsd.errors import ConfigError
 from pacsd.index.shared_writer import listen as listen_for_writes, writer_address
 from pacsd.services.hook_relay import relay_pair
 from pacsd.net.association_board import clear_old_boards
-from pacsd.net.handoff import CLOSED, hand_over, handoff_pair
+from pacsd.net.handoff import CLOSED, NEGOTIATED, hand_over, handoff_pair, parse_report
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,15 @@ class Child:
 
 
 @dataclass
+class _Handed:
+    """A connection handed to a receiving process and not yet reported closed."""
+
+    child: Child
+    host: str
+    negotiated: bool = False
+
+
+@dataclass
 class _Stopping:
     requested: bool = False
     signals: list[int] = field(default_factory=list)
@@ -98,6 +107,9 @@ class Supervisor:
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = _Stopping()
         self._next = 0  # round-robin start among equally busy receivers
+        self._handed: dict[int, _Handed] = {}
+        self._numbers = 0
+        self._refused_logged = 0.0
 
     # -- start-up -----------------------------------------------------------------------------
     def run(self) -> int:
@@ -201,8 +213,9 @@ class Supervisor:
                 self._hand_over(conn, address)
 
     def _hand_over(self, conn: socket.socket, address: tuple) -> None:
-        total = sum(c.open for c in self.children if c.role == "receiver")
-        over_limit = total >= self.settings.server.max_associations
+        if not self._may_negotiate(address[0]):
+            return
+        over_limit = len(self._handed) >= self.settings.server.max_associations
         receivers = [c for c in self.children if c.role == "receiver" and c.ready and c.pid]
         if not receivers:
             log.warning("no receiving process is running: closed the connection from %s", address[0])
@@ -211,15 +224,32 @@ class Supervisor:
         order = sorted(range(len(receivers)), key=lambda i: (receivers[i].open, (i - self._next) % len(receivers)))
         for i in order:
             child = receivers[i]
+            self._numbers += 1
             try:
-                hand_over(child.channel, conn, address, over_limit)
+                hand_over(child.channel, conn, self._numbers, address, over_limit)
             except OSError as exc:
                 log.warning("could not hand a connection to %s (pid %d): %s", child.name, child.pid, exc)
                 continue
+            self._handed[self._numbers] = _Handed(child, address[0])
             child.open += 1
             self._next = (i + 1) % len(receivers)
             return
         log.error("no receiving process took the connection from %s", address[0])
+
+    def _may_negotiate(self, host: str) -> bool:
+        """Whether a new connection from `host` may negotiate: connections that have not yet
+        completed their association (they have sent no AE title we could check) are limited,
+        per address and in all, so they cannot hold the slots known peers need."""
+        server = self.settings.server
+        negotiating = [h.host for h in self._handed.values() if not h.negotiated]
+        if negotiating.count(host) < server.max_negotiating_per_host and len(negotiating) < server.max_negotiating:
+            return True
+        now = time.monotonic()
+        if now - self._refused_logged > 10:  # at most one line per 10 s under a flood
+            self._refused_logged = now
+            log.warning("closed a connection from %s: %d connections (%d from it) are still negotiating", host,
+                        len(negotiating), negotiating.count(host))
+        return False
 
     def _read_closed(self, channel: socket.socket) -> None:
         child = next((c for c in self.children if c.channel is channel), None)
@@ -227,14 +257,19 @@ class Supervisor:
             return
         while True:
             try:
-                message = channel.recv(16, socket.MSG_DONTWAIT)
+                message = channel.recv(32, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 message = b""
-            if message != CLOSED:
+            report = parse_report(message)
+            if report is None:
                 return  # EOF: the child is gone; _reap restarts it
-            child.open = max(0, child.open - 1)
+            kind, number = report
+            if kind == NEGOTIATED and number in self._handed:
+                self._handed[number].negotiated = True
+            elif kind == CLOSED and self._handed.pop(number, None) is not None:
+                child.open = max(0, child.open - 1)
 
     def _read_ready(self, fd: int) -> None:
         child = next((c for c in self.children if c.ready_fd == fd), None)
@@ -263,6 +298,7 @@ class Supervisor:
                 continue
             code = os.waitstatus_to_exitcode(status)
             child.pid, child.exit_status, child.ready, child.open = 0, code, False, 0
+            self._handed = {n: h for n, h in self._handed.items() if h.child is not child}
             self._close_channels(child)
             if not restart or self._stopping.requested:
                 continue

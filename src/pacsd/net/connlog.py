@@ -27,6 +27,7 @@ class AssociationStats:
     failed: int = 0
     bytes: int = 0
     over_limit: bool = False  # handed over while the archive had max_associations open
+    handoff_number: int = 0  # the accepting parent's number for the connection (0: accepted here)
 
     def line(self) -> str:
         duration = time.monotonic() - self.started

@@ -1,9 +1,10 @@
 """Connections handed from the accepting parent to a receiving process (SCM_RIGHTS).
 
-The parent accepts each TCP connection and sends its descriptor, with the peer's address and
-whether the archive is already at `server.max_associations`, over a Unix SOCK_SEQPACKET socket
-to the receiving process with the fewest open associations.  The receiving process answers one
-byte per connection that has closed, so the parent's counts stay true.
+The parent accepts each TCP connection and sends its descriptor, with a number for it, the
+peer's address and whether the archive is already at `server.max_associations`, over a Unix
+SOCK_SEQPACKET socket to the receiving process with the fewest open associations.  The
+receiving process tells the parent when a connection's association is accepted (`NEGOTIATED`)
+and when the connection closes (`CLOSED`), so the parent's counts stay true.
 
 `HandedOffServer` is the receiving side: a pynetdicom association server whose "listening
 socket" is that Unix socket, so pynetdicom's own accept loop (`serve_forever`) serves handed-off
@@ -20,7 +21,8 @@ from pacsd.net.listener import ListenerServer
 
 log = logging.getLogger(__name__)
 
-CLOSED = b"-"  # receiving process -> parent: one of my connections closed
+CLOSED = b"-"  # receiving process -> parent: connection N closed ("-N")
+NEGOTIATED = b"+"  # receiving process -> parent: connection N's association was accepted ("+N")
 _MAX_MESSAGE = 512
 
 
@@ -29,17 +31,18 @@ def handoff_pair() -> tuple[socket.socket, socket.socket]:
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
 
-def hand_over(channel: socket.socket, conn: socket.socket, address: tuple, over_limit: bool) -> None:
-    """Send `conn` to the receiving process at the other end of `channel` (the caller closes
-    its own copy afterwards).  Raises OSError if the process is gone."""
-    message = json.dumps([address[0], address[1], over_limit]).encode()
+def hand_over(channel: socket.socket, conn: socket.socket, number: int, address: tuple, over_limit: bool) -> None:
+    """Send `conn` (the parent's connection `number`) to the receiving process at the other end
+    of `channel` (the caller closes its own copy afterwards).  Raises OSError if it is gone."""
+    message = json.dumps([number, address[0], address[1], over_limit]).encode()
     socket.send_fds(channel, [message], [conn.fileno()])
 
 
 class HandedOffSocket(socket.socket):
-    """A connection received from the parent; `over_limit`: refuse its association (the
-    archive has `server.max_associations` open already)."""
+    """A connection received from the parent (its `number` there); `over_limit`: refuse its
+    association (the archive has `server.max_associations` open already)."""
 
+    number = 0
     over_limit = False
 
 
@@ -51,8 +54,8 @@ def receive_connection(channel: socket.socket) -> tuple[HandedOffSocket, tuple[s
     for extra in fds[1:]:
         socket.close(extra)
     conn = HandedOffSocket(fileno=fds[0])
-    host, port, over_limit = json.loads(message)
-    conn.over_limit = bool(over_limit)
+    number, host, port, over_limit = json.loads(message)
+    conn.number, conn.over_limit = int(number), bool(over_limit)
     return conn, (host, port)
 
 
@@ -86,9 +89,20 @@ class HandedOffServer(ListenerServer):
             pass
 
 
-def report_closed(channel: socket.socket) -> None:
-    """Tell the parent one connection of this process closed (never raises)."""
+def report(channel: socket.socket, what: bytes, number: int) -> None:
+    """Tell the parent (never raises) that its connection `number`'s association was accepted
+    (NEGOTIATED) or that the connection closed (CLOSED)."""
+    if not number:
+        return
     try:
-        channel.send(CLOSED)
+        channel.send(what + str(number).encode())
     except OSError:
         pass
+
+
+def parse_report(message: bytes) -> tuple[bytes, int] | None:
+    """(NEGOTIATED or CLOSED, connection number) of a report, None for anything else."""
+    kind, digits = message[:1], message[1:]
+    if kind in (NEGOTIATED, CLOSED) and digits.isdigit():
+        return kind, int(digits)
+    return None

@@ -30,7 +30,7 @@ from pacsd.errors import StorageFull
 from pacsd.storage.blobstore import storage_error
 from pacsd.net.connlog import ConnectionTracker
 from pacsd.net import seam
-from pacsd.net.handoff import report_closed, server_class_for
+from pacsd.net.handoff import CLOSED, NEGOTIATED, report, server_class_for
 from pacsd.net.listener import listen_with_pacsd_server
 from pacsd.net.pdu_limit import refuse_oversized_pdus
 from pacsd.net.store_reader import StoreRequest
@@ -209,7 +209,9 @@ class DicomServer:
                 self._fast.shorten_dul_polling(event.assoc)
         address = event.address
         stats = self.connections.opened(event.assoc, f"{address[0]}:{address[1]}")
-        stats.over_limit = getattr(event.assoc.dul.socket.socket, "over_limit", False)
+        raw = event.assoc.dul.socket.socket
+        stats.over_limit = getattr(raw, "over_limit", False)
+        stats.handoff_number = getattr(raw, "number", 0)
 
     def _on_requested(self, event) -> None:
         assoc = event.assoc
@@ -238,6 +240,9 @@ class DicomServer:
     def _on_accepted(self, event) -> None:
         bound_reads(event.assoc, self.settings.server.network_timeout)  # then the network timeout
         self._on_result(event, "accepted")
+        stats = self.connections.get(event.assoc)
+        if self.handoff is not None and stats is not None:
+            report(self.handoff, NEGOTIATED, stats.handoff_number)
 
     def _on_result(self, event, result: str) -> None:
         stats = self.connections.get(event.assoc)
@@ -259,8 +264,9 @@ class DicomServer:
         stats = self.connections.get(assoc)
         if stats is not None and stats.result == "open":
             stats.result = result_if_open
-        if self.connections.closed(assoc) is not None and self.handoff is not None:
-            report_closed(self.handoff)
+        closed = self.connections.closed(assoc)
+        if closed is not None and self.handoff is not None:
+            report(self.handoff, CLOSED, closed.handoff_number)
 
     def _close_when_thread_ends(self, assoc) -> None:
         """pynetdicom closes a connection that never completed its A-ASSOCIATE-RQ (ARTIM
