@@ -19,7 +19,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID_dictionary
 
 from pacsd.dicom import deid_table
-from pacsd.errors import PacsError
+from pacsd.errors import InvalidDicom, PacsError
 
 # PS3.16 CID 7050 (De-identification Method): option -> (code value, code meaning), scheme DCM.
 OPTION_CODES = {
@@ -45,6 +45,11 @@ COMBINED = {"X/Z": "Z", "X/D": "D", "Z/D": "D", "X/Z/D": "D", "X/Z/U*": "U"}
 DUMMY_TEXT = {"PN": "ANONYMIZED", "AE": "ANONYMIZED", "CS": "ANONYMIZED", "UR": "urn:anonymized",
               "DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000D", "IS": "0", "DS": "0"}
 TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
+IDENTIFIER_VRS = frozenset({"PN", "LO", "SH"})
+FREE_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+CODE_KEYWORDS = frozenset({"CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning",
+                           "LongCodeValue", "URNCodeValue", "MappingResource", "ContextIdentifier",
+                           "ContextGroupExtensionCreatorUID", "TemplateIdentifier"})
 DATE_VRS = frozenset({"DA", "DT"})
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 MIN_IDENTIFIER_LENGTH = 3  # shorter fragments of names are not searched for in free text
@@ -120,10 +125,12 @@ def date_offset_days(profile: Profile, patient_key: str) -> int:
 
 def deidentify(ds: Dataset, profile: Profile) -> Dataset:
     """De-identify `ds` in place (file meta included) and return it; pixel data bytes are kept as they are."""
+    if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+        raise InvalidDicom("not a composite instance (no SOP Class or SOP Instance UID): nothing to de-identify")
     run = _Run(profile, _patient_key(ds))
     _check_burned_in(ds, run)
     run.identifiers = _identifiers(ds, profile.options)
-    _apply(ds, run, clean_context=False)
+    _apply(ds, run, "plain")
     ds.PatientName = pseudonym(profile, run.patient_key)
     ds.PatientID = pseudonym(profile, run.patient_key)
     _mark(ds, run)
@@ -168,11 +175,16 @@ def action_for(tag: BaseTag, options: frozenset[str]) -> str | None:
         return "K"
     if "C" in chosen:
         return "C"
-    return COMBINED.get(basic, basic)
+    return basic
 
 
-def _unlisted_action(element: DataElement, options: frozenset[str]) -> str:
-    """Safety net for attributes the table does not list: instance UIDs, dates and names go too."""
+def _unlisted_action(element: DataElement, options: frozenset[str], context: str) -> str:
+    """Safety net for attributes the table does not list: instance UIDs, dates and names go too, and
+    inside a sequence the table replaces (Content Sequence: D) so does free text (an SR's Text Value)."""
+    if element.VR == "SQ":
+        return "K"
+    if context != "plain" and element.VR in FREE_TEXT_VRS and element.keyword not in CODE_KEYWORDS:
+        return "D"
     if element.VR == "UI" and "retain-uids" not in options and not _well_known(element.value):
         return "U"
     if element.VR in DATE_VRS:
@@ -190,7 +202,7 @@ def _well_known(value) -> bool:
 
 
 def _identifiers(ds: Dataset, options: frozenset[str]) -> list[str]:
-    """Texts that identify (values of text attributes the profile removes or replaces), longest first."""
+    """Texts that identify (names, and IDs or names the profile removes or replaces), longest first."""
     found: set[str] = set()
 
     def visit(dataset: Dataset) -> None:
@@ -199,11 +211,11 @@ def _identifiers(ds: Dataset, options: frozenset[str]) -> list[str]:
                 for item in element.value or []:
                     visit(item)
                 continue
-            if element.VR not in TEXT_VRS or element.tag.is_private:
+            if element.VR not in IDENTIFIER_VRS or element.tag.is_private:
                 continue
             action = action_for(element.tag, options)
-            if action in (None, "K") and element.VR != "PN":
-                continue
+            if action in (None, "K", "C") and element.VR != "PN":
+                continue  # kept, or itself to be cleaned: not an identifier to look for
             for value in _values(element):
                 text = str(value)
                 pieces = [text] + (text.replace("=", "^").split("^") if element.VR == "PN" else [])
@@ -221,7 +233,32 @@ def _values(element: DataElement) -> list:
     return [element.value]
 
 
-def _apply(ds: Dataset, run: _Run, clean_context: bool) -> None:
+def _concrete(action: str, vr: str, context: str) -> str:
+    """One action of X Z D U K C for the table's action, the element's VR and the sequence it is in.
+
+    A combined action keeps the attribute (Z, D or U) since its type in the IOD is not looked up here;
+    on a sequence every combination keeps the items, de-identified by their own rules. X on a date or
+    time becomes a dummy: some are Type 1 in some IODs (Presentation Creation Date), and a dummy tells nothing.
+    """
+    if vr == "SQ" and "/" in action:
+        return "D"
+    action = COMBINED.get(action, action)
+    if action == "X" and vr in DATE_VRS | {"TM"}:
+        action = "D"
+    if context == "clean" and action in ("X", "Z", "D") and vr in FREE_TEXT_VRS:
+        return "C"
+    return action
+
+
+def _drop_orphan_overlays(ds: Dataset) -> None:
+    """An overlay whose data the profile removed is removed whole (its other attributes would be invalid)."""
+    for group in {e.tag.group for e in ds if 0x6000 <= e.tag.group <= 0x601E and not e.tag.group & 1}:
+        if (group, 0x3000) not in ds:
+            for tag in [e.tag for e in ds if e.tag.group == group]:
+                del ds[tag]
+
+
+def _apply(ds: Dataset, run: _Run, context: str) -> None:
     options = run.profile.options
     safe_private = _safe_private_elements(ds, run.profile)
     for element in list(ds):
@@ -236,10 +273,9 @@ def _apply(ds: Dataset, run: _Run, clean_context: bool) -> None:
             continue
         action = action_for(tag, options)
         if action is None:
-            action = _unlisted_action(element, options) if element.VR != "SQ" else "K"
-        if clean_context and action in ("X", "Z", "D") and element.VR in TEXT_VRS:
-            action = "C"
-        _act(ds, element, action, run, clean_context)
+            action = _unlisted_action(element, options, context)
+        _act(ds, element, _concrete(action, element.VR, context), run, context)
+    _drop_orphan_overlays(ds)
 
 
 def _safe_private_elements(ds: Dataset, profile: Profile) -> set[tuple[int, int]]:
@@ -258,15 +294,17 @@ def _safe_private_elements(ds: Dataset, profile: Profile) -> set[tuple[int, int]
     return kept
 
 
-def _act(ds: Dataset, element: DataElement, action: str, run: _Run, clean_context: bool) -> None:
+def _act(ds: Dataset, element: DataElement, action: str, run: _Run, context: str) -> None:
     if element.VR == "SQ":
         if action == "X":
             del ds[element.tag]
         elif action == "Z":
             element.value = Sequence()
         else:  # K, C, D, U: keep the sequence, its items de-identified by their own rules
+            inner = {"C": "clean", "D": "dummy"}.get(action, context)
+            inner = "clean" if context == "clean" else inner
             for item in element.value or []:
-                _apply(item, run, clean_context or action == "C")
+                _apply(item, run, inner)
         return
     if action == "K":
         return

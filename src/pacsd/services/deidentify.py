@@ -11,11 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from pacsd.config import Settings
 from pacsd.dicom.deidentify import Profile, deidentify, parse_options
 from pacsd.dicom.files import read_dicom, write_atomically
+from pacsd.dicom.pixel_span import PixelSpan, read_header_and_pixels
 from pacsd.errors import PacsError
 from pacsd.secret_files import key_from_file
 
@@ -46,20 +48,49 @@ def site_profile(settings: Settings, options: str | Iterable[str] | None = None,
 
 
 def deidentify_instance(source: Path | Dataset, profile: Profile) -> Dataset:
-    """One instance de-identified (read whole when given a path; pixel data carried over as bytes).
+    """One instance de-identified, as a whole dataset (read whole when given a path).
 
     Raises InvalidDicom for an unreadable file, DeidentificationRefused for burned-in annotation.
-    This is the call a forwarding route makes for `deidentify:`.
+    This is the call a forwarding route makes for `deidentify:` when it holds a dataset; with a
+    file, `write_deidentified` keeps the pixel data bytes exactly as stored.
     """
     dataset = read_dicom(source) if isinstance(source, Path) else source
     return deidentify(dataset, profile)
 
 
-def write_instance(dataset: Dataset, out_dir: Path) -> Path:
-    """Write a de-identified dataset atomically as `<out_dir>/<SOP Instance UID>.dcm`."""
+def write_deidentified(source: Path, profile: Profile, out_dir: Path) -> Path:
+    """De-identify the file at `source` into `<out_dir>/<new SOP Instance UID>.dcm`, atomically: the
+    header rewritten, the pixel data element copied byte for byte from the stored file."""
+    header, pixels = read_header_and_pixels(source)
+    deidentify(header, profile)
+    return write_instance(header, out_dir, pixels)
+
+
+def write_instance(dataset: Dataset, out_dir: Path, pixels: PixelSpan | None = None) -> Path:
+    """Write a de-identified dataset (followed by `pixels`, the stored pixel data element) atomically
+    as a Part 10 file `<out_dir>/<SOP Instance UID>.dcm`."""
+    _complete_file_meta(dataset)
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = f"{dataset.SOPInstanceUID}.dcm" if "SOPInstanceUID" in dataset else "instance.dcm"
-    return write_atomically(out_dir / name, lambda handle: dataset.save_as(handle, enforce_file_format=False))
+
+    def write(handle) -> None:
+        dataset.save_as(handle, enforce_file_format=True)
+        if pixels is not None:
+            pixels.copy_to(handle)
+
+    return write_atomically(out_dir / f"{dataset.SOPInstanceUID}.dcm", write)
+
+
+def _complete_file_meta(dataset: Dataset) -> None:
+    """A file read without a file meta group gets one (its encoding as read), so the output is Part 10."""
+    meta = getattr(dataset, "file_meta", None)
+    if meta is None:
+        meta = dataset.file_meta = FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        implicit, little = dataset.original_encoding
+        meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian) if little is not False \
+            else ExplicitVRBigEndian
+    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
 
 
 @dataclass
@@ -73,7 +104,7 @@ def deidentify_files(paths: Iterable[Path], out_dir: Path, profile: Profile) -> 
     outcome = Outcome()
     for path in paths:
         try:
-            outcome.written.append(write_instance(deidentify_instance(path, profile), out_dir))
+            outcome.written.append(write_deidentified(path, profile, out_dir))
         except PacsError as exc:
             log.warning("not de-identified: %s: %s", path, exc)
             outcome.refused.append((path, str(exc)))

@@ -1,0 +1,89 @@
+"""Where a file's Pixel Data element lies, so a rewritten header can be followed by its bytes as stored.
+
+pydicom re-encodes what it writes (an odd-length fragment, say, gets padded); copying the element's
+bytes verbatim is the only way to leave pixel data exactly as it was. Headers are pydicom's business.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from pacsd.dicom.files import read_dicom
+
+PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
+LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"UN", b"UC", b"UR", b"UT", b"SQ"}
+ITEM, SEQUENCE_END = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
+UNDEFINED = 0xFFFFFFFF
+COPY_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class PixelSpan:
+    """Bytes [start, end) of `path` are the Pixel Data element, header included."""
+
+    path: Path
+    start: int
+    end: int
+
+    def copy_to(self, out: BinaryIO) -> None:
+        with open(self.path, "rb") as source:
+            source.seek(self.start)
+            remaining = self.end - self.start
+            while remaining:
+                chunk = source.read(min(COPY_CHUNK, remaining))
+                if not chunk:
+                    raise OSError(f"{self.path}: shorter than its pixel data")
+                out.write(chunk)
+                remaining -= len(chunk)
+
+
+def read_header_and_pixels(path: Path) -> tuple[Dataset, PixelSpan | None]:
+    """The dataset up to its pixel data, and where the pixel data lies (None: the whole dataset,
+    when the file is deflated, big endian, has no pixel data or cannot be walked)."""
+    with open(path, "rb") as handle:
+        try:
+            header = pydicom.dcmread(handle, stop_before_pixels=True, force=True)
+        except Exception:
+            return read_dicom(path), None
+        start = handle.tell()
+        syntax = UID(str(getattr(header.get("file_meta", Dataset()), "TransferSyntaxUID", "") or ""))
+        if not syntax or syntax.is_deflated or not syntax.is_little_endian:
+            return read_dicom(path), None
+        end = _element_end(handle, start, syntax.is_implicit_VR, path.stat().st_size)
+    if end is None:
+        return read_dicom(path), None
+    return header, PixelSpan(path, start, end)
+
+
+def _element_end(handle: BinaryIO, start: int, implicit: bool, size: int) -> int | None:
+    handle.seek(start)
+    head = handle.read(12)
+    if len(head) < 8 or struct.unpack("<HH", head[:4]) not in PIXEL_TAGS:
+        return None
+    if implicit:
+        (length,), position = struct.unpack("<L", head[4:8]), start + 8
+    elif head[4:6] in LONG_VRS:
+        if len(head) < 12:
+            return None
+        (length,), position = struct.unpack("<L", head[8:12]), start + 12
+    else:
+        (length,), position = struct.unpack("<H", head[6:8]), start + 8
+    if length != UNDEFINED:
+        return position + length if position + length <= size else None
+    while position + 8 <= size:  # encapsulated: items up to the sequence delimiter
+        handle.seek(position)
+        group, element, item_length = struct.unpack("<HHL", handle.read(8))
+        position += 8
+        if (group, element) == SEQUENCE_END:
+            return position
+        if (group, element) != ITEM or item_length == UNDEFINED or position + item_length > size:
+            return None
+        position += item_length
+    return None
