@@ -53,10 +53,11 @@ def read_header_and_pixels(path: Path) -> tuple[Dataset, PixelSpan | None]:
         except Exception:
             return read_dicom(path), None
         start = handle.tell()
-        syntax = UID(str(getattr(header.get("file_meta", Dataset()), "TransferSyntaxUID", "") or ""))
-        if not syntax or syntax.is_deflated or not syntax.is_little_endian:
+        syntax = UID(str(getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", "") or ""))
+        implicit, little = header.original_encoding  # as read (also for syntaxes pydicom does not know)
+        if not syntax or (syntax.is_transfer_syntax and syntax.is_deflated) or not little:
             return read_dicom(path), None
-        end = _element_end(handle, start, syntax.is_implicit_VR, path.stat().st_size)
+        end = _element_end(handle, start, bool(implicit), path.stat().st_size)
     if end is None:
         return read_dicom(path), None
     return header, PixelSpan(path, start, end)
