@@ -250,3 +250,73 @@ def test_safe_private_elements_kept_only_when_named():
     ds = deidentify_instance(copy.deepcopy(original), safe)
     private = {str(e.value) for e in ds if e.tag.is_private}
     assert private == {"SAFE TEST", "kept"}
+
+
+# -- where it is offered: C-MOVE to a de-identifying AE, export, the command ------------------------
+def test_move_to_a_deidentifying_destination_sends_deidentified_copies(tmp_path):
+    from pydicom.uid import generate_uid
+
+    from tests.dicomgen import write_dicom
+    from tests.qr_support import with_pacsd_and_storescp
+    from tests.test_retrieve_dcmtk import _archive, final_counts, movescu
+
+    study = generate_uid()
+    files = [write_dicom(tmp_path / "src" / f"{i}.dcm", StudyInstanceUID=study, InstanceNumber=i,
+                         PatientName="MOVE^ME", PatientID="SECRET-ID") for i in range(2)]
+    stored = _archive(tmp_path, files)
+    key = tmp_path / "project.key"
+    key.write_bytes(KEY)
+    run, received = with_pacsd_and_storescp(
+        tmp_path, "+B +xa", *movescu(f"StudyInstanceUID={study}"),
+        known_aes=[{"ae_title": "DEST", "host": "127.0.0.1", "port": 11113, "deidentify": True}],
+        deidentify={"key_file": str(key)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert final_counts(run.stderr) == {"remaining": 0, "completed": 2, "failed": 0, "warning": 0}
+    arrived = [pydicom.dcmread(p) for p in received.iterdir() if p.is_file()]
+    assert len(arrived) == 2
+    expected = {deidentify_instance(path, Profile(key=KEY)).SOPInstanceUID for path in stored.values()}
+    assert {str(ds.SOPInstanceUID) for ds in arrived} == expected
+    for ds in arrived:
+        assert ds.PatientIdentityRemoved == "YES"
+        assert "SECRET" not in str(ds.PatientID) and "MOVE" not in str(ds.PatientName)
+        assert ds.StudyInstanceUID != study
+
+
+def test_export_deidentified_and_the_command(tmp_path):
+    from pacsd.services.archive import Archive
+    from tests.conftest import VENV_BIN, make_settings
+    from tests.qr_support import archive_files
+
+    settings = make_settings(tmp_path, deidentify={"options": ["retain-patient-characteristics"]})
+    archive = Archive(settings)
+    try:
+        archive_files(archive, _find("ct.0.dcm"), _find("GREYSCALE_IMAGE.dcm"))
+    finally:
+        archive.close()
+    original = pydicom.dcmread(_find("ct.0.dcm"))
+    config = tmp_path / "pacsd.yaml"
+    run = subprocess.run([str(VENV_BIN / "pacsd"), "export", "--config", str(config), "--study",
+                          original.StudyInstanceUID, "--out", str(tmp_path / "export"), "--deidentify"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    exported = [p for p in (tmp_path / "export").rglob("*") if p.is_file() and p.name != "DICOMDIR"]
+    assert len(exported) == 1
+    ds = pydicom.dcmread(exported[0])
+    assert ds.PatientIdentityRemoved == "YES" and ds.PatientSex == original.PatientSex  # the configured option
+    assert ds.PixelData == original.PixelData
+
+    ultrasound = pydicom.dcmread(_find("GREYSCALE_IMAGE.dcm"))
+    refused = subprocess.run([str(VENV_BIN / "pacsd"), "export", "--config", str(config), "--study",
+                              ultrasound.StudyInstanceUID, "--out", str(tmp_path / "us"), "--deidentify"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "Burned In" in refused.stderr and not (tmp_path / "us").exists()
+
+    out = tmp_path / "cli"
+    command = [str(VENV_BIN / "pacsd"), "deidentify", str(_find("ct.0.dcm")), str(_find("GREYSCALE_IMAGE.dcm")),
+               "--out", str(out), "--config", str(config)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "1 refused" in run.stdout  # the ultrasound, by default
+    run = subprocess.run([*command, "--burned-in", "flag", "--profile", "basic"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert len(list(out.glob("*.dcm"))) == 2

@@ -52,6 +52,7 @@ CODE_KEYWORDS = frozenset({"CodeValue", "CodingSchemeDesignator", "CodingSchemeV
                            "ContextGroupExtensionCreatorUID", "TemplateIdentifier"})
 DATE_VRS = frozenset({"DA", "DT"})
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+STUDY_ID = 0x00200010
 MIN_IDENTIFIER_LENGTH = 3  # shorter fragments of names are not searched for in free text
 MAX_IDENTIFIERS = 256
 DATE_OFFSET_RANGE_DAYS = 3650
@@ -237,13 +238,14 @@ def _concrete(action: str, vr: str, context: str) -> str:
     """One action of X Z D U K C for the table's action, the element's VR and the sequence it is in.
 
     A combined action keeps the attribute (Z, D or U) since its type in the IOD is not looked up here;
-    on a sequence every combination keeps the items, de-identified by their own rules. X on a date or
-    time becomes a dummy: some are Type 1 in some IODs (Presentation Creation Date), and a dummy tells nothing.
+    on a sequence every combination keeps the items, de-identified by their own rules. X or Z on a date
+    or time becomes a dummy (Z allows one): some are Type 1 in some IODs (Presentation Creation Date),
+    DICOMDIR study records need Study Date and Time, and a dummy tells nothing.
     """
     if vr == "SQ" and "/" in action:
         return "D"
     action = COMBINED.get(action, action)
-    if action == "X" and vr in DATE_VRS | {"TM"}:
+    if action in ("X", "Z") and vr in DATE_VRS | {"TM"}:
         action = "D"
     if context == "clean" and action in ("X", "Z", "D") and vr in FREE_TEXT_VRS:
         return "C"
@@ -310,6 +312,8 @@ def _act(ds: Dataset, element: DataElement, action: str, run: _Run, context: str
         return
     if action == "X":
         del ds[element.tag]
+    elif action == "Z" and element.tag == STUDY_ID:
+        element.value = _study_id(run, ds)  # Type 1 in DICOMDIR study records (PS3.3 F.5): Z allows a dummy
     elif action == "Z":
         element.value = b"" if element.VR in BINARY_VRS else ("" if element.VR in TEXT_VRS | DATE_VRS | {"TM", "AS", "IS", "DS", "UI"} else None)
     elif action == "U":
@@ -318,6 +322,11 @@ def _act(ds: Dataset, element: DataElement, action: str, run: _Run, context: str
         _dummy(element, run)
     elif action == "C":
         _clean(element, run)
+
+
+def _study_id(run: _Run, ds: Dataset) -> str:
+    """A dummy Study ID, the same for every instance of a study (derived from its UID and the key)."""
+    return "S" + run.digest("study-id", str(ds.get("StudyInstanceUID", ""))).hex()[:12].upper()
 
 
 def _replace_uids(element: DataElement, run: _Run) -> None:
