@@ -340,3 +340,24 @@ def test_hostile_patient_name_is_shown_as_text(site, page, tmp_path):
     assert hostile in page.inner_text("#tag-table")
     screenshot(page, "10-hostile-name")
     assert dialogs == []
+
+
+def test_download_a_deidentified_zip(site, page, tmp_path):
+    pacs, base = site
+    sent = add_series(pacs.archive, tmp_path, count=2, PatientName="ZIP^SECRET", PatientID="ZIP-SECRET-ID",
+                      ReferringPhysicianName="SMITH^JOHN")
+    log_in(page, base, "admin")
+    page.click("a.study-link")
+    with page.expect_download() as download:
+        page.click("#download-zip-deidentified")
+    target = tmp_path / "deidentified.zip"
+    download.value.save_as(target)
+    out = tmp_path / "unzipped"
+    zipfile.ZipFile(target).extractall(out)
+    images = [dcmread(p) for p in out.rglob("*") if p.is_file() and p.name != "DICOMDIR"]
+    originals = {str(dcmread(p).SOPInstanceUID) for p in sent}
+    assert len(images) == 2
+    for ds in images:
+        assert ds.PatientIdentityRemoved == "YES"
+        assert "SECRET" not in str(ds.PatientName) + str(ds.PatientID) and "SMITH" not in str(ds.ReferringPhysicianName)
+        assert str(ds.SOPInstanceUID) not in originals
