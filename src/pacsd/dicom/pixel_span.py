@@ -1,4 +1,4 @@
-"""Where a file's Pixel Data element lies, so a rewritten header can be followed by its bytes as stored.
+"""Where a file's Pixel Data element lies, and writing a rewritten header followed by those bytes as stored.
 
 pydicom re-encodes what it writes (an odd-length fragment, say, gets padded); copying the element's
 bytes verbatim is the only way to leave pixel data exactly as it was. Headers are pydicom's business.
@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pydicom
-from pydicom.dataset import Dataset
-from pydicom.uid import UID
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from pacsd.dicom.files import read_dicom
+from pacsd.errors import InvalidDicom
 
 PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"UN", b"UC", b"UR", b"UT", b"SQ"}
@@ -88,3 +91,46 @@ def _element_end(handle: BinaryIO, start: int, implicit: bool, size: int) -> int
             return None
         position += item_length
     return None
+
+
+def write_part10(dataset: Dataset, out: BinaryIO, pixels: PixelSpan | None = None) -> None:
+    """Write `dataset` as a Part 10 file, then `pixels` (its stored pixel data element) verbatim.
+
+    A dataset read without a file meta group gets one (its encoding as read). Raises InvalidDicom
+    for values pydicom cannot encode.
+    """
+    _complete_file_meta(dataset)
+    try:
+        _write_dataset(dataset, out)
+    except (ValueError, TypeError, OverflowError) as exc:  # what pydicom raises for values it cannot encode
+        raise InvalidDicom(f"cannot write the instance: {exc}") from None
+    if pixels is not None:
+        pixels.copy_to(out)
+
+
+def _write_dataset(dataset: Dataset, out: BinaryIO) -> None:
+    """pydicom's writer; for a transfer syntax newer than pydicom (e.g. 1.2.840.10008.1.2.8.1) its
+    parts, with the encoding the dataset was read in."""
+    if dataset.file_meta.TransferSyntaxUID.is_transfer_syntax:
+        dataset.save_as(out, enforce_file_format=True)
+        return
+    stream = DicomIO(out)
+    stream.is_implicit_VR, stream.is_little_endian = dataset.original_encoding
+    stream.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(stream, dataset.file_meta, enforce_standard=True)
+    write_dataset(stream, dataset)
+
+
+def _complete_file_meta(dataset: Dataset) -> None:
+    """A file read without a file meta group gets one, so the output is Part 10; the media UIDs follow the dataset."""
+    meta = getattr(dataset, "file_meta", None)
+    if meta is None:
+        meta = dataset.file_meta = FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        implicit, little = dataset.original_encoding
+        if little is False:
+            meta.TransferSyntaxUID = ExplicitVRBigEndian
+        else:
+            meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID

@@ -11,16 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filebase import DicomIO
-from pydicom.filewriter import write_dataset, write_file_meta_info
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.dataset import Dataset
 
 from pacsd.config import Settings
 from pacsd.dicom.deidentify import Profile, deidentify, parse_options
 from pacsd.dicom.files import read_dicom, write_atomically
-from pacsd.dicom.pixel_span import PixelSpan, read_header_and_pixels
-from pacsd.errors import InvalidDicom, PacsError
+from pacsd.dicom.pixel_span import PixelSpan, read_header_and_pixels, write_part10
+from pacsd.errors import PacsError
 from pacsd.secret_files import key_from_file
 
 log = logging.getLogger(__name__)
@@ -71,44 +68,8 @@ def write_deidentified(source: Path, profile: Profile, out_dir: Path) -> Path:
 def write_instance(dataset: Dataset, out_dir: Path, pixels: PixelSpan | None = None) -> Path:
     """Write a de-identified dataset (followed by `pixels`, the stored pixel data element) atomically
     as a Part 10 file `<out_dir>/<SOP Instance UID>.dcm`."""
-    _complete_file_meta(dataset)
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    def write(handle) -> None:
-        try:
-            _write_part10(dataset, handle)
-        except (ValueError, TypeError, OverflowError) as exc:  # what pydicom raises for values it cannot encode
-            raise InvalidDicom(f"cannot write the de-identified instance: {exc}") from None
-        if pixels is not None:
-            pixels.copy_to(handle)
-
-    return write_atomically(out_dir / f"{dataset.SOPInstanceUID}.dcm", write)
-
-
-def _write_part10(dataset: Dataset, handle) -> None:
-    """pydicom's writer; for a transfer syntax newer than pydicom (e.g. 1.2.840.10008.1.2.8.1) its
-    parts, with the encoding the dataset was read in."""
-    if dataset.file_meta.TransferSyntaxUID.is_transfer_syntax:
-        dataset.save_as(handle, enforce_file_format=True)
-        return
-    out = DicomIO(handle)
-    out.is_implicit_VR, out.is_little_endian = dataset.original_encoding
-    out.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(out, dataset.file_meta, enforce_standard=True)
-    write_dataset(out, dataset)
-
-
-def _complete_file_meta(dataset: Dataset) -> None:
-    """A file read without a file meta group gets one (its encoding as read), so the output is Part 10."""
-    meta = getattr(dataset, "file_meta", None)
-    if meta is None:
-        meta = dataset.file_meta = FileMetaDataset()
-    if "TransferSyntaxUID" not in meta:
-        implicit, little = dataset.original_encoding
-        meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian) if little is not False \
-            else ExplicitVRBigEndian
-    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    return write_atomically(out_dir / f"{dataset.SOPInstanceUID}.dcm", lambda out: write_part10(dataset, out, pixels))
 
 
 @dataclass
