@@ -242,6 +242,13 @@ class DeidentifySettings(_Section):
         return value
 
 
+class CorrectionSettings(_Section):
+    """Corrections of stored instances (`pacsd modify`, the admin page)."""
+
+    replace_uids: bool = Field(False, description="give the changed level and those below new UIDs "
+                               "(as Orthanc's modify does); default: UIDs kept, so other systems' references hold")
+
+
 class LoggingSettings(_Section):
     directory: Path = DEFAULT_DATA_DIR / "logs"
     app_log: str = "pacsd.log"
@@ -259,6 +266,7 @@ class Settings(_Section):
     duplicates: Literal["keep", "overwrite", "reject"] = "keep"
     known_aes: list[KnownAE] = Field(default_factory=list)
     deidentify: DeidentifySettings = Field(default_factory=DeidentifySettings)
+    corrections: CorrectionSettings = Field(default_factory=CorrectionSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     query_retrieve: QueryRetrieveSettings = Field(default_factory=QueryRetrieveSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)

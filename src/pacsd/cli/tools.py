@@ -208,7 +208,9 @@ def check(config_path, checksums, repair, grace, as_json, **flags) -> None:
                    + (f"damaged {len(report.damaged)}, " if checksums else "")
                    + f"not indexed {len(report.unindexed)}"
                    + (f" (repaired {len(report.repaired)})" if repair else "")
-                   + (f", {report.recent} changed in the last {grace:g} s not checked" if report.recent else ""))
+                   + (f", {report.recent} changed in the last {grace:g} s not checked" if report.recent else "")
+                   + (f"; finished {len(report.corrections_finished)} interrupted correction(s)"
+                      if report.corrections_finished else ""))
     sys.exit(0 if report.consistent else 1)
 
 
