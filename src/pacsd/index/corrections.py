@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, delete, distinct, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from pacsd.index.rows import RowWriter
 from pacsd.index.schema import changes, instances, patients, series, studies
@@ -127,9 +127,9 @@ def _refresh_study_sets(conn: Connection, study_pks: list[int]) -> None:
     for pk in study_pks:
         if conn.execute(select(studies.c.pk).where(studies.c.pk == pk)).first() is None:
             continue
-        modalities = conn.execute(select(distinct(series.c.modality)).where(
+        modalities = conn.execute(select(series.c.modality).distinct().where(
             series.c.study_pk == pk, series.c.modality != "")).scalars().all()
-        classes = conn.execute(select(distinct(instances.c.sop_class_uid)).join(
+        classes = conn.execute(select(instances.c.sop_class_uid).distinct().join(
             series, instances.c.series_pk == series.c.pk).where(series.c.study_pk == pk)).scalars().all()
         conn.execute(update(studies).where(studies.c.pk == pk).values(
             modalities="\\".join(sorted(modalities)), sop_classes="\\".join(sorted(classes))))
