@@ -361,3 +361,39 @@ def test_download_a_deidentified_zip(site, page, tmp_path):
         assert ds.PatientIdentityRemoved == "YES"
         assert "SECRET" not in str(ds.PatientName) + str(ds.PatientID) and "SMITH" not in str(ds.ReferringPhysicianName)
         assert str(ds.SOPInstanceUID) not in originals
+
+
+def test_an_administrator_corrects_a_patient_name_after_a_confirmation(site, page, tmp_path):
+    pacs, base = site
+    add_series(pacs.archive, tmp_path, count=2, PatientName="WRONG^NAME", PatientID="CORR-1",
+               ReferringPhysicianName="SMITH^JOHN")
+    log_in(page, base, "admin")
+    page.click("a.study-link")
+    page.click("#correct-study")
+    page.fill("#correct-patient input[name=set_PatientName]", "RIGHT^NAME")
+    page.click("#correct-patient button[type=submit]")
+    confirm = page.inner_text("#confirm-correction")
+    screenshot(page, "30-correction-confirm")
+    assert "WRONG^NAME" in confirm and "RIGHT^NAME" in confirm and "2 instance(s)" in confirm
+    page.click("#confirm-correction button.danger")
+    page.wait_for_url(re.compile(r"/ui/studies/[0-9.]+$"))
+    assert "Right" in page.inner_text("body") or "RIGHT" in page.inner_text("body")
+    with pacs.archive.engine.connect() as conn:
+        from sqlalchemy import select
+
+        from pacsd.index.schema import patients
+        assert conn.execute(select(patients.c.patient_name)).scalars().all() == ["RIGHT^NAME"]
+
+
+def test_a_correction_with_a_bad_value_shows_why_and_changes_nothing(site, page, tmp_path):
+    pacs, base = site
+    add_series(pacs.archive, tmp_path, count=1, PatientName="KEEP^ME", PatientID="CORR-2",
+               ReferringPhysicianName="SMITH^JOHN")
+    log_in(page, base, "admin")
+    page.click("a.study-link")
+    page.click("#correct-study")
+    page.fill("#correct-patient input[name=set_PatientBirthDate]", "<script>alert(1)</script>")
+    page.click("#correct-patient button[type=submit]")
+    assert "cannot be made" in page.inner_text("#confirm-correction")
+    assert "PatientBirthDate" in page.inner_text(".error")
+    assert page.locator("#confirm-correction button.danger").count() == 0
