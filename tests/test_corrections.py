@@ -178,3 +178,20 @@ def test_a_merge_killed_midway_is_finished_by_pacsd_check(tmp_path, index_databa
         if uid in a_uids:
             assert pydicom.dcmread(path).PatientID == expected_id  # file and row agree
     assert len(list((tmp_path / "storage").rglob("*.dcm"))) == 4  # no copy left behind
+
+
+def test_replace_uids_gives_the_changed_levels_new_uids(tmp_path):
+    archive = Archive(make_settings(tmp_path, corrections={"replace_uids": True}))
+    try:
+        files = _two_patients(tmp_path / "src")
+        archive_files(archive, *files["A"])
+        old = [pydicom.dcmread(p) for p in files["A"]]
+        corrections.modify(archive, "study", old[0].StudyInstanceUID, {"StudyDescription": "CT HEAD CONTRAST"})
+        new = [pydicom.dcmread(p) for p in _stored_files(archive).values()]
+    finally:
+        archive.close()
+    assert {ds.SOPInstanceUID for ds in new}.isdisjoint({ds.SOPInstanceUID for ds in old})
+    assert len({ds.StudyInstanceUID for ds in new}) == 1 and new[0].StudyInstanceUID != old[0].StudyInstanceUID
+    assert len({ds.SeriesInstanceUID for ds in new}) == 2  # two series stay two series
+    assert all(ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID for ds in new)
+    assert {ds.StudyDescription for ds in new} == {"CT HEAD CONTRAST"}

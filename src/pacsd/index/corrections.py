@@ -71,11 +71,11 @@ def series_row(conn: Connection, series_uid: str):
 def replace_instances(conn: Connection, old: list[TouchedInstance], records: list[InstanceRecord]) -> None:
     """Remove the rows of `old` and index `records` instead, in the caller's transaction."""
     pks = [item.pk for item in old]
-    rows = conn.execute(select(instances.c.pk, instances.c.size_bytes, instances.c.series_pk, series.c.study_pk,
-                               studies.c.patient_pk)
-                        .join(series, instances.c.series_pk == series.c.pk)
-                        .join(studies, series.c.study_pk == studies.c.pk)
-                        .where(instances.c.pk.in_(pks))).all()
+    rows = [row for chunk in _chunks(pks) for row in conn.execute(
+        select(instances.c.pk, instances.c.size_bytes, instances.c.series_pk, series.c.study_pk, studies.c.patient_pk)
+        .join(series, instances.c.series_pk == series.c.pk)
+        .join(studies, series.c.study_pk == studies.c.pk)
+        .where(instances.c.pk.in_(chunk))).all()]
     per_series, per_study, per_patient, study_bytes = Counter(), Counter(), Counter(), Counter()
     study_of, patient_of = {}, {}
     for row in rows:
@@ -84,7 +84,8 @@ def replace_instances(conn: Connection, old: list[TouchedInstance], records: lis
         per_patient[row.patient_pk] += 1
         study_bytes[row.study_pk] += row.size_bytes
         study_of[row.series_pk], patient_of[row.study_pk] = row.study_pk, row.patient_pk
-    conn.execute(delete(instances).where(instances.c.pk.in_(pks)))
+    for chunk in _chunks(pks):
+        conn.execute(delete(instances).where(instances.c.pk.in_(chunk)))
     for pk, count in per_series.items():
         conn.execute(update(series).where(series.c.pk == pk).values(num_instances=series.c.num_instances - count))
     for pk, count in per_study.items():
@@ -100,6 +101,11 @@ def replace_instances(conn: Connection, old: list[TouchedInstance], records: lis
     now = datetime.now(timezone.utc)
     conn.execute(insert(changes), [{"kind": "instance-modified", "level": "instance", "uid": r.sop_uid, "at": now}
                                    for r in records])
+
+
+def _chunks(values: list, size: int = 500) -> list[list]:
+    """Bound the bound parameters of one statement (SQLite allows some thousands)."""
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def _drop_empty(conn: Connection, series_pks: list[int], study_of: dict, patient_of: dict) -> None:

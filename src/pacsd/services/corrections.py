@@ -57,6 +57,7 @@ EDITABLE = {
     "study": ("AccessionNumber", "StudyDescription", "StudyID", "ReferringPhysicianName", "StudyDate", "StudyTime"),
     "series": ("SeriesDescription", "SeriesNumber", "BodyPartExamined", "ProtocolName"),
 }
+MAX_INSTANCES = 20000  # one correction holds every header in memory: a bound on what it may hold
 PAUSE_ENV = "PACSD_PAUSE_CORRECTION_AT"  # tests: files-written | committed (the process then waits)
 
 
@@ -218,6 +219,8 @@ class _Prepared:
 
 def _rewrite(archive: Archive, touched: list[TouchedInstance], change: Callable[[Dataset], None],
              correction: Correction, by: str) -> None:
+    if len(touched) > MAX_INSTANCES:
+        raise CorrectionRefused(f"{len(touched)} instances: one correction changes at most {MAX_INSTANCES}")
     blobs = archive.blobs
     correction_id = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(4)}"
     prepared = []
