@@ -97,10 +97,24 @@ def replace_instances(conn: Connection, old: list[TouchedInstance], records: lis
     _drop_empty(conn, list(per_series), study_of, patient_of)
     outcomes = RowWriter().apply(conn, records, "overwrite")
     assert all(o.action == "stored" for o in outcomes), outcomes  # the old rows are gone: all new
+    _take_values(conn, records)
     _refresh_study_sets(conn, list(per_study))
     now = datetime.now(timezone.utc)
     conn.execute(insert(changes), [{"kind": "instance-modified", "level": "instance", "uid": r.sop_uid, "at": now}
                                    for r in records])
+
+
+def _take_values(conn: Connection, records: list[InstanceRecord]) -> None:
+    """The patient, study and series rows the records name take the records' values: a row that was
+    not recreated (an instance arrived meanwhile, or the target of a move) would keep old ones."""
+    for record in {r.series["series_uid"]: r for r in records}.values():
+        conn.execute(update(series).where(series.c.series_uid == record.series["series_uid"]).values(
+            **{k: v for k, v in record.series.items() if k != "series_uid"}))
+        conn.execute(update(studies).where(studies.c.study_uid == record.study["study_uid"]).values(
+            **{k: v for k, v in record.study.items() if k != "study_uid"}))
+        conn.execute(update(patients).where(patients.c.patient_id == record.patient["patient_id"]).values(
+            patient_name_upper=record.patient.get("patient_name", "").upper(),
+            **{k: v for k, v in record.patient.items() if k != "patient_id"}))
 
 
 def _chunks(values: list, size: int = 500) -> list[list]:
