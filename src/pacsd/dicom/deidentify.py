@@ -186,7 +186,7 @@ def _unlisted_action(element: DataElement, options: frozenset[str], context: str
         return "K"
     if context != "plain" and element.VR in FREE_TEXT_VRS and element.keyword not in CODE_KEYWORDS:
         return "D"
-    if element.VR == "UI" and "retain-uids" not in options and not _well_known(element.value):
+    if element.VR == "UI" and "retain-uids" not in options and not _well_known(element):
         return "U"
     if element.VR in DATE_VRS:
         if "retain-full-dates" in options:
@@ -197,9 +197,9 @@ def _unlisted_action(element: DataElement, options: frozenset[str], context: str
     return "K"
 
 
-def _well_known(value) -> bool:
-    values = value if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, str) else [value]
-    return all(str(v) in UID_dictionary for v in values)
+def _well_known(element: DataElement) -> bool:
+    """Every value is a UID the standard defines (SOP classes, transfer syntaxes...): nobody's identity."""
+    return all(str(v) in UID_dictionary for v in _values(element))
 
 
 def _identifiers(ds: Dataset, options: frozenset[str]) -> list[str]:
