@@ -320,3 +320,25 @@ def test_export_deidentified_and_the_command(tmp_path):
                          timeout=120)
     assert run.returncode == 0, run.stderr
     assert len(list(out.glob("*.dcm"))) == 2
+
+
+def test_web_zip_of_an_ultrasound_is_refused_with_the_reason(pacs_factory):
+    from pacsd.web.server import WebServer
+    from tests.conftest import HOST
+    from tests.qr_support import archive_files
+    from tests.webui import add_users, logged_in
+
+    pacs = pacs_factory(web={"login": True})
+    add_users(pacs.archive)
+    archive_files(pacs.archive, _find("GREYSCALE_IMAGE.dcm"))
+    server = WebServer(pacs.archive, HOST, 0, pacs.server.connections)
+    server.start()
+    try:
+        client = logged_in(f"http://{HOST}:{server.address[1]}", "admin")
+        study = pydicom.dcmread(_find("GREYSCALE_IMAGE.dcm")).StudyInstanceUID
+        refused = client.get(f"/ui/studies/{study}/download.zip", params={"deidentify": "1"})
+        plain = client.get(f"/ui/studies/{study}/download.zip")
+    finally:
+        server.stop()
+    assert refused.status_code == 409 and "Burned In" in refused.text
+    assert plain.status_code == 200 and plain.content[:2] == b"PK"
