@@ -195,3 +195,20 @@ def test_replace_uids_gives_the_changed_levels_new_uids(tmp_path):
     assert len({ds.SeriesInstanceUID for ds in new}) == 2  # two series stay two series
     assert all(ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID for ds in new)
     assert {ds.StudyDescription for ds in new} == {"CT HEAD CONTRAST"}
+
+
+def test_a_correction_keeps_every_byte_from_the_pixel_data_on(tmp_path):
+    archive = Archive(make_settings(tmp_path))
+    try:
+        source = tmp_path / "padded.dcm"
+        raw = _two_patients(tmp_path / "src")["A"][0].read_bytes()
+        source.write_bytes(raw + bytes.fromhex("fcfffcff4f42000004000000") + b"\x00\x00\x00\x00")  # trailing padding
+        archive_files(archive, source)
+        corrections.modify(archive, "patient", "PAT-A", {"PatientName": "NEW^NAME"})
+        stored = next(iter(_stored_files(archive).values()))
+    finally:
+        archive.close()
+    pixel_tag = bytes.fromhex("e07f1000")
+    written = stored.read_bytes()
+    assert written[written.rindex(pixel_tag):] == source.read_bytes()[raw.rindex(pixel_tag):]
+    assert pydicom.dcmread(stored).PatientName == "NEW^NAME"

@@ -47,9 +47,13 @@ class PixelSpan:
                 remaining -= len(chunk)
 
 
-def read_header_and_pixels(path: Path) -> tuple[Dataset, PixelSpan | None]:
+def read_header_and_pixels(path: Path, with_trailing: bool = False) -> tuple[Dataset, PixelSpan | None]:
     """The dataset up to its pixel data, and where the pixel data lies (None: the whole dataset,
-    when the file is deflated, big endian, has no pixel data or cannot be walked)."""
+    when the file is deflated, big endian, has no pixel data or cannot be walked).
+
+    The span ends with the pixel data element (elements after it, such as trailing padding or a
+    digital signature, are left out), or with the file when `with_trailing`: a correction keeps them.
+    """
     with open(path, "rb") as handle:
         try:
             header = pydicom.dcmread(handle, stop_before_pixels=True, force=True)
@@ -63,7 +67,7 @@ def read_header_and_pixels(path: Path) -> tuple[Dataset, PixelSpan | None]:
         end = _element_end(handle, start, bool(implicit), path.stat().st_size)
     if end is None:
         return read_dicom(path), None
-    return header, PixelSpan(path, start, end)
+    return header, PixelSpan(path, start, path.stat().st_size if with_trailing else end)
 
 
 def _element_end(handle: BinaryIO, start: int, implicit: bool, size: int) -> int | None:

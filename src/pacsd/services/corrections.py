@@ -225,7 +225,7 @@ def _rewrite(archive: Archive, touched: list[TouchedInstance], change: Callable[
     correction_id = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(4)}"
     prepared = []
     for item in touched:  # 1: all in memory, checked, before anything is written
-        header, pixels = read_header_and_pixels(blobs.absolute(item.path))
+        header, pixels = read_header_and_pixels(blobs.absolute(item.path), with_trailing=True)
         change(header)
         prepared.append(_Prepared(item, header, pixels, _new_name(item.path, correction_id)))
     journal = _journal_path(archive, correction_id)
