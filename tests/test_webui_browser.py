@@ -11,6 +11,7 @@ import io
 import re
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 import numpy as np
@@ -275,17 +276,23 @@ def test_delete_confirmation_page(site, page, tmp_path):
     assert pacs.instance_count() == 0
 
 
-def test_download_zip_holds_a_dicomdir(site, page, tmp_path):
+def _downloaded_zip(site, page, tmp_path, link: str, **attrs) -> tuple[list[Path], Path]:
+    """An administrator downloads a new two-image study's ZIP by `link`: the sent files, the unzipped folder."""
     pacs, base = site
-    sent = add_series(pacs.archive, tmp_path, count=2, PatientName="ZIP^ME", ReferringPhysicianName="SMITH^JOHN")
+    sent = add_series(pacs.archive, tmp_path, count=2, ReferringPhysicianName="SMITH^JOHN", **attrs)
     log_in(page, base, "admin")
     page.click("a.study-link")
     with page.expect_download() as download:
-        page.click("#download-zip")
+        page.click(link)
     target = tmp_path / "study.zip"
     download.value.save_as(target)
     out = tmp_path / "unzipped"
     zipfile.ZipFile(target).extractall(out)
+    return sent, out
+
+
+def test_download_zip_holds_a_dicomdir(site, page, tmp_path):
+    sent, out = _downloaded_zip(site, page, tmp_path, "#download-zip", PatientName="ZIP^ME")
     dicomdir = dcmread(next(out.rglob("DICOMDIR")))
     images = [r for r in dicomdir.DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE"]
     assert sorted(r.ReferencedSOPInstanceUIDInFile for r in images) == sorted(
@@ -340,3 +347,51 @@ def test_hostile_patient_name_is_shown_as_text(site, page, tmp_path):
     assert hostile in page.inner_text("#tag-table")
     screenshot(page, "10-hostile-name")
     assert dialogs == []
+
+
+def test_download_a_deidentified_zip(site, page, tmp_path):
+    sent, out = _downloaded_zip(site, page, tmp_path, "#download-zip-deidentified", PatientName="ZIP^SECRET",
+                                PatientID="ZIP-SECRET-ID")
+    images = [dcmread(p) for p in out.rglob("*") if p.is_file() and p.name != "DICOMDIR"]
+    originals = {str(dcmread(p).SOPInstanceUID) for p in sent}
+    assert len(images) == 2
+    for ds in images:
+        assert ds.PatientIdentityRemoved == "YES"
+        assert "SECRET" not in str(ds.PatientName) + str(ds.PatientID) and "SMITH" not in str(ds.ReferringPhysicianName)
+        assert str(ds.SOPInstanceUID) not in originals
+
+
+def _correction_form(site, page, tmp_path, count: int, **attrs):
+    """An administrator on the correction page of a new study; the running pacs."""
+    pacs, base = site
+    add_series(pacs.archive, tmp_path, count=count, ReferringPhysicianName="SMITH^JOHN", **attrs)
+    log_in(page, base, "admin")
+    page.click("a.study-link")
+    page.click("#correct-study")
+    return pacs
+
+
+def test_an_administrator_corrects_a_patient_name_after_a_confirmation(site, page, tmp_path):
+    pacs = _correction_form(site, page, tmp_path, 2, PatientName="WRONG^NAME", PatientID="CORR-1")
+    page.fill("#correct-patient input[name=set_PatientName]", "RIGHT^NAME")
+    page.click("#correct-patient button[type=submit]")
+    confirm = page.inner_text("#confirm-correction")
+    screenshot(page, "30-correction-confirm")
+    assert "WRONG^NAME" in confirm and "RIGHT^NAME" in confirm and "2 instance(s)" in confirm
+    page.click("#confirm-correction button.danger")
+    page.wait_for_url(re.compile(r"/ui/studies/[0-9.]+$"))
+    assert "Right" in page.inner_text("body") or "RIGHT" in page.inner_text("body")
+    with pacs.archive.engine.connect() as conn:
+        from sqlalchemy import select
+
+        from pacsd.index.schema import patients
+        assert conn.execute(select(patients.c.patient_name)).scalars().all() == ["RIGHT^NAME"]
+
+
+def test_a_correction_with_a_bad_value_shows_why_and_changes_nothing(site, page, tmp_path):
+    _correction_form(site, page, tmp_path, 1, PatientName="KEEP^ME", PatientID="CORR-2")
+    page.fill("#correct-patient input[name=set_PatientBirthDate]", "<script>alert(1)</script>")
+    page.click("#correct-patient button[type=submit]")
+    assert "cannot be made" in page.inner_text("#confirm-correction")
+    assert "PatientBirthDate" in page.inner_text(".error")
+    assert page.locator("#confirm-correction button.danger").count() == 0

@@ -152,6 +152,8 @@ class KnownAE(_Section):
     commitment_reply: Literal["same", "new", "auto"] = Field(
         "auto", description="where Storage Commitment reports go: the requester's open association, "
         "a new one to host:port, or the open one when there is one and a new one otherwise")
+    deidentify: bool = Field(False, description="instances moved (C-MOVE) to this AE are de-identified "
+                             "first, by the `deidentify` settings")
 
     _check_aet = field_validator("ae_title")(_check_ae_title)
 
@@ -218,6 +220,39 @@ class WebSettings(_Section):
                           "/viewer when it is installed, else no link")
 
 
+class DeidentifySettings(_Section):
+    """De-identification (PS3.15 Basic Application Level Confidentiality Profile) and its pseudonyms."""
+
+    key_file: Path | None = Field(
+        None, description="the project key: same key, same pseudonyms and UIDs in every run; default: "
+        ".pacsd/deidentify.key in the storage directory (made when missing); keep it secret")
+    options: list[str] = Field(default_factory=list, description="profile options used by default "
+                               "(retain-uids, clean-descriptors, ...); [] = the basic profile alone")
+    uid_root: str = Field("2.25", pattern=r"^[1-9][0-9]*(\.(0|[1-9][0-9]*))*$", max_length=24,
+                          description="root of new UIDs (2.25: UUID-derived, needs no registration)")
+    burned_in: Literal["refuse", "flag"] = Field(
+        "refuse", description="images with Burned In Annotation YES (or US/SC without it): refuse, or pass "
+        "them through marked in De-identification Method")
+    safe_private: list[str] = Field(default_factory=list, description="private elements kept under "
+                                    "retain-safe-private, as 'CREATOR:xx' (xx = element byte in hex)")
+
+    @field_validator("safe_private")
+    @classmethod
+    def _check_safe_private(cls, value: list[str]) -> list[str]:
+        for item in value:
+            creator, _, byte = item.rpartition(":")
+            if not creator or len(byte) != 2 or any(c not in "0123456789abcdefABCDEF" for c in byte):
+                raise ValueError(f"{item!r}: expected 'PRIVATE CREATOR:xx' with xx a hex element byte")
+        return value
+
+
+class CorrectionSettings(_Section):
+    """Corrections of stored instances (`pacsd modify`, the admin page)."""
+
+    replace_uids: bool = Field(False, description="give the changed level and those below new UIDs "
+                               "(as Orthanc's modify does); default: UIDs kept, so other systems' references hold")
+
+
 class LoggingSettings(_Section):
     directory: Path = DEFAULT_DATA_DIR / "logs"
     app_log: str = "pacsd.log"
@@ -234,6 +269,8 @@ class Settings(_Section):
     access: AccessSettings = Field(default_factory=AccessSettings)
     duplicates: Literal["keep", "overwrite", "reject"] = "keep"
     known_aes: list[KnownAE] = Field(default_factory=list)
+    deidentify: DeidentifySettings = Field(default_factory=DeidentifySettings)
+    corrections: CorrectionSettings = Field(default_factory=CorrectionSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     query_retrieve: QueryRetrieveSettings = Field(default_factory=QueryRetrieveSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from pacsd.cli.deid import burned_in_option, profile_option
 from pacsd.cli.options import archive_options, build_settings
 
 console = Console(stderr=True)
@@ -35,7 +36,7 @@ def _progress() -> Progress:
                     TimeRemainingColumn(), console=console, transient=False)
 
 
-def _print_problems(title: str, problems: list[tuple[Path, str]], limit: int = 50) -> None:
+def print_problems(title: str, problems: list[tuple[Path, str]], limit: int = 50) -> None:
     if not problems:
         return
     table = Table(title=title, show_lines=False)
@@ -81,8 +82,8 @@ def send(host, port, paths, aec, aet, associations) -> None:
         task = progress.add_task(f"sending to {aec}", total=len(files))
         report = send_files(files, host, port, aec, aet, associations,
                             on_file=lambda: progress.advance(task))
-    _print_problems("failed", report.failed)
-    _print_problems("skipped", report.skipped + skipped)
+    print_problems("failed", report.failed)
+    print_problems("skipped", report.skipped + skipped)
     click.echo(f"sent {len(report.sent)}, failed {len(report.failed)}, skipped {len(skipped)}")
     sys.exit(1 if report.failed else 0)
 
@@ -104,8 +105,8 @@ def import_(paths, config_path, **flags) -> None:
             report = import_paths(archive, paths, on_file=lambda: progress.advance(task))
     finally:
         archive.close()
-    _print_problems("failed", report.failed)
-    _print_problems("not imported", [(path, "beside a DICOMDIR that does not list it; import it by name to add it")
+    print_problems("failed", report.failed)
+    print_problems("not imported", [(path, "beside a DICOMDIR that does not list it; import it by name to add it")
                                      for path in report.not_listed])
     click.echo(f"stored {len(report.stored)}, duplicates {len(report.duplicates)}, failed {len(report.failed)}"
                + (f", not listed in the DICOMDIR {len(report.not_listed)}" if report.not_listed else ""))
@@ -146,17 +147,26 @@ def stats(config_path, as_json, **flags) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Empty folder to write the File-set (DICOMDIR + files) into.")
 @click.option("--zip", "zip_path", type=click.Path(dir_okay=False, path_type=Path), help="Also zip it here.")
+@click.option("--deidentify", "deidentify", is_flag=True,
+              help="De-identify every instance (PS3.15 profile; all or nothing) [deidentify settings].")
+@profile_option
+@burned_in_option
 @archive_options
-def export(study, series_uid, patient, out_dir, zip_path, config_path, **flags) -> None:
+def export(study, series_uid, patient, out_dir, zip_path, deidentify, profile, burned_in, config_path,
+           **flags) -> None:
     """Export a study, series or patient as a DICOM File-set with a DICOMDIR."""
+    from pacsd.services.deidentify import site_profile
     from pacsd.services.export import export_fileset
 
     if sum(bool(x) for x in (study, series_uid, patient)) != 1:
         raise click.UsageError("give exactly one of --study, --series, --patient")
+    if (profile or burned_in) and not deidentify:
+        raise click.UsageError("--profile and --burned-in go with --deidentify")
     archive = command_archive(config_path, flags)
     try:
-        dicomdir, count = export_fileset(archive, out_dir, zip_path, study=study, series_uid=series_uid,
-                                         patient=patient)
+        chosen = site_profile(archive.settings, profile, burned_in) if deidentify else None
+        dicomdir, count = export_fileset(archive, out_dir, zip_path, deidentify=chosen, study=study,
+                                         series_uid=series_uid, patient=patient)
     finally:
         archive.close()
     click.echo(f"exported {count} instances: {dicomdir}" + (f" (zipped to {zip_path})" if zip_path else ""))
@@ -184,21 +194,23 @@ def check(config_path, checksums, repair, grace, as_json, **flags) -> None:
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
-        _print_problems("missing: indexed, but not in the storage folder",
+        print_problems("missing: indexed, but not in the storage folder",
                         [(Path(p), "restore it from a backup") for p in report.missing])
-        _print_problems("damaged: content differs from what was stored",
+        print_problems("damaged: content differs from what was stored",
                         [(Path(p), "restore it from a backup") for p in report.damaged])
         if repair:
-            _print_problems("repaired", [(Path(p), how) for p, how in report.repaired])
-            _print_problems("not repaired", [(Path(p), why) for p, why in report.not_repaired])
+            print_problems("repaired", [(Path(p), how) for p, how in report.repaired])
+            print_problems("not repaired", [(Path(p), why) for p, why in report.not_repaired])
         else:
-            _print_problems("not indexed", [(Path(p), "run pacsd check --repair to index it")
+            print_problems("not indexed", [(Path(p), "run pacsd check --repair to index it")
                                             for p in report.unindexed])
         click.echo(f"{report.rows} indexed instances, {report.files} files: missing {len(report.missing)}, "
                    + (f"damaged {len(report.damaged)}, " if checksums else "")
                    + f"not indexed {len(report.unindexed)}"
                    + (f" (repaired {len(report.repaired)})" if repair else "")
-                   + (f", {report.recent} changed in the last {grace:g} s not checked" if report.recent else ""))
+                   + (f", {report.recent} changed in the last {grace:g} s not checked" if report.recent else "")
+                   + (f"; finished {len(report.corrections_finished)} interrupted correction(s)"
+                      if report.corrections_finished else ""))
     sys.exit(0 if report.consistent else 1)
 
 

@@ -8,6 +8,7 @@ associations and counts them.  Plugs into `DicomServer` through `extra_services(
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,12 +24,14 @@ from pacsd.net.find_responses import PendingResponses
 from pacsd.net.qr_models import MODEL_OF
 from pacsd.net.tcp import tune_association_socket
 from pacsd.services.archive import Archive
+from pacsd.services.deidentify import site_profile
 from pacsd.services.query import QueryService
 from pacsd.services.retrieve import (
     CannotSend,
     RetrieveService,
     StoredInstance,
     accepted_syntaxes,
+    deidentified_copy,
     prepare,
     proposed_contexts,
     unsendable,
@@ -158,6 +161,12 @@ class QueryRetrieveService:
         except PacsError as exc:
             yield from _refuse_move(event, IDENTIFIER_DOES_NOT_MATCH, str(exc))
             return
+        try:
+            profile = site_profile(self.settings) if known.deidentify else None
+        except PacsError as exc:
+            log.error("C-MOVE from %s to %s refused: %s", calling, destination, exc)
+            yield from _refuse_move(event, UNABLE_TO_PROCESS, str(exc))
+            return
         sub_association = []
         yield known.host, known.port, {
             "ae_title": known.ae_title,
@@ -170,8 +179,9 @@ class QueryRetrieveService:
         if sub_association:
             send_files_unchanged(sub_association[0])
             accepted = accepted_syntaxes(sub_association[0].accepted_contexts)
-        log.info("C-MOVE from %s: %d instances to %s", calling, len(selected), destination)
-        yield from self._sub_operations(event, selected, accepted)
+        log.info("C-MOVE from %s: %d instances to %s%s", calling, len(selected), destination,
+                 " (de-identified)" if profile else "")
+        yield from self._sub_operations(event, selected, accepted, profile)
 
     # -- C-GET ----------------------------------------------------------------------------
     def _on_get(self, event) -> Iterator:
@@ -208,17 +218,21 @@ class QueryRetrieveService:
             log.warning("%s from %s refused: %s", what, calling, exc)
             raise
 
-    def _sub_operations(self, event, selected: list[StoredInstance], accepted) -> Iterator:
-        for instance in selected:
-            if event.is_cancelled:
-                yield CANCELLED, None
-                return
-            try:
-                prepared = prepare(instance, accepted)
-            except CannotSend as exc:
-                log.warning("retrieve sub-operation failed: %s", exc)
-                prepared = unsendable(instance)
-            yield PENDING, prepared if isinstance(prepared, Dataset) else file_stand_in(instance, prepared)
+    def _sub_operations(self, event, selected: list[StoredInstance], accepted, profile=None) -> Iterator:
+        """One sub-operation per instance; with a de-identification `profile`, each is de-identified
+        into a temporary folder first and that copy is sent (removed once the sub-operations end)."""
+        with tempfile.TemporaryDirectory(prefix="pacsd-deid-") as folder:
+            for instance in selected:
+                if event.is_cancelled:
+                    yield CANCELLED, None
+                    return
+                try:
+                    outgoing = deidentified_copy(instance, profile, Path(folder)) if profile else instance
+                    prepared = prepare(outgoing, accepted)
+                except CannotSend as exc:
+                    log.warning("retrieve sub-operation failed: %s", exc)
+                    prepared = unsendable(instance)
+                yield PENDING, prepared if isinstance(prepared, Dataset) else file_stand_in(outgoing, prepared)
 
 
 def _refuse_move(event, status: int, comment: str) -> Iterator:

@@ -5,6 +5,8 @@ The index selects the instances; `pacsd.dicom.dicomdir.write_fileset` writes the
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 from sqlalchemy import select
@@ -13,6 +15,7 @@ from pacsd.dicom.dicomdir import write_fileset
 from pacsd.errors import PacsError
 from pacsd.index.schema import instances, patients, series, studies
 from pacsd.services.archive import Archive
+from pacsd.services.deidentify import Profile, deidentify_files
 
 
 class NothingToExport(PacsError):
@@ -42,7 +45,25 @@ def instance_files(archive: Archive, study: str | None = None, patient: str | No
     return paths
 
 
-def export_fileset(archive: Archive, out_dir: Path, zip_path: Path | None = None, **selector) -> tuple[Path, int]:
-    """Write the selected instances as a File-set; return (DICOMDIR path, instance count)."""
+class DeidentifiedExportIncomplete(PacsError):
+    """Some selected instances could not be de-identified, so nothing was exported."""
+
+
+def export_fileset(archive: Archive, out_dir: Path, zip_path: Path | None = None,
+                   deidentify: Profile | None = None, **selector) -> tuple[Path, int]:
+    """Write the selected instances as a File-set (de-identified by `deidentify` when given);
+    return (DICOMDIR path, instance count). A de-identified export is all or nothing."""
     paths = instance_files(archive, **selector)
-    return write_fileset(paths, out_dir, zip_path), len(paths)
+    if deidentify is None:
+        return write_fileset(paths, out_dir, zip_path), len(paths)
+    work = Path(tempfile.mkdtemp(prefix=".pacsd-deid-", dir=Path(out_dir).parent if Path(out_dir).parent.is_dir() else None))
+    try:
+        outcome = deidentify_files(paths, work, deidentify)
+        if outcome.refused:
+            path, reason = outcome.refused[0]
+            raise DeidentifiedExportIncomplete(
+                f"{len(outcome.refused)} of {len(paths)} instances cannot be de-identified, nothing exported "
+                f"(first: {path.name}: {reason})")
+        return write_fileset(outcome.written, out_dir, zip_path), len(paths)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

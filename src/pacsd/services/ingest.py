@@ -203,21 +203,7 @@ class Ingest:
             )
 
     def _record(self, header: Header, source: Source) -> InstanceRecord:
-        ds = header.dataset
-        return InstanceRecord(
-            sop_uid=header.sop_instance_uid,
-            sop_class_uid=header.sop_class_uid,
-            transfer_syntax=header.transfer_syntax,
-            path="",
-            size_bytes=header.size,
-            checksum="",  # set once computed (sha256_soon)
-            header_json=header.header_json if header.header_json is not None else header_json(ds),
-            instance_number=_int_or_none(first_text(ds, "InstanceNumber")),
-            calling_aet=source.calling_aet,
-            patient=column_values(ds, PATIENT_COLUMNS),
-            study={"study_uid": header.study_uid, **column_values(ds, STUDY_COLUMNS)},
-            series={"series_uid": header.series_uid, **column_values(ds, SERIES_COLUMNS)},
-        )
+        return instance_record(header, source.calling_aet)
 
     def _fail(self, temp: Path, placed: str | None, status: int, reason: str, source: Source,
               expected: Expected | None) -> StoreResult:
@@ -234,6 +220,25 @@ class _Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+def instance_record(header: Header, calling_aet: str = "") -> InstanceRecord:
+    """The index record of a parsed header (path and checksum left for the caller to fill)."""
+    ds = header.dataset
+    return InstanceRecord(
+        sop_uid=header.sop_instance_uid,
+        sop_class_uid=header.sop_class_uid,
+        transfer_syntax=header.transfer_syntax,
+        path="",
+        size_bytes=header.size,
+        checksum="",  # set once computed (sha256_soon)
+        header_json=header.header_json if header.header_json is not None else header_json(ds),
+        instance_number=_int_or_none(first_text(ds, "InstanceNumber")),
+        calling_aet=calling_aet,
+        patient=column_values(ds, PATIENT_COLUMNS),
+        study={"study_uid": header.study_uid, **column_values(ds, STUDY_COLUMNS)},
+        series={"series_uid": header.series_uid, **column_values(ds, SERIES_COLUMNS)},
+    )
 
 
 def header_json(dataset: Dataset) -> str:

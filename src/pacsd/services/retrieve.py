@@ -20,9 +20,11 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.presentation import PresentationContext, build_context
 from sqlalchemy import Engine, select
 
+from pacsd.dicom.deidentify import Profile
 from pacsd.errors import PacsError
 from pacsd.index.query_keys import UNIQUE_KEYS, joined_tables, levels_down_to
 from pacsd.index.schema import instances
+from pacsd.services.deidentify import write_deidentified
 from pacsd.services.query import InvalidQuery, check_level, parse_keys, sql_condition
 from pacsd.storage.blobstore import BlobStore
 
@@ -136,6 +138,16 @@ def prepare(instance: StoredInstance, accepted: Mapping[str, set[str]]) -> Path 
         raise CannotSend(f"{instance.sop_uid}: cannot decompress {stored.name}: {exc}") from None
     log.info("sending %s decompressed from %s", instance.sop_uid, stored.name)
     return dataset
+
+
+def deidentified_copy(instance: StoredInstance, profile: Profile, folder: Path) -> StoredInstance:
+    """The instance de-identified into `folder` (same SOP class and transfer syntax, new UIDs), for a
+    destination configured as de-identifying. Raises CannotSend when it cannot be (burned-in text)."""
+    try:
+        path = write_deidentified(instance.path, profile, folder)
+    except PacsError as exc:
+        raise CannotSend(f"{instance.sop_uid}: not de-identified: {exc}") from None
+    return StoredInstance(path.stem, instance.sop_class_uid, instance.transfer_syntax, path)
 
 
 def unsendable(instance: StoredInstance) -> Dataset:

@@ -26,6 +26,7 @@ from pacsd.errors import InvalidDicom
 from pacsd.index.schema import instances
 from pacsd.services.archive import Archive
 from pacsd.services.checksum import sha256_soon
+from pacsd.services.corrections import recover_interrupted
 from pacsd.services.importer import import_file
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class CheckReport:
     recent: int = 0  # files younger than the grace period, not looked at
     repaired: list[tuple[str, str]] = field(default_factory=list)  # unindexed, and what was done
     not_repaired: list[tuple[str, str]] = field(default_factory=list)  # unindexed, and why it stays
+    corrections_finished: list[str] = field(default_factory=list)  # journals of interrupted corrections
 
     @property
     def consistent(self) -> bool:
@@ -56,13 +58,16 @@ class CheckReport:
         return {"consistent": self.consistent, "rows": self.rows, "files": self.files, "recent": self.recent,
                 "missing": self.missing, "damaged": self.damaged, "unindexed": self.unindexed,
                 "repaired": [{"path": p, "how": how} for p, how in self.repaired],
-                "not_repaired": [{"path": p, "why": why} for p, why in self.not_repaired]}
+                "not_repaired": [{"path": p, "why": why} for p, why in self.not_repaired],
+                "corrections_finished": self.corrections_finished}
 
 
 def check_storage(archive: Archive, checksums: bool = False, repair: bool = False,
                   grace: float = DEFAULT_GRACE) -> CheckReport:
-    """Compare the index with the files under the storage folder (see the module docstring)."""
+    """Compare the index with the files under the storage folder (see the module docstring).
+    Corrections a crash interrupted are finished first (their files would look unindexed)."""
     report = CheckReport()
+    report.corrections_finished = recover_interrupted(archive)
     root = archive.blobs.root
     with archive.engine.connect() as conn:
         indexed = dict(conn.execute(select(instances.c.path, instances.c.checksum)).all())  # path -> SHA-256

@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from pacsd.config import Settings
+from pacsd.secret_files import key_from_file
 from pacsd.services.users import User, authenticate, find_user
 from pacsd.web.access import LOCAL_USER
 
@@ -85,20 +85,7 @@ def session_key_path(settings: Settings) -> Path:
 def session_key(settings: Settings) -> bytes:
     """The signing key from `session_key_path`, created with 32 random bytes, readable by the
     owner only, when missing."""
-    path = session_key_path(settings)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            pass
-        else:
-            with os.fdopen(fd, "wb") as out:
-                out.write(secrets.token_bytes(32))
-    key = path.read_bytes()
-    if len(key) < 16:
-        raise ValueError(f"{path}: the session key is too short (remove it to have a new one made)")
-    return key
+    return key_from_file(session_key_path(settings), "session key")
 
 
 class Sessions:

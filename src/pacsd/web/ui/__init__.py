@@ -4,6 +4,7 @@
 from a remote PACS, status and /metrics.
 """
 
-from pacsd.web.ui import actions, login, pages, remote, sheets, status, viewer
+from pacsd.web.ui import actions, corrections, login, pages, remote, sheets, status, viewer
 
-ROUTERS = [login.router, pages.router, sheets.router, viewer.router, actions.router, remote.router, status.router]
+ROUTERS = [login.router, pages.router, sheets.router, viewer.router, actions.router, corrections.router,
+           remote.router, status.router]

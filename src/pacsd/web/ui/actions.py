@@ -18,7 +18,8 @@ from starlette.background import BackgroundTask
 
 from pacsd.net.scu import scan_files, send_files
 from pacsd.services.deletion import delete_study
-from pacsd.services.export import export_fileset, instance_files
+from pacsd.services.deidentify import site_profile
+from pacsd.services.export import DeidentifiedExportIncomplete, export_fileset, instance_files
 from pacsd.storage.sanitize import path_component
 from pacsd.web.access import current_user, require_admin
 from pacsd.web.ui.jobs import Job
@@ -30,16 +31,24 @@ router = APIRouter(dependencies=[Depends(current_user)])
 
 
 @router.get("/ui/studies/{study_uid}/download.zip")
-def download_zip(request: Request, study_uid: str) -> FileResponse:
+def download_zip(request: Request, study_uid: str, deidentify: bool = False) -> FileResponse:
+    """The study as a ZIP with a DICOMDIR; `?deidentify=1`: every instance de-identified by the site's
+    profile (all or nothing: 409 naming why when one cannot be, e.g. burned-in annotation)."""
     study = visible_study(request, study_uid)
+    archive = request.app.state.archive
     work = Path(tempfile.mkdtemp(prefix="pacsd-zip-"))
     try:
         zip_path = work / "study.zip"
-        export_fileset(request.app.state.archive, work / "fileset", zip_path, study=study_uid)
+        profile = site_profile(archive.settings) if deidentify else None
+        export_fileset(archive, work / "fileset", zip_path, deidentify=profile, study=study_uid)
+    except DeidentifiedExportIncomplete as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise HTTPException(409, str(exc)) from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    name = path_component(f"{study.patient_id}_{study.study_date}", default="study") + ".zip"
+    name = ("deidentified" if deidentify else
+            path_component(f"{study.patient_id}_{study.study_date}", default="study")) + ".zip"
     return FileResponse(zip_path, media_type="application/zip", filename=name,
                         background=BackgroundTask(shutil.rmtree, work, ignore_errors=True))
 
