@@ -255,3 +255,28 @@ def test_connections_still_negotiating_are_limited_per_address(pacs_process, tmp
     assert acknowledged(output) == set(map(str, files))
     for sock in stalled:
         sock.close()
+
+
+def test_ctrl_c_to_the_whole_process_group_stops_in_order(pacs_process, tmp_path):
+    """A terminal's Ctrl-C reaches every process at once; C-STOREs under way still succeed or
+    fail cleanly, and the server stops."""
+    server = serve_with(pacs_process, tmp_path)
+    files = write_study(tmp_path / "send", series=1, per_series=60)
+    client = storescu(server.port, files, "MODALITY")
+    wait_until(lambda: count_indexed(server) >= 10, 30, "10 instances indexed")
+    for pid in [server.proc.pid, *_children(server.proc.pid)]:
+        os.kill(pid, signal.SIGINT)
+    server.proc.communicate(timeout=30)
+    output = client.communicate(timeout=60)[0]
+    acked = acknowledged(output)
+    answers = re.findall(r"Received Store Response \(([^)]*)\)", output)
+    assert set(answers) == {"Success"}, answers  # none refused because the writer stopped first
+    rows = indexed(server)
+    assert {str(dcmread(path, stop_before_pixels=True).SOPInstanceUID) for path in acked} <= set(rows)
+    log = (tmp_path / "logs" / "pacsd.log").read_text()
+    assert "pacsd stopped" in log and "killed" not in log
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]

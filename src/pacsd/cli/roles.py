@@ -22,9 +22,12 @@ BACKGROUND_NICENESS = 10  # end-of-study work yields the CPU to receiving proces
 
 
 def _stop_event() -> threading.Event:
+    """Set by SIGTERM, which the parent sends in order (receivers first, the writer last).
+    SIGINT is ignored: Ctrl-C in a terminal reaches every process of the group at once, and the
+    parent turns it into that ordered stop."""
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return stop
 
 
@@ -38,8 +41,8 @@ def run_writer(settings: Settings, listener: socket.socket, node: str, ready: Ca
     engine = open_index(database.target, database.wal_mode, upgrade=False)
     files = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group, node)
     loop = SharedWriterLoop(listener, engine, database.commit_batch, files)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: loop.stop())
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # see _stop_event
     ready()
     try:
         loop.run()

@@ -338,8 +338,9 @@ class Supervisor:
         try:
             _die_with_parent(parent)
             signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            for signum in (signal.SIGTERM, signal.SIGCHLD):
                 signal.signal(signum, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent orders the stop (cli.roles)
             self._listener.close()
             if child.role != "writer":
                 self._writer_listener.close()
