@@ -7,7 +7,7 @@ set.  Every sheet is checked: pdftotext shows the patient's name, and pdfimages 
 thumbnail per series; the first sheet of each set is rendered with pdftoppm and its thumbnail
 area must not be blank.  Not part of the test suite: this measures, it does not assert.
 
-    .venv/bin/python bench/scansheets.py [--studies 40] [--size 512] [--json PATH]
+    .venv/bin/python bench/scansheets.py [--studies 40] [--size 512] [--names latin,cyrillic,japanese] [--json PATH]
 """
 
 from __future__ import annotations
@@ -46,18 +46,25 @@ class SetResult:
     name_set: str
     sheets: int
     seconds: float
+    cpu_seconds: float  # this process's CPU time: what the figure would be on an idle core
     first_sheet_seconds: float  # includes what a process does once (font loading)
 
     @property
     def per_second(self) -> float:
         return self.sheets / self.seconds if self.seconds else 0.0
 
+    @property
+    def per_cpu_second(self) -> float:
+        return self.sheets / self.cpu_seconds if self.cpu_seconds else 0.0
 
-def write_studies(folder: Path, size: int, studies: int) -> dict[str, list[tuple[str, str]]]:
+
+def write_studies(folder: Path, size: int, studies: int, name_sets: list[str]) -> dict[str, list[tuple[str, str]]]:
     """Files of `studies` studies per name set under `folder`; {set: [(study UID, name)]}."""
     base = synthetic._phantom(size)
     made: dict[str, list[tuple[str, str]]] = {}
     for set_number, (name_set, charset, name) in enumerate(NAME_SETS):
+        if name_set not in name_sets:
+            continue
         made[name_set] = []
         for study in range(studies):
             study_uid = synthetic._uid("sheets", size, name_set, "study", study)
@@ -102,7 +109,7 @@ def check_sheet(pdf: Path, patient_name: str, render_to: Path | None) -> str | N
     return None
 
 
-def run(studies: int, size: int, work: Path) -> tuple[list[SetResult], list[str]]:
+def run(studies: int, size: int, work: Path, name_sets: list[str]) -> tuple[list[SetResult], list[str]]:
     from pacsd.config import Settings
     from pacsd.services.archive import Archive
     from pacsd.services.importer import import_paths
@@ -114,7 +121,7 @@ def run(studies: int, size: int, work: Path) -> tuple[list[SetResult], list[str]
     })
     source = work / "source"
     source.mkdir()
-    made = write_studies(source, size, studies)
+    made = write_studies(source, size, studies, name_sets)
     archive = Archive(settings, node="bench")
     try:
         report = import_paths(archive, [source])
@@ -123,14 +130,14 @@ def run(studies: int, size: int, work: Path) -> tuple[list[SetResult], list[str]
         results, problems = [], []
         for name_set, members in made.items():
             pdfs = []
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             first = None
             for study_uid, _ in members:
                 pdf, _csv = archive.scan_sheets.write(study_uid)
                 first = first if first is not None else time.perf_counter() - started
                 pdfs.append(pdf)
-            elapsed = time.perf_counter() - started
-            results.append(SetResult(name_set, len(members), elapsed, first or 0.0))
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            results.append(SetResult(name_set, len(members), elapsed, cpu, first or 0.0))
             for index, (pdf, (_, patient_name)) in enumerate(zip(pdfs, members)):
                 problem = check_sheet(pdf, patient_name, work / f"page-{name_set}" if index == 0 else None)
                 if problem:
@@ -150,6 +157,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=40, help="studies per name set (default 40)")
     parser.add_argument("--size", type=int, default=512, help="image rows and columns (default 512)")
+    parser.add_argument("--names", default=",".join(name for name, _, _ in NAME_SETS),
+                        help="name sets to run, comma-separated (default: all)")
     parser.add_argument("--cpu", type=int, default=None, help="the CPU to pin to (default: the last one)")
     parser.add_argument("--json", type=Path, default=None, help="where to write the results")
     args = parser.parse_args()
@@ -159,15 +168,19 @@ def main() -> int:
     cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})
     with tempfile.TemporaryDirectory(prefix="pacsd-bench-sheets-") as temp:
-        results, problems = run(args.studies, args.size, Path(temp))
+        results, problems = run(args.studies, args.size, Path(temp), args.names.split(","))
     total_sheets = sum(r.sheets for r in results)
     total_seconds = sum(r.seconds for r in results)
+    total_cpu = sum(r.cpu_seconds for r in results)
     print(f"scan sheets, {SERIES} series x {IMAGES} CT images {args.size}x{args.size}, one core (CPU {cpu}), "
           f"pacsd {git_revision()}")
-    print(f"{'names':<10} {'sheets':>6} {'seconds':>8} {'sheets/s':>9} {'first sheet s':>14}")
+    print(f"{'names':<10} {'sheets':>6} {'seconds':>8} {'sheets/s':>9} {'CPU s':>7} {'sheets/CPU s':>13} "
+          f"{'first sheet s':>14}")
     for r in results:
-        print(f"{r.name_set:<10} {r.sheets:>6} {r.seconds:>8.2f} {r.per_second:>9.1f} {r.first_sheet_seconds:>14.3f}")
-    print(f"{'all':<10} {total_sheets:>6} {total_seconds:>8.2f} {total_sheets / total_seconds:>9.1f}")
+        print(f"{r.name_set:<10} {r.sheets:>6} {r.seconds:>8.2f} {r.per_second:>9.1f} {r.cpu_seconds:>7.2f} "
+              f"{r.per_cpu_second:>13.1f} {r.first_sheet_seconds:>14.3f}")
+    print(f"{'all':<10} {total_sheets:>6} {total_seconds:>8.2f} {total_sheets / total_seconds:>9.1f} "
+          f"{total_cpu:>7.2f} {total_sheets / total_cpu:>13.1f}")
     for problem in problems:
         print("PROBLEM:", problem)
     out = args.json or BENCH_DIR / "results" / f"scansheets-{datetime.now():%Y%m%d-%H%M%S}.json"
@@ -175,8 +188,8 @@ def main() -> int:
     out.write_text(json.dumps({
         "revision": git_revision(), "machine": platform.node(), "size": args.size, "cpu": cpu,
         "series": SERIES, "images_per_series": IMAGES,
-        "results": [{**asdict(r), "per_second": r.per_second} for r in results],
-        "sheets_per_second": total_sheets / total_seconds, "problems": problems,
+        "results": [{**asdict(r), "per_second": r.per_second, "per_cpu_second": r.per_cpu_second} for r in results],
+        "sheets_per_second": total_sheets / total_seconds, "sheets_per_cpu_second": total_sheets / total_cpu, "problems": problems,
     }, indent=2))
     print(f"results: {out}")
     return 1 if problems else 0

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, select
 from pacsd.dicom.header import first_text
 from pacsd.index.schema import instances, patients, series, studies
 from pacsd.services.actionlog import ActionLog
+from pacsd.services.sheetfonts import SheetFonts
 from pacsd.services.sheetpdf import render_sheet_pdf
 from pacsd.services.thumbnails import thumbnail
 from pacsd.storage.blobstore import BlobStore
@@ -181,6 +182,7 @@ class ScanSheetWriter:
         self.engine, self.blobs, self.layout = engine, blobs, layout
         self.settings = settings  # ScanSheetSettings
         self.actions = actions
+        self.fonts = SheetFonts(settings.fonts)
         # Sheets of one study are written one at a time, each from what the index says once it
         # has the lock, so an older sheet never lands after a newer one.
         self._locks = [threading.Lock() for _ in range(64)]
@@ -197,7 +199,7 @@ class ScanSheetWriter:
         size = self.settings.thumbnail_size
         thumbnails = [(row, thumbnail(row.thumbnail_source, size) if row.thumbnail_source else None)
                       for row in sheet.series]
-        pdf = render_sheet_pdf(sheet, SERIES_COLUMNS, thumbnails, self.settings.fonts)
+        pdf = render_sheet_pdf(sheet, SERIES_COLUMNS, thumbnails, self.fonts)
         name = path_component(self.settings.file_name)
         # The CSV first: whoever sees a new PDF can rely on the CSV beside it being as new.
         csv_path = self.blobs.replace_file(sheet.study_dir / f"{name}.csv", sheet_csv(sheet))
