@@ -25,6 +25,7 @@ from pacsd.services.actionlog import ActionLog
 from pacsd.services.sheetfonts import SheetFonts
 from pacsd.services.sheetpdf import render_sheet_pdf
 from pacsd.services.thumbnails import thumbnail
+from pacsd.services.workqueue import StopRequested
 from pacsd.storage.blobstore import BlobStore
 from pacsd.storage.layout import Layout
 from pacsd.storage.sanitize import path_component
@@ -178,8 +179,11 @@ def sheet_csv(sheet: StudySheet) -> bytes:
 class ScanSheetWriter:
     """Writes `<study dir>/<file_name>.pdf` and `.csv` for a study, replacing earlier versions."""
 
-    def __init__(self, engine: Engine, blobs: BlobStore, layout: Layout, settings, actions: ActionLog) -> None:
+    def __init__(self, engine: Engine, blobs: BlobStore, layout: Layout, settings, actions: ActionLog,
+                 stop: threading.Event | None = None) -> None:
+        """`stop`: once set, a sheet not yet written is given up (`StopRequested`)."""
         self.engine, self.blobs, self.layout = engine, blobs, layout
+        self.stop = stop if stop is not None else threading.Event()
         self.settings = settings  # ScanSheetSettings
         self.actions = actions
         self.fonts = SheetFonts(settings.fonts)
@@ -196,13 +200,20 @@ class ScanSheetWriter:
         if sheet is None:
             log.warning("no scan sheet for %s: the study is not in the index", study_uid)
             return None
-        size = self.settings.thumbnail_size
-        thumbnails = [(row, thumbnail(row.thumbnail_source, size) if row.thumbnail_source else None)
-                      for row in sheet.series]
+        thumbnails = []
+        for row in sheet.series:
+            self._stop_if_asked(study_uid)
+            thumbnails.append((row, thumbnail(row.thumbnail_source, self.settings.thumbnail_size)
+                               if row.thumbnail_source else None))
         pdf = render_sheet_pdf(sheet, SERIES_COLUMNS, thumbnails, self.fonts)
+        self._stop_if_asked(study_uid)
         name = path_component(self.settings.file_name)
         # The CSV first: whoever sees a new PDF can rely on the CSV beside it being as new.
         csv_path = self.blobs.replace_file(sheet.study_dir / f"{name}.csv", sheet_csv(sheet))
         pdf_path = self.blobs.replace_file(sheet.study_dir / f"{name}.pdf", pdf)
         self.actions.record("scan-sheet", study=study_uid, pdf=pdf_path, csv=csv_path, series=len(sheet.series))
         return pdf_path, csv_path
+
+    def _stop_if_asked(self, study_uid: str) -> None:
+        if self.stop.is_set():
+            raise StopRequested(f"scan sheet of {study_uid} not written: stopping")
