@@ -212,6 +212,7 @@ class ScanSheetWriter:
         csv_path = self.blobs.replace_file(sheet.study_dir / f"{name}.csv", sheet_csv(sheet))
         pdf_path = self.blobs.replace_file(sheet.study_dir / f"{name}.pdf", pdf)
         self.actions.record("scan-sheet", study=study_uid, pdf=pdf_path, csv=csv_path, series=len(sheet.series))
+        log.debug("scan sheet of %s written: %s", study_uid, pdf_path)
         return pdf_path, csv_path
 
     def _stop_if_asked(self, study_uid: str) -> None:
