@@ -95,13 +95,30 @@ def grey_to_8bit(
     stored: np.ndarray, attributes: Dataset, window: Window | tuple[float, float] | None = None
 ) -> np.ndarray:
     """Stored grey values -> 8-bit display values (no MONOCHROME1 inversion here)."""
-    values = apply_modality_lut(stored, attributes) if _has_modality_lut(attributes) else stored
-    if window is not None:
-        return apply_window(values, Window(*window))
-    if attributes.get("VOILUTSequence"):
-        return _voi_lut_to_8bit(values, attributes)
-    chosen = window_from_dataset(attributes) or auto_window(values)
-    return apply_window(values, chosen)
+    if window is None and attributes.get("VOILUTSequence"):
+        return _voi_lut_to_8bit(_modality(stored, attributes), attributes)
+    chosen = Window(*window) if window is not None else window_from_dataset(attributes)
+    if chosen is None:
+        values = _modality(stored, attributes)
+        return apply_window(values, auto_window(values))
+    return _per_stored_value(stored, lambda values: apply_window(_modality(values, attributes), chosen))
+
+
+def _modality(stored: np.ndarray, attributes: Dataset) -> np.ndarray:
+    return apply_modality_lut(stored, attributes) if _has_modality_lut(attributes) else stored
+
+
+def _per_stored_value(stored: np.ndarray, to_8bit) -> np.ndarray:
+    """`to_8bit(stored)`, an element-wise mapping, computed once per distinct integer value in a
+    table when that is fewer values than pixels (a 512x512 CT of 12 bits: 4,096 for 262,144):
+    the same bytes, several times faster."""
+    if stored.dtype.kind not in "iu" or stored.size == 0:
+        return to_8bit(stored)
+    low, high = int(stored.min()), int(stored.max())
+    if high - low + 1 > stored.size // 4:
+        return to_8bit(stored)
+    table = to_8bit(np.arange(low, high + 1, dtype=stored.dtype))
+    return table[stored.astype(np.intp, copy=False) - low]
 
 
 def window_from_dataset(ds: Dataset, frame: int | None = None) -> Window | None:

@@ -16,6 +16,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from sqlalchemy import Connection, Engine, select
 
@@ -93,8 +94,16 @@ def _series_sort_key(row) -> tuple:
     return (0, int(number), row.pk) if number.lstrip("-").isdigit() else (1, 0, row.pk)
 
 
+# What a series row shows of its first instance's header (the rest of the header is not parsed).
+_ROW_KEYWORDS = ("RepetitionTime", "EchoTime", "InversionTime", "FlipAngle", "SliceThickness", "Rows", "Columns",
+                 "AcquisitionTime")
+_ROW_TAGS = frozenset(f"{tag_for_keyword(keyword):08X}" for keyword in _ROW_KEYWORDS)
+
+
 def _header(header_json: str) -> Dataset:
-    return Dataset.from_json(json.loads(header_json), bulk_data_uri_handler=lambda *_: b"")
+    """The elements of `_ROW_KEYWORDS` of a stored DICOM JSON header."""
+    shown = {tag: element for tag, element in json.loads(header_json).items() if tag in _ROW_TAGS}
+    return Dataset.from_json(shown, bulk_data_uri_handler=lambda *_: b"")
 
 
 def _series_row(conn: Connection, row, storage_root: Path) -> SeriesRow:
