@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import struct
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -31,10 +32,13 @@ class SourceFont:
         try:
             self._font = TTFont(path, recalcTimestamp=False)
             self.cmap: dict[int, str] = self._font.getBestCmap() or {}
-        except (TTLibError, OSError, KeyError, ValueError) as exc:
+            # Outlines in `glyf` can be copied into a small font; other fonts (CFF) are embedded whole.
+            self.copies_glyphs = "glyf" in self._font and "hmtx" in self._font
+            if self.copies_glyphs:
+                for table in ("glyf", "hmtx", "hhea", "OS/2", "post", "name", "head"):
+                    self._font[table]  # read now, once, rather than by the first sheet in the middle of it
+        except (TTLibError, OSError, KeyError, ValueError, AssertionError, struct.error) as exc:
             raise ConfigError(f"{path}: not a TrueType font scan sheets can use ({exc})") from None
-        # Outlines in `glyf` can be copied into a small font; other fonts (CFF) are embedded whole.
-        self.copies_glyphs = "glyf" in self._font and "hmtx" in self._font
         self._prepared: dict[str, Glyph] = {}  # at most one entry per glyph of the font
         self._lock = threading.Lock()  # fontTools expands glyphs lazily: one sheet at a time
 
