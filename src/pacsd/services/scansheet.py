@@ -218,8 +218,8 @@ class ScanSheetWriter:
         self._stop_if_asked(study_uid)
         name = path_component(self.settings.file_name)
         # The CSV first: whoever sees a new PDF can rely on the CSV beside it being as new.
-        csv_path = self.blobs.replace_file(sheet.study_dir / f"{name}.csv", sheet_csv(sheet))
-        pdf_path = self.blobs.replace_file(sheet.study_dir / f"{name}.pdf", pdf)
+        csv_path, pdf_path = self.blobs.replace_files([(sheet.study_dir / f"{name}.csv", sheet_csv(sheet)),
+                                                       (sheet.study_dir / f"{name}.pdf", pdf)])
         self.actions.record("scan-sheet", study=study_uid, pdf=pdf_path, csv=csv_path, series=len(sheet.series))
         log.debug("scan sheet of %s written: %s", study_uid, pdf_path)
         return pdf_path, csv_path
