@@ -38,14 +38,15 @@ def test_a_latin_sheet_gets_one_font_with_exactly_its_characters(tmp_path):
         assert advance(small, character) == advance(source, character), character
 
 
-def test_characters_the_text_font_lacks_come_from_the_fallback_alone(tmp_path):
+def test_characters_the_text_font_lacks_are_drawn_by_the_fallback(tmp_path):
     text = "Yamada^Tarou=山田^太郎=やまだ^たろう"
-    text_file, fallback_file = SheetFonts([TEXT_FONT, CJK_FONT]).files_for(text, tmp_path)
-    text_font, fallback = TTFont(text_file), TTFont(fallback_file)
-    assert set(text_font.getBestCmap()) == {ord(c) for c in "Yamada^Tarou="}
-    assert set(fallback.getBestCmap()) == {ord(c) for c in "山田太郎やまだたろう"}
-    for character in "山田太郎やまだたろう":
-        assert outline(fallback, character) == outline(TTFont(CJK_FONT), character), character
+    files = SheetFonts([TEXT_FONT, CJK_FONT]).files_for(text, tmp_path)
+    assert len(files) == 1  # one font, so one font for fpdf2 to embed
+    small = TTFont(files[0])
+    assert set(small.getBestCmap()) == {ord(c) for c in text}
+    for character, source in [*((c, TEXT_FONT) for c in "Yamada^Tarou="), *((c, CJK_FONT) for c in "山田太郎やまだたろう")]:
+        assert outline(small, character) == outline(TTFont(source), character), character
+        assert advance(small, character) == advance(TTFont(source), character), character
 
 
 def test_without_any_configured_font_the_error_says_what_to_install(tmp_path):

@@ -1,7 +1,8 @@
 """Scan-sheet fonts: each configured TrueType font is read once per process, and each sheet gets
-small fonts holding only the glyphs of its own text, so fpdf2 parses and subsets a few dozen
-glyphs per sheet instead of whole fonts.  A fallback font (the large CJK one) is read only when a
-sheet first holds a character the fonts before it lack.
+one small font holding only the glyphs of its own text (each from the first configured font that
+has it), so fpdf2 parses and subsets a few dozen glyphs per sheet instead of whole fonts.  A
+fallback font (the large CJK one) is read only when a sheet first holds a character the fonts
+before it lack.
 """
 
 from __future__ import annotations
@@ -39,41 +40,71 @@ class SourceFont:
                     self._font[table]  # read now, once, rather than by the first sheet in the middle of it
         except (TTLibError, OSError, KeyError, ValueError, AssertionError, struct.error) as exc:
             raise ConfigError(f"{path}: not a TrueType font scan sheets can use ({exc})") from None
-        self._prepared: dict[str, Glyph] = {}  # at most one entry per glyph of the font
-        self._lock = threading.Lock()  # fontTools expands glyphs lazily: one sheet at a time
+        # (name, scale, prefix): at most one entry per glyph and place the font is configured at
+        self._prepared: dict[tuple[str, int | float, str], tuple[Glyph, tuple[int, int]]] = {}
+        self._lock = threading.Lock()
 
     def has(self, codepoint: int) -> bool:
         return codepoint in self.cmap
 
-    def small_font(self, codepoints: Iterable[int], target: Path) -> Path:
-        """Write a TrueType font with only `codepoints` (those it has) and .notdef to `target`;
-        a font whose outlines cannot be copied is used whole (its own path is returned)."""
-        if not self.copies_glyphs:
-            return self.path
-        with self._lock:
-            builder = self._builder({codepoint: self.cmap[codepoint] for codepoint in codepoints
-                                     if codepoint in self.cmap})
-        builder.save(str(target))
-        return target
+    @property
+    def units_per_em(self) -> int:
+        return self._font["head"].unitsPerEm
 
-    def _builder(self, cmap: dict[int, str]) -> FontBuilder:
+    def glyphs_for(self, codepoints: Iterable[int], with_notdef: bool) -> list[str]:
+        """The glyph names drawing `codepoints` (those it has), and the parts of composite ones."""
+        names = sorted({self.cmap[codepoint] for codepoint in codepoints if codepoint in self.cmap} - {_NOTDEF})
+        return _with_components(self._font["glyf"], [_NOTDEF, *names] if with_notdef else names)
+
+    def prepared(self, name: str, scale: int | float, prefix: str) -> tuple[Glyph, tuple[int, int]]:
+        """Glyph `name` and its (advance, left side bearing), scaled by `scale`, its parts named
+        with `prefix`, without its hinting program (the fpgm and prep tables it would call are not
+        copied); made once per glyph and kept: a simple glyph as compiled bytes, a composite one
+        expanded, since its compiled form numbers its parts by their place in this font."""
+        key = (name, scale, prefix)
+        with self._lock:  # fontTools expands glyphs lazily
+            ready = self._prepared.get(key)
+            if ready is None:
+                ready = self._prepared[key] = self._prepare(name, scale, prefix)
+        return ready
+
+    def _prepare(self, name: str, scale: int | float, prefix: str) -> tuple[Glyph, tuple[int, int]]:
+        glyf = self._font["glyf"]
+        glyph = copy.deepcopy(glyf[name])
+        glyph.removeHinting()
+        advance, bearing = self._font["hmtx"][name]
+        if scale != 1:
+            advance, bearing = round(advance * scale), round(bearing * scale)
+            for bound in ("xMin", "yMin", "xMax", "yMax"):
+                if hasattr(glyph, bound):
+                    setattr(glyph, bound, round(getattr(glyph, bound) * scale))
+        if glyph.isComposite():
+            for component in glyph.components:
+                component.glyphName = prefix + component.glyphName
+                if scale != 1:
+                    component.x, component.y = round(component.x * scale), round(component.y * scale)
+            return glyph, (advance, bearing)
+        if scale != 1 and glyph.numberOfContours > 0:
+            glyph.coordinates.scale((scale, scale))
+            glyph.coordinates.toInt()
+            glyph.recalcBounds(glyf)
+        return Glyph(glyph.compile(glyf, recalcBBoxes=False)), (advance, bearing)
+
+    def save_with(self, order: list[str], glyphs: dict[str, Glyph], metrics: dict[str, tuple[int, int]],
+                  cmap: dict[int, str], target: Path) -> None:
+        """Write a font of `glyphs` with this font's em, metrics, names and style to `target`."""
         font = self._font
-        glyf, hmtx = font["glyf"], font["hmtx"]
-        order = _with_components(glyf, [_NOTDEF, *sorted(set(cmap.values()) - {_NOTDEF})])
-        glyphs = {name: self._glyph(name) for name in order}
-        hhea, os2, post, names = font["hhea"], font["OS/2"], font["post"], font["name"]
-        head = font["head"]
+        head, hhea, os2, post, names = font["head"], font["hhea"], font["OS/2"], font["post"], font["name"]
         builder = FontBuilder(head.unitsPerEm, isTTF=True)
-        # The glyphs are compiled already, with their bounds: written as they are.
-        builder.font.recalcBBoxes = False
+        builder.font.recalcBBoxes = False  # the glyphs come compiled, with their bounds
+        for bound in ("xMin", "yMin", "xMax", "yMax"):
+            setattr(builder.font["head"], bound, getattr(head, bound))
         builder.setupGlyphOrder(order)
         builder.setupCharacterMap(cmap)
         # What FontBuilder.setupGlyf does, without expanding the glyphs to check their outlines.
         builder.font["loca"], builder.font["glyf"] = newTable("loca"), newTable("glyf")
         builder.font["glyf"].glyphs, builder.font["glyf"].glyphOrder = glyphs, order
-        for bound in ("xMin", "yMin", "xMax", "yMax"):
-            setattr(builder.font["head"], bound, getattr(head, bound))
-        builder.setupHorizontalMetrics({name: hmtx[name] for name in order})
+        builder.setupHorizontalMetrics(metrics)
         builder.setupHorizontalHeader(ascent=hhea.ascent, descent=hhea.descent, lineGap=hhea.lineGap)
         builder.setupNameTable({"familyName": names.getBestFamilyName() or self.path.stem,
                                 "styleName": names.getBestSubFamilyName() or "Regular"})
@@ -83,21 +114,29 @@ class SourceFont:
                          yStrikeoutPosition=os2.yStrikeoutPosition, yStrikeoutSize=os2.yStrikeoutSize)
         builder.setupPost(keepGlyphNames=False, isFixedPitch=post.isFixedPitch, italicAngle=post.italicAngle,
                           underlinePosition=post.underlinePosition, underlineThickness=post.underlineThickness)
-        return builder
+        builder.save(str(target))
 
-    def _glyph(self, name: str) -> Glyph:
-        """The glyph `name` without its hinting program (the fpgm and prep tables it would call
-        are not copied), prepared once per glyph: a simple glyph as compiled bytes; a composite
-        one expanded, since its compiled form names its parts by their number in this font."""
-        glyph = self._prepared.get(name)
-        if glyph is None:
-            glyf = self._font["glyf"]
-            glyph = copy.deepcopy(glyf[name])
-            glyph.removeHinting()
-            if not glyph.isComposite():
-                glyph = Glyph(glyph.compile(glyf, recalcBBoxes=False))
-            self._prepared[name] = glyph
-        return glyph
+
+def small_font(parts: Sequence[tuple[SourceFont, list[int]]], target: Path) -> Path:
+    """Write to `target` one TrueType font drawing each part's characters with that part's font:
+    the first part's metrics and names, the others' glyphs scaled to its em and renamed apart.
+    One font instead of a text font and fallbacks: fpdf2 embeds (and subsets) each font it has."""
+    text_font = parts[0][0]
+    order: list[str] = []
+    glyphs: dict[str, Glyph] = {}
+    metrics: dict[str, tuple[int, int]] = {}
+    cmap: dict[int, str] = {}
+    for index, (font, codepoints) in enumerate(parts):
+        prefix = f"f{index}." if index else ""
+        scale = text_font.units_per_em / font.units_per_em
+        scale = int(scale) if scale.is_integer() else scale
+        for name in font.glyphs_for(codepoints, with_notdef=index == 0):
+            glyphs[prefix + name], metrics[prefix + name] = font.prepared(name, scale, prefix)
+            order.append(prefix + name)
+        cmap.update({codepoint: prefix + font.cmap[codepoint] for codepoint in codepoints
+                     if codepoint in font.cmap})
+    text_font.save_with(order, glyphs, metrics, cmap, target)
+    return target
 
 
 def _with_components(glyf, names: list[str]) -> list[str]:
@@ -137,8 +176,10 @@ class SheetFonts:
         self.configured = [Path(path) for path in configured]
 
     def files_for(self, text: str, folder: Path) -> list[Path]:
-        """Font files for a sheet whose every string is in `text`, written to `folder`: the text
-        font first, then only the fallbacks that hold a character of `text` no earlier font has."""
+        """The font files for a sheet whose every string is in `text`: one small font written to
+        `folder`, each character drawn by the first configured font that has it (a fallback is
+        read only for a character no earlier font has); or, when a font needed has no TrueType
+        outlines (CFF), those fonts whole, the text font first."""
         present = [path for path in self.configured if path.is_file()]
         if not present:
             raise ConfigError("scan sheets need a Unicode TrueType font and none of scan_sheets.fonts exists "
@@ -159,5 +200,7 @@ class SheetFonts:
                 missing = [codepoint for codepoint in missing if not fallback.has(codepoint)]
         if missing:
             log.debug("no configured font has %d character(s) of a scan sheet", len(missing))
-        return [font.small_font(codepoints, folder / f"font{index}.ttf")
-                for index, (font, codepoints) in enumerate(zip(fonts, assigned))]
+        parts = list(zip(fonts, assigned))
+        if all(font.copies_glyphs for font in fonts):
+            return [small_font(parts, folder / "sheet.ttf")]
+        return [font.path for font in fonts]  # fonts without TrueType outlines: embedded whole
