@@ -40,10 +40,11 @@ class EndOfStudyWork:
         self.stop = stop if stop is not None else threading.Event()
 
     def request_stop(self) -> None:
-        """Stop promptly (returns at once; callable from a signal handler's thread): no job starts
-        any more, a step still preparing gives up, and a job whose steps have begun to write
-        finishes them.  What is not done stays pending in the index; `resume_pending` runs it,
-        once, after the next start."""
+        """Stop promptly (returns at once, from any thread): no job starts any more, a scan sheet
+        still being drawn is given up, and a job whose sheet is written goes on to its other steps
+        (an `on_study_stable` hook runs to its end or its timeout).  What is not done stays pending
+        in the index; `resume_pending` runs it, once, after the next start.  Then close the
+        WorkQueue with `cancel_pending=True` (`Archive.close` does both)."""
         self.stop.set()
 
     def study_stable(self, study_uid: str) -> Future:
