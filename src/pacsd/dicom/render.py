@@ -16,7 +16,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi
 
 from pacsd.dicom.files import as_dataset
-from pacsd.dicom.pixels import decode_frame, frame_count
+from pacsd.dicom.pixels import decode_frame, decode_frame_of_file, frame_count
 
 AUTO_WINDOW_PERCENTILES = (0.5, 99.5)
 _AUTO_WINDOW_SAMPLE = 262_144  # pixels looked at to choose an automatic window
@@ -56,6 +56,18 @@ def render_frame(
     ds = as_dataset(source)
     index = 0 if frame is None else frame
     stored, photometric = decode_frame(ds, index)
+    return to_display_image(stored, photometric, ds, index, window)
+
+
+def render_middle_frame_of_file(path: str | os.PathLike) -> Image.Image:
+    """`render_frame` of a file's middle frame, reading only that frame's bytes from the file."""
+    stored, photometric, ds = decode_frame_of_file(path)
+    return to_display_image(stored, photometric, ds, middle_frame(ds), None)
+
+
+def to_display_image(stored: np.ndarray, photometric: str, ds: Dataset, index: int,
+                     window: Window | tuple[float, float] | None) -> Image.Image:
+    """Stored values of frame `index` of `ds` (in `photometric`) as the 8-bit image shown."""
     if photometric == "PALETTE COLOR":
         return Image.fromarray(_palette_to_rgb8(stored, ds), mode="RGB")
     if stored.ndim == 3:
