@@ -1,7 +1,7 @@
 # pacsd — the commands README promises.
 #   make run    install into .venv and start the server on its embedded default
 #   make test   install what the tests need (dev extras, DCMTK) and run them
-#   make bench  run the benchmarks under bench/
+#   make bench  run the benchmarks under bench/ (and bench-find, bench-dicomweb, bench-sheets)
 #   make viewer fetch the OHIF viewer (npm package @ohif/app) into $(DATA)/viewer, served at /viewer
 
 PYTHON ?= python3
@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 DATA   ?= ./pacs-data
 OHIF_VERSION ?= 3.12.10
 
-.PHONY: run install install-dev system-test-deps test bench bench-backlog bench-find bench-dicomweb viewer viewer-if-npm clean
+.PHONY: run install install-dev system-test-deps test bench bench-backlog bench-find bench-dicomweb bench-sheets viewer viewer-if-npm clean
 
 # Debian's python3 has no ensurepip (so no `-m venv`) without the package python3-venv.
 $(BIN)/python:
@@ -63,6 +63,11 @@ bench-find: install-dev
 
 bench-dicomweb: install-dev
 	$(BIN)/python bench/dicomweb.py $(BENCH_ARGS)
+
+# Scan sheets per second on one core; pdftotext/pdfimages/pdftoppm (poppler-utils) check each sheet.
+bench-sheets: install-dev
+	@./scripts/install-system-deps.sh bench-sheets
+	$(BIN)/python bench/scansheets.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -13,6 +13,8 @@
 #          chromium (headless browser the tests drive through Playwright: the web interface
 #          and the OHIF viewer), npm (fetches the viewer)
 #   bench: DCMTK and Orthanc (the servers the ingest benchmark compares against)
+#   bench-sheets: poppler-utils (pdftotext/pdfimages/pdftoppm check every sheet the scan-sheet
+#          benchmark writes)
 set -euo pipefail
 dry_run=false
 if [ "${1:-}" = --dry-run ]; then dry_run=true; shift; fi
@@ -28,9 +30,11 @@ if [ "$purpose" = test ] || [ "$purpose" = bench ]; then
   command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
 fi
+if [ "$purpose" = test ] || [ "$purpose" = bench-sheets ]; then
+  command -v pdftotext >/dev/null 2>&1 && command -v pdfimages >/dev/null 2>&1 || need+=(poppler-utils)
+fi
 if [ "$purpose" = test ]; then
   command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
-  command -v pdftotext >/dev/null 2>&1 && command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
   command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v npm >/dev/null 2>&1 || need+=(npm)

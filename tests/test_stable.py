@@ -3,7 +3,9 @@ and once only when several detectors share one database."""
 
 from __future__ import annotations
 
+import re
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -180,3 +182,47 @@ def test_abandoned_end_of_study_work_is_taken_over_by_one_node_only(pacs_factory
             node.actions.close()
             engine.dispose()
     assert sorted(map(len, resumed)) == [0, 0, 0, 1] and ran == [uid]
+
+
+def test_a_stop_during_a_backlog_leaves_the_rest_for_the_next_start_and_writes_each_sheet_once(
+        pacs_factory, tmp_path):
+    pacs = pacs_factory(stable_after=600)
+    studies = [write_study(tmp_path / f"s{number}", PatientID=f"P{number}") for number in range(6)]
+    send(pacs, [path for files in studies for path in files])
+    sheet_of = {study_uid_of(files): pacs.storage / f"P{number}" / study_uid_of(files) / "ScanSheet.pdf"
+                for number, files in enumerate(studies)}
+    archive = pacs.archive
+    what, write_sheet = archive.end_of_study.steps[0]
+    assert what == "scan-sheet"
+    started: list[str] = []
+    third_started, stop_requested = threading.Event(), threading.Event()
+
+    def sheet_step(study_uid):  # the real step; the third one waits, mid-job, for the stop
+        started.append(study_uid)
+        if len(started) == 3:
+            third_started.set()
+            assert stop_requested.wait(30)
+        return write_sheet(study_uid)
+
+    archive.end_of_study.steps[0] = (what, sheet_step)
+    assert sorted(archive.stable_detector.check(now=later(3600))) == sorted(sheet_of)  # a backlog of six
+    assert third_started.wait(30)
+    archive.end_of_study.request_stop()
+    stop_requested.set()
+    pacs.stop()  # returns without working off the backlog
+    done_before = [uid for uid, sheet in sheet_of.items() if sheet.exists()]
+    assert done_before == started[:2]  # the third gave up before writing; the others never began
+    first_files = {uid: sheet_of[uid].stat().st_ino for uid in done_before}
+
+    restarted = Archive(pacs.settings, node=archive.node)
+    try:
+        restarted.start_background()
+        assert wait_for(lambda: all(sheet.exists() for sheet in sheet_of.values()))
+        restarted.study_work.close()  # the resumed jobs have finished and recorded themselves done
+        assert restarted.end_of_study.resume_pending() == []
+    finally:
+        restarted.close()
+    assert {uid: sheet_of[uid].stat().st_ino for uid in done_before} == first_files  # not written again
+    actions = (tmp_path / "logs" / "actions.log").read_text()
+    for uid in sheet_of:
+        assert len(re.findall(rf'scan-sheet study="{uid}"', actions)) == 1, uid

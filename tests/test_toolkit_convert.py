@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pydicom
 import pytest
@@ -13,6 +15,7 @@ from pacsd.dicom.jpeg import UnsupportedJpeg
 from pacsd.dicom.render import render_frame
 from pacsd.errors import InvalidTagValue, NoPixelData
 from pacsd.services.thumbnails import thumbnail
+from tests.dicomgen import make_dataset, write_dicom
 from tests.toolkit_testdata import data_file, run_tool
 
 CT = data_file("dicompyler-core/ct.0.dcm")
@@ -146,3 +149,24 @@ def test_scan_sheet_thumbnails_show_the_middle_frame():
     drawn = np.asarray(thumbnail(MULTI_FRAME, 96)).astype(int)
     assert np.array_equal(drawn, _thumbnail_of_frame(2, 96))
     assert not np.array_equal(drawn, _thumbnail_of_frame(0, 96))
+
+
+def test_a_large_multi_frame_thumbnail_reads_one_frame_and_shows_the_middle_one(tmp_path):
+    # 40 frames of 512x512, 16 bits: 20 MiB of pixel data, each frame a different level.
+    frames = np.stack([np.full((512, 512), 100 * frame, dtype=np.uint16) for frame in range(40)])
+    frames[:, :256, :] += 50  # an edge, so the picture is not flat
+    path = write_dicom(tmp_path / "multi.dcm", make_dataset(rows=512, cols=512, NumberOfFrames=40,
+                                                            PixelData=frames.tobytes(), WindowCenter=2000,
+                                                            WindowWidth=4000))
+    whole = pydicom.dcmread(path)
+    expected = render_frame(whole, frame=20)
+    expected.thumbnail((160, 160), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    del whole
+    tracemalloc.start()
+    try:
+        drawn = thumbnail(path, 160)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(np.asarray(drawn), np.asarray(expected))
+    assert peak < 6 * 1024 * 1024, peak  # one frame is 0.5 MiB; the file 20 MiB

@@ -93,6 +93,16 @@ def test_rescale_is_applied_before_the_window():
     assert np.asarray(render_frame(ds)).tolist() == [[0, 85], [170, 255]]
 
 
+def test_a_full_size_ct_follows_the_standard_formula_pixel_for_pixel():
+    # 65,536 pixels of 4,096 values: rendered through a table of the values, it must not differ
+    # by one pixel from PS3.3 C.11.2.1.2 (LINEAR) applied to each rescaled pixel.
+    stored = np.random.default_rng(7).integers(0, 4096, size=(256, 256))
+    ds = _grey_dataset(stored, RescaleSlope=1, RescaleIntercept=-1024, WindowCenter=40, WindowWidth=400)
+    hounsfield = stored.astype(np.float64) - 1024
+    expected = np.rint(np.clip((hounsfield - 39.5) / 399 + 0.5, 0, 1) * 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(render_frame(ds)), expected)
+
+
 def test_monochrome1_is_inverted():
     values = [[0, 1000], [2000, 4095]]
     window = {"WindowCenter": 2048, "WindowWidth": 4096}

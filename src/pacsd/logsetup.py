@@ -1,6 +1,8 @@
 """Process logging: the application log and the connection log, each in its own file.
 
-Both also go to stderr so `pacsd serve` in a terminal shows what happens.
+Both also go to stderr so `pacsd serve` in a terminal shows what happens.  pacsd's own loggers
+(receiving, scan sheets, every background job) log at `logging.level`; everything else (fontTools,
+fpdf2, PIL, pydicom, pynetdicom, ...) at WARNING, whatever the level asked for.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ def setup_logging(settings: LoggingSettings, console: bool = True) -> None:
     directory = Path(settings.directory)
     directory.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
-    root.setLevel(settings.level)
+    # Libraries log a line per subset font table, PNG chunk or PDU at INFO/DEBUG: only their
+    # warnings reach the log.  pacsd's loggers, all under "pacsd", log at the level asked for.
+    root.setLevel(logging.WARNING)
+    logging.getLogger("pacsd").setLevel(settings.level)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     app = logging.handlers.RotatingFileHandler(directory / settings.app_log, maxBytes=_MAX_BYTES,
@@ -40,6 +45,3 @@ def setup_logging(settings: LoggingSettings, console: bool = True) -> None:
     connections.propagate = False  # its own file, not the application log
     if console:
         connections.addHandler(stream)
-    # pynetdicom logs every PDU at DEBUG and much at INFO; keep its warnings only.
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # pacsd.index.migrate says what it did

@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 
 from pacsd.dicom.files import as_dataset, write_atomically
 from pacsd.dicom.jpeg import read_jpeg_header
-from pacsd.dicom.render import Window, middle_frame, render_frame
+from pacsd.dicom.render import Window, middle_frame, render_frame, render_middle_frame_of_file
 from pacsd.dicom.secondary_capture import build_image_dataset
 
 Source = Dataset | str | os.PathLike
@@ -41,8 +41,10 @@ def thumbnail_image(source: Source, size: int) -> Image.Image:
     """The middle frame rendered to fit in size x size (aspect kept): what every thumbnail shows."""
     if size < 1:
         raise ValueError("thumbnail size must be at least 1 pixel")
-    ds = as_dataset(source)
-    image = render_frame(ds, frame=middle_frame(ds))
+    if isinstance(source, Dataset):
+        image = render_frame(source, frame=middle_frame(source))
+    else:  # a file: only the frame shown is read
+        image = render_middle_frame_of_file(source)
     image.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
     return image
 

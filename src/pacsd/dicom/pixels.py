@@ -2,21 +2,25 @@
 
 pydicom's decoders (with pylibjpeg and its plugins) do the work; this module adds what pydicom
 3.0 misses: 1-bit RLE, Deflated Image Frame Compression, and a Basic Offset Table that lies.
+`decode_frame_of_file` reads only the frame it decodes (and the header) from a file.
 """
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_fragments, generate_frames
-from pydicom.pixels import get_decoder
+from pydicom.pixels import get_decoder, pixel_array
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 
+from pacsd.dicom.files import read_dicom
 from pacsd.errors import FrameOutOfRange, NoPixelData, PixelDecodeError
 
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+WHOLE_FILE_BYTES = 8 * 1024 * 1024  # files up to this size are read whole, larger ones frame by frame
 DEFLATED_IMAGE_FRAME_COMPRESSION = UID("1.2.840.10008.1.2.8.1")
 IMAGE_PIXEL_KEYWORDS = (
     "Rows",
@@ -98,6 +102,34 @@ def decode_frame(ds: Dataset, index: int = 0) -> tuple[np.ndarray, str]:
         raise PixelDecodeError(
             f"{sop_class_label(ds)}: cannot decode the {syntax.name} pixel data: {detail}"
         ) from None
+
+
+def decode_frame_of_file(path: str | os.PathLike, index: int | None = None) -> tuple[np.ndarray, str, Dataset]:
+    """Frame `index` (the middle one when None) of a file, its photometric interpretation and the
+    file's dataset; of a file over `WHOLE_FILE_BYTES`, only that frame's bytes are read (and the
+    header; the dataset has no pixel data): a thumbnail of a 2 GB multi-frame object holds one
+    frame in memory.  What pydicom cannot cut out of a file alone (see the module) is decoded from
+    the whole file as `decode_frame` does."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0  # read_dicom says what is wrong with it
+    if size <= WHOLE_FILE_BYTES:  # one read of the file costs less than two
+        whole = read_dicom(path)
+        index = frame_count(whole) // 2 if index is None else index
+        return (*decode_frame(whole, index), whole)
+    header = read_dicom(path, stop_before_pixels=True)
+    index = frame_count(header) // 2 if index is None else index
+    if not 0 <= index < frame_count(header):
+        raise FrameOutOfRange(f"frame {index + 1} asked for, but the object has {frame_count(header)} frame(s)")
+    try:
+        array = pixel_array(os.fspath(path), index=index)  # colour comes back as RGB (raw=False)
+    except Exception:  # no pixel data, an encoding pydicom lacks, a lying offset table...
+        whole = read_dicom(path)
+        array, photometric = decode_frame(whole, index)
+        return array, photometric, whole
+    photometric = "RGB" if array.ndim == 3 else str(header.get("PhotometricInterpretation", "MONOCHROME2"))
+    return array, photometric, header
 
 
 def _pydicom_cannot_decode(ds: Dataset, syntax: UID) -> bool:

@@ -2,13 +2,15 @@
 
 One `Archive` per process; `net`, `web` and the CLI take what they need from it, call
 `start_background()` to run the study-stable detector (and resume end-of-study work), and `close()`
-once at shutdown (the detector stops, queued jobs finish, the writer drains, the engine is disposed).
+once at shutdown (the detector stops, end-of-study work not started is left pending in the index for
+the next start, the writer drains, the engine is disposed).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import threading
 
 from pacsd.config import Settings
 from pacsd.dicom.sopclasses import resolve_sop_classes
@@ -62,11 +64,15 @@ class Archive:
             actions=self.actions,
             on_stored=self.hooks.instance_stored,
         )
-        self.scan_sheets = ScanSheetWriter(self.engine, self.blobs, self.layout, settings.scan_sheets, self.actions)
+        # Set by `end_of_study.request_stop()`: scan sheets in progress give up too.
+        background_stop = threading.Event()
+        self.scan_sheets = ScanSheetWriter(self.engine, self.blobs, self.layout, settings.scan_sheets, self.actions,
+                                           background_stop)
         steps = [("scan-sheet", self.scan_sheets.write)] if settings.scan_sheets.enabled else []
         self.study_work = WorkQueue(settings.hooks.end_of_study_workers, "pacsd-end-of-study")
         self.end_of_study = EndOfStudyWork(self.engine, self.node, self.study_work, self.actions,
-                                           [*steps, ("hook-on_study_stable", self.hooks.study_stable)])
+                                           [*steps, ("hook-on_study_stable", self.hooks.study_stable)],
+                                           background_stop)
         self.stable_detector = StudyStableDetector(self.engine, settings.stable_after,
                                                    self.end_of_study.study_stable, node=self.node)
 
@@ -77,9 +83,10 @@ class Archive:
         self.stable_detector.start()
 
     def close(self) -> None:
+        self.end_of_study.request_stop()  # first: a backlog of end-of-study work never delays a stop
         self.stable_detector.stop()
         self.instance_work.close()
-        self.study_work.close()
+        self.study_work.close(cancel_pending=True)
         self.writer.close()
         self.engine.dispose()
         self.actions.close()

@@ -1,11 +1,13 @@
 """End-of-study work of a stable study (scan sheet, then `on_study_stable`), pending in the index
 from the stable mark (which claims it for the marking node) until done: at start-up a node runs
 again what it had claimed, and what another node claimed over `TAKE_OVER_AFTER` ago.
+`request_stop()` ends the work promptly: jobs not started stay pending for the next start.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime, timedelta, timezone
@@ -14,7 +16,7 @@ from sqlalchemy import Engine, and_, or_, select, update
 
 from pacsd.index.schema import studies
 from pacsd.services.actionlog import ActionLog
-from pacsd.services.workqueue import WorkQueue
+from pacsd.services.workqueue import StopRequested, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,21 @@ class EndOfStudyWork:
     """Queues each stable study's work on its own pool and records when it is done."""
 
     def __init__(self, engine: Engine, node: str, work: WorkQueue, actions: ActionLog,
-                 steps: list[tuple[str, Callable[[str], object]]]) -> None:
+                 steps: list[tuple[str, Callable[[str], object]]], stop: threading.Event | None = None) -> None:
         """`steps`: (what, function of the study UID), run in order; one failing is logged and
-        does not stop the next."""
+        does not stop the next.  `stop` (set by `request_stop`) may be shared with the steps: one
+        that sees it before doing anything lasting raises `StopRequested`."""
         self.engine, self.node, self.work, self.actions = engine, node, work, actions
         self.steps = steps
+        self.stop = stop if stop is not None else threading.Event()
+
+    def request_stop(self) -> None:
+        """Stop promptly (returns at once, from any thread): no job starts any more, a scan sheet
+        still being drawn is given up, and a job whose sheet is written goes on to its other steps
+        (an `on_study_stable` hook runs to its end or its timeout).  What is not done stays pending
+        in the index; `resume_pending` runs it, once, after the next start.  Then close the
+        WorkQueue with `cancel_pending=True` (`Archive.close` does both)."""
+        self.stop.set()
 
     def study_stable(self, study_uid: str) -> Future:
         """The detector marked the study stable and claimed its work for this node: queue it."""
@@ -76,11 +88,17 @@ class EndOfStudyWork:
 
     def run(self, study_uid: str) -> None:
         """Run the steps now, then record the work done for the stable mark they started from."""
+        if self.stop.is_set():
+            log.debug("end-of-study work of %s left for the next start: stopping", study_uid)
+            return
         with self.engine.connect() as conn:
             stable_at = conn.execute(select(studies.c.stable_at).where(studies.c.study_uid == study_uid)).scalar()
         for what, step in self.steps:
             try:
                 step(study_uid)
+            except StopRequested:
+                log.debug("%s of %s given up and left for the next start: stopping", what, study_uid)
+                return
             except Exception as exc:
                 log.exception("%s of %s failed", what, study_uid)
                 self.actions.record(f"{what}-failed", study=study_uid, error=exc)

@@ -16,14 +16,17 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from sqlalchemy import Connection, Engine, select
 
 from pacsd.dicom.header import first_text
 from pacsd.index.schema import instances, patients, series, studies
 from pacsd.services.actionlog import ActionLog
+from pacsd.services.sheetfonts import SheetFonts
 from pacsd.services.sheetpdf import render_sheet_pdf
 from pacsd.services.thumbnails import thumbnail
+from pacsd.services.workqueue import StopRequested
 from pacsd.storage.blobstore import BlobStore
 from pacsd.storage.layout import Layout
 from pacsd.storage.sanitize import path_component
@@ -91,8 +94,16 @@ def _series_sort_key(row) -> tuple:
     return (0, int(number), row.pk) if number.lstrip("-").isdigit() else (1, 0, row.pk)
 
 
+# What a series row shows of its first instance's header (the rest of the header is not parsed).
+_ROW_KEYWORDS = ("RepetitionTime", "EchoTime", "InversionTime", "FlipAngle", "SliceThickness", "Rows", "Columns",
+                 "AcquisitionTime")
+_ROW_TAGS = frozenset(f"{tag_for_keyword(keyword):08X}" for keyword in _ROW_KEYWORDS)
+
+
 def _header(header_json: str) -> Dataset:
-    return Dataset.from_json(json.loads(header_json), bulk_data_uri_handler=lambda *_: b"")
+    """The elements of `_ROW_KEYWORDS` of a stored DICOM JSON header."""
+    shown = {tag: element for tag, element in json.loads(header_json).items() if tag in _ROW_TAGS}
+    return Dataset.from_json(shown, bulk_data_uri_handler=lambda *_: b"")
 
 
 def _series_row(conn: Connection, row, storage_root: Path) -> SeriesRow:
@@ -177,10 +188,14 @@ def sheet_csv(sheet: StudySheet) -> bytes:
 class ScanSheetWriter:
     """Writes `<study dir>/<file_name>.pdf` and `.csv` for a study, replacing earlier versions."""
 
-    def __init__(self, engine: Engine, blobs: BlobStore, layout: Layout, settings, actions: ActionLog) -> None:
+    def __init__(self, engine: Engine, blobs: BlobStore, layout: Layout, settings, actions: ActionLog,
+                 stop: threading.Event | None = None) -> None:
+        """`stop`: once set, a sheet not yet written is given up (`StopRequested`)."""
         self.engine, self.blobs, self.layout = engine, blobs, layout
+        self.stop = stop if stop is not None else threading.Event()
         self.settings = settings  # ScanSheetSettings
         self.actions = actions
+        self.fonts = SheetFonts(settings.fonts)
         # Sheets of one study are written one at a time, each from what the index says once it
         # has the lock, so an older sheet never lands after a newer one.
         self._locks = [threading.Lock() for _ in range(64)]
@@ -194,13 +209,21 @@ class ScanSheetWriter:
         if sheet is None:
             log.warning("no scan sheet for %s: the study is not in the index", study_uid)
             return None
-        size = self.settings.thumbnail_size
-        thumbnails = [(row, thumbnail(row.thumbnail_source, size) if row.thumbnail_source else None)
-                      for row in sheet.series]
-        pdf = render_sheet_pdf(sheet, SERIES_COLUMNS, thumbnails, self.settings.fonts)
+        thumbnails = []
+        for row in sheet.series:
+            self._stop_if_asked(study_uid)
+            thumbnails.append((row, thumbnail(row.thumbnail_source, self.settings.thumbnail_size)
+                               if row.thumbnail_source else None))
+        pdf = render_sheet_pdf(sheet, SERIES_COLUMNS, thumbnails, self.fonts)
+        self._stop_if_asked(study_uid)
         name = path_component(self.settings.file_name)
         # The CSV first: whoever sees a new PDF can rely on the CSV beside it being as new.
-        csv_path = self.blobs.replace_file(sheet.study_dir / f"{name}.csv", sheet_csv(sheet))
-        pdf_path = self.blobs.replace_file(sheet.study_dir / f"{name}.pdf", pdf)
+        csv_path, pdf_path = self.blobs.replace_files([(sheet.study_dir / f"{name}.csv", sheet_csv(sheet)),
+                                                       (sheet.study_dir / f"{name}.pdf", pdf)])
         self.actions.record("scan-sheet", study=study_uid, pdf=pdf_path, csv=csv_path, series=len(sheet.series))
+        log.debug("scan sheet of %s written: %s", study_uid, pdf_path)
         return pdf_path, csv_path
+
+    def _stop_if_asked(self, study_uid: str) -> None:
+        if self.stop.is_set():
+            raise StopRequested(f"scan sheet of {study_uid} not written: stopping")

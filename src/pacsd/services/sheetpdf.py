@@ -1,12 +1,13 @@
 """The scan sheet's PDF: study and patient details, the series table, a thumbnail per series.
 
-Drawn with fpdf2 (pure Python; embeds subsets of TrueType fonts and falls back to a second font
-for glyphs the first lacks, so Latin, Cyrillic, Greek and CJK names all print).  The first
-configured font that exists sets the text; the others fill in missing glyphs.
+Drawn with fpdf2 (pure Python; embeds TrueType fonts and falls back to a second font for glyphs
+the first lacks, so Latin, Cyrillic, Greek and CJK names all print).  The fonts it gets are the
+small per-sheet ones of `pacsd.services.sheetfonts`, made from every string the sheet prints.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,20 +15,17 @@ from fpdf import FPDF
 from fpdf.fonts import FontFace
 from PIL import Image
 
-from pacsd.errors import ConfigError
+from pacsd.services.sheetfonts import SheetFonts
 
 _PAGE_MARGIN = 10  # mm
 _THUMB_MM = 42
 _CAPTION_MM = 5
+_TITLE, _NO_VALUE = "Scan sheet", "-"
 
 
 def _load_fonts(pdf: FPDF, fonts: Sequence[Path]) -> None:
-    present = [Path(font) for font in fonts if Path(font).is_file()]
-    if not present:
-        raise ConfigError("scan sheets need a Unicode TrueType font and none of scan_sheets.fonts exists "
-                          f"({', '.join(map(str, fonts))}); install fonts-dejavu-core and fonts-droid-fallback")
-    names = [f"font{index}" for index in range(len(present))]
-    for name, path in zip(names, present):
+    names = [f"font{index}" for index in range(len(fonts))]
+    for name, path in zip(names, fonts):
         pdf.add_font(name, fname=str(path))
     pdf.set_font(names[0], size=9)
     pdf.set_fallback_fonts(names[1:], exact_match=False)
@@ -46,7 +44,7 @@ def _details(pdf: FPDF, fields: Sequence[tuple[str, str]]) -> None:
         pdf.set_text_color(90)
         pdf.cell(label_width, line, label)
         pdf.set_text_color(0)
-        pdf.cell((pdf.epw if wide else half) - label_width, line, value or "-")
+        pdf.cell((pdf.epw if wide else half) - label_width, line, value or _NO_VALUE)
         column = 0 if wide or column == 1 else 1
         if column == 0:
             pdf.ln(line)
@@ -87,19 +85,25 @@ def _thumbnails(pdf: FPDF, items: Sequence[tuple[str, Image.Image | None]]) -> N
     pdf.ln(_THUMB_MM + _CAPTION_MM)
 
 
-def render_sheet_pdf(sheet, columns, thumbnails, fonts: Sequence[Path]) -> bytes:
+def render_sheet_pdf(sheet, columns, thumbnails, fonts: SheetFonts) -> bytes:
     """The PDF bytes of `sheet` (a StudySheet); `thumbnails`: (SeriesRow, image or None) pairs."""
-    pdf = FPDF(orientation="landscape", format="A4")
-    pdf.set_margins(_PAGE_MARGIN, _PAGE_MARGIN)
-    pdf.set_auto_page_break(True, _PAGE_MARGIN)
-    pdf.set_title(f"Scan sheet {sheet.study_uid}")
-    pdf.set_creator("pacsd")
-    _load_fonts(pdf, fonts)
-    pdf.add_page()
-    pdf.set_font(size=15)
-    pdf.cell(0, 9, "Scan sheet", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font(size=9)
-    _details(pdf, sheet.fields)
-    _series_table(pdf, columns, [row.cells() for row in sheet.series])
-    _thumbnails(pdf, [(f"{row.number} {row.description}".strip(), image) for row, image in thumbnails])
-    return bytes(pdf.output())
+    rows = [row.cells() for row in sheet.series]
+    captions = [(f"{row.number} {row.description}".strip(), image) for row, image in thumbnails]
+    printed = [_TITLE, _NO_VALUE, *(part for pair in sheet.fields for part in pair),
+               *(title for title, _ in columns), *(cell for cells in rows for cell in cells),
+               *(caption for caption, _ in captions)]
+    with tempfile.TemporaryDirectory(prefix="pacsd-sheet-") as folder:
+        pdf = FPDF(orientation="landscape", format="A4")
+        pdf.set_margins(_PAGE_MARGIN, _PAGE_MARGIN)
+        pdf.set_auto_page_break(True, _PAGE_MARGIN)
+        pdf.set_title(f"Scan sheet {sheet.study_uid}")
+        pdf.set_creator("pacsd")
+        _load_fonts(pdf, fonts.files_for("".join(printed), Path(folder)))
+        pdf.add_page()
+        pdf.set_font(size=15)
+        pdf.cell(0, 9, _TITLE, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font(size=9)
+        _details(pdf, sheet.fields)
+        _series_table(pdf, columns, rows)
+        _thumbnails(pdf, captions)
+        return bytes(pdf.output())

@@ -1,7 +1,8 @@
 """Small preview images of stored instances, for scan sheets.
 
 Drawn by the toolkit's `pacsd.dicom.convert.thumbnail_image` (the middle frame of a multi-frame
-image).  An instance without decodable pixels has no thumbnail (None), never an error.
+image, the only frame decoded, and of a large file the only one read).  An instance without
+decodable pixels has no thumbnail (None), never an error.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Background jobs off the C-STORE path: hooks and scan sheets run on a few worker threads.
 
 A job's exception is logged with what it was doing and never reaches the caller; `close()`
-waits for the jobs already queued.
+waits for the jobs already queued, or with `cancel_pending` only for those already running.
 """
 
 from __future__ import annotations
@@ -11,6 +11,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
+
+
+class StopRequested(Exception):
+    """A job saw a stop request before it had done anything lasting: it is left for later."""
 
 
 class WorkQueue:
@@ -27,5 +31,6 @@ class WorkQueue:
 
         return self._pool.submit(guarded)
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+    def close(self, cancel_pending: bool = False) -> None:
+        """Wait for the jobs running and, unless `cancel_pending`, for the queued ones too."""
+        self._pool.shutdown(wait=True, cancel_futures=cancel_pending)

@@ -211,18 +211,32 @@ class BlobStore:
             self.make_private(current, self.dir_mode)
 
     def replace_file(self, relative: PurePosixPath, data: bytes) -> Path:
-        """Write a derived file (a scan sheet) at `relative`, atomically replacing an older one."""
-        temp = self.new_temp_path(suffix=relative.suffix)
+        """Write a derived file at `relative`, atomically replacing an older one."""
+        return self.replace_files([(relative, data)])[0]
+
+    def replace_files(self, files: list[tuple[PurePosixPath, bytes]]) -> list[Path]:
+        """Write derived files (a scan sheet's CSV and PDF), each atomically replacing an older
+        one, in one pass: every file's data durable first, then the renames in the order given
+        (a reader of the last one finds the others as new), then each folder flushed once."""
+        temps: list[Path] = []
         try:
-            temp.write_bytes(data)
-            self.make_private(temp, self.file_mode)
-            self._make_parents(relative.parent)
-            os.replace(temp, self.root / relative)
-            self.make_durable([str(relative)])
+            for relative, data in files:
+                path, fd = self.new_temp_file(suffix=relative.suffix)
+                temps.append(path)
+                with open(fd, "wb") as temp:
+                    temp.write(data)
+                    if self.fsync:
+                        os.fdatasync(temp.fileno())
+                self.make_private(path, self.file_mode)
+            for temp, (relative, _) in zip(temps, files):
+                self._make_parents(relative.parent)
+                os.replace(temp, self.root / relative)
+            self.make_entries_durable([str(relative) for relative, _ in files])
         except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise storage_error(exc, f"cannot write {relative}") from None
-        return self.root / relative
+            for temp in temps:
+                temp.unlink(missing_ok=True)
+            raise storage_error(exc, f"cannot write {', '.join(str(relative) for relative, _ in files)}") from None
+        return [self.root / relative for relative, _ in files]
 
     def make_private(self, path: Path, mode: int) -> None:
         """Give a created file or folder its exact mode (whatever the umask) and the group."""
