@@ -6,6 +6,7 @@ Tests marked `both_databases` run twice, on SQLite and on a real PostgreSQL serv
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import socket
@@ -236,6 +237,13 @@ class PacsProcess:
             return httpx.get(f"http://{HOST}:{self.http_port}/healthz", timeout=5).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def restarted(self) -> "PacsProcess":
+        """The same command (same ports, so the same node name) started again; this one must
+        have exited.  The caller stops it."""
+        twin = copy.copy(self)
+        twin.proc = None
+        return twin.start()
 
     def stop(self, sig: int = 2) -> str:
         assert self.proc is not None

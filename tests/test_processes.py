@@ -280,3 +280,29 @@ def test_ctrl_c_to_the_whole_process_group_stops_in_order(pacs_process, tmp_path
 def _children(pid: int) -> list[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         return [int(child) for child in f.read().split()]
+
+
+def test_sigterm_during_a_scan_sheet_backlog(pacs_process, tmp_path):
+    """Stopped while the background process has scan sheets to write: the server exits within
+    3 s, and after a restart every stable study has its sheet, written once."""
+    config = tmp_path / "processes.yaml"
+    config.write_text(yaml.safe_dump({"server": {"workers": 2}, "stable_after": 0.5}))
+    server = pacs_process("--config", str(config))
+    studies = [write_study(tmp_path / "send" / str(n), series=2, per_series=3) for n in range(40)]
+    output = storescu(server.port, [f for study in studies for f in study], "MODALITY").communicate(timeout=120)[0]
+    assert "Received Store Response (Success)" in output
+    sheets = lambda: list((tmp_path / "storage").rglob("ScanSheet.pdf"))  # noqa: E731
+    wait_until(lambda: len(sheets()) >= 1, 60, "the first sheet written")
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.communicate(timeout=30)
+    assert time.monotonic() - started < 3.0
+    assert len(sheets()) < len(studies), "the backlog was done before the stop: nothing tested"
+    again = server.restarted()  # same port: the same node, which resumes the work it had claimed
+    try:
+        wait_until(lambda: len(sheets()) == len(studies), 120, "a sheet for every study")
+    finally:
+        again.proc.kill()
+        again.proc.wait()
+    written = [line for line in (tmp_path / "logs" / "actions.log").read_text().splitlines() if " scan-sheet " in line]
+    assert len(written) == len(studies), f"{len(written)} sheets written for {len(studies)} studies"
