@@ -8,7 +8,6 @@ stored DICOM JSON header of the first instance of the match, after SQL has narro
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from sqlalchemy import Engine, select
 
+from pacsd.dicom.nesting import load_header_json
 from pacsd.errors import PacsError
 from pacsd.index.matching import UNIVERSAL, Condition, matches, never, parse_condition, to_sql
 from pacsd.index.query_keys import (
@@ -181,7 +181,7 @@ class QueryService:
             statement = select(instances.c.header_json).select_from(joined_tables("IMAGE"))
             statement = statement.where(LEVEL_TABLES[level].c.pk == row.pk).order_by(instances.c.pk).limit(1)
             text = conn.execute(statement).scalar()
-        return json.loads(text) if text else {}
+        return load_header_json(text)
 
     def _python_match(self, key: QueryKey, row, header: dict) -> bool:
         separator = key.column.separator if key.column is not None else ("=" if key.vr == "PN" else None)

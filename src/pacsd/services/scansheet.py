@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import threading
 import zlib
@@ -20,6 +19,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import Connection, Engine, select
 
 from pacsd.dicom.header import first_text
+from pacsd.dicom.nesting import load_header_json
 from pacsd.index.schema import instances, patients, series, studies
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.sheetpdf import render_sheet_pdf
@@ -92,7 +92,7 @@ def _series_sort_key(row) -> tuple:
 
 
 def _header(header_json: str) -> Dataset:
-    return Dataset.from_json(json.loads(header_json), bulk_data_uri_handler=lambda *_: b"")
+    return Dataset.from_json(load_header_json(header_json), bulk_data_uri_handler=lambda *_: b"")
 
 
 def _series_row(conn: Connection, row, storage_root: Path) -> SeriesRow:
