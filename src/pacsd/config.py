@@ -160,6 +160,9 @@ class QueryRetrievePermission(_Section):
     move: bool = True
     get: bool = True
     destinations: list[str] = Field(default_factory=lambda: ["*"])
+    accounts: list[str] | None = Field(
+        None, description="physician accounts whose studies this AE may find and retrieve; "
+        "absent = every study of the archive, [] = none")
 
     _check_aet = field_validator("ae_title")(_check_ae_title)
 
@@ -170,8 +173,8 @@ class QueryRetrievePermission(_Section):
 class QueryRetrieveSettings(_Section):
     max_results: int = Field(0, ge=0, description="most C-FIND answers per request; 0 = no limit")
     case_insensitive_names: bool = True
-    # Empty: every calling AE may find, move (to any known AE) and get.  Otherwise only the
-    # listed AEs may, each as its entry says.
+    # Empty: ANY calling AE title (anyone who can reach the port) may find, move (to any known
+    # AE) and get EVERY study.  Otherwise only the listed AEs may, each as its entry says.
     permissions: list[QueryRetrievePermission] = Field(default_factory=list)
 
     def permission(self, calling_aet: str) -> QueryRetrievePermission | None:

@@ -121,7 +121,8 @@ class QueryRetrieveService:
         try:
             identifier = event.identifier
             matches = self.query.find(identifier.get("QueryRetrieveLevel", ""), identifier,
-                                      MODEL_OF[event.request.AffectedSOPClassUID], cancelled=cancelled)
+                                      MODEL_OF[event.request.AffectedSOPClassUID], cancelled=cancelled,
+                                      accounts=permission.accounts)
         except PacsError as exc:
             log.warning("C-FIND from %s refused: %s", calling, exc)
             yield failure(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
@@ -202,8 +203,10 @@ class QueryRetrieveService:
     def _select(self, event, calling: str, what: str) -> list[StoredInstance]:
         identifier = event.identifier
         try:
+            permission = self.settings.query_retrieve.permission(calling)
             return self.retrieve.select(identifier.get("QueryRetrieveLevel", ""), identifier,
-                                        MODEL_OF[event.request.AffectedSOPClassUID])
+                                        MODEL_OF[event.request.AffectedSOPClassUID],
+                                        accounts=permission.accounts if permission else [])
         except PacsError as exc:
             log.warning("%s from %s refused: %s", what, calling, exc)
             raise

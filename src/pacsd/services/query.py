@@ -118,7 +118,7 @@ class QueryService:
         answer_keys = self._answer_keys(level, model, keys)
         needs_header = any(k.column is None and not k.below_level and k.keyword not in _CONSTANT_KEYS
                            for k in answer_keys + python_keys)
-        statement = _visible(self._statement(level, answer_keys, sql_keys, needs_header and level == "IMAGE"),
+        statement = visible_only(self._statement(level, answer_keys, sql_keys, needs_header and level == "IMAGE"),
                              level, page.accounts)
         limit, to_skip = page.limit, page.offset
         if not python_keys:
@@ -247,7 +247,7 @@ class _Page:
     accounts: Collection[str] | None = None
 
 
-def _visible(statement, level: str, accounts: Collection[str] | None):
+def visible_only(statement, level: str, accounts: Collection[str] | None):
     """Only rows of studies in `accounts` (patients: with such a study); None = every row."""
     if accounts is None:
         return statement

@@ -9,7 +9,7 @@ Sending and counting over DIMSE is the `net` layer's job.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from sqlalchemy import Engine, select
 from pacsd.errors import PacsError
 from pacsd.index.query_keys import UNIQUE_KEYS, joined_tables, levels_down_to
 from pacsd.index.schema import instances
-from pacsd.services.query import InvalidQuery, check_level, parse_keys, sql_condition
+from pacsd.services.query import InvalidQuery, check_level, parse_keys, sql_condition, visible_only
 from pacsd.storage.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,13 @@ class RetrieveService:
         self.engine = engine
         self.blobs = blobs
 
-    def select(self, level: str, keys: Dataset | Mapping[str, Any], model: str = "study") -> list[StoredInstance]:
+    def select(self, level: str, keys: Dataset | Mapping[str, Any], model: str = "study",
+               accounts: Collection[str] | None = None) -> list[StoredInstance]:
         """The instances under the unique keys of a retrieve identifier, in archive order.
 
         The level's own unique key is required (one UID or a list); unique keys of the levels
-        above narrow the selection when present.
+        above narrow the selection when present.  `accounts` (None = all) keeps only studies
+        of those physician accounts.
         """
         level = check_level(level, model)
         unique = {UNIQUE_KEYS[lv] for lv in levels_down_to(level)}
@@ -77,6 +79,7 @@ class RetrieveService:
         for key in parsed:
             if not key.condition.is_universal:
                 statement = statement.where(sql_condition(key))
+        statement = visible_only(statement, "IMAGE", accounts)
         with self.engine.connect() as conn:
             rows = conn.execute(statement.order_by(instances.c.pk)).all()
         return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, self.blobs.root / r.path) for r in rows]
