@@ -215,6 +215,12 @@ class WebSettings(_Section):
         None, description="Secure flag of the session cookie; default: set when the request came over https")
     ohif_url: str = Field("", description="base URL of a server with OHIF at /viewer; empty: our own "
                           "/viewer when it is installed, else no link")
+    login_failures_per_user: int = Field(10, ge=1, description="failed logins of one user name within "
+                                         "login_failure_window before further tries are refused (429)")
+    login_failures_per_address: int = Field(30, ge=1, description="the same, per client address")
+    login_failure_window: float = Field(900, gt=0, description="seconds a failed login counts")
+    basic_auth_cache_seconds: float = Field(60, ge=0, description="a verified HTTP Basic credential is "
+                                            "trusted this long without hashing again; 0 = hash every time")
 
 
 class LoggingSettings(_Section):

@@ -66,7 +66,7 @@ def send(request: Request, study_uid: str = Form(...), ae_title: str = Form(...)
     paths = instance_files(archive, series_uid=series_uid) if series_uid else instance_files(archive, study=study_uid)
     what = f"series {series_uid}" if series_uid else f"study {study_uid}"
     own_aet = archive.settings.server.ae_title
-    user_name = request.state.user.name
+    user_name = current_user(request).name
 
     def work(job: Job) -> None:
         outgoing, skipped = scan_files(paths)
@@ -90,7 +90,7 @@ def send(request: Request, study_uid: str = Form(...), ae_title: str = Form(...)
 
 def _own_job(request: Request, job_id: int) -> Job:
     job = request.app.state.jobs.get(job_id)
-    if job is None or (job.owner != request.state.user.name and not request.state.user.is_admin):
+    if job is None or (job.owner != current_user(request).name and not current_user(request).is_admin):
         raise HTTPException(404, "no such job")
     return job
 
@@ -116,5 +116,5 @@ def delete(request: Request, study_uid: str, confirm: str = Form("")) -> Respons
     study = visible_study(request, study_uid)
     if confirm != "delete":
         return render(request, "delete.html", status_code=400, study=study, error="Type delete to confirm.")
-    delete_study(request.app.state.archive, study_uid, by=request.state.user.name)
+    delete_study(request.app.state.archive, study_uid, by=current_user(request).name)
     return RedirectResponse("/ui/studies", status_code=303)

@@ -38,7 +38,7 @@ def _dicom_date(form_value: str) -> str:
 
 @router.get("/ui/studies")
 def search(request: Request, sort: str = "date", order: str = "desc", page: int = 1) -> Response:
-    user: User = request.state.user
+    user: User = current_user(request)
     form = {name: request.query_params.get(name, "").strip()[:64] for name in FILTER_FIELDS}
     if not user.is_admin:
         form["account"] = ""  # their own account is applied by visible_accounts
