@@ -306,6 +306,19 @@ FIRST_TEXTS = "_pacsd_first_texts"  # a Dataset attribute: {tag: first value or 
 MULTI_VALUED = "_pacsd_multi_valued"  # with it: the tags of those elements holding several values
 
 
+INTEGER_STRING_RANGE = range(-(2**31), 2**31)  # what an IS value may hold (PS3.5 6.2)
+
+
+def integer_or_none(text: str) -> int | None:
+    """An IS value's text as an integer; None when it is no number or none an IS may hold
+    ('inf', '1e400', '1e300')."""
+    try:
+        number = int(float(text))
+    except (ValueError, OverflowError):
+        return None
+    return number if number in INTEGER_STRING_RANGE else None
+
+
 def first_text(dataset: Dataset, keyword: str, default: str = "") -> str:
     """The first value of an element as text ('' when absent or empty).
 
