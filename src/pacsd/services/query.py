@@ -20,6 +20,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from sqlalchemy import Engine, select
 
+from pacsd.dicom.header import INTEGER_STRING_RANGE
 from pacsd.dicom.nesting import load_header_json
 from pacsd.errors import PacsError
 from pacsd.index.matching import UNIVERSAL, Condition, matches, never, parse_condition, to_sql
@@ -299,12 +300,10 @@ def _column_key(keyword: str) -> QueryKey:
 def sql_condition(key: QueryKey):
     """The SQL condition of a key kept as a column."""
     column = key.column
-    if column.integer:
-        try:
-            values = [int(p.value) for p in (key.condition.parts or (key.condition,))]
-        except ValueError:
-            return never()
-        return column.column.in_(values)
+    if column.integer:  # a value no IS may hold ('x', '1.5', 99999999999999999999) matches nothing
+        values = [int(p.value) for p in (key.condition.parts or (key.condition,))
+                  if p.value.lstrip("+-").isdecimal() and p.value.isascii() and int(p.value) in INTEGER_STRING_RANGE]
+        return column.column.in_(values) if values else never()
     target = column.folded if key.condition.fold_case else column.column
     return to_sql(key.condition, target, column.separator)
 

@@ -113,8 +113,8 @@ def _count_param(params, name: str) -> int:
     text = params.get(name)
     if text is None or text == "":
         return 0
-    if not text.isdigit():
-        raise HTTPException(400, f"{name}={text[:20]!r}: expected a whole number from 0")
+    if not text.isdigit() or len(text) > 9:  # 10^9 and more: past any archive, and past SQL's integers
+        raise HTTPException(400, f"{name}={text[:20]!r}: expected a whole number from 0 to 999999999")
     return int(text)
 
 
