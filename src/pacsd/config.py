@@ -200,6 +200,7 @@ class HttpSettings(_Section):
     port: int = Field(8042, ge=0, le=65535)
     public_url: str = Field("", description="base of absolute URLs we hand out; '' = from the request")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed cross-site; [] = none")
+    api_docs: bool = Field(False, description="serve /api/docs and /openapi.json (to logged-in users only)")
     viewer_dir: Path = Field(DEFAULT_DATA_DIR / "viewer", description="the built OHIF viewer, served at /viewer")
 
 
