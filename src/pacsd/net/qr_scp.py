@@ -23,6 +23,7 @@ from pacsd.net.find_responses import PendingResponses
 from pacsd.net.qr_models import MODEL_OF
 from pacsd.net.tcp import tune_association_socket
 from pacsd.services.archive import Archive
+from pacsd.services.audit import Actor, record
 from pacsd.services.query import QueryService
 from pacsd.services.retrieve import (
     CannotSend,
@@ -135,6 +136,8 @@ class QueryRetrieveService:
                 return  # the association has ended
         pending.finish()
         log.debug("C-FIND from %s: %d answers", calling, pending.sent)
+        self._audit(event, "searched", detail=f"C-FIND {identifier.get('QueryRetrieveLevel', '')}: "
+                    f"{pending.sent} answer(s)", study_uid=str(identifier.get("StudyInstanceUID", "") or ""))
         if cancelled():
             log.info("C-FIND from %s cancelled", calling)
             yield CANCELLED, None
@@ -172,6 +175,7 @@ class QueryRetrieveService:
             send_files_unchanged(sub_association[0])
             accepted = accepted_syntaxes(sub_association[0].accepted_contexts)
         log.info("C-MOVE from %s: %d instances to %s", calling, len(selected), destination)
+        self._audit_retrieve(event, "moved", selected, f"to {destination}")
         yield from self._sub_operations(event, selected, accepted)
 
     # -- C-GET ----------------------------------------------------------------------------
@@ -192,6 +196,7 @@ class QueryRetrieveService:
         yield len(selected)
         ours = [cx for cx in event.assoc.accepted_contexts if cx.as_scu]
         log.info("C-GET from %s: %d instances", calling, len(selected))
+        self._audit_retrieve(event, "retrieved", selected, "C-GET")
         send_c_store = event.assoc.send_c_store
         send_files_unchanged(event.assoc)
         try:
@@ -210,6 +215,20 @@ class QueryRetrieveService:
         except PacsError as exc:
             log.warning("%s from %s refused: %s", what, calling, exc)
             raise
+
+    def _audit(self, event, action: str, **fields) -> None:
+        """Record what the calling AE (from its address) did in the audit trail."""
+        requestor = event.assoc.requestor
+        actor = Actor(requestor.ae_title.strip(), "ae", str(requestor.address or ""))
+        record(self.query.engine, actor, action, **fields)
+
+    def _audit_retrieve(self, event, action: str, selected: list[StoredInstance], detail: str) -> None:
+        """One event per study of a retrieve (the instances selected, grouped by study)."""
+        by_study: dict[str, int] = {}
+        for instance in selected:
+            by_study[instance.study_uid] = by_study.get(instance.study_uid, 0) + 1
+        for study_uid, count in by_study.items():
+            self._audit(event, action, study_uid=study_uid, detail=f"{detail}: {count} instance(s)")
 
     def _sub_operations(self, event, selected: list[StoredInstance], accepted) -> Iterator:
         for instance in selected:

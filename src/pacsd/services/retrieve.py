@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select
 
 from pacsd.errors import PacsError
 from pacsd.index.query_keys import UNIQUE_KEYS, joined_tables, levels_down_to
-from pacsd.index.schema import instances
+from pacsd.index.schema import instances, studies
 from pacsd.services.query import InvalidQuery, check_level, parse_keys, sql_condition, visible_only
 from pacsd.storage.blobstore import BlobStore
 
@@ -42,6 +42,7 @@ class StoredInstance:
     sop_class_uid: str
     transfer_syntax: str
     path: Path
+    study_uid: str = ""
 
 
 @dataclass
@@ -75,14 +76,15 @@ class RetrieveService:
         if own is None or own.condition.kind not in ("single", "any"):
             raise InvalidQuery(f"a {level} level retrieve needs {UNIQUE_KEYS[level]} (one value or a list)")
         statement = select(instances.c.sop_uid, instances.c.sop_class_uid, instances.c.transfer_syntax,
-                           instances.c.path).select_from(joined_tables("IMAGE"))
+                           instances.c.path, studies.c.study_uid).select_from(joined_tables("IMAGE"))
         for key in parsed:
             if not key.condition.is_universal:
                 statement = statement.where(sql_condition(key))
         statement = visible_only(statement, "IMAGE", accounts)
         with self.engine.connect() as conn:
             rows = conn.execute(statement.order_by(instances.c.pk)).all()
-        return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, self.blobs.root / r.path) for r in rows]
+        return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, self.blobs.root / r.path, r.study_uid)
+                for r in rows]
 
 
 def proposed_contexts(selected: Iterable[StoredInstance]) -> list[PresentationContext]:

@@ -21,6 +21,7 @@ from pacsd.services.query import QueryService
 from pacsd.web.access import visible_accounts
 from pacsd.web.dicomweb.media import DICOM_JSON, require_json
 from pacsd.web.dicomweb.resources import archive_of, check_uid, dicomweb_root
+from pacsd.web.ui.audit import audit
 
 router = APIRouter()
 
@@ -88,6 +89,8 @@ def _search(request: Request, level: str, default_keys: tuple[str, ...], **fixed
         answers = list(itertools.islice(matches, most + 1)) if most else list(matches)
     finally:
         matches.close()  # the query's connection goes back to the pool here, not at garbage collection
+    audit(request, "searched", detail=f"QIDO-RS {level}: " + "&".join(
+        f"{name}={value}" for name, value in params.multi_items())[:400])
     headers = {}
     if most and len(answers) > most:
         answers = answers[:most]

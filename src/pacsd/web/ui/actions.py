@@ -21,6 +21,7 @@ from pacsd.services.deletion import delete_study
 from pacsd.services.export import export_fileset, instance_files
 from pacsd.storage.sanitize import path_component
 from pacsd.web.access import current_user, require_admin
+from pacsd.web.ui.audit import audit
 from pacsd.web.ui.jobs import Job
 from pacsd.web.ui.lookups import visible_series, visible_study
 from pacsd.web.ui.templating import render
@@ -39,6 +40,7 @@ def download_zip(request: Request, study_uid: str) -> FileResponse:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    audit(request, "exported", patient_id=study.patient_id, study_uid=study_uid, detail="ZIP with DICOMDIR")
     name = path_component(f"{study.patient_id}_{study.study_date}", default="study") + ".zip"
     return FileResponse(zip_path, media_type="application/zip", filename=name,
                         background=BackgroundTask(shutil.rmtree, work, ignore_errors=True))
@@ -65,6 +67,7 @@ def send(request: Request, study_uid: str = Form(...), ae_title: str = Form(...)
         raise HTTPException(400, f"{ae_title} is not a known AE (known_aes in the settings)")
     paths = instance_files(archive, series_uid=series_uid) if series_uid else instance_files(archive, study=study_uid)
     what = f"series {series_uid}" if series_uid else f"study {study_uid}"
+    audit(request, "sent", study_uid=study_uid, detail=f"{what} to {ae_title}")
     own_aet = archive.settings.server.ae_title
     user_name = current_user(request).name
 
@@ -117,4 +120,5 @@ def delete(request: Request, study_uid: str, confirm: str = Form("")) -> Respons
     if confirm != "delete":
         return render(request, "delete.html", status_code=400, study=study, error="Type delete to confirm.")
     delete_study(request.app.state.archive, study_uid, by=current_user(request).name)
+    audit(request, "deleted", patient_id=study.patient_id, study_uid=study_uid)
     return RedirectResponse("/ui/studies", status_code=303)

@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from pacsd.services.users import end_sessions
 from pacsd.web.auth import checked_login, client_address
+from pacsd.web.ui.audit import audit
 from pacsd.web.ui.templating import render
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def login(request: Request, username: str = Form(...), password: str = Form(...)
         return _form(request, status_code=401, next=local_target(next),
                      error="Wrong user name or password.", username=username)
     log.info("user %s logged in from %s", user.name, client_address(request))
+    audit(request, "logged-in", name=user.name, detail="login form")
     sessions = request.app.state.sessions
     response = RedirectResponse(local_target(next), status_code=303)
     sessions.set_cookie(request, response, sessions.new(user))
@@ -81,6 +83,7 @@ def logout(request: Request) -> Response:
     if session is not None and request.app.state.settings.web.login:
         end_sessions(request.app.state.archive.engine, session.user_name)
         log.info("user %s logged out from %s: their sessions are ended", session.user_name, client_address(request))
+        audit(request, "logged-out", name=session.user_name)
     response = RedirectResponse("/login", status_code=303)
     request.app.state.sessions.clear_cookie(response)
     return response
