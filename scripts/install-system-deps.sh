@@ -31,6 +31,7 @@ fi
 if [ "$purpose" = test ]; then
   command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
   command -v pdftotext >/dev/null 2>&1 && command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)  # certificates made by the HTTPS tests
   command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v npm >/dev/null 2>&1 || need+=(npm)

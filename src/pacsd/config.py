@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pacsd.errors import ConfigError
 
@@ -201,6 +201,21 @@ class HttpSettings(_Section):
     public_url: str = Field("", description="base of absolute URLs we hand out; '' = from the request")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed cross-site; [] = none")
     api_docs: bool = Field(False, description="serve /api/docs and /openapi.json (to logged-in users only)")
+    tls_certificate: Path | None = Field(None, description="PEM certificate (chain): serve HTTPS, not HTTP")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_certificate")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "HttpSettings":
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("tls_certificate and tls_key go together: set both for HTTPS, or neither")
+        for path in (self.tls_certificate, self.tls_key):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{path}: no such file")
+        return self
+
+    @property
+    def https(self) -> bool:
+        return self.tls_certificate is not None
     viewer_dir: Path = Field(DEFAULT_DATA_DIR / "viewer", description="the built OHIF viewer, served at /viewer")
 
 

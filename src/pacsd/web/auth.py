@@ -116,11 +116,9 @@ class Sessions:
         return Session(user.name, user.session_epoch, time.time() + lifetime, secrets.token_urlsafe(24))
 
     def set_cookie(self, request: Request, response: Response, session: Session) -> None:
-        secure = self.settings.web.cookie_secure
-        if secure is None:
-            secure = request.url.scheme == "https"
         response.set_cookie(SESSION_COOKIE, self.signer.encode(session), httponly=True, samesite="lax",
-                            secure=secure, path="/", max_age=int(session.expires - time.time()))
+                            secure=cookie_secure(request, self.settings), path="/",
+                            max_age=int(session.expires - time.time()))
 
     def clear_cookie(self, response: Response) -> None:
         response.delete_cookie(SESSION_COOKIE, path="/")
@@ -130,6 +128,14 @@ class Sessions:
             return LOCAL_USER
         user = find_user(request.app.state.archive.engine, session.user_name)
         return user if user is not None and user.session_epoch == session.epoch else None
+
+
+def cookie_secure(request: Request, settings: Settings) -> bool:
+    """The Secure flag of our cookies: `web.cookie_secure`, else set when serving HTTPS ourselves
+    or when the request came over https."""
+    if settings.web.cookie_secure is not None:
+        return settings.web.cookie_secure
+    return settings.http.https or request.url.scheme == "https"
 
 
 def csrf_token(request: Request) -> str:

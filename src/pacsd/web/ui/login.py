@@ -16,7 +16,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from pacsd.services.users import end_sessions
-from pacsd.web.auth import checked_login, client_address
+from pacsd.web.auth import checked_login, client_address, cookie_secure
 from pacsd.web.ui.audit import audit
 from pacsd.web.ui.templating import render
 
@@ -37,9 +37,8 @@ def _form(request: Request, status_code: int = 200, **context) -> Response:
     """The login form with a fresh login token, in the form and in its cookie."""
     token = secrets.token_urlsafe(24)
     response = render(request, "login.html", status_code=status_code, login_token=token, **context)
-    secure = request.app.state.settings.web.cookie_secure
     response.set_cookie(LOGIN_TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/login",
-                        secure=request.url.scheme == "https" if secure is None else secure, max_age=3600)
+                        secure=cookie_secure(request, request.app.state.settings), max_age=3600)
     return response
 
 
