@@ -239,6 +239,19 @@ class WebSettings(_Section):
                                             "trusted this long without hashing again; 0 = hash every time")
 
 
+class SyslogTarget(_Section):
+    host: str
+    port: int = Field(514, ge=1, le=65535)
+    protocol: Literal["udp", "tcp"] = "udp"
+
+
+class AuditSettings(_Section):
+    """The audit trail (always in the index); `syslog` also sends each event to a collector."""
+
+    syslog: SyslogTarget | None = Field(None, description="DICOM audit messages (PS3.15 A.5) over "
+                                        "syslog (RFC 5424) to this collector; empty: none sent")
+
+
 class LoggingSettings(_Section):
     directory: Path = DEFAULT_DATA_DIR / "logs"
     app_log: str = "pacsd.log"
@@ -256,6 +269,7 @@ class Settings(_Section):
     duplicates: Literal["keep", "overwrite", "reject"] = "keep"
     known_aes: list[KnownAE] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     query_retrieve: QueryRetrieveSettings = Field(default_factory=QueryRetrieveSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     web: WebSettings = Field(default_factory=WebSettings)

@@ -23,7 +23,7 @@ from pacsd.net.find_responses import PendingResponses
 from pacsd.net.qr_models import MODEL_OF
 from pacsd.net.tcp import tune_association_socket
 from pacsd.services.archive import Archive
-from pacsd.services.audit import Actor, record
+from pacsd.services.audit import Actor
 from pacsd.services.query import QueryService
 from pacsd.services.retrieve import (
     CannotSend,
@@ -87,6 +87,7 @@ class QueryRetrieveService:
         self.query = QueryService(archive.engine, settings.server.ae_title, qr.case_insensitive_names,
                                   qr.max_results)
         self.retrieve = RetrieveService(archive.engine, archive.blobs)
+        self.audit = archive.audit
         # pynetdicom decodes and renders every request and answer identifier for log lines nobody
         # reads (its handlers are off): that cost more than building the answer.
         _config.LOG_REQUEST_IDENTIFIERS = _config.LOG_RESPONSE_IDENTIFIERS = False
@@ -220,7 +221,7 @@ class QueryRetrieveService:
         """Record what the calling AE (from its address) did in the audit trail."""
         requestor = event.assoc.requestor
         actor = Actor(requestor.ae_title.strip(), "ae", str(requestor.address or ""))
-        record(self.query.engine, actor, action, **fields)
+        self.audit.record(actor, action, **fields)
 
     def _audit_retrieve(self, event, action: str, selected: list[StoredInstance], detail: str) -> None:
         """One event per study of a retrieve (the instances selected, grouped by study)."""

@@ -1,6 +1,7 @@
 """The audit trail: who (a user or a calling AE, from which address) did what to which patient
 and study, when, and whether it worked; one append-only table (`audit_events`) that pacsd only
-inserts into.  Web and DICOM handlers call `record`; the administrators' page reads `recent`.
+inserts into, and, when `audit.syslog` is set, each event also sent as a DICOM audit message
+(`audit_syslog`).  Web and DICOM handlers call `Archive.audit.record`; /ui/audit reads `recent`.
 """
 
 from __future__ import annotations
@@ -27,34 +28,55 @@ class Actor:
     address: str = ""
 
 
-def record(engine: Engine, actor: Actor, action: str, *, outcome: str = "success", patient_id: str = "",
-           study_uid: str = "", detail: str = "") -> None:
-    """Append one event.  A failure to write is logged and never fails what was audited."""
-    if action not in AUDIT_ACTIONS:
-        raise ValueError(f"unknown audit action {action!r}")
-    values = {"actor": actor.name, "address": actor.address, "patient_id": patient_id or "",
-              "study_uid": study_uid or "", "detail": detail or ""}
-    values = {key: _printable(str(value))[:_LIMITS[key]] for key, value in values.items()}
-    try:
-        with engine.begin() as conn:
-            conn.execute(insert(audit_events).values(at=datetime.now(timezone.utc), actor_kind=actor.kind,
-                                                     action=action, outcome=outcome, **values))
-    except Exception:  # noqa: BLE001 - the index refused: said in the log, the action itself stands
-        log.exception("could not record the audit event %s by %s", action, actor.name)
+@dataclass(frozen=True)
+class AuditEvent:
+    at: datetime
+    actor: Actor
+    action: str
+    outcome: str  # success | failure
+    patient_id: str = ""
+    study_uid: str = ""
+    detail: str = ""
+
+
+class AuditTrail:
+    """Appends events to the index and hands each to `forward` (the syslog sender) when set."""
+
+    def __init__(self, engine: Engine, forward=None) -> None:
+        self.engine = engine
+        self.forward = forward  # callable(AuditEvent) that never blocks, or None
+
+    def record(self, actor: Actor, action: str, *, outcome: str = "success", patient_id: str = "",
+               study_uid: str = "", detail: str = "") -> None:
+        """Append one event.  A failure to write is logged and never fails what was audited."""
+        if action not in AUDIT_ACTIONS:
+            raise ValueError(f"unknown audit action {action!r}")
+        texts = {"actor": actor.name, "address": actor.address, "patient_id": patient_id or "",
+                 "study_uid": study_uid or "", "detail": detail or ""}
+        texts = {key: _printable(str(value))[:_LIMITS[key]] for key, value in texts.items()}
+        event = AuditEvent(datetime.now(timezone.utc), Actor(texts["actor"], actor.kind, texts["address"]),
+                           action, outcome, texts["patient_id"], texts["study_uid"], texts["detail"])
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(audit_events).values(at=event.at, actor_kind=actor.kind, action=action,
+                                                         outcome=outcome, **texts))
+        except Exception:  # noqa: BLE001 - the index refused: said in the log, the action itself stands
+            log.exception("could not record the audit event %s by %s", action, actor.name)
+        if self.forward is not None:
+            self.forward(event)
+
+    def recent(self, limit: int = 200, actor: str = "", study_uid: str = "", action: str = "") -> list:
+        """The latest events first, optionally only of one actor, study or action."""
+        statement = select(audit_events).order_by(audit_events.c.pk.desc()).limit(limit)
+        if actor:
+            statement = statement.where(audit_events.c.actor == actor)
+        if study_uid:
+            statement = statement.where(audit_events.c.study_uid == study_uid)
+        if action:
+            statement = statement.where(audit_events.c.action == action)
+        with self.engine.connect() as conn:
+            return conn.execute(statement).all()
 
 
 def _printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else " " for ch in text)
-
-
-def recent(engine: Engine, limit: int = 200, actor: str = "", study_uid: str = "", action: str = "") -> list:
-    """The latest events first, optionally only of one actor, study or action."""
-    statement = select(audit_events).order_by(audit_events.c.pk.desc()).limit(limit)
-    if actor:
-        statement = statement.where(audit_events.c.actor == actor)
-    if study_uid:
-        statement = statement.where(audit_events.c.study_uid == study_uid)
-    if action:
-        statement = statement.where(audit_events.c.action == action)
-    with engine.connect() as conn:
-        return conn.execute(statement).all()

@@ -27,7 +27,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from pacsd.config import Settings
-from pacsd.services.audit import Actor, record
+from pacsd.services.audit import Actor
 from pacsd.services.users import User, authenticate, find_user
 from pacsd.web.access import LOCAL_USER
 from pacsd.web.login_guard import TooManyFailedLogins, guards_for
@@ -212,14 +212,14 @@ def checked_login(request: Request, name: str, password: str) -> User | None:
         throttle.check(name, address)
     except TooManyFailedLogins as exc:
         log.warning("login for %r from %s refused: %s", name[:64], address, exc)
-        record(request.app.state.archive.engine, Actor(name[:64], "user", address), "login-failed",
+        request.app.state.archive.audit.record(Actor(name[:64], "user", address), "login-failed",
                outcome="failure", detail="refused: too many failed logins")
         raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
     user = authenticate(request.app.state.archive.engine, name, password)
     if user is None:
         throttle.failed(name, address)
         log.warning("failed login for %r from %s", name[:64], address)
-        record(request.app.state.archive.engine, Actor(name[:64], "user", address), "login-failed",
+        request.app.state.archive.audit.record(Actor(name[:64], "user", address), "login-failed",
                outcome="failure", detail="wrong user name or password")
     else:
         throttle.succeeded(name)

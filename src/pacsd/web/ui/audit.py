@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from pacsd.services.audit import AUDIT_ACTIONS, Actor, recent, record
+from pacsd.services.audit import AUDIT_ACTIONS, Actor
 from pacsd.web.access import current_user, require_admin
 from pacsd.web.ui.templating import render
 
@@ -24,13 +24,13 @@ def web_actor(request: Request, name: str | None = None) -> Actor:
 
 def audit(request: Request, action: str, *, name: str | None = None, **fields) -> None:
     """Record `action` of this request's caller (see `services.audit.record` for the fields)."""
-    record(request.app.state.archive.engine, web_actor(request, name), action, **fields)
+    request.app.state.archive.audit.record(web_actor(request, name), action, **fields)
 
 
 @router.get("/ui/audit", dependencies=[Depends(require_admin)])
 def audit_page(request: Request, actor: str = "", study: str = "", action: str = "") -> Response:
     current_user(request)
     action = action if action in AUDIT_ACTIONS else ""
-    events = recent(request.app.state.archive.engine, _SHOWN, actor[:64], study[:64], action)
+    events = request.app.state.archive.audit.recent(_SHOWN, actor[:64], study[:64], action)
     return render(request, "audit.html", events=events, actions=AUDIT_ACTIONS,
                   form={"actor": actor[:64], "study": study[:64], "action": action})
