@@ -67,13 +67,9 @@ class AuditTrail:
 
     def recent(self, limit: int = 200, actor: str = "", study_uid: str = "", action: str = "") -> list:
         """The latest events first, optionally only of one actor, study or action."""
-        statement = select(audit_events).order_by(audit_events.c.pk.desc()).limit(limit)
-        if actor:
-            statement = statement.where(audit_events.c.actor == actor)
-        if study_uid:
-            statement = statement.where(audit_events.c.study_uid == study_uid)
-        if action:
-            statement = statement.where(audit_events.c.action == action)
+        wanted = {audit_events.c.actor: actor, audit_events.c.study_uid: study_uid, audit_events.c.action: action}
+        statement = select(audit_events).where(*(column == value for column, value in wanted.items() if value))
+        statement = statement.order_by(audit_events.c.pk.desc()).limit(limit)
         with self.engine.connect() as conn:
             return conn.execute(statement).all()
 
