@@ -12,7 +12,7 @@ from pacsd.index.schema import audit_events
 from tests.conftest import HOST, dcmtk
 from tests.qr_support import archive_files
 from tests.studies import write_study
-from tests.webui import PASSWORD, add_users, csrf_of, logged_in, post_login
+from tests.webui import PASSWORD, add_users, browser, csrf_of, log_in, logged_in, page, post_login, screenshot  # noqa: F401
 
 
 def _events(pacs) -> list:
@@ -73,3 +73,17 @@ def test_the_audit_page_is_for_administrators_only(pacs, web, tmp_path):
     assert page.status_code == 200 and "nobody" in page.text and "login-failed" in page.text
     assert logged_in(web, "smith").get("/ui/audit").status_code == 403
     assert httpx.get(f"{web}/ui/audit").status_code in (303, 401)
+
+
+def test_the_audit_page_in_a_browser(pacs, web, tmp_path, page):
+    add_users(pacs.archive)
+    files = write_study(tmp_path / "s", PatientID="P-SHOWN")
+    archive_files(pacs.archive, *files)
+    study = str(dcmread(files[0]).StudyInstanceUID)
+    log_in(page, web, "admin")
+    page.goto(f"{web}/ui/studies/{study}")
+    page.goto(f"{web}/ui/audit")
+    rows = page.locator("#audit-events tbody tr")
+    assert rows.count() >= 2
+    assert "viewed" in rows.nth(0).inner_text() and "P-SHOWN" in rows.nth(0).inner_text()
+    screenshot(page, "audit-trail")
