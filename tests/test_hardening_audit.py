@@ -5,6 +5,7 @@ C-GET and C-MOVE retrievals; shown to administrators at /ui/audit, to nobody els
 from __future__ import annotations
 
 import httpx
+import pytest
 from pydicom import dcmread
 from sqlalchemy import select
 
@@ -13,6 +14,8 @@ from tests.conftest import HOST, dcmtk
 from tests.qr_support import archive_files
 from tests.studies import write_study
 from tests.webui import PASSWORD, add_users, browser, csrf_of, log_in, logged_in, page, post_login, screenshot  # noqa: F401
+
+pytestmark = pytest.mark.both_databases
 
 
 def _events(pacs) -> list:
