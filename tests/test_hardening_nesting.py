@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import struct
 
-import pytest
 from sqlalchemy import update
 
 from pacsd.index.schema import instances
