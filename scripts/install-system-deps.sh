@@ -35,6 +35,7 @@ if [ "$purpose" = test ] || [ "$purpose" = bench-sheets ]; then
 fi
 if [ "$purpose" = test ]; then
   command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)  # certificates made by the HTTPS tests
   command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v npm >/dev/null 2>&1 || need+=(npm)

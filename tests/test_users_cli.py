@@ -12,6 +12,7 @@ from pacsd.index.engine import open_index
 from pacsd.services.users import authenticate, list_users
 from pacsd.web.app import create_app
 from tests.conftest import VENV_BIN, make_settings, start_pacs
+from tests.webui import post_login
 
 pytestmark = pytest.mark.both_databases
 PASSWORD, NEW_PASSWORD = "first password 1", "second password 2"
@@ -56,8 +57,7 @@ def test_a_session_opened_on_one_node_is_valid_on_another(index_database, index_
         nodes.append(start_pacs(make_settings(tmp_path / name, storage=shared_storage, database=database)))
     try:
         with TestClient(create_app(nodes[0].archive)) as first, TestClient(create_app(nodes[1].archive)) as second:
-            logged_in = first.post("/login", data={"username": "admin", "password": PASSWORD, "next": "/ui/studies"},
-                                   follow_redirects=False)
+            logged_in = post_login(first, "admin", PASSWORD, follow_redirects=False)
             assert logged_in.status_code == 303
             second.cookies.update(first.cookies)
             page = second.get("/ui/studies", follow_redirects=False)

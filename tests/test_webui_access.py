@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from pacsd.index.schema import patients, series, studies
 from tests.conftest import HOST
-from tests.webui import ACCOUNTS, PASSWORD, add_series, add_users, csrf_of, logged_in
+from tests.webui import ACCOUNTS, PASSWORD, add_series, add_users, csrf_of, logged_in, post_login
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_without_login_nothing_is_shown(two_accounts):
         assert anonymous.get(url).status_code == 401, url
     page = anonymous.get("/ui/studies", headers={"accept": "text/html"})
     assert page.status_code == 303 and page.headers["location"] == "/login?next=/ui/studies"
-    wrong = anonymous.post("/login", data={"username": "smith", "password": "not the password"})
+    wrong = post_login(anonymous, "smith", "not the password")
     assert wrong.status_code == 401 and "pacsd_session" not in anonymous.cookies
     forged = httpx.Client(base_url=base, cookies={"pacsd_session": "eyJ4Ijoi.bm90LXNpZ25lZA"})
     assert forged.get(study_urls(uids["mine"])[0]).status_code == 401

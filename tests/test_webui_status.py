@@ -13,7 +13,7 @@ from pynetdicom.sop_class import Verification
 
 from tests.conftest import HOST, VENV_BIN, dcmtk
 from tests.dicomgen import write_dicom
-from tests.webui import PASSWORD, browser, log_in, page, screenshot  # noqa: F401
+from tests.webui import PASSWORD, browser, log_in, page, post_login, screenshot  # noqa: F401
 
 
 def add_user_with_cli(tmp_path, *args: str) -> None:
@@ -29,7 +29,7 @@ def test_status_page_and_metrics(pacs_process, tmp_path, page):
     files = [write_dicom(tmp_path / "in" / f"{n}.dcm", InstanceNumber=n, Modality="MR") for n in (1, 2)]
     sent = dcmtk("storescu", "-aet", "MODALITY", "-aec", "PACSD", HOST, str(server.port), *map(str, files))
     assert sent.returncode == 0, sent.stderr
-    assert httpx.post(f"{base}/login", data={"username": "admin", "password": "wrong password"}).status_code == 401
+    assert post_login(httpx.Client(base_url=base), "admin", "wrong password").status_code == 401
 
     ae = AE(ae_title="LIVEPEER")
     ae.add_requested_context(Verification)

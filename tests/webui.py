@@ -49,9 +49,17 @@ def add_users(archive) -> None:
     add_user(archive.engine, "smith", PASSWORD, account="Smith")
 
 
+def post_login(client, name: str, password: str, **options):
+    """Log in through the form as a browser does: fetch it (its login token and cookie), post it."""
+    form = client.get("/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text).group(1)
+    return client.post("/login", data={"username": name, "password": password, "next": "/ui/studies",
+                                       "login_token": token}, **options)
+
+
 def logged_in(base_url: str, name: str) -> httpx.Client:
     client = httpx.Client(base_url=base_url)
-    answer = client.post("/login", data={"username": name, "password": PASSWORD, "next": "/ui/studies"})
+    answer = post_login(client, name, PASSWORD)
     assert answer.status_code == 303 and "pacsd_session" in client.cookies
     return client
 

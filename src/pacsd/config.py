@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pacsd.errors import ConfigError
 
@@ -166,6 +166,9 @@ class QueryRetrievePermission(_Section):
     move: bool = True
     get: bool = True
     destinations: list[str] = Field(default_factory=lambda: ["*"])
+    accounts: list[str] | None = Field(
+        None, description="physician accounts whose studies this AE may find and retrieve; "
+        "absent = every study of the archive, [] = none")
 
     _check_aet = field_validator("ae_title")(_check_ae_title)
 
@@ -176,8 +179,8 @@ class QueryRetrievePermission(_Section):
 class QueryRetrieveSettings(_Section):
     max_results: int = Field(0, ge=0, description="most C-FIND answers per request; 0 = no limit")
     case_insensitive_names: bool = True
-    # Empty: every calling AE may find, move (to any known AE) and get.  Otherwise only the
-    # listed AEs may, each as its entry says.
+    # Empty: ANY calling AE title (anyone who can reach the port) may find, move (to any known
+    # AE) and get EVERY study.  Otherwise only the listed AEs may, each as its entry says.
     permissions: list[QueryRetrievePermission] = Field(default_factory=list)
 
     def permission(self, calling_aet: str) -> QueryRetrievePermission | None:
@@ -203,6 +206,22 @@ class HttpSettings(_Section):
     port: int = Field(8042, ge=0, le=65535)
     public_url: str = Field("", description="base of absolute URLs we hand out; '' = from the request")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed cross-site; [] = none")
+    api_docs: bool = Field(False, description="serve /api/docs and /openapi.json (to logged-in users only)")
+    tls_certificate: Path | None = Field(None, description="PEM certificate (chain): serve HTTPS, not HTTP")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_certificate")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "HttpSettings":
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("tls_certificate and tls_key go together: set both for HTTPS, or neither")
+        for path in (self.tls_certificate, self.tls_key):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{path}: no such file")
+        return self
+
+    @property
+    def https(self) -> bool:
+        return self.tls_certificate is not None
     viewer_dir: Path = Field(DEFAULT_DATA_DIR / "viewer", description="the built OHIF viewer, served at /viewer")
 
 
@@ -218,6 +237,25 @@ class WebSettings(_Section):
         None, description="Secure flag of the session cookie; default: set when the request came over https")
     ohif_url: str = Field("", description="base URL of a server with OHIF at /viewer; empty: our own "
                           "/viewer when it is installed, else no link")
+    login_failures_per_user: int = Field(10, ge=1, description="failed logins of one user name within "
+                                         "login_failure_window before further tries are refused (429)")
+    login_failures_per_address: int = Field(30, ge=1, description="the same, per client address")
+    login_failure_window: float = Field(900, gt=0, description="seconds a failed login counts")
+    basic_auth_cache_seconds: float = Field(60, ge=0, description="a verified HTTP Basic credential is "
+                                            "trusted this long without hashing again; 0 = hash every time")
+
+
+class SyslogTarget(_Section):
+    host: str
+    port: int = Field(514, ge=1, le=65535)
+    protocol: Literal["udp", "tcp"] = "udp"
+
+
+class AuditSettings(_Section):
+    """The audit trail (always in the index); `syslog` also sends each event to a collector."""
+
+    syslog: SyslogTarget | None = Field(None, description="DICOM audit messages (PS3.15 A.5) over "
+                                        "syslog (RFC 5424) to this collector; empty: none sent")
 
 
 class DeidentifySettings(_Section):
@@ -272,6 +310,7 @@ class Settings(_Section):
     deidentify: DeidentifySettings = Field(default_factory=DeidentifySettings)
     corrections: CorrectionSettings = Field(default_factory=CorrectionSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     query_retrieve: QueryRetrieveSettings = Field(default_factory=QueryRetrieveSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     web: WebSettings = Field(default_factory=WebSettings)

@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 from pathlib import Path
 
 from pacsd.config import LoggingSettings
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FILE_MODE = 0o640  # as the images: logs name patients and users
+
+
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file created rw-r----- whatever the umask (and after each rotation)."""
+
+    def _open(self):
+        descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_FILE_MODE)
+        return open(descriptor, self.mode, encoding=self.encoding, errors=self.errors)
 _MAX_BYTES, _BACKUPS = 10 * 1024 * 1024, 5
 
 
@@ -27,7 +37,7 @@ def setup_logging(settings: LoggingSettings, console: bool = True) -> None:
     logging.getLogger("pacsd").setLevel(settings.level)
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    app = logging.handlers.RotatingFileHandler(directory / settings.app_log, maxBytes=_MAX_BYTES,
+    app = _PrivateRotatingFileHandler(directory / settings.app_log, maxBytes=_MAX_BYTES,
                                                backupCount=_BACKUPS, encoding="utf-8")
     app.setFormatter(logging.Formatter(_FORMAT))
     root.addHandler(app)
@@ -37,7 +47,7 @@ def setup_logging(settings: LoggingSettings, console: bool = True) -> None:
         root.addHandler(stream)
     connections = logging.getLogger("pacsd.connections")
     connections.setLevel(logging.INFO)
-    conn_file = logging.handlers.RotatingFileHandler(directory / settings.connection_log, maxBytes=_MAX_BYTES,
+    conn_file = _PrivateRotatingFileHandler(directory / settings.connection_log, maxBytes=_MAX_BYTES,
                                                      backupCount=_BACKUPS, encoding="utf-8")
     # pid: which process (of server.workers) served the association
     conn_file.setFormatter(logging.Formatter("%(asctime)s pid=%(process)d %(message)s"))

@@ -32,6 +32,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from pacsd.dicom.nesting import MAX_SEQUENCE_DEPTH, TooDeeplyNested, check_depth
 from pacsd.errors import InvalidDicom
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ def read_header(path: Path | str) -> Header:
         _read_values(dataset)
     except InvalidDicom:
         raise
+    except RecursionError:  # pydicom's reader, before our own depth check could count
+        raise TooDeeplyNested(f"sequences nested more than {MAX_SEQUENCE_DEPTH} levels deep") from None
     except Exception as exc:  # pydicom, struct and zlib errors share no useful base class
         raise InvalidDicom(f"unreadable DICOM ({type(exc).__name__}: {exc})") from None
     return _header(dataset, syntax, size)
@@ -144,7 +147,7 @@ def _stop_at_pixel_data(tag: BaseTag, vr: str | None, length: int) -> bool:
     return int(tag) in _PIXEL_TAGS
 
 
-def _read_values(dataset: Dataset) -> None:
+def _read_values(dataset: Dataset, depth: int = 0) -> None:
     """Convert every raw element now, so a malformed value fails here and not later.
 
     A number string (IS, DS) that is no finite number is tolerated: an optional attribute such
@@ -159,8 +162,9 @@ def _read_values(dataset: Dataset) -> None:
             dataset[tag] = NumberAsText.of(raw.tag, _vr_of(raw), bytes(raw.value or b"").decode("ascii", "replace"))
             continue
         if element.VR == "SQ":
+            check_depth(depth + 1)
             for item in element.value:
-                _read_values(item)
+                _read_values(item, depth + 1)
         elif element.VR in _NUMBER_VRS and not all(_finite(v) for v in _values(element.value)):
             texts = ("" if v is None else str(v) for v in _values(element.value))
             dataset[tag] = NumberAsText.of(element.tag, element.VR, "\\".join(texts))
@@ -300,6 +304,19 @@ class _ElementWalker:
 
 FIRST_TEXTS = "_pacsd_first_texts"  # a Dataset attribute: {tag: first value or None (empty)}
 MULTI_VALUED = "_pacsd_multi_valued"  # with it: the tags of those elements holding several values
+
+
+INTEGER_STRING_RANGE = range(-(2**31), 2**31)  # what an IS value may hold (PS3.5 6.2)
+
+
+def integer_or_none(text: str) -> int | None:
+    """An IS value's text as an integer; None when it is no number or none an IS may hold
+    ('inf', '1e400', '1e300')."""
+    try:
+        number = int(float(text))
+    except (ValueError, OverflowError):
+        return None
+    return number if number in INTEGER_STRING_RANGE else None
 
 
 def first_text(dataset: Dataset, keyword: str, default: str = "") -> str:

@@ -60,6 +60,7 @@ from pacsd.dicom.header import (
     _UNDEFINED,
     _ElementWalker,
 )
+from pacsd.dicom.nesting import check_depth
 from pacsd.errors import InvalidDicom
 
 BULK_DATA_THRESHOLD = 1024  # as ingest's: pydicom inlines a value up to (threshold // 4) * 3 bytes
@@ -156,6 +157,7 @@ class _Parser:
         self.charset_name: str | None = None  # the Specific Character Set as read (None: absent)
         self.first_texts: dict[int, str | None] = {}  # top-level string and IS elements (see first_text)
         self.multi_valued: set[int] = set()  # those of them holding several values
+        self.depth = 0  # sequences open around the element being read
 
     def need(self, start: int, count: int) -> int:
         """The position after `count` bytes from `start`, which must lie in the file."""
@@ -320,9 +322,12 @@ class _Parser:
         items = []
         end = None if length == _UNDEFINED else self.need(position, length)
         start = position
+        self.depth += 1
+        check_depth(self.depth)
         while end is None or position < end:
             tag, _, item_length, at = self.element_header(position)
             if end is None and tag == _SEQUENCE_END:
+                self.depth -= 1
                 return items, at, bytes(self.data[start:position])
             if tag != _ITEM:
                 if end is None:
@@ -333,6 +338,7 @@ class _Parser:
             items.append(_json_object(members.values()))
         if position != end:
             raise _Unusual
+        self.depth -= 1
         return items, position, bytes(self.data[start:position])
 
     def text(self, value: bytes) -> str:

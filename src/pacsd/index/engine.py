@@ -7,6 +7,7 @@ by the single writer and the readers.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
@@ -68,6 +69,10 @@ def _open_server(url: URL) -> Engine:
 
 def _open_sqlite(url: URL, wal_mode: bool) -> Engine:
     Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    if url.database and url.database != ":memory:":
+        # Created here, owner-only, before SQLite makes it with the umask's mode: it holds password
+        # hashes and patient data.  SQLite gives its -wal and -shm files the database file's mode.
+        os.close(os.open(url.database, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},

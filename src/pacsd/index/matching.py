@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from sqlalchemy import ColumnElement, and_, false, or_, true
 
@@ -192,13 +193,42 @@ def _matches_text(condition: Condition, text: str) -> bool:
         return bool(text) and (not condition.low or text >= condition.low) and (
             not condition.high or text <= condition.high + _UPPER_PAD)
     if condition.kind == "wildcard":
-        return _wildcard_regex(condition.value).fullmatch(text) is not None
+        return wildcard_matches(condition.value, text)
     return text == condition.value
 
 
-def _wildcard_regex(pattern: str) -> re.Pattern:
-    return re.compile("".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern),
-                      re.DOTALL)
+def wildcard_matches(pattern: str, text: str) -> bool:
+    """Whether `text` is matched by a DICOM wildcard pattern (* any run, ? one character).
+
+    Without backtracking: the pattern is cut at its runs of '*' into pieces of fixed length; the
+    first piece must start the text, the last end it, and each piece between is taken at its
+    leftmost place after the previous one (taking it further right can never help the rest).
+    Each piece is looked for once, so the cost is linear in the text's length times a piece's
+    length, whatever the number of '*' (a pattern like *?*?*?*?! backtracked exponentially)."""
+    pieces = _wildcard_pieces(pattern)
+    if len(pieces) == 1:
+        return pieces[0][0].fullmatch(text) is not None
+    (first, _), *middle, (last, last_length) = pieces
+    head = first.match(text)
+    if head is None:
+        return False
+    start, end = head.end(), len(text) - last_length
+    if end < start or last.fullmatch(text, end) is None:
+        return False
+    for piece, _ in middle:
+        found = piece.search(text, start, end)
+        if found is None:
+            return False
+        start = found.end()
+    return True
+
+
+@lru_cache(maxsize=256)
+def _wildcard_pieces(pattern: str) -> tuple[tuple[re.Pattern, int], ...]:
+    """The pattern's pieces between runs of '*', each compiled as a fixed-length expression
+    ('?' any one character, everything else literal), with that length."""
+    return tuple((re.compile("".join("." if ch == "?" else re.escape(ch) for ch in piece), re.DOTALL), len(piece))
+                 for piece in re.split(r"\*+", pattern))
 
 
 def never() -> ColumnElement[bool]:

@@ -190,3 +190,23 @@ users = Table(
     Column("session_epoch", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# The audit trail: who (a user or a calling AE, from which address) did what to which patient and
+# study, when, and whether it worked.  Append-only: pacsd inserts rows and never changes one.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(64), nullable=False),  # user name, calling AE title, or "pacsd"
+    Column("actor_kind", String(8), nullable=False),  # user | ae | system
+    Column("address", String(64), nullable=False, default=""),
+    Column("action", String(16), nullable=False),  # viewed, searched, downloaded, ... (AUDIT_ACTIONS)
+    Column("outcome", String(8), nullable=False),  # success | failure
+    Column("patient_id", String(64), nullable=False, default=""),
+    Column("study_uid", String(64), nullable=False, default=""),
+    Column("detail", String(512), nullable=False, default=""),
+    Index("ix_audit_events_at", "at"),
+    Index("ix_audit_events_study_uid", "study_uid"),
+    Index("ix_audit_events_actor", "actor"),
+)

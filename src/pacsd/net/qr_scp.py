@@ -25,6 +25,7 @@ from pacsd.net.qr_models import MODEL_OF
 from pacsd.net.tcp import tune_association_socket
 from pacsd.services.archive import Archive
 from pacsd.services.deidentify import site_profile
+from pacsd.services.audit import Actor
 from pacsd.services.query import QueryService
 from pacsd.services.retrieve import (
     CannotSend,
@@ -89,6 +90,7 @@ class QueryRetrieveService:
         self.query = QueryService(archive.engine, settings.server.ae_title, qr.case_insensitive_names,
                                   qr.max_results)
         self.retrieve = RetrieveService(archive.engine, archive.blobs)
+        self.audit = archive.audit
         # pynetdicom decodes and renders every request and answer identifier for log lines nobody
         # reads (its handlers are off): that cost more than building the answer.
         _config.LOG_REQUEST_IDENTIFIERS = _config.LOG_RESPONSE_IDENTIFIERS = False
@@ -124,7 +126,8 @@ class QueryRetrieveService:
         try:
             identifier = event.identifier
             matches = self.query.find(identifier.get("QueryRetrieveLevel", ""), identifier,
-                                      MODEL_OF[event.request.AffectedSOPClassUID], cancelled=cancelled)
+                                      MODEL_OF[event.request.AffectedSOPClassUID], cancelled=cancelled,
+                                      accounts=permission.accounts)
         except PacsError as exc:
             log.warning("C-FIND from %s refused: %s", calling, exc)
             yield failure(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
@@ -137,6 +140,8 @@ class QueryRetrieveService:
                 return  # the association has ended
         pending.finish()
         log.debug("C-FIND from %s: %d answers", calling, pending.sent)
+        self._audit(event, "searched", detail=f"C-FIND {identifier.get('QueryRetrieveLevel', '')}: "
+                    f"{pending.sent} answer(s)", study_uid=str(identifier.get("StudyInstanceUID", "") or ""))
         if cancelled():
             log.info("C-FIND from %s cancelled", calling)
             yield CANCELLED, None
@@ -181,6 +186,7 @@ class QueryRetrieveService:
             accepted = accepted_syntaxes(sub_association[0].accepted_contexts)
         log.info("C-MOVE from %s: %d instances to %s%s", calling, len(selected), destination,
                  " (de-identified)" if profile else "")
+        self._audit_retrieve(event, "moved", selected, f"to {destination}")
         yield from self._sub_operations(event, selected, accepted, profile)
 
     # -- C-GET ----------------------------------------------------------------------------
@@ -201,6 +207,7 @@ class QueryRetrieveService:
         yield len(selected)
         ours = [cx for cx in event.assoc.accepted_contexts if cx.as_scu]
         log.info("C-GET from %s: %d instances", calling, len(selected))
+        self._audit_retrieve(event, "retrieved", selected, "C-GET")
         send_c_store = event.assoc.send_c_store
         send_files_unchanged(event.assoc)
         try:
@@ -212,11 +219,27 @@ class QueryRetrieveService:
     def _select(self, event, calling: str, what: str) -> list[StoredInstance]:
         identifier = event.identifier
         try:
+            permission = self.settings.query_retrieve.permission(calling)
             return self.retrieve.select(identifier.get("QueryRetrieveLevel", ""), identifier,
-                                        MODEL_OF[event.request.AffectedSOPClassUID])
+                                        MODEL_OF[event.request.AffectedSOPClassUID],
+                                        accounts=permission.accounts if permission else [])
         except PacsError as exc:
             log.warning("%s from %s refused: %s", what, calling, exc)
             raise
+
+    def _audit(self, event, action: str, **fields) -> None:
+        """Record what the calling AE (from its address) did in the audit trail."""
+        requestor = event.assoc.requestor
+        actor = Actor(requestor.ae_title.strip(), "ae", str(requestor.address or ""))
+        self.audit.record(actor, action, **fields)
+
+    def _audit_retrieve(self, event, action: str, selected: list[StoredInstance], detail: str) -> None:
+        """One event per study of a retrieve (the instances selected, grouped by study)."""
+        by_study: dict[str, int] = {}
+        for instance in selected:
+            by_study[instance.study_uid] = by_study.get(instance.study_uid, 0) + 1
+        for study_uid, count in by_study.items():
+            self._audit(event, action, study_uid=study_uid, detail=f"{detail}: {count} instance(s)")
 
     def _sub_operations(self, event, selected: list[StoredInstance], accepted, profile=None) -> Iterator:
         """One sub-operation per instance; with a de-identification `profile`, each is de-identified

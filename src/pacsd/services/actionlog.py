@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from pacsd.logsetup import LOG_FILE_MODE
+
 log = logging.getLogger(__name__)
 
 
@@ -65,7 +67,7 @@ class ActionLog:
             os.close(fd)
 
     def _open(self) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_FILE_MODE)
 
     def _timestamp(self) -> str:
         """Local time as the logging module writes it: `2026-12-01 14:42:53,123`."""

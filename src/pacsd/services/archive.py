@@ -19,6 +19,8 @@ from pacsd.index.study_folders import StudyFolderClaims
 from pacsd.index.shared_writer import WriterClient
 from pacsd.index.writer import IndexWriter
 from pacsd.services.actionlog import ActionLog
+from pacsd.services.audit import AuditTrail
+from pacsd.services.audit_syslog import syslog_sender
 from pacsd.services.endofstudy import EndOfStudyWork
 from pacsd.services.hooks import HookRunner
 from pacsd.services.ingest import Ingest
@@ -52,6 +54,7 @@ class Archive:
         self.accepted_sop_classes = resolve_sop_classes(settings.accepted_sop_classes)
         self.layout = make_layout(storage.naming, settings, StudyFolderClaims(self.engine))
         self.actions = ActionLog.from_settings(settings)
+        self.audit = AuditTrail(self.engine, syslog_sender(settings.audit, settings.server.ae_title))
         self.instance_work = WorkQueue(settings.hooks.workers, "pacsd-instance-hooks")
         self.hooks = HookRunner(settings.hooks, self.engine, self.layout, self.blobs.root, self.instance_work,
                                 self.actions)
@@ -88,5 +91,7 @@ class Archive:
         self.instance_work.close()
         self.study_work.close(cancel_pending=True)
         self.writer.close()
+        if self.audit.forward is not None:
+            self.audit.forward.close()
         self.engine.dispose()
         self.actions.close()

@@ -7,11 +7,11 @@ LIMIT/OFFSET and never counted.  Values reach SQL as bound parameters only.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, Select, and_, exists, select
 
+from pacsd.dicom.nesting import load_header_json
 from pacsd.index.matching import LIKE_ESCAPE, escape_like, like_pattern
 from pacsd.index.schema import instances, patients, series, studies
 
@@ -150,7 +150,7 @@ class InstanceEntry:
 
 def header_frames(header_json: str) -> int:
     """Number of Frames (0028,0008) from a DICOM JSON header; 1 when absent."""
-    element = json.loads(header_json).get("00280008", {})
+    element = load_header_json(header_json).get("00280008", {})
     try:
         return max(1, int(element.get("Value", [1])[0]))
     except (TypeError, ValueError, IndexError):

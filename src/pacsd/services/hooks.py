@@ -1,14 +1,17 @@
 """Handler commands: `hooks.on_instance` after each stored instance, `hooks.on_study_stable` at
 the end of a study.
 
-Each is an argument list whose `{placeholders}` are filled with (hostile) values, run without a
-shell on a worker thread (never on the C-STORE path), killed with its process group at the
-timeout; the exit status and output go to the action log.
+Each is an argument list whose `{placeholders}` are filled with (hostile) values, made safe
+(`hook_values`: no control characters, the account as its folder, no leading '-'), run without
+a shell on a worker thread (never on the C-STORE path), killed with its process group at the
+timeout; the exit status and output go to the action log.  The values as stored (without NUL)
+are in the environment too, as PACSD_<PLACEHOLDER>.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import string
 import subprocess
@@ -23,6 +26,7 @@ from pacsd.services.ingest import InstanceStored
 from pacsd.services.scansheet import study_dir_for
 from pacsd.services.workqueue import WorkQueue
 from pacsd.storage.layout import Layout
+from pacsd.storage.sanitize import path_component
 
 OUTPUT_LOGGED = 4000  # characters of a hook's output kept in the action log
 DRAIN_AFTER_KILL = 2.0  # seconds to read what a killed hook wrote before its pipe is closed
@@ -42,15 +46,38 @@ def fill_arguments(template: list[str], values: dict[str, str]) -> list[str]:
                     for literal, field, _, _ in string.Formatter().parse(argument)) for argument in template]
 
 
-def run_hook(arguments: list[str], timeout: float) -> HookResult:
+def hook_values(values: dict[str, str]) -> dict[str, str]:
+    """Placeholder values safe as arguments: control characters (NUL included) removed, the
+    account as the folder the layout makes of it (each part a sanitised path component: no
+    '..', no separator inside a part), and a leading '-' (an option to most commands) as '_'."""
+    safe = {}
+    for name, value in values.items():
+        text = _CONTROL.sub("", str(value or ""))
+        if name == "account" and text:
+            text = "/".join(path_component(part) for part in text.split("/", 1))
+        safe[name] = "_" + text[1:] if text.startswith("-") else text
+    return safe
+
+
+def hook_environment(values: dict[str, str]) -> dict[str, str]:
+    """The values as they are (only NUL, which no environment can hold, removed), as
+    PACSD_<PLACEHOLDER> variables for hooks that need the exact text."""
+    return {f"PACSD_{name.upper()}": str(value or "").replace("\0", "") for name, value in values.items()}
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def run_hook(arguments: list[str], timeout: float, environment: dict[str, str] | None = None) -> HookResult:
     """Run one command (no shell); at the timeout kill it and everything it started.
 
     A child that left the process group (setsid) survives the kill; if it keeps the output pipe
     open, what was read so far is kept and the pipe is closed `DRAIN_AFTER_KILL` seconds later."""
     try:
         process = subprocess.Popen(arguments, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    except OSError as exc:
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, **environment} if environment else None)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the configured command
         return HookResult(arguments, None, False, f"cannot start: {exc}")
     try:
         output, _ = process.communicate(timeout=timeout)
@@ -104,7 +131,8 @@ class HookRunner:
             self._run("on_study_stable", self.settings.on_study_stable, self._study_values(study_uid))
 
     def _run(self, which: str, template: list[str], values: dict[str, str]) -> HookResult:
-        result = run_hook(fill_arguments(template, values), self.settings.timeout)
+        result = run_hook(fill_arguments(template, hook_values(values)), self.settings.timeout,
+                          hook_environment(values))
         status = "not-started" if result.exit_status is None else (
             "killed-at-timeout" if result.timed_out else str(result.exit_status))
         self.actions.record(f"hook-{which}", status=status, timeout=self.settings.timeout,

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from pydicom.dataset import Dataset
 
-from pacsd.dicom.header import Header, first_text, read_header
+from pacsd.dicom.header import Header, first_text, integer_or_none, read_header
 from pacsd.errors import InvalidDicom, StorageFull
 from pacsd.index.columns import PATIENT_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
 from pacsd.index.shared_writer import CommitUnknown
@@ -233,7 +233,7 @@ def instance_record(header: Header, calling_aet: str = "") -> InstanceRecord:
         size_bytes=header.size,
         checksum="",  # set once computed (sha256_soon)
         header_json=header.header_json if header.header_json is not None else header_json(ds),
-        instance_number=_int_or_none(first_text(ds, "InstanceNumber")),
+        instance_number=integer_or_none(first_text(ds, "InstanceNumber")),
         calling_aet=calling_aet,
         patient=column_values(ds, PATIENT_COLUMNS),
         study={"study_uid": header.study_uid, **column_values(ds, STUDY_COLUMNS)},
@@ -257,14 +257,3 @@ def header_json(dataset: Dataset) -> str:
         except Exception as exc:  # noqa: BLE001 - whatever pydicom raises for one element
             log.warning("element %s left out of the stored header: %s", element.tag, exc)
     return json.dumps(as_dict, separators=(",", ":"), ensure_ascii=False)
-
-
-_INTEGER_RANGE = range(-(2**31), 2**31)  # IS values (PS3.5); the index column is a 32-bit integer
-
-
-def _int_or_none(text: str) -> int | None:
-    try:
-        number = int(float(text))
-    except (ValueError, OverflowError):  # not a number, or "inf" / "1e400"
-        return None
-    return number if number in _INTEGER_RANGE else None

@@ -8,7 +8,6 @@ stored DICOM JSON header of the first instance of the match, after SQL has narro
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from sqlalchemy import Engine, select
 
+from pacsd.dicom.header import INTEGER_STRING_RANGE
+from pacsd.dicom.nesting import load_header_json
 from pacsd.errors import PacsError
 from pacsd.index.matching import UNIVERSAL, Condition, matches, never, parse_condition, to_sql
 from pacsd.index.query_keys import (
@@ -118,7 +119,7 @@ class QueryService:
         answer_keys = self._answer_keys(level, model, keys)
         needs_header = any(k.column is None and not k.below_level and k.keyword not in _CONSTANT_KEYS
                            for k in answer_keys + python_keys)
-        statement = _visible(self._statement(level, answer_keys, sql_keys, needs_header and level == "IMAGE"),
+        statement = visible_only(self._statement(level, answer_keys, sql_keys, needs_header and level == "IMAGE"),
                              level, page.accounts)
         limit, to_skip = page.limit, page.offset
         if not python_keys:
@@ -181,7 +182,7 @@ class QueryService:
             statement = select(instances.c.header_json).select_from(joined_tables("IMAGE"))
             statement = statement.where(LEVEL_TABLES[level].c.pk == row.pk).order_by(instances.c.pk).limit(1)
             text = conn.execute(statement).scalar()
-        return json.loads(text) if text else {}
+        return load_header_json(text)
 
     def _python_match(self, key: QueryKey, row, header: dict) -> bool:
         separator = key.column.separator if key.column is not None else ("=" if key.vr == "PN" else None)
@@ -247,7 +248,7 @@ class _Page:
     accounts: Collection[str] | None = None
 
 
-def _visible(statement, level: str, accounts: Collection[str] | None):
+def visible_only(statement, level: str, accounts: Collection[str] | None):
     """Only rows of studies in `accounts` (patients: with such a study); None = every row."""
     if accounts is None:
         return statement
@@ -299,12 +300,10 @@ def _column_key(keyword: str) -> QueryKey:
 def sql_condition(key: QueryKey):
     """The SQL condition of a key kept as a column."""
     column = key.column
-    if column.integer:
-        try:
-            values = [int(p.value) for p in (key.condition.parts or (key.condition,))]
-        except ValueError:
-            return never()
-        return column.column.in_(values)
+    if column.integer:  # a value no IS may hold ('x', '1.5', 99999999999999999999) matches nothing
+        values = [int(p.value) for p in (key.condition.parts or (key.condition,))
+                  if p.value.lstrip("+-").isdecimal() and p.value.isascii() and int(p.value) in INTEGER_STRING_RANGE]
+        return column.column.in_(values) if values else never()
     target = column.folded if key.condition.fold_case else column.column
     return to_sql(key.condition, target, column.separator)
 

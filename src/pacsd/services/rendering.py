@@ -108,6 +108,9 @@ def render_bytes(source: Dataset | str | os.PathLike, frame: int, request: Rende
 def _fit(image: Image.Image, viewport: Viewport) -> Image.Image:
     if viewport.source is not None:
         x, y, width, height = viewport.source
+        if x + width > image.width or y + height > image.height:  # Pillow would pad: a memory bomb
+            raise InvalidRenderParameter(f"viewport source region {x},{y},{width},{height} does not lie in "
+                                         f"the {image.width}x{image.height} image")
         image = image.crop((x, y, x + width, y + height))
     scale = min(viewport.width / image.width, viewport.height / image.height)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))

@@ -9,7 +9,7 @@ Sending and counting over DIMSE is the `net` layer's job.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,9 @@ from sqlalchemy import Engine, select
 from pacsd.dicom.deidentify import Profile
 from pacsd.errors import PacsError
 from pacsd.index.query_keys import UNIQUE_KEYS, joined_tables, levels_down_to
-from pacsd.index.schema import instances
+from pacsd.index.schema import instances, studies
 from pacsd.services.deidentify import write_deidentified
-from pacsd.services.query import InvalidQuery, check_level, parse_keys, sql_condition
+from pacsd.services.query import InvalidQuery, check_level, parse_keys, sql_condition, visible_only
 from pacsd.storage.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class StoredInstance:
     sop_class_uid: str
     transfer_syntax: str
     path: Path
+    study_uid: str = ""
 
 
 @dataclass
@@ -62,11 +63,13 @@ class RetrieveService:
         self.engine = engine
         self.blobs = blobs
 
-    def select(self, level: str, keys: Dataset | Mapping[str, Any], model: str = "study") -> list[StoredInstance]:
+    def select(self, level: str, keys: Dataset | Mapping[str, Any], model: str = "study",
+               accounts: Collection[str] | None = None) -> list[StoredInstance]:
         """The instances under the unique keys of a retrieve identifier, in archive order.
 
         The level's own unique key is required (one UID or a list); unique keys of the levels
-        above narrow the selection when present.
+        above narrow the selection when present.  `accounts` (None = all) keeps only studies
+        of those physician accounts.
         """
         level = check_level(level, model)
         unique = {UNIQUE_KEYS[lv] for lv in levels_down_to(level)}
@@ -75,13 +78,15 @@ class RetrieveService:
         if own is None or own.condition.kind not in ("single", "any"):
             raise InvalidQuery(f"a {level} level retrieve needs {UNIQUE_KEYS[level]} (one value or a list)")
         statement = select(instances.c.sop_uid, instances.c.sop_class_uid, instances.c.transfer_syntax,
-                           instances.c.path).select_from(joined_tables("IMAGE"))
+                           instances.c.path, studies.c.study_uid).select_from(joined_tables("IMAGE"))
         for key in parsed:
             if not key.condition.is_universal:
                 statement = statement.where(sql_condition(key))
+        statement = visible_only(statement, "IMAGE", accounts)
         with self.engine.connect() as conn:
             rows = conn.execute(statement.order_by(instances.c.pk)).all()
-        return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, self.blobs.root / r.path) for r in rows]
+        return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, self.blobs.root / r.path, r.study_uid)
+                for r in rows]
 
 
 def proposed_contexts(selected: Iterable[StoredInstance]) -> list[PresentationContext]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import threading
 import zlib
@@ -21,6 +20,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import Connection, Engine, select
 
 from pacsd.dicom.header import first_text
+from pacsd.dicom.nesting import load_header_json
 from pacsd.index.schema import instances, patients, series, studies
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.sheetfonts import SheetFonts
@@ -101,8 +101,8 @@ _ROW_TAGS = frozenset(f"{tag_for_keyword(keyword):08X}" for keyword in _ROW_KEYW
 
 
 def _header(header_json: str) -> Dataset:
-    """The elements of `_ROW_KEYWORDS` of a stored DICOM JSON header."""
-    shown = {tag: element for tag, element in json.loads(header_json).items() if tag in _ROW_TAGS}
+    """The elements of `_ROW_KEYWORDS` of a stored DICOM JSON header (one too deep to read: none)."""
+    shown = {tag: element for tag, element in load_header_json(header_json).items() if tag in _ROW_TAGS}
     return Dataset.from_json(shown, bulk_data_uri_handler=lambda *_: b"")
 
 

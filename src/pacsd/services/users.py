@@ -71,6 +71,12 @@ def set_password(engine: Engine, name: str, password: str) -> None:
         raise UserError(f"no user {name!r} (list them with `pacsd user list`)")
 
 
+def end_sessions(engine: Engine, name: str) -> None:
+    """End every session of the user (logging out: a copied cookie stops working too)."""
+    with engine.begin() as conn:
+        conn.execute(update(users).where(users.c.name == name).values(session_epoch=users.c.session_epoch + 1))
+
+
 def list_users(engine: Engine) -> list[User]:
     with engine.connect() as conn:
         return [_as_user(row) for row in conn.execute(select(users).order_by(users.c.name))]

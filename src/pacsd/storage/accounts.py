@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from pacsd.dicom.header import first_text
+from pacsd.dicom.header import first_text, integer_or_none
 from pacsd.storage.layout import EXTRA_SCHEMES, Placement, render_component
 from pacsd.storage.sanitize import path_component
 
@@ -88,11 +88,8 @@ def route_to_account(dataset: Dataset, accounts: AccountBook | Iterable[Any]) ->
 
 
 def _number(dataset: Dataset, keyword: str) -> int | None:
-    text = first_text(dataset, keyword)
-    try:
-        return int(float(text))
-    except ValueError:
-        return None
+    """The element's integer; absent for anything else ('inf', '1e999', '1e300': no folder name)."""
+    return integer_or_none(first_text(dataset, keyword))
 
 
 def _padded(number: int, width: int) -> str:

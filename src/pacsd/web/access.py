@@ -22,8 +22,12 @@ class LoginRequired(HTTPException):
 
 
 def current_user(request: Request) -> User:
-    """The logged-in user (set by `pacsd.web.auth`'s middleware), or `LoginRequired`."""
+    """The logged-in user (set by `pacsd.web.auth`'s middleware, or HTTP Basic credentials
+    checked now, on first asking), or `LoginRequired`."""
     user = getattr(request.state, "user", None)
+    if user is None and getattr(request.state, "resolve_user", None) is not None:
+        resolve, request.state.resolve_user = request.state.resolve_user, None
+        user = request.state.user = resolve()
     if user is None:
         raise LoginRequired()
     return user

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pacsd import __version__
@@ -33,12 +34,15 @@ def create_app(archive: Archive, connections=None) -> FastAPI:
     from pacsd.web.ui.status import install_status
     from pacsd.web.ui.templating import STATIC
 
-    app = FastAPI(title="pacsd", version=__version__, docs_url="/api/docs", redoc_url=None)
+    docs = archive.settings.http.api_docs
+    app = FastAPI(title="pacsd", version=__version__, redoc_url=None, docs_url=DOCS_PATHS[0] if docs else None,
+                  openapi_url=DOCS_PATHS[1] if docs else None)
     app.state.archive = archive
     app.state.settings = archive.settings
     app.state.connections = connections
     app.state.jobs = Jobs()
     _add_error_handlers(app)
+    _add_page_safety(app)  # inside the login middleware (added after it: outside): it knows the user
     install_auth(app, archive.settings)
     install_status(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -46,6 +50,34 @@ def create_app(archive: Archive, connections=None) -> FastAPI:
         app.include_router(router)
     _allow_cross_origin(app, archive.settings.http.cors_origins)
     return app
+
+
+DOCS_PATHS = ("/api/docs", "/openapi.json")
+# Headers on every answer: no page of ours inside another site's frame (clickjacking), no plugins,
+# forms and <base> only to ourselves, no content-type guessing, no full URLs (UIDs) to other sites.
+SAFETY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'; object-src 'none'; base-uri 'self'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _add_page_safety(app: FastAPI) -> None:
+    """The safety headers on every answer; the API description only for logged-in users."""
+    from pacsd.web.access import current_user
+
+    @app.middleware("http")
+    async def page_safety(request: Request, call_next):
+        if request.url.path in DOCS_PATHS and request.app.docs_url:
+            try:
+                await run_in_threadpool(current_user, request)
+            except StarletteHTTPException as exc:  # 401, or 429 for a throttled guesser
+                return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        response = await call_next(request)
+        for name, value in SAFETY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
 
 def _routers() -> list:

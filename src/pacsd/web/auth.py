@@ -2,9 +2,10 @@
 
 A session is a signed (HMAC-SHA256), HTTP-only, SameSite=Lax cookie holding the user name, the
 user's session epoch, an expiry and the session's CSRF token.  The middleware puts the user on
-`request.state.user` (from the cookie, or HTTP Basic credentials for API clients) and refuses a
-state-changing request made with the cookie unless it carries the CSRF token (form field
-`csrf_token` or header `X-CSRF-Token`).  Access decisions are made in `pacsd.web.access`.
+`request.state.user` (from the cookie; HTTP Basic credentials of API clients are checked only
+when a handler asks who the caller is, through `login_guard`) and refuses a state-changing
+request made with the cookie unless it carries the CSRF token (form field `csrf_token` or header
+`X-CSRF-Token`).  Access decisions are made in `pacsd.web.access`.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from pacsd.config import Settings
 from pacsd.secret_files import key_from_file
+from pacsd.services.audit import Actor
 from pacsd.services.users import User, authenticate, find_user
 from pacsd.web.access import LOCAL_USER
+from pacsd.web.login_guard import TooManyFailedLogins, guards_for
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +103,9 @@ class Sessions:
         return Session(user.name, user.session_epoch, time.time() + lifetime, secrets.token_urlsafe(24))
 
     def set_cookie(self, request: Request, response: Response, session: Session) -> None:
-        secure = self.settings.web.cookie_secure
-        if secure is None:
-            secure = request.url.scheme == "https"
         response.set_cookie(SESSION_COOKIE, self.signer.encode(session), httponly=True, samesite="lax",
-                            secure=secure, path="/", max_age=int(session.expires - time.time()))
+                            secure=cookie_secure(request, self.settings), path="/",
+                            max_age=int(session.expires - time.time()))
 
     def clear_cookie(self, response: Response) -> None:
         response.delete_cookie(SESSION_COOKIE, path="/")
@@ -114,6 +115,14 @@ class Sessions:
             return LOCAL_USER
         user = find_user(request.app.state.archive.engine, session.user_name)
         return user if user is not None and user.session_epoch == session.epoch else None
+
+
+def cookie_secure(request: Request, settings: Settings) -> bool:
+    """The Secure flag of our cookies: `web.cookie_secure`, else set when serving HTTPS ourselves
+    or when the request came over https."""
+    if settings.web.cookie_secure is not None:
+        return settings.web.cookie_secure
+    return settings.http.https or request.url.scheme == "https"
 
 
 def csrf_token(request: Request) -> str:
@@ -128,6 +137,7 @@ def csrf_token(request: Request) -> str:
 
 def install_auth(app: FastAPI, settings: Settings) -> None:
     app.state.sessions = sessions = Sessions(settings)
+    app.state.login_throttle, app.state.verified_credentials = guards_for(settings.web)
     if not settings.web.login:
         log.warning("web login is turned off (web.login: false): everyone who reaches the web "
                     "server is an administrator")
@@ -141,8 +151,8 @@ def install_auth(app: FastAPI, settings: Settings) -> None:
             request.state.session = session
         elif not settings.web.login:
             user = LOCAL_USER
-        else:
-            user = _basic_auth_user(request)
+        elif request.headers.get("authorization"):
+            request.state.resolve_user = lambda: _basic_auth_user(request)  # when a handler asks
         request.state.user = user
         refusal = await _csrf_refusal(request)
         if refusal is not None:
@@ -155,7 +165,9 @@ def install_auth(app: FastAPI, settings: Settings) -> None:
 
 def _basic_auth_user(request: Request) -> User | None:
     """HTTP Basic credentials of API clients (DICOMweb tools).  No challenge is ever sent, so a
-    browser never caches such credentials (which would make them CSRF-able)."""
+    browser never caches such credentials (which would make them CSRF-able).  Credentials
+    verified in the last `web.basic_auth_cache_seconds` are not hashed again; a user name or
+    address with too many recent failures gets 429 without hashing."""
     scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic":
         return None
@@ -163,7 +175,42 @@ def _basic_auth_user(request: Request) -> User | None:
         name, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    return authenticate(request.app.state.archive.engine, name, password)
+    engine, cache = request.app.state.archive.engine, request.app.state.verified_credentials
+    known_epoch = cache.epoch(name, password)
+    if known_epoch is not None:
+        user = find_user(engine, name)
+        if user is not None and user.session_epoch == known_epoch:
+            return user
+    user = checked_login(request, name, password)
+    if user is not None:
+        cache.remember(name, password, user.session_epoch)
+    return user
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+def checked_login(request: Request, name: str, password: str) -> User | None:
+    """`authenticate`, unless the name or the address failed too often lately (then HTTP 429,
+    no hashing); a failure is counted and logged."""
+    throttle, address = request.app.state.login_throttle, client_address(request)
+    try:
+        throttle.check(name, address)
+    except TooManyFailedLogins as exc:
+        log.warning("login for %r from %s refused: %s", name[:64], address, exc)
+        request.app.state.archive.audit.record(Actor(name[:64], "user", address), "login-failed",
+               outcome="failure", detail="refused: too many failed logins")
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    user = authenticate(request.app.state.archive.engine, name, password)
+    if user is None:
+        throttle.failed(name, address)
+        log.warning("failed login for %r from %s", name[:64], address)
+        request.app.state.archive.audit.record(Actor(name[:64], "user", address), "login-failed",
+               outcome="failure", detail="wrong user name or password")
+    else:
+        throttle.succeeded(name)
+    return user
 
 
 async def _csrf_refusal(request: Request) -> Response | None:

@@ -1,4 +1,5 @@
-"""Run the web application with uvicorn in a background thread of the pacsd process."""
+"""Run the web application with uvicorn in a background thread of the pacsd process, over HTTPS
+when `http.tls_certificate` and `http.tls_key` are set."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ log = logging.getLogger(__name__)
 
 class WebServer:
     def __init__(self, archive: Archive, host: str, port: int, connections=None) -> None:
+        http = archive.settings.http
+        tls = {"ssl_certfile": str(http.tls_certificate), "ssl_keyfile": str(http.tls_key)} if http.https else {}
+        self.scheme = "https" if http.https else "http"
         config = uvicorn.Config(create_app(archive, connections), host=host, port=port, log_level="warning",
-                                access_log=False, lifespan="off")
+                                access_log=False, lifespan="off", **tls)
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # the main thread owns signals
         self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
@@ -29,7 +33,7 @@ class WebServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the web server did not start (port in use?)")
             time.sleep(0.02)
-        log.info("web server on http://%s:%d", *self.address)
+        log.info("web server on %s://%s:%d", self.scheme, *self.address)
 
     @property
     def address(self) -> tuple[str, int]:

@@ -21,6 +21,7 @@ from pacsd.services.query import QueryService
 from pacsd.web.access import visible_accounts
 from pacsd.web.dicomweb.media import DICOM_JSON, require_json
 from pacsd.web.dicomweb.resources import archive_of, check_uid, dicomweb_root
+from pacsd.web.ui.audit import audit
 
 router = APIRouter()
 
@@ -88,6 +89,8 @@ def _search(request: Request, level: str, default_keys: tuple[str, ...], **fixed
         answers = list(itertools.islice(matches, most + 1)) if most else list(matches)
     finally:
         matches.close()  # the query's connection goes back to the pool here, not at garbage collection
+    audit(request, "searched", detail=f"QIDO-RS {level}: " + "&".join(
+        f"{name}={value}" for name, value in params.multi_items())[:400])
     headers = {}
     if most and len(answers) > most:
         answers = answers[:most]
@@ -113,8 +116,8 @@ def _count_param(params, name: str) -> int:
     text = params.get(name)
     if text is None or text == "":
         return 0
-    if not text.isdigit():
-        raise HTTPException(400, f"{name}={text[:20]!r}: expected a whole number from 0")
+    if not text.isdigit() or len(text) > 9:  # 10^9 and more: past any archive, and past SQL's integers
+        raise HTTPException(400, f"{name}={text[:20]!r}: expected a whole number from 0 to 999999999")
     return int(text)
 
 

@@ -21,7 +21,6 @@ from pacsd.web.access import visible_accounts
 
 ROOT = "/dicom-web"
 _UID = re.compile(r"[0-9A-Za-z._-]{1,64}")
-_HAS_PORT = re.compile(r":[0-9]+$")
 
 
 def archive_of(request: Request) -> Archive:
@@ -55,21 +54,20 @@ def file_of(request: Request, stored: StoredInstance) -> Path:
 
 
 def public_base(request: Request) -> str:
-    """Scheme and authority of the URLs we hand out: `http.public_url`, else the request's Host.
-
-    A Host without a port (some clients leave it out) gets the port the request came in on.
-    """
+    """Scheme and authority of the URLs we hand out: `http.public_url`, else the address the
+    request came in on (this server's own socket address).  Never the Host header: a client
+    chooses it, and it would be echoed into every RetrieveURL (a site behind a proxy or with a
+    DNS name sets `http.public_url`)."""
     configured = request.app.state.settings.http.public_url
     if configured:
         return configured.rstrip("/")
-    host = request.headers.get("host", "")
     server = request.scope.get("server")
-    if not host or server is None:
+    if server is None:
         return str(request.base_url).rstrip("/")
+    host, port = server[0], server[1]
+    host = f"[{host}]" if ":" in host else host
     default_port = 443 if request.url.scheme == "https" else 80
-    if not _HAS_PORT.search(host) and server[1] != default_port:
-        host = f"{host}:{server[1]}"
-    return f"{request.url.scheme}://{host}"
+    return f"{request.url.scheme}://{host}" + ("" if port == default_port else f":{port}")
 
 
 def dicomweb_root(request: Request) -> str:

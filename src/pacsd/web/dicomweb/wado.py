@@ -28,6 +28,7 @@ from pacsd.web.dicomweb.resources import (
     instance_url,
     json_string_body,
 )
+from pacsd.web.ui.audit import audit
 
 router = APIRouter()
 
@@ -55,6 +56,7 @@ def retrieve_instance(request: Request, study: str, series: str, instance: str) 
 
 def _retrieve(request: Request, found: list[StoredInstance], single_part_allowed: bool = False) -> Response:
     syntaxes = {stored.transfer_syntax for stored in found}
+    audit(request, "downloaded", study_uid=found[0].study_uid, detail=f"WADO-RS: {len(found)} instance(s)")
     if not choose_instances_encoding(request.headers.get("accept"), syntaxes, single_part_allowed):
         only = found[0]
         return FileResponse(file_of(request, only), media_type=f"{DICOM}; transfer-syntax={only.transfer_syntax}")

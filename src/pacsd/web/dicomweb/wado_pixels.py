@@ -6,6 +6,8 @@ Rendered images are JPEG or PNG with the window, viewport and quality parameters
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import replace
 
 from fastapi import APIRouter, HTTPException, Request
@@ -13,7 +15,9 @@ from fastapi.responses import Response, StreamingResponse
 
 from pacsd.dicom.files import read_dicom
 from pacsd.dicom.frames import FRAME_MEDIA_TYPES, UNCOMPRESSED, frame_as_stored, uncompressed_frame
+from pacsd.dicom.pixels import frame_count
 from pacsd.dicom.render import middle_frame
+from pacsd.errors import FrameOutOfRange
 from pacsd.services.rendering import THUMBNAIL_SIZE, RenderRequest, Viewport, parse_render_request, render_bytes
 from pacsd.services.stored import StoredInstance
 from pacsd.web.dicomweb.media import OCTET_STREAM, choose_frame_encoding, choose_rendered_type
@@ -29,29 +33,47 @@ _THUMBNAIL_CANDIDATES = 20  # instances tried for a study or series thumbnail
 
 @router.get(INSTANCE + "/frames/{frames}")
 def frames(request: Request, study: str, series: str, instance: str, frames: str) -> Response:
+    """The frames asked for, one part each, encoded one at a time as the body is sent: the server
+    holds one frame, whatever the number asked for (each number at most once, all checked first)."""
     numbers = parse_frame_numbers(frames)
     stored = find_instances(request, study, series, instance)[0]
     as_stored = choose_frame_encoding(request.headers.get("accept"), stored.transfer_syntax)
     with pixel_errors():
         dataset = read_dicom(file_of(request, stored))
-        encoded = [frame_as_stored(dataset, n - 1) if as_stored else (uncompressed_frame(dataset, n - 1), UNCOMPRESSED)
-                   for n in numbers]
-    parts = [OutgoingPart(f"{FRAME_MEDIA_TYPES.get(syntax, OCTET_STREAM)}; transfer-syntax={syntax}", data)
-             for data, syntax in encoded]
-    part_type = FRAME_MEDIA_TYPES.get(encoded[0][1], OCTET_STREAM)
+        check_frame_numbers(dataset, numbers)
+
+        def encode(number: int) -> tuple[bytes, str]:
+            return frame_as_stored(dataset, number - 1) if as_stored else (
+                uncompressed_frame(dataset, number - 1), UNCOMPRESSED)
+        first = encode(numbers[0])
+
+    def parts() -> Iterator[OutgoingPart]:
+        for data, syntax in itertools.chain([first], map(encode, numbers[1:])):
+            yield OutgoingPart(f"{FRAME_MEDIA_TYPES.get(syntax, OCTET_STREAM)}; transfer-syntax={syntax}", data)
+    part_type = FRAME_MEDIA_TYPES.get(first[1], OCTET_STREAM)
     boundary = new_boundary()
-    return StreamingResponse(write_parts(parts, boundary), media_type=multipart_type(part_type, boundary))
+    return StreamingResponse(write_parts(parts(), boundary), media_type=multipart_type(part_type, boundary))
 
 
 def parse_frame_numbers(text: str) -> list[int]:
-    """'1', '1,3,5': 1-based frame numbers; 400 for anything else."""
+    """'1', '1,3,5': 1-based frame numbers, none repeated (PS3.18 asks for a list of non-duplicate
+    frame numbers; '1,1,1,...' made the server hold a copy of the frame per repeat); 400 else."""
     try:
-        numbers = [int(part) for part in text.split(",")]
+        numbers = [int(part) for part in text.split(",", _MAX_FRAMES_PER_REQUEST)]
     except ValueError:
         numbers = []
     if not numbers or len(numbers) > _MAX_FRAMES_PER_REQUEST or min(numbers) < 1:
         raise HTTPException(400, f"frames {text[:40]!r}: expected frame numbers from 1, separated by commas")
+    if len(set(numbers)) != len(numbers):
+        raise HTTPException(400, f"frames {text[:40]!r}: a frame number is repeated; ask for each frame once")
     return numbers
+
+
+def check_frame_numbers(dataset, numbers: list[int]) -> None:
+    """FrameOutOfRange (404) unless every number names a frame of the object."""
+    count = frame_count(dataset)
+    if max(numbers) > count:
+        raise FrameOutOfRange(f"frame {max(numbers)} asked for, but the object has {count} frame(s)")
 
 
 @router.get(INSTANCE + "/rendered")

@@ -22,6 +22,7 @@ from pacsd.services.deidentify import site_profile
 from pacsd.services.export import DeidentifiedExportIncomplete, export_fileset, instance_files
 from pacsd.storage.sanitize import path_component
 from pacsd.web.access import current_user, require_admin
+from pacsd.web.ui.audit import audit
 from pacsd.web.ui.jobs import Job
 from pacsd.web.ui.lookups import visible_series, visible_study
 from pacsd.web.ui.templating import render
@@ -47,6 +48,8 @@ def download_zip(request: Request, study_uid: str, deidentify: bool = False) -> 
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    audit(request, "exported", patient_id=study.patient_id, study_uid=study_uid,
+          detail="de-identified ZIP" if deidentify else "ZIP with DICOMDIR")
     name = ("deidentified" if deidentify else
             path_component(f"{study.patient_id}_{study.study_date}", default="study")) + ".zip"
     return FileResponse(zip_path, media_type="application/zip", filename=name,
@@ -74,8 +77,9 @@ def send(request: Request, study_uid: str = Form(...), ae_title: str = Form(...)
         raise HTTPException(400, f"{ae_title} is not a known AE (known_aes in the settings)")
     paths = instance_files(archive, series_uid=series_uid) if series_uid else instance_files(archive, study=study_uid)
     what = f"series {series_uid}" if series_uid else f"study {study_uid}"
+    audit(request, "sent", study_uid=study_uid, detail=f"{what} to {ae_title}")
     own_aet = archive.settings.server.ae_title
-    user_name = request.state.user.name
+    user_name = current_user(request).name
 
     def work(job: Job) -> None:
         outgoing, skipped = scan_files(paths)
@@ -99,7 +103,7 @@ def send(request: Request, study_uid: str = Form(...), ae_title: str = Form(...)
 
 def _own_job(request: Request, job_id: int) -> Job:
     job = request.app.state.jobs.get(job_id)
-    if job is None or (job.owner != request.state.user.name and not request.state.user.is_admin):
+    if job is None or (job.owner != current_user(request).name and not current_user(request).is_admin):
         raise HTTPException(404, "no such job")
     return job
 
@@ -125,5 +129,6 @@ def delete(request: Request, study_uid: str, confirm: str = Form("")) -> Respons
     study = visible_study(request, study_uid)
     if confirm != "delete":
         return render(request, "delete.html", status_code=400, study=study, error="Type delete to confirm.")
-    delete_study(request.app.state.archive, study_uid, by=request.state.user.name)
+    delete_study(request.app.state.archive, study_uid, by=current_user(request).name)
+    audit(request, "deleted", patient_id=study.patient_id, study_uid=study_uid)
     return RedirectResponse("/ui/studies", status_code=303)

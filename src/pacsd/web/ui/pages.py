@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from pacsd.services import browse
 from pacsd.services.users import User
 from pacsd.web.access import current_user, visible_accounts
+from pacsd.web.ui.audit import audit
 from pacsd.web.ui.lookups import visible_study
 from pacsd.web.ui.sheets import scan_sheet_links
 from pacsd.web.ui.templating import render
@@ -38,7 +39,7 @@ def _dicom_date(form_value: str) -> str:
 
 @router.get("/ui/studies")
 def search(request: Request, sort: str = "date", order: str = "desc", page: int = 1) -> Response:
-    user: User = request.state.user
+    user: User = current_user(request)
     form = {name: request.query_params.get(name, "").strip()[:64] for name in FILTER_FIELDS}
     if not user.is_admin:
         form["account"] = ""  # their own account is applied by visible_accounts
@@ -69,6 +70,7 @@ def patient(request: Request, id: str) -> Response:
 def study(request: Request, study_uid: str) -> Response:
     archive = request.app.state.archive
     row = visible_study(request, study_uid)
+    audit(request, "viewed", patient_id=row.patient_id, study_uid=study_uid)
     return render(request, "study.html", study=row, series=browse.series_of_study(archive.engine, row.pk),
                   known_aes=archive.settings.known_aes, sheets=scan_sheet_links(archive, study_uid),
                   ohif_link=ohif_study_link(archive.settings, study_uid))

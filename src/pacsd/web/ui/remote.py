@@ -15,7 +15,7 @@ from pacsd.config import KnownAE, Settings
 from pacsd.errors import PacsError
 from pacsd.net import qr_scu
 from pacsd.services.retrieve import RetrieveCounts
-from pacsd.web.access import require_admin
+from pacsd.web.access import current_user, require_admin
 from pacsd.web.ui.jobs import Job
 from pacsd.web.ui.templating import render
 
@@ -84,7 +84,7 @@ def move(request: Request, source: str = Form(...), study_uid: str = Form(...),
     study_uid = study_uid.strip()
     if not UID(study_uid).is_valid:
         raise HTTPException(400, f"{study_uid[:80]!r} is not a Study Instance UID")
-    user_name = request.state.user.name
+    user_name = current_user(request).name
 
     def work(job: Job) -> None:
         def progress(counts: RetrieveCounts) -> None:

@@ -4,6 +4,8 @@ Prometheus format (no patient data: counts, bytes, rates).
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -50,6 +52,26 @@ def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
 
 
+MAX_MODALITY_LABELS = 32  # Modality comes from any sender's tag value: the label set must stay small
+_MODALITY_LABEL = re.compile(r"[A-Z0-9_]{1,16}")  # a CS value as PS3.3 defines modalities
+
+
+def modality_labels(by_modality: dict[str, dict]) -> dict[str, dict]:
+    """At most MAX_MODALITY_LABELS labels: the modalities with most instances that look like one
+    (CS: capitals, digits, underscore, up to 16); the rest summed under OTHER."""
+    ranked = sorted(by_modality.items(), key=lambda item: -item[1]["instances"])
+    labels: dict[str, dict] = {}
+    other = {"instances": 0, "bytes": 0}
+    for modality, figures in ranked:
+        if len(labels) < MAX_MODALITY_LABELS - 1 and _MODALITY_LABEL.fullmatch(modality) and modality != "OTHER":
+            labels[modality] = figures
+        else:
+            other = {key: other[key] + (figures.get(key) or 0) for key in other}
+    if other["instances"] or other["bytes"]:
+        labels["OTHER"] = other
+    return labels
+
+
 class ArchiveCollector:
     """Reads the figures when Prometheus scrapes (nothing is counted in between)."""
 
@@ -61,7 +83,7 @@ class ArchiveCollector:
         storage = state.storage_figures.read()
         instances = GaugeMetricFamily("pacsd_instances", "Instances in the archive", labels=["modality"])
         stored_bytes = GaugeMetricFamily("pacsd_stored_bytes", "Bytes of stored instances", labels=["modality"])
-        for modality, figures in storage["by_modality"].items():
+        for modality, figures in modality_labels(storage["by_modality"]).items():
             instances.add_metric([modality], figures["instances"])
             stored_bytes.add_metric([modality], figures["bytes"])
         yield instances

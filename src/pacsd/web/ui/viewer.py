@@ -4,13 +4,13 @@ series thumbnails and an instance's tag list.  Each checks the caller may see th
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from pacsd.dicom.nesting import load_header_json
 from pacsd.errors import PacsError
 from pacsd.services import browse
 from pacsd.web.access import current_user
@@ -79,4 +79,4 @@ def series_thumbnail(request: Request, series_uid: str) -> Response:
 @router.get("/ui/instances/{sop_uid}/tags.json")
 def instance_tags(request: Request, sop_uid: str) -> JSONResponse:
     row = visible_instance(request, sop_uid)
-    return JSONResponse({"sop_uid": row.sop_uid, "tags": tag_rows(json.loads(row.header_json))})
+    return JSONResponse({"sop_uid": row.sop_uid, "tags": tag_rows(load_header_json(row.header_json))})
