@@ -24,11 +24,14 @@ log = logging.getLogger(__name__)
 def run_server(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then stop cleanly: an accepting parent and its processes
     (`pacsd.cli.supervisor`) when `server.workers` gives more than one, else one process."""
+    from pacsd.exposure import log_exposure_warnings
+
     receivers = settings.server.receiving_processes()
+    setup_logging(settings.logging)
+    log_exposure_warnings(settings)
     if receivers > 1:
         from pacsd.cli.supervisor import Supervisor
 
-        setup_logging(settings.logging)
         sys.exit(Supervisor(settings, receivers).run())
     run_single_process(settings)
 
@@ -39,7 +42,6 @@ def run_single_process(settings: Settings) -> None:
     from pacsd.net.scp import DicomServer
     from pacsd.services.archive import Archive
 
-    setup_logging(settings.logging)
     archive = Archive(settings)
     server = DicomServer(settings, archive)
     web = None
