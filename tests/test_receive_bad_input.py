@@ -210,3 +210,28 @@ def test_a_partial_association_request_is_cut_off_at_the_acse_timeout(pacs_facto
             pass
         assert time.monotonic() - started < 15  # cut off, not held until we give up
     wait_until(lambda: not pacs.server.connections.active(), 10, "the association gone from the live list")
+
+
+def test_endless_command_fragments_abort_the_association(pacs_factory):
+    """Command fragments that never set the last-fragment bit: the association is aborted once
+    they pass the command-set limit, instead of being buffered without end."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage
+
+    pacs = pacs_factory()
+    ae = AE(ae_title="FRAGMENTS")
+    ae.add_requested_context(CTImageStorage)
+    assoc = ae.associate(HOST, pacs.port, ae_title=pacs.aet)
+    assert assoc.is_established
+    context_id = assoc.accepted_contexts[0].context_id
+    fragment = b"\x00" * 16384
+    pdv = struct.pack(">LBB", len(fragment) + 2, context_id, 0x01) + fragment  # command, not the last
+    pdu = struct.pack(">BBL", 0x04, 0, len(pdv)) + pdv
+    raw = assoc.dul.socket.socket
+    try:
+        for _ in range(64):  # 1 MiB of one command set
+            raw.sendall(pdu)
+    except OSError:
+        pass  # the server aborted and closed meanwhile
+    wait_until(lambda: assoc.is_aborted or not assoc.is_alive(), 10, "the association aborted by the server")
+    assert not pacs.server.connections.active() or wait_until(lambda: not pacs.server.connections.active(), 10)

@@ -31,7 +31,7 @@ from pynetdicom.sop_class import uid_to_service_class
 from pacsd.net.incoming import IncomingFile
 from pacsd.net.pacing import wake_association_on
 from pacsd.net.pdu_limit import abort_for_oversized_pdu, pdu_length_limit
-from pacsd.net.store_reader import StoreCallback, StoreReader
+from pacsd.net.store_reader import CommandTooLarge, StoreCallback, StoreReader
 from pacsd.net.tcp import quick_ack
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,10 @@ class EventDrivenDul:
     def _abort(self, exc: Exception) -> None:
         """As pynetdicom's reactor does on an exception: A-ABORT, bypassing the state machine."""
         dul = self.dul
-        log.error("exception in the DUL reactor, aborting the association: %s", exc, exc_info=exc)
+        if isinstance(exc, CommandTooLarge):  # a peer's doing, not ours: no traceback
+            log.warning("aborting the association from %s: %s", dul.assoc.requestor.address, exc)
+        else:
+            log.error("exception in the DUL reactor, aborting the association: %s", exc, exc_info=exc)
         abort_pdu = A_ABORT_RQ()
         abort_pdu.source = 0x02
         abort_pdu.reason_diagnostic = 0x00

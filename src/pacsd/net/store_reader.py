@@ -38,6 +38,12 @@ from pacsd.net.pdv import LAST_COMMAND, message_pdus
 log = logging.getLogger(__name__)
 
 PROCESSING_FAILURE = 0xC211  # what pynetdicom answers when the C-STORE handler raises
+MAX_COMMAND_SET = 64 * 1024  # bytes: a command set is a few hundred; more is a peer that never ends one
+
+
+class CommandTooLarge(Exception):
+    """A peer sent command fragments past MAX_COMMAND_SET without ending the command set (the
+    DUL loop aborts the association on it)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,9 @@ class StoreReader:
 
     # -- a message's command ------------------------------------------------------------------
     def _take_command(self, context_id: int, data) -> None:
+        if len(self._command) + len(data) - 1 > MAX_COMMAND_SET:
+            self._command.clear()
+            raise CommandTooLarge(f"command set longer than {MAX_COMMAND_SET} bytes")
         self._command += data[1:]
         if not data[0] & 2:
             return  # more command fragments follow
