@@ -29,6 +29,28 @@ def _check_ae_title(value: str) -> str:
     return value
 
 
+class TlsSettings(_Section):
+    """DICOM over TLS (see pacsd.net.tls)."""
+
+    port: int | None = Field(None, ge=1, le=65535, description="TLS listener beside the plain one (2762 is "
+                                                               "DICOM's registered TLS port); None: none")
+    certificate: Path | None = None
+    key: Path | None = None
+    ca_certificates: Path | None = Field(None, description="CA certificates peers' certificates are checked "
+                                                           "against (clients' ones asked for when set)")
+    require_client_certificate: bool = False
+    certificate_aes: dict[str, list[str]] = Field(
+        default_factory=dict, description="client certificate common name -> the calling AE titles it may use")
+
+    @model_validator(mode="after")
+    def _listener_needs_certificate(self):
+        if self.port is not None and (self.certificate is None or self.key is None):
+            raise ValueError("port: a TLS listener needs certificate and key")
+        if self.require_client_certificate and self.ca_certificates is None:
+            raise ValueError("require_client_certificate: needs ca_certificates to check them against")
+        return self
+
+
 class ServerSettings(_Section):
     ae_title: str = "PACSD"
     host: str = "0.0.0.0"
@@ -42,6 +64,7 @@ class ServerSettings(_Section):
     dimse_timeout: float = Field(60, gt=0)
     network_timeout: float = Field(120, gt=0)
     shutdown_grace: float = Field(10, ge=0)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
     fast_receive: bool = Field(True, description="pacsd's own C-STORE receive path (pacsd.net.seam); false: "
                                                  "stock pynetdicom, slower")
     workers: int | Literal["auto"] = Field(
@@ -152,6 +175,7 @@ class KnownAE(_Section):
     commitment_reply: Literal["same", "new", "auto"] = Field(
         "auto", description="where Storage Commitment reports go: the requester's open association, "
         "a new one to host:port, or the open one when there is one and a new one otherwise")
+    tls: bool = Field(False, description="connect to this AE over TLS (server.tls.ca_certificates checks it)")
     deidentify: bool = Field(False, description="instances moved (C-MOVE) to this AE are de-identified "
                              "first, by the `deidentify` settings")
 

@@ -103,6 +103,7 @@ class Supervisor:
         self.writer_address = writer_address(f"{os.getpid()}-{os.urandom(4).hex()}")
         self.children: list[Child] = []
         self._listener: socket.socket | None = None
+        self._tls_listener: socket.socket | None = None  # server.tls.port
         self._writer_listener: socket.socket | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = _Stopping()
@@ -119,6 +120,8 @@ class Supervisor:
         database = self.settings.database
         open_index(database.target, database.wal_mode, database.auto_upgrade).dispose()  # migrations once
         self._listener = _listen(self.settings.server.host, self.settings.server.port)
+        tls_port = self.settings.server.tls.port
+        self._tls_listener = _listen(self.settings.server.host, tls_port) if tls_port is not None else None
         self._writer_listener = listen_for_writes(self.writer_address)
         self._hooks_out, self._hooks_in = relay_pair()
         clear_old_boards(self.settings.storage.directory, os.getpid())
@@ -185,7 +188,7 @@ class Supervisor:
         watched = [self._wake_r, *(c.channel for c in self.children if c.channel is not None and c.pid),
                    *(c.ready_fd for c in self.children if c.ready_fd >= 0)]
         if accept:
-            watched.append(self._listener)
+            watched += [sock for sock in (self._listener, self._tls_listener) if sock is not None]
         try:
             ready, _, _ = select.select(watched, [], [], timeout)
         except InterruptedError:
@@ -193,26 +196,26 @@ class Supervisor:
         for item in ready:
             if item is self._wake_r:
                 _drain(self._wake_r)
-            elif item is self._listener:
-                self._accept()
+            elif item is self._listener or item is self._tls_listener:
+                self._accept(item, tls=item is self._tls_listener)
             elif isinstance(item, int):
                 self._read_ready(item)
             else:
                 self._read_closed(item)
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket, tls: bool) -> None:
         for _ in range(64):  # what is waiting, not forever
             try:
-                conn, address = self._listener.accept()
+                conn, address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. EMFILE: the connection stays queued; log, go on
                 log.error("accept failed: %s", exc)
                 return
             with conn:
-                self._hand_over(conn, address)
+                self._hand_over(conn, address, tls)
 
-    def _hand_over(self, conn: socket.socket, address: tuple) -> None:
+    def _hand_over(self, conn: socket.socket, address: tuple, tls: bool = False) -> None:
         if not self._may_negotiate(address[0]):
             return
         over_limit = len(self._handed) >= self.settings.server.max_associations
@@ -226,7 +229,7 @@ class Supervisor:
             child = receivers[i]
             self._numbers += 1
             try:
-                hand_over(child.channel, conn, self._numbers, address, over_limit)
+                hand_over(child.channel, conn, self._numbers, address, over_limit, tls)
             except OSError as exc:
                 log.warning("could not hand a connection to %s (pid %d): %s", child.name, child.pid, exc)
                 continue
@@ -342,6 +345,8 @@ class Supervisor:
                 signal.signal(signum, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent orders the stop (cli.roles)
             self._listener.close()
+            if self._tls_listener is not None:
+                self._tls_listener.close()
             if child.role != "writer":
                 self._writer_listener.close()
             self._wake_r.close()
@@ -400,8 +405,9 @@ class Supervisor:
     def _stop_all(self) -> None:
         """Receivers first (their C-STOREs being stored still need the writer), then web and
         background, then the writer."""
-        if self._listener is not None:
-            self._listener.close()
+        for listener in (self._listener, self._tls_listener):
+            if listener is not None:
+                listener.close()
         grace = self.settings.server.shutdown_grace + 2.0
         self._signal_and_wait([c for c in self.children if c.role == "receiver"], grace)
         self._signal_and_wait([c for c in self.children if c.role in ("web", "background")], OTHERS_STOP_WAIT)

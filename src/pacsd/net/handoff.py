@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 
 from pacsd.net.listener import ListenerServer
 
@@ -31,10 +32,12 @@ def handoff_pair() -> tuple[socket.socket, socket.socket]:
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
 
-def hand_over(channel: socket.socket, conn: socket.socket, number: int, address: tuple, over_limit: bool) -> None:
-    """Send `conn` (the parent's connection `number`) to the receiving process at the other end
-    of `channel` (the caller closes its own copy afterwards).  Raises OSError if it is gone."""
-    message = json.dumps([number, address[0], address[1], over_limit]).encode()
+def hand_over(channel: socket.socket, conn: socket.socket, number: int, address: tuple, over_limit: bool,
+              tls: bool = False) -> None:
+    """Send `conn` (the parent's connection `number`, accepted on the TLS port when `tls`) to the
+    receiving process at the other end of `channel` (the caller closes its own copy afterwards).
+    Raises OSError if it is gone."""
+    message = json.dumps([number, address[0], address[1], over_limit, tls]).encode()
     socket.send_fds(channel, [message], [conn.fileno()])
 
 
@@ -46,23 +49,44 @@ class HandedOffSocket(socket.socket):
     over_limit = False
 
 
-def receive_connection(channel: socket.socket) -> tuple[HandedOffSocket, tuple[str, int]]:
-    """The next handed-off connection; OSError when the parent closed the channel."""
+class HandedOffTlsSocket(ssl.SSLSocket):
+    """The same, for a connection accepted on the TLS port (made by `SSLContext.wrap_socket`)."""
+
+    number = 0
+    over_limit = False
+
+
+def receive_connection(channel: socket.socket, tls_context: ssl.SSLContext | None = None,
+                       handshake_timeout: float = 30.0):
+    """The next handed-off connection and its peer's address; OSError when the parent closed the
+    channel.  A TLS connection is wrapped in `tls_context`; its handshake happens on the first
+    read, in the association's own thread (a slow client never holds up the next connection),
+    each read bounded by `handshake_timeout`."""
     message, fds, _flags, _ = socket.recv_fds(channel, _MAX_MESSAGE, 4)
     if not fds:
         raise OSError("the accepting process closed the hand-off channel")
     for extra in fds[1:]:
         socket.close(extra)
     conn = HandedOffSocket(fileno=fds[0])
-    number, host, port, over_limit = json.loads(message)
+    number, host, port, over_limit, tls = json.loads(message)
+    if tls:
+        if tls_context is None:
+            conn.close()
+            report(channel, CLOSED, int(number))
+            raise OSError("a TLS connection, but this process has no TLS context")
+        conn.settimeout(handshake_timeout)
+        tls_context.sslsocket_class = HandedOffTlsSocket
+        conn = tls_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
     conn.number, conn.over_limit = int(number), bool(over_limit)
     return conn, (host, port)
 
 
-def server_class_for(channel: socket.socket, listening_address: tuple) -> type[ListenerServer]:
+def server_class_for(channel: socket.socket, listening_address: tuple, tls_context: ssl.SSLContext | None = None,
+                     handshake_timeout: float = 30.0) -> type[ListenerServer]:
     """A `HandedOffServer` class bound to `channel` (pynetdicom instantiates the class itself)."""
-    return type("BoundHandedOffServer", (HandedOffServer,), {"channel": channel,
-                                                             "listening_address": listening_address})
+    return type("BoundHandedOffServer", (HandedOffServer,), {
+        "channel": channel, "listening_address": listening_address, "tls_context": tls_context,
+        "handshake_timeout": handshake_timeout})
 
 
 class HandedOffServer(ListenerServer):
@@ -70,6 +94,8 @@ class HandedOffServer(ListenerServer):
 
     channel: socket.socket
     listening_address: tuple
+    tls_context: ssl.SSLContext | None = None
+    handshake_timeout: float = 30.0
 
     def server_bind(self) -> None:
         self.socket.close()  # the TCP socket socketserver made: never bound
@@ -80,7 +106,7 @@ class HandedOffServer(ListenerServer):
         pass  # the parent listens
 
     def get_request(self):
-        return receive_connection(self.socket)
+        return receive_connection(self.socket, self.tls_context, self.handshake_timeout)
 
     def server_close(self) -> None:
         try:

@@ -24,6 +24,7 @@ from pacsd.net.find_responses import PendingResponses
 from pacsd.net.qr_models import MODEL_OF
 from pacsd.net.tcp import tune_association_socket
 from pacsd.services.archive import Archive
+from pacsd.net.tls import client_context
 from pacsd.services.deidentify import site_profile
 from pacsd.services.audit import Actor
 from pacsd.services.query import QueryService
@@ -174,6 +175,7 @@ class QueryRetrieveService:
             return
         sub_association = []
         yield known.host, known.port, {
+            **({"tls_args": (client_context(self.settings.server.tls), known.host)} if known.tls else {}),
             "ae_title": known.ae_title,
             "contexts": proposed_contexts(selected),
             "evt_handlers": [(evt.EVT_CONN_OPEN, lambda e: tune_association_socket(e.assoc)),

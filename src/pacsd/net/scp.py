@@ -35,6 +35,7 @@ from pacsd.net.listener import listen_with_pacsd_server
 from pacsd.net.pdu_limit import refuse_oversized_pdus
 from pacsd.net.store_reader import StoreRequest
 from pacsd.net.tcp import bound_reads, tune_association_socket
+from pacsd.net.tls import certificate_refuses, server_context
 from pacsd.net.incoming import IncomingFile, incoming_file_of, new_incoming_file, receive_into
 from pacsd.services.archive import Archive
 from pacsd.services.ingest import OUT_OF_RESOURCES, Expected, Source
@@ -120,6 +121,7 @@ class DicomServer:
         self.connections = ConnectionTracker()
         self.services = extra_services(self)
         self._server = None
+        self._tls_server = None  # one process: the TLS listener beside the plain one
         self._fast: seam.FastPath | None = None  # set by start() when the fast receive path is on
         self._in_flight = 0  # C-STOREs being stored now (a stop waits for them)
         self._in_flight_lock = threading.Lock()
@@ -162,14 +164,20 @@ class DicomServer:
         configure_pynetdicom()
         self._fast = seam.install(self.settings.server.fast_receive, lambda: receive_into(self.archive.blobs))
         ae = self.build_ae()
-        address = (self.settings.server.host, self.settings.server.port)
-        if self.handoff is not None:
-            listen_with_pacsd_server(ae, server_class_for(self.handoff, address))
+        server = self.settings.server
+        address = (server.host, server.port)
+        tls = server_context(server.tls) if server.tls.certificate is not None else None
+        if self.handoff is not None:  # the parent accepts, on the TLS port too
+            listen_with_pacsd_server(ae, server_class_for(self.handoff, address, tls, server.acse_timeout))
         else:
             listen_with_pacsd_server(ae)
         self._server = ae.start_server(address, block=False, evt_handlers=self.handlers())
+        if self.handoff is None and server.tls.port is not None:
+            self._tls_server = ae.start_server((server.host, server.tls.port), block=False, ssl_context=tls,
+                                               evt_handlers=self.handlers())
+            log.info("DICOM TLS listener on %s:%d", *self._tls_server.server_address[:2])
         keep_startup_objects_out_of_gc()
-        log.info("DICOM listener %s on %s:%d", self.settings.server.ae_title, *self._server.server_address[:2])
+        log.info("DICOM listener %s on %s:%d", server.ae_title, *self._server.server_address[:2])
         for service in self.services:
             getattr(service, "start", lambda: None)()
 
@@ -185,12 +193,14 @@ class DicomServer:
             return
         for service in self.services:
             getattr(service, "stop", lambda: None)()
-        server, self._server = self._server, None
-        server.shutdown()
+        servers = [s for s in (self._server, self._tls_server) if s is not None]
+        self._server = self._tls_server = None
+        for server in servers:
+            server.shutdown()
         deadline = time.monotonic() + self.settings.server.shutdown_grace
         while self._in_flight and time.monotonic() < deadline:
             time.sleep(0.02)
-        for assoc in server.active_associations:
+        for assoc in [assoc for server in servers for assoc in server.active_associations]:
             log.warning("aborting association from %s at shutdown", assoc.requestor.ae_title or "-")
             assoc.abort()
 
@@ -226,6 +236,13 @@ class DicomServer:
                 stats.result, stats.reason = "rejected", "too many associations"
                 assoc.acse.send_reject(*_REJECT_LOCAL_LIMIT)
                 return
+        refusal = certificate_refuses(self.settings.server.tls, assoc.dul.socket.socket, calling)
+        if refusal:
+            log.warning("rejected association from %s at %s: %s", calling, assoc.requestor.address, refusal)
+            if stats is not None:
+                stats.result, stats.reason = "rejected", refusal
+            assoc.acse.send_reject(*_REJECT_CALLING_AET)
+            return
         allowed = self.settings.access.allowed_aets
         if not allowed:
             return
