@@ -5,10 +5,15 @@ is the sender; files are compared with pydicom, not with pacsd's code."""
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from sqlalchemy import select
+
+from pacsd.index.schema import instances
 
 from tests.conftest import HOST, dcmtk
 from tests.sender_preference import by_syntax, own_syntax_first_profile, received_by_storescp
@@ -113,3 +118,22 @@ def test_a_listed_retired_class_is_stored(pacs_factory, tmp_path):
     result = send_own_syntax_first(pacs, [sent], tmp_path)[0]
     assert result.returncode == 0, result.stderr
     assert pacs.instance_count() == 1
+
+
+def test_a_private_element_not_fitting_its_dictionary_vr_costs_nothing(pacs, tmp_path, caplog):
+    """(0019,1021) of SIEMENS MED SMS USG S2000 is FD in pydicom's private dictionary; sent in
+    Implicit VR with 2 bytes, DCMTK's storescp keeps the image, and so must pacsd."""
+    dataset = dcmread(_one_file(IMPLICIT))
+    dataset.add_new(0x00190010, "LO", "SIEMENS MED SMS USG S2000")
+    dataset.add_new(0x00191021, "OB", b"\x01\x02")  # written without a VR: read as FD, 2 bytes
+    sent = tmp_path / "private.dcm"
+    dataset.save_as(sent, implicit_vr=True, little_endian=True)
+    result = send_own_syntax_first(pacs, [sent], tmp_path)[0]
+    assert result.returncode == 0, result.stderr
+    (stored,) = stored_by_uid(pacs).values()
+    kept = dcmread(stored)
+    assert kept.get_item(0x00191021).value == b"\x01\x02" and kept.SOPInstanceUID == dataset.SOPInstanceUID
+    with pacs.archive.engine.connect() as conn:
+        header = json.loads(conn.execute(select(instances.c.header_json)).scalar_one())
+    assert header["00191021"] == {"vr": "UN", "InlineBinary": base64.b64encode(b"\x01\x02").decode()}
+    assert "(0019,1021)" in caplog.text and "kept as UN" in caplog.text
