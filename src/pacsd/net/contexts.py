@@ -108,13 +108,34 @@ def _wrapped(stock, stock_restricted, stock_unrestricted):
         policy = next((getattr(cx, _POLICY_ATTRIBUTE, None) for cx in ac_contexts or ()), None)
         if policy is None:  # an AE pacsd did not set up (a client's own): as pynetdicom does
             return stock(rq_contexts, ac_contexts, roles)
-        negotiate_with = stock_unrestricted if policy.accept_unlisted_storage else stock_restricted
-        result, reply_roles = negotiate_with(rq_contexts, ac_contexts, roles)
+        if not policy.accept_unlisted_storage:
+            result, reply_roles = stock_restricted(rq_contexts, ac_contexts, roles)
+        else:
+            result, reply_roles = stock_unrestricted(rq_contexts, ac_contexts, roles)
+            reply_roles = refuse_unlisted_standard_classes(result, reply_roles, ac_contexts)
         choose_transfer_syntaxes(result, rq_contexts, ac_contexts, policy.preference)
         return result, reply_roles
 
     negotiate.pacsd_wrapped = True
     return negotiate
+
+
+_STANDARD_ROOT = "1.2.840.10008."
+
+
+def refuse_unlisted_standard_classes(result, reply_roles, ac_contexts) -> list:
+    """Refuse (abstract syntax not supported) what pynetdicom's unrestricted negotiation took for
+    storage only because its module has no attribute of that name: a standard UID the listener
+    does not list is a service pacsd lacks (Modality Worklist ...), every storage class being
+    listed.  Private classes stay accepted.  The role replies left for the accepted ones."""
+    listed = {str(cx.abstract_syntax) for cx in ac_contexts}
+    refused = set()
+    for context in result:
+        uid = str(context.abstract_syntax)
+        if context.result == 0x00 and uid.startswith(_STANDARD_ROOT) and uid not in listed:
+            context.result = 0x03
+            refused.add(uid)
+    return [role for role in reply_roles if str(role.sop_class_uid) not in refused]
 
 
 def choose_transfer_syntaxes(result, rq_contexts, ac_contexts, preference=()) -> None:
