@@ -137,3 +137,23 @@ def test_a_private_element_not_fitting_its_dictionary_vr_costs_nothing(pacs, tmp
         header = json.loads(conn.execute(select(instances.c.header_json)).scalar_one())
     assert header["00191021"] == {"vr": "UN", "InlineBinary": base64.b64encode(b"\x01\x02").decode()}
     assert "(0019,1021)" in caplog.text and "kept as UN" in caplog.text
+
+
+def test_a_pynetdicom_without_what_negotiation_relies_on_means_stock_negotiation_and_one_warning(
+        pacs_factory, tmp_path, monkeypatch, caplog):
+    """pacsd.net.contexts checks the names it wraps; one missing: pynetdicom's own order (Implicit
+    VR first), one warning, and the server still serves."""
+    from pynetdicom import acse
+
+    from pacsd.net import contexts
+
+    monkeypatch.setattr(acse, "negotiate_unrestricted", None)  # as if a release had renamed it
+    monkeypatch.setattr(contexts, "_warned", [])
+    pacs = pacs_factory(accept_unknown_sop_classes=False)  # pynetdicom then never calls that name
+    pacs_factory(accept_unknown_sop_classes=False)
+    assert caplog.text.count("lacks pynetdicom.acse.negotiate_unrestricted") == 1
+    source = _one_file(EXPLICIT)
+    result = send_own_syntax_first(pacs, [source], tmp_path)[0]  # proposes [Explicit LE, BE, Implicit]
+    assert result.returncode == 0, result.stderr
+    (stored,) = stored_by_uid(pacs).values()
+    assert _syntax(stored) == IMPLICIT
