@@ -26,7 +26,8 @@ COMPRESSED = [TESTDATA / "generated-dcmtk" / "heudiconv_fmap_jpeg_extended_p4.dc
               TESTDATA / "pylibjpeg-data" / "JPEG2000Lossless" / "TOSHIBA_J2K_SIZ1_PixRep0.dcm",
               TESTDATA / "pydicom-data" / "liver_rle.dcm"]
 RLE_1BIT = COMPRESSED[2]  # pydicom 3.0 cannot decode it: pacsd.dicom.pixels does
-# The same segmentation's first frame, uncompressed (Explicit Big Endian): the oracle for RLE_1BIT
+DEFLATED_FRAMES = TESTDATA / "pydicom-data" / "liver_deflate.dcm"  # Deflated Image Frame Compression
+# The same segmentation's first frame, uncompressed (Explicit Big Endian): the oracle for those two
 RLE_1BIT_FRAME_0 = TESTDATA / "pydicom" / "test_files" / "liver_expb_1frame.dcm"
 MPEG2 = "1.2.840.10008.1.2.4.100"
 # JPEG Lossless Process 14 with selection value 6: DCMTK 3.6.7's storescp +xa does not take it
@@ -50,9 +51,11 @@ def undecodable_video(folder: Path, study: str | None = None) -> Path:
 
 
 def assert_same_pixels(copy, original: Path) -> None:
-    """The copy's pixels are the original's, decoded by pydicom (1-bit RLE: by its uncompressed twin)."""
-    if original == RLE_1BIT:
+    """The copy's pixels are the original's, decoded by pydicom (the segmentations pydicom cannot
+    decode: its first frame by its uncompressed twin, pydicom reading the Big Endian file)."""
+    if original in (RLE_1BIT, DEFLATED_FRAMES):
         assert np.array_equal(copy.pixel_array[0], dcmread(RLE_1BIT_FRAME_0).pixel_array)
+        assert copy.pixel_array.shape == (3, 512, 512)
     else:
         assert np.array_equal(copy.pixel_array, dcmread(original).pixel_array)
 
@@ -197,7 +200,7 @@ def test_getscu_retrieves_a_study(pacs, tmp_path):
 def test_getscu_taking_only_uncompressed_syntaxes_gets_decompressed_copies(pacs, tmp_path, caplog):
     study = generate_uid()
     copies = []
-    for number, original in enumerate([*COMPRESSED, UNUSUAL]):  # one study of compressed files
+    for number, original in enumerate([*COMPRESSED, UNUSUAL, DEFLATED_FRAMES]):  # one study of compressed files
         dataset = dcmread(original)
         dataset.StudyInstanceUID = study
         copies.append(tmp_path / "src" / f"{number}.dcm")
@@ -213,7 +216,7 @@ def test_getscu_taking_only_uncompressed_syntaxes_gets_decompressed_copies(pacs,
     got = received_by_uid(out)
     by_uid = {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID): f for f in copies}
     assert set(got) == set(by_uid), run.stderr[-3000:]
-    assert final_counts(run.stderr) == {"remaining": 0, "completed": 4, "failed": 1, "warning": 0}
+    assert final_counts(run.stderr) == {"remaining": 0, "completed": 5, "failed": 1, "warning": 0}
     assert "SubOperationsCompleteOneOrMoreFailures" in run.stderr
     # never skipped silently (getscu does not print the Failed SOP Instance UID List: the log says it)
     assert any(undecodable in r.getMessage() and "failed" in r.getMessage() for r in caplog.records)
@@ -221,7 +224,7 @@ def test_getscu_taking_only_uncompressed_syntaxes_gets_decompressed_copies(pacs,
         copy = dcmread(got[uid])
         assert dcmread(source, stop_before_pixels=True).file_meta.TransferSyntaxUID.is_compressed
         assert copy.file_meta.TransferSyntaxUID in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
-        assert_same_pixels(copy, [*COMPRESSED, UNUSUAL][copies.index(source)])
+        assert_same_pixels(copy, [*COMPRESSED, UNUSUAL, DEFLATED_FRAMES][copies.index(source)])
 
 
 def test_get_not_permitted(pacs_factory, tmp_path):
