@@ -142,13 +142,14 @@ def choose_transfer_syntaxes(result, rq_contexts, ac_contexts, preference=()) ->
     """Give each accepted context in `result` the first syntax of the requestor's proposal that
     the acceptor supports (any, for a storage class it does not list), syntaxes named in
     `preference` before all others and in that order."""
-    proposed = {cx.context_id: list(cx.transfer_syntax) for cx in rq_contexts}
-    supported = {cx.abstract_syntax: set(cx.transfer_syntax) for cx in ac_contexts}
+    proposed = {cx.context_id: cx.transfer_syntax for cx in rq_contexts}
+    listed = {cx.abstract_syntax: cx for cx in ac_contexts}  # not their syntaxes: ~200 x 45, per association
     rank = {uid: i for i, uid in enumerate(preference)}
     for context in result:
         if context.result != 0x00:
             continue
-        allowed = supported.get(context.abstract_syntax)
+        listed_context = listed.get(context.abstract_syntax)
+        allowed = None if listed_context is None else listed_context.transfer_syntax
         candidates = [ts for ts in proposed.get(context.context_id, []) if allowed is None or ts in allowed]
         if candidates:
             best = min(enumerate(candidates), key=lambda item: (rank.get(item[1], len(rank)), item[0]))[1]
