@@ -151,6 +151,9 @@ def choose_transfer_syntaxes(result, rq_contexts, ac_contexts, preference=()) ->
         listed_context = listed.get(context.abstract_syntax)
         allowed = None if listed_context is None else listed_context.transfer_syntax
         candidates = [ts for ts in proposed.get(context.context_id, []) if allowed is None or ts in allowed]
-        if candidates:
-            best = min(enumerate(candidates), key=lambda item: (rank.get(item[1], len(rank)), item[0]))[1]
+        if not candidates:
+            continue
+        best = min(enumerate(candidates), key=lambda item: (rank.get(item[1], len(rank)), item[0]))[1] \
+            if rank else candidates[0]
+        if best != context.transfer_syntax[0]:  # the setter checks each UID: only when it changes
             context.transfer_syntax = [best]
