@@ -45,6 +45,13 @@ def test_max_pdu_is_finite_by_default_and_unlimited_only_on_request(tmp_path):
     assert load_settings(config).server.max_pdu == 0
 
 
+def test_transfer_syntax_preference_takes_names_and_uids(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("server:\n  transfer_syntax_preference: [Explicit VR Little Endian, JPEG2000Lossless, 1.2.3]\n")
+    assert load_settings(config).server.transfer_syntax_preference == [
+        "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.90", "1.2.3"]
+
+
 @pytest.mark.parametrize("yaml_text,key", [
     ("server:\n  port: 70000\n", "server.port"),
     ("server:\n  ae_title: WAY_TOO_LONG_AE_TITLE\n", "server.ae_title"),
@@ -54,6 +61,7 @@ def test_max_pdu_is_finite_by_default_and_unlimited_only_on_request(tmp_path):
     ("storage:\n  naming: '../{SOPInstanceUID}'\n", "storage.naming"),
     ("accepted_sop_classes: [CT, NOSUCHTHING]\n", "accepted_sop_classes"),
     ("duplicates: sometimes\n", "duplicates"),
+    ("server:\n  transfer_syntax_preference: [Explicit first]\n", "server.transfer_syntax_preference"),
     ("known_aes:\n  - {ae_title: X, host: h}\n", "known_aes.0.port"),
 ])
 def test_bad_setting_names_the_key(tmp_path, yaml_text, key):

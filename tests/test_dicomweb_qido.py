@@ -117,3 +117,16 @@ def test_search_sees_only_visible_accounts(web, pacs, archive_with_studies):
     assert as_nobody.get(f"{web}/dicom-web/studies").json() == []
     assert as_nobody.get(f"{web}/dicom-web/instances", params={"PatientID": "P-JOHN"}).json() == []
     assert len(http.get(f"{web}/dicom-web/instances", params={"PatientID": "P-JOHN"}).json()) == 6
+
+
+def test_a_study_without_modality_answers_no_empty_modalities_in_study(web, pacs, tmp_path):
+    """OHIF iterates ModalitiesInStudy's Value unchecked: {"vr": "CS"} broke its whole study list."""
+    files = write_study(tmp_path / "nomod", series=1, per_series=1, PatientID="P-NOMOD")
+    ds = pydicom.dcmread(files[0])
+    del ds.Modality
+    ds.save_as(files[0])
+    assert import_file(pacs.archive, files[0]).ok
+    [study] = client(web).search_for_studies(search_filters={"PatientID": "P-NOMOD"},
+                                             fields=["ModalitiesInStudy", "SOPClassesInStudy"])
+    for tag in ("00080061", "00080062"):
+        assert tag not in study or study[tag].get("Value"), study.get(tag)

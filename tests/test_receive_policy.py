@@ -154,7 +154,8 @@ def test_negotiations_leave_the_shared_contexts_unchanged(pacs):
     seen = []
     ae = AE(ae_title="NEGOTIATOR")
     ae.add_requested_context(CTImageStorage, ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2"])
-    ae.add_requested_context("1.2.3.4.5.6.7", "1.2.840.10008.1.2")  # not a SOP class pacsd knows
+    ae.add_requested_context("1.2.3.4.5.6.7", "1.2.840.10008.1.2")  # a private class: taken as storage
+    ae.add_requested_context("1.2.840.10008.5.1.4.31")  # Modality Worklist FIND: a service pacsd lacks
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     ae.add_requested_context(Verification, "1.2.3.999")  # a transfer syntax nobody knows
     roles = [build_role(CTImageStorage, scp_role=True)]
@@ -163,7 +164,8 @@ def test_negotiations_leave_the_shared_contexts_unchanged(pacs):
         assert assoc.is_established
         seen.extend(listener.active_associations)
         accepted = {str(cx.abstract_syntax): cx for cx in assoc.accepted_contexts}
-        assert set(accepted) == {CTImageStorage, StudyRootQueryRetrieveInformationModelGet}
+        assert set(accepted) == {CTImageStorage, "1.2.3.4.5.6.7", StudyRootQueryRetrieveInformationModelGet}
+        assert accepted[CTImageStorage].transfer_syntax == ["1.2.840.10008.1.2.4.50"], "the sender's first"
         assert accepted[CTImageStorage].as_scp, "the C-GET role was negotiated"
         assoc.release()
     assert seen and all(a.acceptor.supported_contexts is listener.contexts for a in seen)

@@ -4,17 +4,19 @@ destination takes only uncompressed syntaxes), counts and statuses tell the trut
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pydicom import dcmread
+from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from sqlalchemy import select
 
 from pacsd.index.schema import instances
 from pacsd.services.archive import Archive
-from tests.conftest import HOST, TESTDATA, dcmtk, make_settings
+from tests.conftest import HOST, TESTDATA, VENV_BIN, dcmtk, make_settings
 from tests.dicomgen import write_dicom
 from tests.qr_support import archive_files, with_pacsd_and_storescp
 from tests.test_receive_dcmtk import dataset_bytes
@@ -23,10 +25,39 @@ STUDY = generate_uid()
 COMPRESSED = [TESTDATA / "generated-dcmtk" / "heudiconv_fmap_jpeg_extended_p4.dcm",
               TESTDATA / "pylibjpeg-data" / "JPEG2000Lossless" / "TOSHIBA_J2K_SIZ1_PixRep0.dcm",
               TESTDATA / "pydicom-data" / "liver_rle.dcm"]
-RLE_1BIT = COMPRESSED[2]
+RLE_1BIT = COMPRESSED[2]  # pydicom 3.0 cannot decode it: pacsd.dicom.pixels does
+DEFLATED_FRAMES = TESTDATA / "pydicom-data" / "liver_deflate.dcm"  # Deflated Image Frame Compression
+# The same segmentation's first frame, uncompressed (Explicit Big Endian): the oracle for those two
+RLE_1BIT_FRAME_0 = TESTDATA / "pydicom" / "test_files" / "liver_expb_1frame.dcm"
+MPEG2 = "1.2.840.10008.1.2.4.100"
 # JPEG Lossless Process 14 with selection value 6: DCMTK 3.6.7's storescp +xa does not take it
 UNUSUAL = TESTDATA / "generated-dcmtk" / "heudiconv_fmap_jpeg_lossless_p14_sv6.dcm"
 UNCOMPRESSED = [TESTDATA / "dicompyler-core" / "ct.0.dcm", TESTDATA / "pydicom" / "test_files" / "TINY_ALPHA" / "IM000000"]
+
+
+def undecodable_video(folder: Path, study: str | None = None) -> Path:
+    """A CT stored as MPEG2 video: pacsd has no MPEG decoder, so a peer taking only
+    uncompressed syntaxes cannot be given it."""
+    dataset = dcmread(UNCOMPRESSED[0])
+    dataset.SOPInstanceUID = generate_uid()
+    dataset.StudyInstanceUID = study or dataset.StudyInstanceUID
+    dataset.file_meta.TransferSyntaxUID = MPEG2
+    dataset.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(62)])
+    dataset["PixelData"].VR = "OB"
+    path = folder / "video.dcm"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+def assert_same_pixels(copy, original: Path) -> None:
+    """The copy's pixels are the original's, decoded by pydicom (the segmentations pydicom cannot
+    decode: its first frame by its uncompressed twin, pydicom reading the Big Endian file)."""
+    if original in (RLE_1BIT, DEFLATED_FRAMES):
+        assert np.array_equal(copy.pixel_array[0], dcmread(RLE_1BIT_FRAME_0).pixel_array)
+        assert copy.pixel_array.shape == (3, 512, 512)
+    else:
+        assert np.array_equal(copy.pixel_array, dcmread(original).pixel_array)
 
 
 def _archive(tmp_path: Path, files: list[Path]) -> dict[str, Path]:
@@ -91,21 +122,22 @@ def test_mixed_syntaxes_move_unchanged_to_a_destination_taking_all(tmp_path):
 
 
 def test_uncompressed_only_destination_gets_decompressed_copies(tmp_path):
-    stored = _archive(tmp_path, [*COMPRESSED, UNUSUAL])
-    undecodable = str(dcmread(RLE_1BIT, stop_before_pixels=True).SOPInstanceUID)  # pydicom: no 1-bit RLE
+    video = undecodable_video(tmp_path / "video")
+    stored = _archive(tmp_path, [*COMPRESSED, UNUSUAL, video])
+    sources = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in [*COMPRESSED, UNUSUAL]}
+    undecodable = str(dcmread(video, stop_before_pixels=True).SOPInstanceUID)
     run, received = with_pacsd_and_storescp(tmp_path, "", *movescu(
         "SOPInstanceUID=" + "\\".join(stored), level="IMAGE"))
     arrived = received_by_uid(received)
     assert set(arrived) == set(stored) - {undecodable}, run.stderr[-3000:]
-    assert final_counts(run.stderr) == {"remaining": 0, "completed": 3, "failed": 1, "warning": 0}
+    assert final_counts(run.stderr) == {"remaining": 0, "completed": 4, "failed": 1, "warning": 0}
     assert undecodable in run.stderr  # never skipped silently: listed as failed
-    del stored[undecodable]
-    for uid, path in stored.items():
+    assert "no decoder for MPEG2 Main Profile / Main Level" in run.stderr  # the Error Comment says why
+    for uid, source in sources.items():
         copy = dcmread(arrived[uid])
         assert copy.file_meta.TransferSyntaxUID in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
-        original = dcmread(path)
-        assert np.array_equal(copy.pixel_array, original.pixel_array)
-        assert copy.StudyInstanceUID == original.StudyInstanceUID
+        assert_same_pixels(copy, source)
+        assert copy.StudyInstanceUID == dcmread(source, stop_before_pixels=True).StudyInstanceUID
 
 
 def test_failed_sub_operation_is_reported_with_its_uid(one_study, tmp_path):
@@ -168,32 +200,31 @@ def test_getscu_retrieves_a_study(pacs, tmp_path):
 def test_getscu_taking_only_uncompressed_syntaxes_gets_decompressed_copies(pacs, tmp_path, caplog):
     study = generate_uid()
     copies = []
-    for number, original in enumerate([*COMPRESSED, UNUSUAL]):  # one study of compressed files
+    for number, original in enumerate([*COMPRESSED, UNUSUAL, DEFLATED_FRAMES]):  # one study of compressed files
         dataset = dcmread(original)
         dataset.StudyInstanceUID = study
         copies.append(tmp_path / "src" / f"{number}.dcm")
         copies[-1].parent.mkdir(exist_ok=True)
         dataset.save_as(copies[-1])
-    archive_files(pacs.archive, *copies)
-    undecodable = str(dcmread(copies[COMPRESSED.index(RLE_1BIT)]).SOPInstanceUID)  # pydicom: no 1-bit RLE
+    video = undecodable_video(tmp_path / "video", study)
+    archive_files(pacs.archive, *copies, video)
+    undecodable = str(dcmread(video, stop_before_pixels=True).SOPInstanceUID)
     out = tmp_path / "got"
     out.mkdir()
     run = dcmtk("getscu", "-v", "-S", "+x=", "-aet", "GETTER", "-aec", pacs.aet, "-od", str(out), HOST,
                 str(pacs.port), "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}")
     got = received_by_uid(out)
     by_uid = {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID): f for f in copies}
-    assert set(got) == set(by_uid) - {undecodable}, run.stderr[-3000:]
-    assert final_counts(run.stderr) == {"remaining": 0, "completed": 3, "failed": 1, "warning": 0}
+    assert set(got) == set(by_uid), run.stderr[-3000:]
+    assert final_counts(run.stderr) == {"remaining": 0, "completed": 5, "failed": 1, "warning": 0}
     assert "SubOperationsCompleteOneOrMoreFailures" in run.stderr
     # never skipped silently (getscu does not print the Failed SOP Instance UID List: the log says it)
     assert any(undecodable in r.getMessage() and "failed" in r.getMessage() for r in caplog.records)
     for uid, source in by_uid.items():
-        if uid == undecodable:
-            continue
-        copy, original = dcmread(got[uid]), dcmread(source)
-        assert original.file_meta.TransferSyntaxUID.is_compressed
+        copy = dcmread(got[uid])
+        assert dcmread(source, stop_before_pixels=True).file_meta.TransferSyntaxUID.is_compressed
         assert copy.file_meta.TransferSyntaxUID in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
-        assert np.array_equal(copy.pixel_array, original.pixel_array)
+        assert_same_pixels(copy, [*COMPRESSED, UNUSUAL, DEFLATED_FRAMES][copies.index(source)])
 
 
 def test_get_not_permitted(pacs_factory, tmp_path):
@@ -206,3 +237,61 @@ def test_get_not_permitted(pacs_factory, tmp_path):
     assert list(out.iterdir()) == []
     assert final_counts(run.stderr)["completed"] == 0
     assert "DIMSE status is: Failed: UnableToProcess" in run.stderr
+
+
+J2K_LOSSLESS = [TESTDATA / "pylibjpeg-data" / "JPEG2000Lossless" / "TOSHIBA_J2K_SIZ1_PixRep0.dcm",
+                TESTDATA / "debian-python3-nibabel" / "slicethickness_empty_string.dcm"]
+JPEG_LS_LOSSLESS = TESTDATA / "highdicom" / "sm_image_jpegls.dcm"
+
+
+# getscu proposes one context per storage class, [the preferred syntax, the uncompressed ones]; pacsd
+# accepts the preferred one.  A CT stored uncompressed then goes re-encoded in it where pydicom has
+# a lossless encoder for it (JPEG 2000 with pylibjpeg-openjpeg, RLE), else it fails, saying why.
+@pytest.mark.parametrize("option, files", [
+    ("+xv", [*J2K_LOSSLESS, UNCOMPRESSED[0]]),
+    ("+xr", [RLE_1BIT, UNCOMPRESSED[0]]),
+    ("+xt", [JPEG_LS_LOSSLESS]),
+], ids=["jpeg2000-lossless-first", "rle-first", "jpeg-ls-lossless-first"])
+def test_getscu_proposing_a_compressed_syntax_first_gets_the_stored_bytes(pacs, tmp_path, option, files):
+    compressed = files[:1]
+    copies = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in files}
+    archive_files(pacs.archive, *copies.values())
+    studies = "\\".join(sorted({str(dcmread(p, stop_before_pixels=True).StudyInstanceUID) for p in copies.values()}))
+    out = tmp_path / "got"
+    out.mkdir()
+    run = dcmtk("getscu", "-v", "-S", option, "+B", "-aet", "GETTER", "-aec", pacs.aet, "-od", str(out), HOST,
+                str(pacs.port), "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={studies}")
+    got = received_by_uid(out)
+    assert set(got) == set(copies), run.stderr[-3000:]
+    for uid, source in copies.items():
+        syntax = dcmread(source, stop_before_pixels=True).file_meta.TransferSyntaxUID
+        if syntax.is_compressed:  # accepted as proposed first: the very bytes stored
+            assert dataset_bytes(got[uid]) == dataset_bytes(source), source.name
+        else:  # the CT: re-encoded losslessly in the one syntax getscu's context was accepted with
+            copy = dcmread(got[uid])
+            assert copy.file_meta.TransferSyntaxUID == dcmread(compressed[0]).file_meta.TransferSyntaxUID \
+                or not copy.file_meta.TransferSyntaxUID.is_compressed
+            assert np.array_equal(copy.pixel_array, dcmread(source).pixel_array)
+
+
+def test_a_destination_preferring_jpeg2000_gets_the_stored_bytes(tmp_path):
+    stored = _archive(tmp_path, [*J2K_LOSSLESS, UNCOMPRESSED[0]])
+    run, received = with_pacsd_and_storescp(tmp_path, "+B +xv", *movescu(
+        "SOPInstanceUID=" + "\\".join(stored), level="IMAGE"))
+    arrived = received_by_uid(received)
+    assert set(arrived) == set(stored), run.stderr[-3000:]
+    for uid, path in stored.items():
+        assert dataset_bytes(arrived[uid]) == dataset_bytes(path), path.name
+
+
+def test_pacsd_get_prints_why_an_instance_could_not_be_sent(pacs, tmp_path):
+    study = generate_uid()
+    video = undecodable_video(tmp_path / "video", study)
+    archive_files(pacs.archive, video, write_dicom(tmp_path / "fine.dcm", StudyInstanceUID=study))
+    result = subprocess.run([str(VENV_BIN / "pacsd"), "get", HOST, str(pacs.port), "--aec", pacs.aet,
+                             "--study", study, "--out", str(tmp_path / "got")], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 written to" in result.stdout and "1 failed" in result.stdout
+    assert "reason given: no decoder for MPEG2 Main Profile / Main Level" in result.stdout
+    assert str(dcmread(video, stop_before_pixels=True).SOPInstanceUID) in result.stdout

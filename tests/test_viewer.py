@@ -33,23 +33,11 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def server_with_a_ct(pacs_process, tmp_path):
-    config = tmp_path / "viewer.yaml"
-    config.write_text(yaml.safe_dump({"http": {"viewer_dir": str(VIEWER)}}))
-    server = pacs_process("--config", str(config))
-    server.base = f"http://{HOST}:{server.http_port}"
-    add_admin_to(server)
-    ct = next(p for p in shared_files() if p.name == "ct.0.dcm")
-    assert stow(server.base, [("application/dicom", ct.read_bytes())]).status_code == 200
-    server.study = pydicom.dcmread(ct, stop_before_pixels=True)
-    return server
-
-
-def test_viewer_lists_opens_and_shows_the_study(server_with_a_ct):
+def test_viewer_lists_opens_and_shows_the_study(server_with_all_testdata):
     from playwright.sync_api import sync_playwright
 
-    server = server_with_a_ct
+    server = server_with_all_testdata
+    server.study = server.studies["ct.0.dcm"]
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
     off_machine: list[str] = []
@@ -82,6 +70,76 @@ def test_viewer_lists_opens_and_shows_the_study(server_with_a_ct):
     assert off_machine == [], f"the viewer tried to load from elsewhere: {off_machine}"
 
 
+# (what it shows, the test file): each study is opened by following the study page's OHIF link
+OPENED_FROM_THE_STUDY_PAGE = [
+    ("ct", "ct.0.dcm"),
+    ("compressed", "TOSHIBA_J2K_SIZ1_PixRep0.dcm"),  # JPEG 2000 lossless
+    ("multi-frame", "00191113.dcm"),  # XA, 4 frames, JPEG lossless
+]
+
+
+@pytest.fixture(scope="module")
+def server_with_all_testdata(tmp_path_factory):
+    """A `pacsd serve` with every shared test file it accepts, a study without Modality among them
+    (one such study once broke OHIF's whole study list)."""
+    from tests.conftest import PacsProcess
+
+    tmp_path = tmp_path_factory.mktemp("viewer-all")
+    config = tmp_path / "viewer.yaml"
+    config.write_text(yaml.safe_dump({"http": {"viewer_dir": str(VIEWER)}}))
+    server = PacsProcess(tmp_path, "--config", str(config)).start()
+    server.base = f"http://{HOST}:{server.http_port}"
+    add_admin_to(server)
+    files = shared_files()
+    without_modality = 0
+    for path in files:
+        if stow(server.base, [("application/dicom", path.read_bytes())]).status_code == 200:
+            without_modality += "Modality" not in pydicom.dcmread(path, stop_before_pixels=True)
+    assert without_modality, "the test data should hold a study without Modality"
+    server.studies = {name: pydicom.dcmread(next(p for p in files if p.name == name), stop_before_pixels=True)
+                      for _, name in OPENED_FROM_THE_STUDY_PAGE}
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("what,name", OPENED_FROM_THE_STUDY_PAGE, ids=[w for w, _ in OPENED_FROM_THE_STUDY_PAGE])
+def test_the_study_pages_ohif_link_shows_the_image(server_with_all_testdata, what, name):
+    from playwright.sync_api import sync_playwright
+
+    server = server_with_all_testdata
+    study = server.studies[name]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    off_machine: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.route("**/*", lambda route: _local_only(route, server.base, off_machine))
+        page = context.new_page()
+        viewer = page
+        try:
+            page.goto(f"{server.base}/ui/studies/{study.StudyInstanceUID}", wait_until="domcontentloaded")
+            page.wait_for_url(re.compile(r"/login\?next="))
+            page.fill("input[name=username]", ADMIN)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(re.compile(r"/ui/studies/"))
+            with context.expect_page() as opened:
+                page.click("#open-ohif")
+            viewer = opened.value
+            viewer.wait_for_url(re.compile(r"/viewer/viewer\?StudyInstanceUIDs="))
+            canvas = viewer.locator(".cornerstone-canvas").first
+            canvas.wait_for(timeout=90_000)
+            pixels = _wait_for_an_image(viewer, canvas, f"{what}-viewport.png")
+            viewer.screenshot(path=ARTIFACTS / f"{what}-viewer.png")
+        except Exception:
+            viewer.screenshot(path=ARTIFACTS / f"{what}-failure.png")
+            raise
+        finally:
+            browser.close()
+    assert pixels.std() > 5, f"{what}: the viewport stayed uniform: no image drawn"
+    assert off_machine == [], f"the viewer tried to load from elsewhere: {off_machine}"
+
+
 def _local_only(route, base: str, off_machine: list[str]) -> None:
     url = route.request.url
     if url.startswith((base, "data:", "blob:")):
@@ -91,11 +149,11 @@ def _local_only(route, base: str, off_machine: list[str]) -> None:
         route.abort()
 
 
-def _wait_for_an_image(page, canvas) -> np.ndarray:
+def _wait_for_an_image(page, canvas, name: str = "viewport.png") -> np.ndarray:
     """The viewport's pixels once they are no longer uniform (or the last look after 60 s)."""
     pixels = np.zeros(1)
     for attempt in range(60):
-        shot = canvas.screenshot(path=ARTIFACTS / "viewport.png")
+        shot = canvas.screenshot(path=ARTIFACTS / name)
         pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("L"), dtype=np.float64)
         if pixels.std() > 5:
             return pixels

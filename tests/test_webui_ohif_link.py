@@ -52,10 +52,13 @@ def test_link_to_our_viewer_once_it_is_installed(archive_with_viewer_dir):
     admin = logged_in(base, "admin")
     assert ohif_links(admin, ds) == []
     (viewer_dir / "index.html").write_text(INDEX)
-    expected = f"/viewer?StudyInstanceUIDs={quote(str(ds.StudyInstanceUID))}"
+    # OHIF 3 opens a study at its mode's route (/viewer under our basename /viewer)
+    expected = f"/viewer/viewer?StudyInstanceUIDs={quote(str(ds.StudyInstanceUID))}"
     assert ohif_links(admin, ds) == [expected, expected]
     opened = admin.get(expected)
     assert opened.status_code == 200 and "the installed viewer" in opened.text
+    documented = admin.get(f"/viewer?StudyInstanceUIDs={quote(str(ds.StudyInstanceUID))}", follow_redirects=False)
+    assert documented.status_code == 307 and documented.headers["location"] == expected
 
 
 def test_link_to_another_server_when_set(archive_with_viewer_dir):

@@ -67,11 +67,22 @@ class ServerSettings(_Section):
     tls: TlsSettings = Field(default_factory=TlsSettings)
     fast_receive: bool = Field(True, description="pacsd's own C-STORE receive path (pacsd.net.seam); false: "
                                                  "stock pynetdicom, slower")
+    transfer_syntax_preference: list[str] = Field(
+        default_factory=list,
+        description="transfer syntaxes accepted before the sender's own order (UIDs or names, e.g. "
+                    "'Explicit VR Little Endian'); empty = the first syntax the sender proposes that pacsd supports")
     workers: int | Literal["auto"] = Field(
         "auto", description="receiving processes the accepting parent hands connections to; auto = one per "
                             "core; 1 = everything in one process")
 
     _check_aet = field_validator("ae_title")(_check_ae_title)
+
+    @field_validator("transfer_syntax_preference")
+    @classmethod
+    def _known_transfer_syntaxes(cls, value: list[str]) -> list[str]:
+        from pacsd.dicom.transfer_syntaxes import resolve_transfer_syntax
+
+        return [resolve_transfer_syntax(word) for word in value]
 
     @field_validator("workers")
     @classmethod
@@ -327,7 +338,7 @@ class Settings(_Section):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     accepted_sop_classes: list[str] = Field(default_factory=list)
-    accept_unknown_sop_classes: bool = False
+    accept_unknown_sop_classes: bool = True
     access: AccessSettings = Field(default_factory=AccessSettings)
     duplicates: Literal["keep", "overwrite", "reject"] = "keep"
     known_aes: list[KnownAE] = Field(default_factory=list)

@@ -141,6 +141,8 @@ def _summary(counts: RetrieveCounts, what: str) -> None:
     click.echo(f"{counts.completed} {what}, {counts.warning} with warnings, {counts.failed} failed")
     for uid in counts.failed_uids:
         click.echo(f"failed: {uid}")
+    if counts.failed and counts.reason:
+        click.echo(f"reason given: {counts.reason}")
     if counts.failed:
         sys.exit(1)
 

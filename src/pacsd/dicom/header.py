@@ -151,12 +151,17 @@ def _read_values(dataset: Dataset, depth: int = 0) -> None:
     """Convert every raw element now, so a malformed value fails here and not later.
 
     A number string (IS, DS) that is no finite number is tolerated: an optional attribute such
-    as Instance Number must not cost the image.  It is kept as its text (`NumberAsText`)."""
+    as Instance Number must not cost the image.  It is kept as its text (`NumberAsText`).  So is
+    a private element whose value does not fit the VR the private dictionary gives it (2 bytes
+    where it says FD): it is kept as UN, its bytes as sent (DCMTK's storescp keeps such images)."""
     for tag in list(dataset.keys()):
         try:
             element = dataset[tag]
         except Exception as exc:
             raw = dataset.get_item(tag)
+            if raw.tag.is_private:
+                dataset[tag] = _private_as_unknown(raw, exc)
+                continue
             if _vr_of(raw) not in _NUMBER_VRS:
                 raise InvalidDicom(f"malformed element in the header: {exc}") from None
             dataset[tag] = NumberAsText.of(raw.tag, _vr_of(raw), bytes(raw.value or b"").decode("ascii", "replace"))
@@ -171,6 +176,15 @@ def _read_values(dataset: Dataset, depth: int = 0) -> None:
 
 
 _NUMBER_VRS = ("IS", "DS")
+
+
+def _private_as_unknown(raw, exc: Exception) -> DataElement:
+    """A private element pydicom cannot read by its VR, as UN with the bytes it was sent with."""
+    value = bytes(raw.value or b"")
+    log.warning("private element %s (%d bytes) does not fit the VR %s gives it: kept as UN (%s)", raw.tag,
+                len(value), f"explicit VR {raw.VR}" if raw.VR else "the private dictionary",
+                str(exc).split(". ")[0][:120])
+    return DataElement(raw.tag, "UN", value)
 
 
 class NumberAsText(DataElement):

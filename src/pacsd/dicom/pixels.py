@@ -83,8 +83,8 @@ def decode_frame(ds: Dataset, index: int = 0) -> tuple[np.ndarray, str]:
         raise FrameOutOfRange(f"frame {index + 1} asked for, but the object has {count} frame(s)")
     syntax = transfer_syntax(ds)
     try:
-        if _pydicom_cannot_decode(ds, syntax):
-            return _decode_as_native(ds, _native_frame_bytes(ds, syntax, index))
+        if pydicom_cannot_decode(ds, syntax):
+            return _decode_as_native(ds, native_frame_bytes(ds, syntax, index))
         try:
             return _decode_with_pydicom(ds, syntax, index)
         except (StopIteration, ValueError, RuntimeError):
@@ -132,7 +132,7 @@ def decode_frame_of_file(path: str | os.PathLike, index: int | None = None) -> t
     return array, photometric, header
 
 
-def _pydicom_cannot_decode(ds: Dataset, syntax: UID) -> bool:
+def pydicom_cannot_decode(ds: Dataset, syntax: UID) -> bool:
     if syntax == DEFLATED_IMAGE_FRAME_COMPRESSION:
         return True
     return syntax == RLELossless and int(ds.get("BitsAllocated") or 0) == 1
@@ -159,7 +159,7 @@ def _decode_as_native(ds: Dataset, frame_bytes: bytes) -> tuple[np.ndarray, str]
     return _decode_with_pydicom(single, ExplicitVRLittleEndian, 0)
 
 
-def _native_frame_bytes(ds: Dataset, syntax: UID, index: int) -> bytes:
+def native_frame_bytes(ds: Dataset, syntax: UID, index: int) -> bytes:
     """The uncompressed bytes of one frame for the encodings pydicom cannot decode itself."""
     compressed = encapsulated_frame(ds, index)
     if syntax == DEFLATED_IMAGE_FRAME_COMPRESSION:

@@ -1,4 +1,5 @@
-"""Storage SOP classes: the ones pynetdicom knows, and turning user words into their UIDs.
+"""Storage SOP classes: the ones pynetdicom knows plus the retired and newer ones pydicom's
+dictionary names, and turning user words into their UIDs.
 
 A user may name a class by its UID, by its name ("CT Image Storage", "CTImageStorage"), or by
 a modality shorthand ("CT" = every CT image storage class).  Unknown words are an error.
@@ -9,11 +10,27 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from pydicom.uid import UID
+from pydicom.uid import UID, UID_dictionary
+from pynetdicom import sop_class as pynetdicom_sop_classes
 from pynetdicom.sop_class import _STORAGE_CLASSES
 
-#: keyword -> UID of every storage SOP class pynetdicom knows
-STORAGE_CLASSES: dict[str, str] = dict(_STORAGE_CLASSES)
+_COMPOSITE_STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
+
+
+def _storage_classes_pynetdicom_lacks() -> dict[str, str]:
+    """Storage classes of the composite-object root in pydicom's dictionary that pynetdicom does
+    not list: retired ones (Ultrasound Image Storage (Retired), ...) and ones newer than it.
+    Modalities still send the retired ones; an archive keeps what it is sent (as storescp does)."""
+    found = {}
+    for uid, (name, kind, _, _, keyword) in UID_dictionary.items():
+        if (kind == "SOP Class" and uid.startswith(_COMPOSITE_STORAGE_ROOT) and "Storage" in name
+                and uid not in _STORAGE_CLASSES.values() and not hasattr(pynetdicom_sop_classes, keyword)):
+            found[keyword] = uid
+    return found
+
+
+#: keyword -> UID of every storage SOP class pynetdicom knows, and those it lacks
+STORAGE_CLASSES: dict[str, str] = {**_storage_classes_pynetdicom_lacks(), **_STORAGE_CLASSES}
 
 # Modality shorthand -> regular expression over the storage class keywords it stands for.
 _MODALITY_PATTERNS: dict[str, str] = {

@@ -255,9 +255,19 @@ class QueryRetrieveService:
                     outgoing = deidentified_copy(instance, profile, Path(folder)) if profile else instance
                     prepared = prepare(outgoing, accepted)
                 except CannotSend as exc:
-                    log.warning("retrieve sub-operation failed: %s", exc)
-                    prepared = unsendable(instance)
+                    log.warning("retrieve sub-operation for %s failed: %s", instance.sop_uid, exc)
+                    yield _pending_with_comment(str(exc)), unsendable(instance)
+                    continue
                 yield PENDING, prepared if isinstance(prepared, Dataset) else file_stand_in(outgoing, prepared)
+
+
+def _pending_with_comment(reason: str) -> Dataset:
+    """A Pending status carrying why a sub-operation is about to fail.
+
+    pynetdicom copies a status dataset's elements onto the one response primitive it reuses for
+    every response of the request: the Error Comment goes out with this response and stays on
+    the later ones, the final one included, where a peer (and `pacsd get`) reads it."""
+    return failure(PENDING, reason)
 
 
 def _refuse_move(event, status: int, comment: str) -> Iterator:

@@ -123,6 +123,8 @@ def _follow(responses, what: str, progress) -> RetrieveCounts:
         counts.completed = int(status.get("NumberOfCompletedSuboperations", counts.completed) or 0)
         counts.failed = int(status.get("NumberOfFailedSuboperations", counts.failed) or 0)
         counts.warning = int(status.get("NumberOfWarningSuboperations", counts.warning) or 0)
+        comment = str(status.get("ErrorComment", "") or "")
+        counts.reason = "".join(ch if ch.isprintable() else "?" for ch in comment) or counts.reason
         if code in _PENDING:
             progress(counts)
             continue

@@ -29,6 +29,7 @@ from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import StorageFull
 from pacsd.storage.blobstore import storage_error
 from pacsd.net.connlog import ConnectionTracker
+from pacsd.net.contexts import NegotiationPolicy, follow_requestor_preference
 from pacsd.net import seam
 from pacsd.net.handoff import CLOSED, NEGOTIATED, report, server_class_for
 from pacsd.net.listener import listen_with_pacsd_server
@@ -141,9 +142,12 @@ class DicomServer:
         for uid in sorted(set(STORAGE_CLASSES.values()) | accepted):
             if not accepted or uid in accepted:
                 ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES)
-        _config.UNRESTRICTED_STORAGE_SERVICE = bool(self.settings.accept_unknown_sop_classes and not accepted)
         for service in self.services:
             service.add_contexts(ae)
+        unlisted = bool(self.settings.accept_unknown_sop_classes and not accepted)
+        policy = NegotiationPolicy(tuple(server.transfer_syntax_preference), unlisted)
+        if not follow_requestor_preference(ae, policy):
+            _config.UNRESTRICTED_STORAGE_SERVICE = unlisted
         return ae
 
     def handlers(self) -> list:

@@ -1,8 +1,8 @@
 """Retrieve: the stored instances a C-MOVE, C-GET or "send to AE" asks for, ready to send.
 
 `select` turns a retrieve identifier (level + unique keys) into stored instances;
-`proposed_contexts` says what to propose to a destination; `prepare` reads one instance in a
-transfer syntax the destination accepted, decompressing it when it accepts no compressed one.
+`proposed_contexts` says what to propose to a destination (each stored syntax first); `prepare`
+gives one instance as stored when the destination accepted that, transcoded when it did not.
 Sending and counting over DIMSE is the `net` layer's job.
 """
 
@@ -21,6 +21,7 @@ from pynetdicom.presentation import PresentationContext, build_context
 from sqlalchemy import Engine, select
 
 from pacsd.dicom.deidentify import Profile
+from pacsd.dicom.transcode import CannotTranscode, transcoded
 from pacsd.errors import PacsError
 from pacsd.index.query_keys import UNIQUE_KEYS, joined_tables, levels_down_to
 from pacsd.index.schema import instances, studies
@@ -56,6 +57,7 @@ class RetrieveCounts:
     failed: int = 0
     warning: int = 0
     failed_uids: list[str] = field(default_factory=list)
+    reason: str = ""  # the Error Comment the peer gave with its last response, if any
 
 
 class RetrieveService:
@@ -117,31 +119,29 @@ def accepted_syntaxes(contexts: Iterable[PresentationContext]) -> dict[str, set[
 
 def prepare(instance: StoredInstance, accepted: Mapping[str, set[str]]) -> Path | Dataset:
     """The instance in a form the destination accepts: its file, to send unchanged, when the
-    stored syntax was accepted; else a dataset in an uncompressed syntax (decompressed if needed).
+    stored syntax was accepted; else a dataset transcoded (`pacsd.dicom.transcode`): decoded to
+    an uncompressed syntax it accepted, or re-encoded losslessly in a compressed one.
 
-    Raises CannotSend (with the reason) when it accepted nothing this instance can become.
+    Raises CannotSend, its message the reason (short: it becomes the response's Error Comment).
     """
     syntaxes = accepted.get(instance.sop_class_uid, set())
     stored = UID(instance.transfer_syntax)
+    if not syntaxes:
+        raise CannotSend("the destination accepted no context for its SOP class")
     if stored in syntaxes:
         if not instance.path.is_file():
-            raise CannotSend(f"{instance.sop_uid}: its file {instance.path.name} is missing")
+            raise CannotSend(f"its file {instance.path.name} is missing")
         return instance.path
-    uncompressed_ok = any(s in syntaxes for s in UNCOMPRESSED)
-    if stored not in syntaxes and not uncompressed_ok:
-        raise CannotSend(f"{instance.sop_uid}: the destination accepted neither {stored.name} nor an "
-                         "uncompressed syntax for its SOP class")
     try:
         dataset = dcmread(instance.path)
     except (OSError, ValueError) as exc:
-        raise CannotSend(f"{instance.sop_uid}: cannot read {instance.path.name}: {exc}") from None
-    if not stored.is_compressed:
-        return dataset  # pynetdicom converts between uncompressed syntaxes
+        raise CannotSend(f"cannot read {instance.path.name}: {exc}") from None
     try:
-        dataset.decompress(generate_instance_uid=False)  # lossless: the same instance
-    except Exception as exc:  # each decoder plugin raises its own kinds of error
-        raise CannotSend(f"{instance.sop_uid}: cannot decompress {stored.name}: {exc}") from None
-    log.info("sending %s decompressed from %s", instance.sop_uid, stored.name)
+        dataset = transcoded(dataset, syntaxes)
+    except CannotTranscode as exc:
+        raise CannotSend(str(exc)) from None
+    log.info("sending %s transcoded from %s to %s", instance.sop_uid, stored.name,
+             UID(dataset.file_meta.TransferSyntaxUID).name)
     return dataset
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from pacsd.config import Settings
 from pacsd.web.access import current_user
@@ -61,13 +61,21 @@ _APP_CONFIG = """window.config = {
 """
 
 
+# OHIF 3 opens a study at its mode's route, "viewer", under its routerBasename: /viewer/viewer
+# here (our basename is /viewer); at the basename itself it shows its study list.
+MODE_ROUTE = "/viewer"
+
+
 def ohif_study_link(settings: Settings, study_uid: str) -> str:
-    """Where OHIF opens a study: on `web.ohif_url` when set, else on our /viewer when the built
-    viewer is installed (`http.viewer_dir` holds index.html); '' when there is no OHIF."""
-    base = settings.web.ohif_url.rstrip("/")
-    if not base and not (Path(settings.http.viewer_dir) / "index.html").is_file():
+    """Where OHIF opens a study: on `web.ohif_url` when set (an OHIF at its own root), else on
+    our /viewer when the built viewer is installed (`http.viewer_dir` holds index.html); ''
+    when there is no OHIF."""
+    query = f"?StudyInstanceUIDs={quote(study_uid, safe='')}"
+    if settings.web.ohif_url:
+        return settings.web.ohif_url.rstrip("/") + MODE_ROUTE + query
+    if not (Path(settings.http.viewer_dir) / "index.html").is_file():
         return ""
-    return f"{base}{BASE}?StudyInstanceUIDs={quote(study_uid, safe='')}"
+    return BASE + MODE_ROUTE + query
 
 
 @router.get(BASE + "/app-config.js")
@@ -82,9 +90,12 @@ def app_config(request: Request) -> Response:
 
 @router.get(BASE)
 @router.get(BASE + "/{name:path}")
-def viewer_file(request: Request, name: str = "") -> FileResponse:
+def viewer_file(request: Request, name: str = "") -> Response:
     current_user(request)
     files = _viewer_files(request)
+    if name.strip("/") == "" and "StudyInstanceUIDs" in request.query_params:
+        # /viewer?StudyInstanceUIDs=... (the URL OHIF's documentation shows) opens the study too
+        return RedirectResponse(BASE + MODE_ROUTE + "?" + str(request.query_params), status_code=307)
     found = files.get(name)
     if found is None and "." in name.rsplit("/", 1)[-1]:
         raise HTTPException(404, f"the viewer has no file {name[:80]!r}")

@@ -101,6 +101,12 @@ def _search(request: Request, level: str, default_keys: tuple[str, ...], **fixed
     return Response(body, media_type=DICOM_JSON, headers=headers)
 
 
+# Attributes OHIF's study list iterates without looking for a Value first (getModalities in
+# @ohif/core 3.12: `ModalitiesInStudy.Value.length`): answered as {"vr": "CS"} when empty, one
+# study without a Modality broke the whole list.  An empty one is left out of the answer instead.
+_READ_WITHOUT_CHECKS = ("00080061", "00080062")
+
+
 def _as_json(answer: Answer, level: str, root: str) -> dict:
     url = f"{root}/studies/{answer.text(_STUDY_UID)}"
     if level in ("SERIES", "IMAGE"):
@@ -108,6 +114,9 @@ def _as_json(answer: Answer, level: str, root: str) -> dict:
     if level == "IMAGE":
         url += f"/instances/{answer.text(_SOP_UID)}"
     as_dict = answer.as_json()
+    for tag in _READ_WITHOUT_CHECKS:
+        if tag in as_dict and not as_dict[tag].get("Value"):
+            del as_dict[tag]
     as_dict[_RETRIEVE_URL] = {"vr": "UR", "Value": [url]}
     return as_dict
 
