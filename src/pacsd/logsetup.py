@@ -15,20 +15,36 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MAX_BYTES, _BACKUPS = 10 * 1024 * 1024, 5
 
 
+class _LibraryLevel(logging.Filter):
+    """Lines of pacsd's own loggers pass at `logging.level`; the libraries' at `libraries_level`."""
+
+    def __init__(self, own: int, libraries: int) -> None:
+        super().__init__()
+        self.own, self.libraries = own, libraries
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        own = record.name == "pacsd" or record.name.startswith("pacsd.")
+        return record.levelno >= (self.own if own else self.libraries)
+
+
 def setup_logging(settings: LoggingSettings, console: bool = True) -> None:
     directory = Path(settings.directory)
     directory.mkdir(parents=True, exist_ok=True)
+    own, libraries = logging.getLevelName(settings.level), logging.getLevelName(settings.libraries_level)
     root = logging.getLogger()
-    root.setLevel(settings.level)
+    root.setLevel(min(own, libraries))
     for handler in list(root.handlers):
         root.removeHandler(handler)
+    levels = _LibraryLevel(own, libraries)
     app = logging.handlers.RotatingFileHandler(directory / settings.app_log, maxBytes=_MAX_BYTES,
                                                backupCount=_BACKUPS, encoding="utf-8")
     app.setFormatter(logging.Formatter(_FORMAT))
+    app.addFilter(levels)
     root.addHandler(app)
     if console:
         stream = logging.StreamHandler()
         stream.setFormatter(logging.Formatter(_FORMAT))
+        stream.addFilter(levels)
         root.addHandler(stream)
     connections = logging.getLogger("pacsd.connections")
     connections.setLevel(logging.INFO)
@@ -40,6 +56,10 @@ def setup_logging(settings: LoggingSettings, console: bool = True) -> None:
     connections.propagate = False  # its own file, not the application log
     if console:
         connections.addHandler(stream)
-    # pynetdicom logs every PDU at DEBUG and much at INFO; keep its warnings only.
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # pacsd.index.migrate says what it did
+    # The chattiest are cut at the source too (no record made): pynetdicom logs every PDU at DEBUG
+    # and much at INFO, fontTools a line per glyph table of every scan sheet; pacsd.index.migrate
+    # says what alembic did.
+    for name in ("pynetdicom", "alembic", "fontTools"):
+        logging.getLogger(name).setLevel(libraries)
+    logging.getLogger(__name__).info("logs in %s: %s (application), %s (one line per association)",
+                                     directory.resolve(), settings.app_log, settings.connection_log)

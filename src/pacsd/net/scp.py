@@ -28,6 +28,7 @@ from pacsd.config import Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import StorageFull
 from pacsd.storage.blobstore import storage_error
+from pacsd.net.command_set import shorten_comment
 from pacsd.net.connlog import ConnectionTracker
 from pacsd.net import seam
 from pacsd.net.handoff import CLOSED, NEGOTIATED, report, server_class_for
@@ -103,7 +104,7 @@ def _store_answer(status: int, comment: str) -> Dataset:
     answer = Dataset()
     answer.Status = status
     if comment:
-        answer.ErrorComment = comment[:64]
+        answer.ErrorComment = shorten_comment(comment)
     return answer
 
 

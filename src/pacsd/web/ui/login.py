@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from pacsd.services.users import authenticate
+from pacsd.services.users import FIRST_USER_COMMAND, authenticate, has_users
 from pacsd.web.ui.templating import render
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ def local_target(next_path: str) -> str:
 def login_form(request: Request, next: str = "/ui/studies") -> Response:
     if not request.app.state.settings.web.login:
         return RedirectResponse(local_target(next), status_code=303)
-    return render(request, "login.html", next=local_target(next), error="", username="")
+    return render(request, "login.html", next=local_target(next), error="", username="",
+                  first_user_command="" if has_users(request.app.state.archive.engine) else FIRST_USER_COMMAND)
 
 
 @router.post("/login")
@@ -35,7 +36,7 @@ def login(request: Request, username: str = Form(...), password: str = Form(...)
     if user is None:
         log.warning("failed login for %r from %s", username, request.client.host if request.client else "?")
         return render(request, "login.html", status_code=401, next=local_target(next),
-                      error="Wrong user name or password.", username=username)
+                      error="Wrong user name or password.", username=username, first_user_command="")
     log.info("user %s logged in from %s", user.name, request.client.host if request.client else "?")
     sessions = request.app.state.sessions
     response = RedirectResponse(local_target(next), status_code=303)
