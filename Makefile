@@ -1,5 +1,6 @@
 # pacsd — the commands README promises.
 #   make run    install into .venv and start the server on its embedded default
+#               (make run PORT=11113 HTTP_PORT=8043 DATA=/srv/pacs ARGS="--aet SITEPACS")
 #   make test   install what the tests need (dev extras, DCMTK) and run them
 #   make bench  run the benchmarks under bench/ (and bench-find, bench-dicomweb, bench-sheets)
 #   make viewer fetch the OHIF viewer (npm package @ohif/app) into $(DATA)/viewer, served at /viewer
@@ -8,6 +9,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ./pacs-data
+PORT      ?= 11112
+HTTP_PORT ?= 8042
+ARGS   ?=
 OHIF_VERSION ?= 3.12.10
 
 .PHONY: run install install-dev system-test-deps test bench bench-backlog bench-find bench-dicomweb bench-sheets viewer viewer-if-npm clean
@@ -42,7 +46,8 @@ viewer-if-npm:
 
 run: install viewer-if-npm
 	@./scripts/install-system-deps.sh run || echo "pacsd: without those fonts, scan sheets are not written (the archive works)" >&2
-	$(BIN)/pacsd serve --storage-dir $(DATA)/storage --index-db $(DATA)/index.sqlite --log-dir $(DATA)/logs
+	$(BIN)/pacsd serve --port $(PORT) --http-port $(HTTP_PORT) --storage-dir $(DATA)/storage \
+	  --index-db $(DATA)/index.sqlite --log-dir $(DATA)/logs $(ARGS)
 
 # The viewer test needs the built viewer: make test builds it (the test is skipped without it).
 test: install-dev system-test-deps viewer

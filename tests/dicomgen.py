@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.valuerep import PersonName
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
 
@@ -57,3 +58,9 @@ def write_dicom(path: Path, ds: Dataset | None = None, syntax: str = ExplicitVRL
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def readable_name(name: str) -> str:
+    """A person name as pacsd shows it ('Family, Given'), from pydicom's reading of its components."""
+    person = PersonName(name)
+    return f"{person.family_name}, {person.given_name}"

@@ -47,3 +47,13 @@ def test_make_run_goes_on_when_the_viewer_fetch_fails(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "fetching the viewer failed, /viewer stays off" in result.stderr
     assert not (tmp_path / "data" / "viewer" / "index.html").exists()
+
+
+def test_make_run_honours_port_http_port_data_and_args(tmp_path):
+    plan = run("make", "-n", "run", "PORT=11199", "HTTP_PORT=8099", f"DATA={tmp_path}", "ARGS=--aet SITEPACS").stdout
+    serve = " ".join(line.strip().rstrip("\\") for line in plan.splitlines() if "pacsd serve" in line or "--index-db" in line)
+    for expected in ("--port 11199", "--http-port 8099", f"--storage-dir {tmp_path}/storage",
+                     f"--index-db {tmp_path}/index.sqlite", f"--log-dir {tmp_path}/logs", "--aet SITEPACS"):
+        assert expected in serve, serve
+    default = run("make", "-n", "run").stdout
+    assert "--port 11112 --http-port 8042" in default and "--storage-dir ./pacs-data/storage" in default

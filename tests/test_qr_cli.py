@@ -27,6 +27,7 @@ def _two_instances(pacs, tmp_path):
     files = [write_dicom(tmp_path / f"{i}.dcm", StudyInstanceUID=STUDY, PatientName="Иванов^Пётр", InstanceNumber=i)
              for i in range(2)]
     archive_files(pacs.archive, *files)
+    return files
 
 
 def test_find_json(pacs, tmp_path):
@@ -40,10 +41,16 @@ def test_find_json(pacs, tmp_path):
     assert answer["0020000D"]["Value"] == [STUDY]
 
 
-def test_find_table_and_refusal(pacs, tmp_path):
-    _two_instances(pacs, tmp_path)
-    run = pacsd("find", HOST, str(pacs.port), "--aec", pacs.aet, "--level", "series", "-k", f"StudyInstanceUID={STUDY}")
-    assert run.returncode == 0 and "2 series match(es)" in run.stdout  # one series per file
+def test_find_lines_and_refusal(pacs, tmp_path):
+    files = _two_instances(pacs, tmp_path)
+    run = pacsd("find", HOST, str(pacs.port), "--level", "series", "-k", f"StudyInstanceUID={STUDY}")
+    assert run.returncode == 0, run.stderr
+    # stdout is a pipe: a header line, then one tab-separated line per match, no value cut
+    header, *rows = run.stdout.splitlines()
+    assert header.split("\t") == ["Modality", "SeriesNumber", "SeriesDescription", "NumberOfSeriesRelatedInstances",
+                                   "SeriesInstanceUID", "StudyInstanceUID"]
+    assert sorted(row.split("\t")[4:] for row in rows) == sorted(
+        [str(dcmread(f).SeriesInstanceUID), STUDY] for f in files)  # one series per file
     refused = pacsd("find", HOST, str(pacs.port), "--aec", pacs.aet, "--model", "study", "--level", "patient")
     assert refused.returncode == 2 and "0xA900" in refused.stderr
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from io import BytesIO
 
 import pytest
@@ -22,7 +23,7 @@ from pynetdicom.sop_class import Verification
 from pacsd.dicom.file_meta import file_meta_bytes
 from pacsd.net import command_set as cs
 from pacsd.net.pdv import PDU_HEADER, PDV_HEADER, P_DATA_TF
-from tests.conftest import HOST
+from tests.conftest import HOST, wait_until
 from tests.dicomgen import write_dicom
 from tests.stored_checks import dataset_bytes
 
@@ -165,12 +166,13 @@ def test_dataset_cut_off_by_an_abort_leaves_nothing(pacs, peer, tmp_path):
     source = write_dicom(tmp_path / "a.dcm")
     sop_instance = str(dcmread(source).SOPInstanceUID)
     dataset = dataset_bytes(source)
-    assoc.dul.socket.send(pdu((ct, 0x03, store_request_command(1, sop_instance)), (ct, 0x00, dataset[:500])))
-    time.sleep(0.3)  # the server has begun writing the file
-    assoc.abort()
     incoming = pacs.storage / ".incoming"
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and incoming.exists() and any(incoming.iterdir()):
-        time.sleep(0.05)
-    assert not incoming.exists() or not any(incoming.iterdir())
+
+    def temp_files() -> list[Path]:
+        return [p for p in incoming.rglob("*") if p.is_file()] if incoming.exists() else []
+
+    assoc.dul.socket.send(pdu((ct, 0x03, store_request_command(1, sop_instance)), (ct, 0x00, dataset[:500])))
+    wait_until(temp_files, what="the server's temp file of the cut-off dataset")  # it has begun writing
+    assoc.abort()
+    wait_until(lambda: not temp_files(), what="the temp file removed after the abort")
     assert pacs.instance_count() == 0 and pacs.stored_files() == []

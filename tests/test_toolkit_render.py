@@ -176,3 +176,30 @@ def test_palette_colour_goes_through_its_lut():
     rgb = np.asarray(render_frame(data_file("pydicom-data/gdcm-US-ALOKA-16.dcm")))
     assert rgb.shape == (480, 640, 3)
     assert rgb.std() > 10
+
+
+@pytest.mark.parametrize("function", ["LINEAR", "LINEAR_EXACT", "SIGMOID"])
+@pytest.mark.parametrize("center, width", [(50, 101), (40, 400), (1024, 4096), (0.5, 1), (300, 2)])
+def test_windowing_agrees_with_pydicom(function, center, width):
+    """pydicom's apply_windowing (PS3.3 C.11.2.1.2) as the oracle, on an 8-bit output range."""
+    from pydicom.pixels import apply_windowing
+
+    values = np.linspace(center - width, center + width, 257)
+    reference = _grey_dataset([[0]], WindowCenter=center, WindowWidth=width, VOILUTFunction=function)
+    reference.BitsStored, reference.HighBit = 8, 7  # pydicom's output range: 0..255
+    expected = np.rint(apply_windowing(values.copy(), reference))
+    got = apply_window(values, Window(center, width, function)).astype(float)
+    assert np.abs(got - expected).max() <= 1, (function, center, width)  # rounding at a step edge only
+    assert (got == expected).mean() > 0.95
+
+
+def test_voi_lut_agrees_with_pydicom():
+    from pydicom.pixels import apply_voi_lut
+
+    lut = Dataset()
+    lut.LUTDescriptor = [6, 2, 12]  # six entries, the first for stored value 2, 12-bit output
+    lut.LUTData = [0, 300, 900, 1600, 2300, 4095]
+    values = [[0, 2, 3, 4], [5, 6, 7, 4095]]
+    ds = _grey_dataset(values, VOILUTSequence=[lut])
+    expected = np.rint(apply_voi_lut(np.asarray(values, dtype=np.uint16), ds).astype(float) * 255 / 4095)  # 8 bits
+    assert np.asarray(render_frame(ds)).tolist() == expected.astype(int).tolist()

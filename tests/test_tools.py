@@ -76,10 +76,16 @@ def test_import_testdata_folder(tmp_path):
 def test_send_reports_skipped_and_unreachable(tmp_path):
     (tmp_path / "notes.txt").write_text("not dicom")
     write_dicom(tmp_path / "one.dcm")
-    result = pacsd("send", HOST, str(free_port()), str(tmp_path))
+    port = free_port()
+    result = pacsd("send", HOST, str(port), str(tmp_path))
     assert result.returncode == 1
     assert "sent 0, failed 1, skipped 1" in result.stdout
-    assert "cannot associate" in result.stderr
+    # stderr is a pipe: no progress bar, one plain line per problem, nothing cut
+    assert sorted(result.stderr.splitlines()) == [
+        f"failed: {tmp_path / 'one.dcm'}: PACSD at {HOST}:{port} cannot be reached (no answer: wrong host or port, "
+        "or nothing listening there)",
+        f"skipped: {tmp_path / 'notes.txt'}: not a DICOM Part 10 file: File is missing DICOM File Meta Information "
+        "header or the 'DICM' prefix is missing from the header"]
 
 
 def test_import_then_stats(tmp_path):

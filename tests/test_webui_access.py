@@ -6,6 +6,7 @@ state-changing requests, admins delete studies (files and rows together), login 
 from __future__ import annotations
 
 import base64
+import subprocess
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from pydicom import dcmread
 from sqlalchemy import select
 
 from pacsd.index.schema import patients, series, studies
-from tests.conftest import HOST
+from tests.conftest import HOST, VENV_BIN
 from tests.webui import ACCOUNTS, PASSWORD, add_series, add_users, csrf_of, logged_in, post_login
 
 
@@ -148,3 +149,19 @@ def test_login_off_is_said_at_start_up_and_everyone_is_admin(pacs_process, tmp_p
     assert page.status_code == 200 and "local (admin)" in page.text
     assert httpx.get(f"{base}/login", follow_redirects=False).status_code == 303
     assert "web login is turned off" in server.stop()
+
+
+def test_no_user_yet_is_said_at_start_up_and_on_the_login_page(pacs_process, tmp_path):
+    server = pacs_process()
+    base = f"http://{HOST}:{server.http_port}"
+    hint = "pacsd user add admin --admin"
+    page = httpx.get(f"{base}/login")
+    assert page.status_code == 200 and 'id="no-user"' in page.text and hint in page.text
+    where = (["--database-url", str(server.database_target)] if isinstance(server.database_target, str)
+             else ["--index-db", str(server.database_target)])
+    added = subprocess.run([str(VENV_BIN / "pacsd"), "user", "add", "admin", "--admin", "--password-stdin", *where],
+                           input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    assert 'id="no-user"' not in httpx.get(f"{base}/login").text
+    output = server.stop()
+    assert f"the web interface has no user yet: create one with `{hint} {where[0]}" in output

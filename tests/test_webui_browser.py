@@ -20,7 +20,7 @@ from pydicom import dcmread
 
 from tests.conftest import HOST
 from pacsd.services.importer import import_file
-from tests.dicomgen import make_dataset, write_dicom
+from tests.dicomgen import make_dataset, readable_name as readable, write_dicom
 from tests.webui import ACCOUNTS, add_series, add_users, browser, log_in, page, screenshot, storescp  # noqa: F401
 
 
@@ -320,9 +320,14 @@ def test_send_a_series_to_storescp(pacs_factory, storescp, page, tmp_path):
         screenshot(page, "08-send-form")
         page.click(".send-form button[type=submit]")
         page.wait_for_url(re.compile(r"/ui/jobs/\d+$"))
+        # titled by what people know the study as, not a bare UID
+        assert page.inner_text("#job h1").startswith(f"Send series 1 (to send) of the CT study of {readable('SEND^ME')}")
         page.wait_for_selector("#job-state.ok")
         assert "3 sent, 0 failed" in page.inner_text("#job-state")
         screenshot(page, "09-send-job")
+        page.evaluate("document.querySelector('#job-progress').value = 0")  # the empty track must show
+        track = Image.open(io.BytesIO(page.locator("#job-progress").screenshot())).convert("L")
+        assert track.getextrema()[0] < 240, "the progress bar has no visible track"
     finally:
         server.stop()
     arrived = sorted(dcmread(p).SOPInstanceUID for p in received.iterdir())

@@ -56,3 +56,37 @@ def test_status_page_and_metrics(pacs_process, tmp_path, page):
     assert 'pacsd_instances{modality="MR"} 2.0' in metrics
     assert "pacsd_instances_stored_total 2.0" in metrics
     server.stop()
+
+
+def test_status_and_studies_pages_fit_a_1400_pixel_window(pacs_process, tmp_path, browser):  # noqa: F811
+    add_user_with_cli(tmp_path, "admin", "--admin")
+    server = pacs_process()
+    base = f"http://{HOST}:{server.http_port}"
+    long_word = "1.2.826.0.1.3680043.8.498." + "1234567890" * 12  # a long UID-like word, no break in it
+    httpx.post(f"{base}/login", data={"username": long_word, "password": "wrong password"})  # a recent problem
+    ae = AE(ae_title="A-LONG-AE-TITLE1")
+    ae.add_requested_context(Verification)
+    held = ae.associate(HOST, server.port, ae_title="PACSD")
+    assert held.is_established
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    window = context.new_page()
+    try:
+        log_in(window, base, "admin", then="/ui/status")
+        window.wait_for_function("document.querySelector('#problems').textContent.includes('failed login')")
+        window.wait_for_function("document.querySelector('#associations').textContent.includes('A-LONG-AE-TITLE1')")
+        screenshot(window, "11b-status-1400")
+        assert window.evaluate("document.documentElement.scrollWidth") <= 1400
+        overflowing = window.evaluate("[...document.querySelectorAll('.card')].filter("
+                                      "card => card.scrollWidth > card.clientWidth).map(card => card.innerText.split('\\n')[0])")
+        assert overflowing == [], f"cards wider than their box: {overflowing}"
+        cells = window.evaluate("[...document.querySelectorAll('#associations td')].map(td => td.innerText)")
+        assert any(f"{HOST}:" in cell and "\n" not in cell for cell in cells), cells  # the peer on one line
+        window.goto(f"{base}/ui/studies")
+        screenshot(window, "01b-studies-1400")
+        search, clear = (window.locator(selector).bounding_box() for selector in
+                         ("form.search button[type=submit]", "form.search a.button"))
+        assert clear["y"] == search["y"] and clear["x"] > search["x"], (search, clear)  # Clear beside Search
+    finally:
+        held.release()
+        context.close()
+        server.stop()

@@ -29,6 +29,13 @@ def _check_ae_title(value: str) -> str:
     return value
 
 
+# The AE titles pacsd's own client commands use unless told otherwise: they call pacsd's default
+# title (so `pacsd echo HOST PORT` works against a pacsd), and call as a title of their own (a
+# client never poses as the server, whose title other nodes may know as a C-MOVE destination).
+SERVER_AE_TITLE = "PACSD"
+CLIENT_AE_TITLE = "PACSD-SCU"
+
+
 class TlsSettings(_Section):
     """DICOM over TLS (see pacsd.net.tls)."""
 
@@ -52,7 +59,7 @@ class TlsSettings(_Section):
 
 
 class ServerSettings(_Section):
-    ae_title: str = "PACSD"
+    ae_title: str = SERVER_AE_TITLE
     host: str = "0.0.0.0"
     port: int = Field(11112, ge=1, le=65535)
     max_associations: int = Field(16, ge=1)
@@ -331,6 +338,8 @@ class LoggingSettings(_Section):
     app_log: str = "pacsd.log"
     connection_log: str = "connections.log"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    libraries_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="level of the libraries' own lines (fontTools, pynetdicom, uvicorn...)")
 
 
 class Settings(_Section):

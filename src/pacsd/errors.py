@@ -43,3 +43,7 @@ class FrameOutOfRange(PacsError):
 
 class TagNotFound(InvalidTagValue):
     """The element (or a sequence item on the way to it) is not in the file."""
+
+
+class StartupError(PacsError):
+    """The server cannot start here: a port is taken, a folder cannot be written."""

@@ -6,6 +6,7 @@ Errors a user can cause (`PacsError`) are printed in one line without a tracebac
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -13,15 +14,22 @@ from pacsd import __version__
 from pacsd.errors import PacsError
 
 
+@contextmanager
+def report_pacs_errors():
+    """A `PacsError` inside becomes one line on stderr and exit status 2."""
+    try:
+        yield
+    except PacsError as exc:
+        click.echo(f"pacsd: {exc}", err=True)
+        sys.exit(2)
+
+
 class PacsGroup(click.Group):
     """A click group that reports `PacsError` as a one-line message."""
 
     def invoke(self, ctx: click.Context):
-        try:
+        with report_pacs_errors():
             return super().invoke(ctx)
-        except PacsError as exc:
-            click.echo(f"pacsd: {exc}", err=True)
-            sys.exit(2)
 
 
 @click.group(cls=PacsGroup)

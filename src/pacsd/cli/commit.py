@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from pacsd.cli.options import peer_ae_options
 from pacsd.dicom.commitment import (
     CLASS_INSTANCE_CONFLICT,
     NO_SUCH_OBJECT_INSTANCE,
@@ -47,12 +48,11 @@ def references_from_paths(paths: list[Path]) -> list[Reference]:
 
 def references_of_study(study_uid: str, config_path: Path | None, index_db: Path | None) -> list[Reference]:
     from pacsd.config import load_settings
-    from pacsd.index.engine import describe, open_index
+    from pacsd.index.engine import describe, open_index, require_existing
     from pacsd.services.commitment_instances import study_references
 
     settings = load_settings(config_path, {"database.path": index_db})
-    if settings.database.url is None and not Path(settings.database.path).is_file():
-        raise PacsError(f"{settings.database.path}: no index there; give --index-db or --config")
+    require_existing(settings.database.target)
     engine = open_index(settings.database.target)
     try:
         references = study_references(engine, study_uid)
@@ -68,8 +68,7 @@ def references_of_study(study_uid: str, config_path: Path | None, index_db: Path
 @click.argument("port", type=click.IntRange(1, 65535))
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--study", "study_uid", help="Commit the instances of this study in our own index.")
-@click.option("--aet", default="PACSD", show_default=True, help="Our AE title.")
-@click.option("--aec", default="PACSD", show_default=True, help="The peer's AE title.")
+@peer_ae_options
 @click.option("--listen-port", type=click.IntRange(1, 65535),
               help="Also accept the report on an association the peer opens to this port.")
 @click.option("--listen-host", default="0.0.0.0", show_default=True, help="Address of that listener.")

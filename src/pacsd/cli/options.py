@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pacsd.config import Settings, load_settings
+from pacsd.config import CLIENT_AE_TITLE, SERVER_AE_TITLE, Settings, load_settings
 
 
 def _apply(func, options):
@@ -22,6 +22,15 @@ _DATABASE_OPTIONS = [
                  help="SQLite index file [database.path, default ./pacs-data/index.sqlite]."),
     click.option("--database-url", help="postgresql://user@host/db: the index on PostgreSQL [database.url]."),
 ]
+
+
+def peer_ae_options(func):
+    """--aec and --aet of every client command (echo, send, find, get, move, commit): one default each."""
+    return _apply(func, [
+        click.option("--aec", default=SERVER_AE_TITLE, show_default=True,
+                     help="The peer's AE title (called); the default is pacsd's own."),
+        click.option("--aet", default=CLIENT_AE_TITLE, show_default=True, help="Our AE title (calling)."),
+    ])
 
 
 def index_options(func):

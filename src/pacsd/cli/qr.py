@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from pacsd.cli.options import peer_ae_options
 from pacsd.errors import PacsError
 from pacsd.net import qr_scu
 from pacsd.services.retrieve import RetrieveCounts
@@ -31,11 +32,9 @@ DEFAULT_KEYS = {
 
 def peer_options(func):
     """HOST PORT and the AE titles, shared by find, move and get."""
-    for option in reversed([
+    for option in reversed([peer_ae_options,
         click.argument("host"),
         click.argument("port", type=click.IntRange(1, 65535)),
-        click.option("--aec", default="ANY-SCP", show_default=True, help="The peer's AE title (called)."),
-        click.option("--aet", default="PACSD-SCU", show_default=True, help="Our AE title (calling)."),
         click.option("--model", type=click.Choice(["study", "patient"]), default="study", show_default=True,
                      help="Query/Retrieve information model (root)."),
     ]):
@@ -75,10 +74,19 @@ def find(host, port, aec, aet, model, level, pairs, as_json) -> None:
     if as_json:
         click.echo(json.dumps([answer.to_json_dict() for answer in answers], ensure_ascii=False, indent=1))
         return
-    table = Table(*keys, title=f"{len(answers)} {level.lower()} match(es) from {aec}")
-    for answer in answers:
-        table.add_row(*(_text(answer.data_element(keyword)) for keyword in keys))
-    Console().print(table)
+    rows = [[_text(answer.data_element(keyword)) for keyword in keys] for answer in answers]
+    console = Console()
+    if not console.is_terminal:  # a file or a pipe: one tab-separated line per match, nothing cut
+        click.echo("\t".join(keys))
+        for row in rows:
+            click.echo("\t".join(value.replace("\t", " ").replace("\n", " ") for value in row))
+        return
+    table = Table(title=f"{len(answers)} {level.lower()} match(es) from {aec}")
+    for keyword in keys:
+        table.add_column(keyword, overflow="fold")  # UIDs wrap, never end in an ellipsis
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 @click.command()

@@ -15,6 +15,7 @@ import threading
 import click
 
 from pacsd.cli.options import build_settings, server_options
+from pacsd.cli.startup import check_startup
 from pacsd.config import Settings
 from pacsd.logsetup import setup_logging
 
@@ -26,6 +27,7 @@ def run_server(settings: Settings) -> None:
     (`pacsd.cli.supervisor`) when `server.workers` gives more than one, else one process."""
     from pacsd.exposure import log_exposure_warnings
 
+    check_startup(settings)
     receivers = settings.server.receiving_processes()
     setup_logging(settings.logging)
     log_exposure_warnings(settings)
@@ -85,17 +87,28 @@ def serve(config_path, port, aet, http_port, http_host, **flags) -> None:
 @click.argument("port", type=int)
 @click.argument("aet")
 @server_options
-def store_scp(port, aet, config_path, **flags) -> None:
-    """Seed-style: store-scp PORT AET --storage-dir D --index-db F [--accept "CT,MR,US"]."""
-    run_server(build_settings(config_path, port=port, aet=aet, **flags))
+@click.option("--http-port", type=int, help="Web port: DICOMweb, web interface [http.port, default 8042].")
+def store_scp(port, aet, config_path, http_port, **flags) -> None:
+    """Seed-style: store-scp PORT AET --storage-dir D --index-db F [--log-dir D] [--http-port N]
+    [--accept "CT,MR,US"].  Logs go to --log-dir (default ./pacs-data/logs, said on start)."""
+    run_server(build_settings(config_path, port=port, aet=aet, http_port=http_port, **flags))
+
+
+class _StoreScpCommand(click.Command):
+    """`store-scp` alone (its usage line says `store-scp PORT AET`), a PacsError printed as one line."""
+
+    def invoke(self, ctx: click.Context):
+        from pacsd.cli import report_pacs_errors
+
+        with report_pacs_errors():
+            return super().invoke(ctx)
 
 
 def main() -> None:
     """Entry point of the `store-scp` console script."""
-    from pacsd.cli import PacsGroup
-
-    group = PacsGroup(commands={"store-scp": store_scp})
-    group.main(args=["store-scp", *__import__("sys").argv[1:]], prog_name="store-scp")
+    command = _StoreScpCommand(name="store-scp", callback=store_scp.callback, params=store_scp.params,
+                               help=store_scp.help)
+    command.main(prog_name="store-scp")
 
 
 COMMANDS = [serve]

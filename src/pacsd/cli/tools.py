@@ -17,43 +17,54 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pacsd.cli.deid import burned_in_option, profile_option
-from pacsd.cli.options import archive_options, build_settings
+from pacsd.cli.options import archive_options, build_settings, peer_ae_options
 
 console = Console(stderr=True)
 
 
-def command_archive(config_path, flags: dict):
+def command_archive(config_path, flags: dict, existing: bool = False):
     """The archive for a one-off command (import, export): its incoming files carry this process's
-    name, so a server on the same storage keeps its own."""
+    name, so a server on the same storage keeps its own.  `existing`: a command that reads the
+    archive refuses (PacsError) to run on an index that is not there rather than create one."""
+    from pacsd.index.engine import require_existing
     from pacsd.services.archive import Archive
 
+    settings = build_settings(config_path, **flags)
+    if existing:
+        require_existing(settings.database.target)
     node = f"{socket.gethostname()}-{click.get_current_context().info_name}-{os.getpid()}"
-    return Archive(build_settings(config_path, **flags), node=node)
+    return Archive(settings, node=node)
 
 
 def _progress() -> Progress:
+    """A progress bar on a terminal; nothing when stderr is a file or a pipe (rich draws none there)."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console, transient=False)
+                    TimeRemainingColumn(), console=console, transient=False, disable=not console.is_terminal)
 
 
 def print_problems(title: str, problems: list[tuple[Path, str]], limit: int = 50) -> None:
+    """A table in a terminal (long paths and reasons wrap, never cut); one `title: file: reason`
+    line each when stderr is a file or a pipe."""
     if not problems:
         return
+    if not console.is_terminal:
+        for path, reason in problems:
+            click.echo(f"{title}: {path}: {reason}", err=True)
+        return
     table = Table(title=title, show_lines=False)
-    table.add_column("file")
-    table.add_column("reason")
+    table.add_column("file", overflow="fold")
+    table.add_column("reason", overflow="fold")
     for path, reason in problems[:limit]:
         table.add_row(str(path), reason)
     console.print(table)
     if len(problems) > limit:
-        console.print(f"... and {len(problems) - limit} more")
+        console.print(f"... and {len(problems) - limit} more (all of them with --json, or with stderr to a file)")
 
 
 @click.command()
 @click.argument("host")
 @click.argument("port", type=int)
-@click.option("--aec", default="ANY-SCP", show_default=True, help="Called AE title (the peer's).")
-@click.option("--aet", default="PACSD", show_default=True, help="Our (calling) AE title.")
+@peer_ae_options
 def echo(host, port, aec, aet) -> None:
     """C-ECHO a DICOM peer: is it there and does it talk to us?"""
     from pacsd.net.scu import echo as send_echo
@@ -69,11 +80,11 @@ def echo(host, port, aec, aet) -> None:
 @click.argument("host")
 @click.argument("port", type=int)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--aec", default="ANY-SCP", show_default=True, help="Called AE title (the peer's).")
-@click.option("--aet", default="PACSD", show_default=True, help="Our (calling) AE title.")
+@peer_ae_options
 @click.option("--associations", default=1, show_default=True, type=click.IntRange(1, 32),
               help="Associations to use at once.")
-def send(host, port, paths, aec, aet, associations) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print every file sent, failed and skipped (with why) as JSON.")
+def send(host, port, paths, aec, aet, associations, as_json) -> None:
     """C-STORE files and folders (recursively) to a DICOM peer, unchanged."""
     from pacsd.net.scu import scan_files, send_files
 
@@ -82,9 +93,16 @@ def send(host, port, paths, aec, aet, associations) -> None:
         task = progress.add_task(f"sending to {aec}", total=len(files))
         report = send_files(files, host, port, aec, aet, associations,
                             on_file=lambda: progress.advance(task))
-    print_problems("failed", report.failed)
-    print_problems("skipped", report.skipped + skipped)
-    click.echo(f"sent {len(report.sent)}, failed {len(report.failed)}, skipped {len(skipped)}")
+    skipped = report.skipped + skipped
+    if as_json:
+        listed = {"sent": [str(path) for path in report.sent]}
+        for what, problems in (("failed", report.failed), ("skipped", skipped)):
+            listed[what] = [{"path": str(path), "reason": reason} for path, reason in problems]
+        click.echo(json.dumps(listed, indent=1))
+    else:
+        print_problems("failed", report.failed)
+        print_problems("skipped", skipped)
+        click.echo(f"sent {len(report.sent)}, failed {len(report.failed)}, skipped {len(skipped)}")
     sys.exit(1 if report.failed else 0)
 
 
@@ -118,10 +136,11 @@ def import_(paths, config_path, **flags) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def stats(config_path, as_json, **flags) -> None:
     """Counts of patients, studies, series, instances, bytes, and per modality."""
-    from pacsd.index.engine import open_index
+    from pacsd.index.engine import open_index, require_existing
     from pacsd.index.stats import archive_statistics
 
     settings = build_settings(config_path, **flags)
+    require_existing(settings.database.target)
     engine = open_index(settings.database.target, settings.database.wal_mode, settings.database.auto_upgrade)
     try:
         figures = archive_statistics(engine)
@@ -162,7 +181,7 @@ def export(study, series_uid, patient, out_dir, zip_path, deidentify, profile, b
         raise click.UsageError("give exactly one of --study, --series, --patient")
     if (profile or burned_in) and not deidentify:
         raise click.UsageError("--profile and --burned-in go with --deidentify")
-    archive = command_archive(config_path, flags)
+    archive = command_archive(config_path, flags, existing=True)
     try:
         chosen = site_profile(archive.settings, profile, burned_in) if deidentify else None
         dicomdir, count = export_fileset(archive, out_dir, zip_path, deidentify=chosen, study=study,
@@ -186,7 +205,7 @@ def check(config_path, checksums, repair, grace, as_json, **flags) -> None:
     damaged, image files the index does not know.  Exit code 1 when anything is (still) wrong."""
     from pacsd.services.storage_check import check_storage
 
-    archive = command_archive(config_path, flags)
+    archive = command_archive(config_path, flags, existing=True)
     try:
         report = check_storage(archive, checksums=checksums, repair=repair, grace=grace)
     finally:

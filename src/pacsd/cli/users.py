@@ -19,10 +19,13 @@ def _with_index_options(func):
     return index_options(func)
 
 
-def _engine(config_path, index_db, database_url):
-    from pacsd.index.engine import open_index
+def _engine(config_path, index_db, database_url, existing: bool = True):
+    """The index; `existing=False` (user add, before the first start) may create it."""
+    from pacsd.index.engine import open_index, require_existing
 
     database = build_settings(config_path, index_db=index_db, database_url=database_url).database
+    if existing:
+        require_existing(database.target)
     return open_index(database.target, database.wal_mode, database.auto_upgrade)
 
 
@@ -48,7 +51,7 @@ def add(name, account, admin, config_path, index_db, database_url, password_stdi
 
     if not admin and not account:
         click.echo("note: without --account or --admin this user sees no study", err=True)
-    created = add_user(_engine(config_path, index_db, database_url), name, _password(password_stdin), account, admin)
+    created = add_user(_engine(config_path, index_db, database_url, existing=False), name, _password(password_stdin), account, admin)
     click.echo(f"added user {created.name}" + (" (admin)" if admin else f" (account {account or '-'})"))
 
 

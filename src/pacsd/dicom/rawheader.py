@@ -95,7 +95,7 @@ _PLAIN = {"AS", "CS", "DA", "DT", "TM"}  # split, decoded with the default chara
 _KNOWN_VRS = (_CHARSET_TEXT | _CHARSET_SINGLE | _PLAIN | _BINARY | set(_NUMBERS)
               | {"AE", "AT", "DS", "IS", "PN", "SQ", "UI", "UR"})
 _INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*\Z")
-_DECIMAL = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*\Z")
+_DECIMAL = re.compile(r" *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *\Z")  # PS3.5 6.2: space padding only
 _DECIMAL_CHARACTERS = "0123456789+-.eE \\"  # plain DS values and their separator
 _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
 _SHORT_HEADER = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
@@ -412,8 +412,8 @@ def _integers_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[
 
 
 def _decimals_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
-    """DS: floats in JSON; anything but plain finite numbers is unusual."""
-    text = value.decode(_DEFAULT_DECODING).strip().rstrip(" \x00")
+    """DS: floats in JSON; anything but plain finite numbers (space-padded: PS3.5 6.2) is unusual."""
+    text = value.decode(_DEFAULT_DECODING).strip(" ").rstrip(" \x00")
     if not text:
         return _NO_VALUE % (tag, vr), []
     texts = text.split("\\")

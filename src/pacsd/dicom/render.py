@@ -168,8 +168,10 @@ def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
     function = window.function.upper()
     if function == "SIGMOID":
         fraction = 1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))
-    elif function == "LINEAR_EXACT" or width <= 1:
+    elif function == "LINEAR_EXACT":
         fraction = (x - center) / width + 0.5
+    elif width <= 1:  # LINEAR at its narrowest is a threshold: above center - 0.5 is white
+        fraction = (x > center - 0.5).astype(np.float64)
     else:  # LINEAR, the default
         fraction = (x - (center - 0.5)) / (width - 1) + 0.5
     return np.rint(np.clip(fraction, 0.0, 1.0) * 255.0).astype(np.uint8)

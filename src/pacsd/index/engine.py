@@ -47,11 +47,19 @@ def open_index(target: Path | str, wal_mode: bool = True, upgrade: bool = True) 
     return engine
 
 
-def inspect_schema(target: Path | str) -> SchemaState:
-    """The schema revision of an existing index, changing nothing."""
+def require_existing(target: Path | str) -> None:
+    """Raise DatabaseUnreachable when the SQLite index file is not there (commands that only read
+    must not create one; a PostgreSQL database that does not exist fails on connecting)."""
     url = database_url(target)
     if url.get_backend_name() == "sqlite" and not Path(url.database).is_file():
-        raise DatabaseUnreachable(f"{url.database}: no index there; give --index-db, --database-url or --config")
+        raise DatabaseUnreachable(f"{url.database}: no index there (`pacsd serve` or `pacsd import` creates it); "
+                                  "give --index-db, --database-url or --config")
+
+
+def inspect_schema(target: Path | str) -> SchemaState:
+    """The schema revision of an existing index, changing nothing."""
+    require_existing(target)
+    url = database_url(target)
     engine = create_engine(url)
     try:
         with engine.connect() as conn:

@@ -8,6 +8,7 @@ itself (`pacsd.net.find_responses`); pynetdicom decodes and encodes everything e
 from __future__ import annotations
 
 import struct
+import textwrap
 
 COMMAND_GROUP_LENGTH = 0x00000000
 AFFECTED_SOP_CLASS_UID = 0x00000002
@@ -23,6 +24,16 @@ C_STORE_RQ, C_STORE_RSP, C_FIND_RSP = 0x0001, 0x8001, 0x8020
 NO_DATA_SET, DATA_SET = 0x0101, 0x0001
 _ELEMENT = struct.Struct("<HHL")  # group, element, value length
 _US = struct.Struct("<H")
+
+
+def shorten_comment(reason: str) -> str:
+    """An Error Comment (0000,0902; LO: at most 64 characters of the default character set) from
+    a reason: cut after a whole word with "..." when longer, never in the middle of one."""
+    text = " ".join(reason.encode("ascii", "replace").decode("ascii").split())
+    if len(text) <= 64:
+        return text
+    shortened = textwrap.shorten(text, 64, placeholder=" ...")
+    return shortened if shortened != "..." else text[:61] + "..."  # one word longer than the field
 
 
 class InvalidCommandSet(ValueError):
@@ -74,7 +85,7 @@ def response(command_field: int, message_id: int, sop_class_uid: str, status: in
     if sop_instance_uid:
         elements.append((AFFECTED_SOP_INSTANCE_UID, _padded_uid(sop_instance_uid)))
     if error_comment:
-        elements.append((ERROR_COMMENT, _padded_text(error_comment[:64])))
+        elements.append((ERROR_COMMENT, _padded_text(shorten_comment(error_comment))))
     return encode(elements)
 
 

@@ -18,6 +18,7 @@ from pynetdicom.sop_class import StorageCommitmentPushModel
 
 from pacsd.config import Settings
 from pacsd.dicom.commitment import REQUEST_COMMITMENT, InvalidCommitment, read_action_information
+from pacsd.net.command_set import shorten_comment
 from pacsd.net.commitment_report import send_report, send_report_on_new_association
 from pacsd.services.archive import Archive
 from pacsd.services.commitment import CommitmentJobs, Report
@@ -31,7 +32,7 @@ _NO_SUCH_ACTION, _INVALID_ARGUMENT, _PROCESSING_FAILURE = 0x0123, 0x0115, 0x0110
 def _failure(status: int, comment: str) -> tuple[Dataset, None]:
     answer = Dataset()
     answer.Status = status
-    answer.ErrorComment = comment[:64]
+    answer.ErrorComment = shorten_comment(comment)
     return answer, None
 
 

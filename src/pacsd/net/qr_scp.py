@@ -20,6 +20,7 @@ from pynetdicom.dimse_primitives import C_MOVE
 from pacsd.config import QueryRetrievePermission, Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import PacsError
+from pacsd.net.command_set import shorten_comment
 from pacsd.net.find_responses import PendingResponses
 from pacsd.net.qr_models import MODEL_OF
 from pacsd.net.tcp import tune_association_socket
@@ -53,7 +54,7 @@ def failure(status: int, comment: str) -> Dataset:
     """A failure status with its reason, as pynetdicom takes it from a handler."""
     answer = Dataset()
     answer.Status = status
-    answer.ErrorComment = comment[:64]
+    answer.ErrorComment = shorten_comment(comment)
     return answer
 
 
@@ -282,7 +283,7 @@ def _refuse_move(event, status: int, comment: str) -> Iterator:
     def send(primitive, context_id: int) -> None:
         dimse.send_msg = send_msg
         if isinstance(primitive, C_MOVE) and primitive.Status == 0xA801:
-            primitive.Status, primitive.ErrorComment = status, comment[:64]
+            primitive.Status, primitive.ErrorComment = status, shorten_comment(comment)
         send_msg(primitive, context_id)
 
     dimse.send_msg = send

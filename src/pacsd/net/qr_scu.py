@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, StoragePresentationContexts, build_role, evt
 
+from pacsd.config import CLIENT_AE_TITLE, SERVER_AE_TITLE
 from pacsd.errors import PacsError
 from pacsd.net.qr_models import FIND, GET, MOVE
 from pacsd.services.retrieve import RetrieveCounts
@@ -32,8 +33,8 @@ class RemoteError(PacsError):
 class Peer:
     host: str
     port: int
-    called_aet: str = "ANY-SCP"
-    calling_aet: str = "PACSD-SCU"
+    called_aet: str = SERVER_AE_TITLE
+    calling_aet: str = CLIENT_AE_TITLE
 
 
 def identifier(level: str, keys: Mapping[str, str]) -> Dataset:

@@ -21,14 +21,14 @@ from typing import Protocol
 from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
-from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.sop_class import Verification
 
 from pacsd.config import Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import StorageFull
 from pacsd.storage.blobstore import storage_error
-from pacsd.net.connlog import ConnectionTracker
+from pacsd.net.command_set import shorten_comment
+from pacsd.net.connlog import ABORTED_BY_PEER, TIMED_OUT, ConnectionTracker
 from pacsd.net.contexts import NegotiationPolicy, follow_requestor_preference
 from pacsd.net import seam
 from pacsd.net.handoff import CLOSED, NEGOTIATED, report, server_class_for
@@ -105,7 +105,7 @@ def _store_answer(status: int, comment: str) -> Dataset:
     answer = Dataset()
     answer.Status = status
     if comment:
-        answer.ErrorComment = comment[:64]
+        answer.ErrorComment = shorten_comment(comment)
     return answer
 
 
@@ -157,7 +157,7 @@ class DicomServer:
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_RELEASED, self._on_result, ["released"]),
             (evt.EVT_ACSE_SENT, self._on_acse_sent),
-            (evt.EVT_ABORTED, self._on_result, ["aborted"]),
+            (evt.EVT_ABORTED, self._on_result, [ABORTED_BY_PEER]),  # ours: noted when sent
             (evt.EVT_CONN_CLOSE, self._on_conn_close),
             (evt.EVT_C_STORE, self._on_store),
             *(handler for service in self.services for handler in service.handlers()),
@@ -260,32 +260,26 @@ class DicomServer:
 
     def _on_accepted(self, event) -> None:
         bound_reads(event.assoc, self.settings.server.network_timeout)  # then the network timeout
-        self._on_result(event, "accepted")
         stats = self.connections.get(event.assoc)
         if self.handoff is not None and stats is not None:
             report(self.handoff, NEGOTIATED, stats.handoff_number)
 
     def _on_result(self, event, result: str) -> None:
         stats = self.connections.get(event.assoc)
-        if stats is not None and stats.result != "rejected":
-            stats.result = result
+        if stats is not None:
+            stats.end(result)
 
     def _on_acse_sent(self, event) -> None:
-        # Our A-RELEASE-RP: the DUL may send it and see the connection close (and the line be
-        # logged) before the association thread gets to EVT_RELEASED, so note it now.
-        primitive = event.primitive
-        if isinstance(primitive, A_RELEASE) and primitive.result is not None:
-            self._on_result(event, "released")
+        # Our A-RELEASE-RP, A-ASSOCIATE-RJ or A-ABORT: the DUL may send it and see the connection
+        # close (and the line be logged) before the association thread's event, so note it now.
+        self.connections.sent(event.assoc, event.primitive)
 
     def _on_conn_close(self, event) -> None:
         self._closed(event.assoc)
 
-    def _closed(self, assoc, result_if_open: str = "rejected") -> None:
+    def _closed(self, assoc, result_if_open: str | None = None) -> None:
         """The association's connection is gone: its log line, and the parent told (once)."""
-        stats = self.connections.get(assoc)
-        if stats is not None and stats.result == "open":
-            stats.result = result_if_open
-        closed = self.connections.closed(assoc)
+        closed = self.connections.closed(assoc, result_if_open, self.settings.server.acse_timeout)
         if closed is not None and self.handoff is not None:
             report(self.handoff, CLOSED, closed.handoff_number)
 
@@ -298,7 +292,7 @@ class DicomServer:
             try:
                 run()
             finally:
-                self._closed(assoc, "timed-out")
+                self._closed(assoc, TIMED_OUT)
 
         assoc.run = run_then_close
 

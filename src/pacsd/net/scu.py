@@ -14,13 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydicom import config as pydicom_config
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification
 
-from pacsd.errors import PacsError
+from pacsd.config import CLIENT_AE_TITLE, SERVER_AE_TITLE
+from pacsd.errors import InvalidDicom, PacsError
 from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
 from pacsd.net.tcp import tune_association_socket
 
@@ -49,11 +51,15 @@ class OutgoingFile:
 
 
 def _outgoing(path: Path) -> OutgoingFile:
+    """The file's identity as the sender needs it; raises for a file that is not DICOM Part 10."""
     meta = read_file_meta_info(path)
     ids = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
-    sop_class = str(ids.get("SOPClassUID", "") or meta.MediaStorageSOPClassUID)
-    sop_instance = str(ids.get("SOPInstanceUID", "") or meta.MediaStorageSOPInstanceUID)
-    agrees = (sop_class, sop_instance) == (str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID))
+    meta_ids = (str(meta.get("MediaStorageSOPClassUID", "")), str(meta.get("MediaStorageSOPInstanceUID", "")))
+    sop_class = str(ids.get("SOPClassUID", "") or meta_ids[0])
+    sop_instance = str(ids.get("SOPInstanceUID", "") or meta_ids[1])
+    if not (sop_class and sop_instance and meta.get("TransferSyntaxUID")):
+        raise InvalidDicom("no SOP Class, SOP Instance or Transfer Syntax UID")
+    agrees = (sop_class, sop_instance) == meta_ids
     return OutgoingFile(path, sop_class, sop_instance, str(meta.TransferSyntaxUID), agrees)
 
 
@@ -88,13 +94,31 @@ def _associate(ae: AE, host: str, port: int, aec: str):
     shorten_association_polling()
     assoc = ae.associate(host, port, ae_title=aec, evt_handlers=[(evt.EVT_CONN_OPEN, _tune)])
     if not assoc.is_established:
-        if assoc.is_rejected:
-            raise AssociationFailed(f"{aec} at {host}:{port} rejected the association")
-        raise AssociationFailed(f"cannot associate with {aec} at {host}:{port} (no answer or aborted)")
+        raise AssociationFailed(f"{aec} at {host}:{port} {_why_not_established(assoc)}")
     return assoc
 
 
-def echo(host: str, port: int, aec: str = "ANY-SCP", aet: str = "PACSD") -> int:
+def _why_not_established(assoc) -> str:
+    """Why an association did not come up, in the words of the A-ASSOCIATE answer when there was one."""
+    answer = assoc.acceptor.primitive
+    if assoc.is_rejected and answer is not None:
+        return f"rejected the association: {answer.reason_str.lower()} ({answer.result_str.lower()})"
+    if answer is not None and answer.result == 0x00 and not assoc.accepted_contexts:
+        refused = sorted({f"{_name(cx.abstract_syntax)} in {_name(cx.transfer_syntax[0])}"
+                          for cx in assoc.rejected_contexts})
+        return "accepted the association but refused every SOP class and transfer syntax proposed: " + "; ".join(refused)
+    if answer is None:
+        return "cannot be reached (no answer: wrong host or port, or nothing listening there)"
+    return "aborted the association"
+
+
+def _name(uid) -> str:
+    """A UID with its name when pydicom knows it: 'CT Image Storage (1.2.840.10008.5.1.4.1.1.2)'."""
+    name = getattr(uid, "name", "")
+    return f"{name} ({uid})" if name and name != str(uid) else str(uid)
+
+
+def echo(host: str, port: int, aec: str = SERVER_AE_TITLE, aet: str = CLIENT_AE_TITLE) -> int:
     """C-ECHO; returns the status (0 = success) or raises AssociationFailed."""
     ae = _client_ae(aet)
     ae.add_requested_context(Verification)
@@ -110,20 +134,32 @@ def echo(host: str, port: int, aec: str = "ANY-SCP", aet: str = "PACSD") -> int:
 
 def scan_files(paths: Iterable[Path]) -> tuple[list[OutgoingFile], list[tuple[Path, str]]]:
     """Files under `paths` (recursively) that are DICOM Part 10, and the ones skipped with why."""
+    # The files go out unchanged: pydicom's checks of each value against its VR (warnings about
+    # values the sender cannot change anyway) are off, as in the server.
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
     found, skipped = [], []
     for root in paths:
         candidates = sorted(p for p in Path(root).rglob("*") if p.is_file()) if Path(root).is_dir() else [Path(root)]
         for path in candidates:
             try:
                 item = _outgoing(path)
+            except InvalidDicom as exc:
+                skipped.append((path, f"not a DICOM Part 10 file: {exc}"))
+                continue
             except Exception as exc:  # pydicom raises several types for non-DICOM input
-                skipped.append((path, f"not a DICOM Part 10 file ({type(exc).__name__})"))
+                skipped.append((path, f"not a DICOM Part 10 file: {_first_line(exc)}"))
                 continue
             if item.sop_class_uid == MEDIA_DIRECTORY_STORAGE:
                 skipped.append((path, "a DICOMDIR is an index of files, not an image"))
                 continue
             found.append(item)
     return found, skipped
+
+
+def _first_line(exc: Exception) -> str:
+    """pydicom's message up to its advice ('Use force=True ...' is for programmers, not users)."""
+    text = str(exc).split(". Use force=True")[0].strip().rstrip(".")
+    return text or type(exc).__name__
 
 
 def _batches(files: list[OutgoingFile]) -> list[list[OutgoingFile]]:
@@ -187,7 +223,7 @@ def _send_one(assoc, item: OutgoingFile, report: SendReport) -> None:
         report.add_failed(item.path, f"status 0x{code:04X}{comment}")
 
 
-def send_files(files: list[OutgoingFile], host: str, port: int, aec: str = "ANY-SCP", aet: str = "PACSD",
+def send_files(files: list[OutgoingFile], host: str, port: int, aec: str = SERVER_AE_TITLE, aet: str = CLIENT_AE_TITLE,
                associations: int = 1, on_file: Callable[[], None] = lambda: None) -> SendReport:
     """C-STORE `files` over up to `associations` concurrent associations."""
     _config.STORE_SEND_CHUNKED_DATASET = True  # stream from disk: memory stays flat

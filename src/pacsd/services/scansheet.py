@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, select
 
 from pacsd.dicom.header import first_text
 from pacsd.dicom.nesting import load_header_json
+from pacsd.dicom.person_names import readable_person_name
 from pacsd.index.schema import instances, patients, series, studies
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.sheetfonts import SheetFonts
@@ -151,11 +152,12 @@ def read_study_sheet(engine: Engine, study_uid: str, layout: Layout, storage_roo
     study_dir = study_dir_for(layout, first_path, study_uid)
     stations = sorted({row.station_name for row in series_rows if row.station_name})
     fields = [
-        ("Patient name", study.patient_name), ("Patient ID", study.patient_id),
+        ("Patient name", readable_person_name(study.patient_name)), ("Patient ID", study.patient_id),
         ("Birth date", _date(study.birth_date)), ("Sex", study.sex),
         ("Study date", _date(study.study_date)), ("Study time", _time(study.study_time)),
         ("Description", study.description), ("Accession", study.accession_number),
-        ("Requesting physician", study.requesting_physician), ("Referring physician", study.referring_physician),
+        ("Requesting physician", readable_person_name(study.requesting_physician)),
+        ("Referring physician", readable_person_name(study.referring_physician)),
         ("Institution", study.institution), ("Station", ", ".join(stations)),
         ("Account", study.account), ("Study UID", study.study_uid),
     ]

@@ -51,8 +51,27 @@ def _details(pdf: FPDF, fields: Sequence[tuple[str, str]]) -> None:
     pdf.ln(line if column else 3)
 
 
+_COLUMN_MM = [13, 56, 17, 50, 15, 15, 13, 13, 12, 13, 20, 19]
+
+
+def _column_widths(pdf: FPDF, texts: Sequence[Sequence[str]]) -> list[float]:
+    """Widths (mm) from _COLUMN_MM, each widened to hold its longest word (a line breaks between
+    words, never inside one: 'RTSTRUCT', not 'RTSTRUC/T'); the widening is taken from the room
+    other columns have beyond their own longest word, so the table stays on the page."""
+    columns = list(zip(*texts))
+    longest = [max(pdf.get_string_width(word) for text in column for word in (text.split() or [""]))
+               + 2 * pdf.c_margin + 0.5 for column in columns]
+    widths = [max(base, need) for base, need in zip(_COLUMN_MM, longest)]
+    excess = sum(widths) - max(sum(_COLUMN_MM[: len(columns)]), pdf.epw)
+    spare = [width - need for width, need in zip(widths, longest)]
+    if excess > 0 and sum(spare) > 0:
+        share = min(1.0, excess / sum(spare))
+        widths = [width - room * share for width, room in zip(widths, spare)]
+    return widths
+
+
 def _series_table(pdf: FPDF, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str]]) -> None:
-    widths = [13, 56, 17, 50, 15, 15, 13, 13, 12, 13, 20, 19][: len(columns)]
+    widths = _column_widths(pdf, [[title for title, _ in columns], *rows])
     with pdf.table(col_widths=widths, width=sum(widths), align="LEFT", line_height=5,
                    headings_style=FontFace(fill_color=(225, 225, 225))) as table:
         heading = table.row()

@@ -82,6 +82,15 @@ def list_users(engine: Engine) -> list[User]:
         return [_as_user(row) for row in conn.execute(select(users).order_by(users.c.name))]
 
 
+def has_users(engine: Engine) -> bool:
+    """Whether anyone can log in to the web interface (until then: `pacsd user add NAME --admin`)."""
+    with engine.connect() as conn:
+        return conn.execute(select(users.c.name).limit(1)).first() is not None
+
+
+FIRST_USER_COMMAND = "pacsd user add admin --admin"
+
+
 def find_user(engine: Engine, name: str) -> User | None:
     with engine.connect() as conn:
         row = conn.execute(select(users).where(users.c.name == name)).first()

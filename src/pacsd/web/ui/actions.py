@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 
+from pacsd.dicom.person_names import readable_person_name
 from pacsd.net.scu import scan_files, send_files
 from pacsd.services.deletion import delete_study
 from pacsd.services.deidentify import site_profile
@@ -25,7 +26,7 @@ from pacsd.web.access import current_user, require_admin
 from pacsd.web.ui.audit import audit
 from pacsd.web.ui.jobs import Job
 from pacsd.web.ui.lookups import visible_series, visible_study
-from pacsd.web.ui.templating import render
+from pacsd.web.ui.templating import dicom_date, render
 
 log = logging.getLogger(__name__)
 router = APIRouter(dependencies=[Depends(current_user)])
@@ -69,9 +70,8 @@ def upload_page(request: Request) -> Response:
 def send(request: Request, study_uid: str = Form(...), ae_title: str = Form(...),
          series_uid: str = Form("")) -> Response:
     archive = request.app.state.archive
-    visible_study(request, study_uid)
-    if series_uid:
-        visible_series(request, series_uid)
+    study = visible_study(request, study_uid)
+    one_series = visible_series(request, series_uid) if series_uid else None
     peer = archive.settings.known_ae(ae_title)
     if peer is None:
         raise HTTPException(400, f"{ae_title} is not a known AE (known_aes in the settings)")
@@ -97,8 +97,27 @@ def send(request: Request, study_uid: str = Form(...), ae_title: str = Form(...)
         archive.actions.record("sent", what=what, to=peer.ae_title, sent=len(report.sent), failed=len(report.failed),
                                by=user_name)
 
-    job = request.app.state.jobs.start(f"Send {what} to {peer.ae_title}", user_name, work)
+    job = request.app.state.jobs.start(f"Send {_readable_study(study, one_series)} to {peer.ae_title}", user_name, work)
     return RedirectResponse(f"/ui/jobs/{job.id}", status_code=303)
+
+
+def _readable_study(study, one_series=None) -> str:
+    """A study (or one of its series) as people know it: 'the CT study of DOE, JOHN of 2024-01-15
+    (Chest)'; 'series 3 (Axial) of ...' for a series."""
+    modalities = "/".join(m for m in (study.modalities or "").split("\\") if m)
+    parts = [f"{modalities} study" if modalities else "study"]
+    name = readable_person_name(study.patient_name)
+    parts.append(f"of {name}" if name else f"of patient {study.patient_id or '-'}")
+    if study.study_date:
+        parts.append(f"of {dicom_date(study.study_date)}")
+    if study.description:
+        parts.append(f"({study.description})")
+    text = " ".join(parts)
+    if one_series is not None:
+        label = " ".join(part for part in (one_series.series_number, f"({one_series.description})"
+                                          if one_series.description else "") if part)
+        text = f"series {label or one_series.series_uid} of the {text}"
+    return text
 
 
 def _own_job(request: Request, job_id: int) -> Job:

@@ -15,7 +15,7 @@ import secrets
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from pacsd.services.users import end_sessions
+from pacsd.services.users import FIRST_USER_COMMAND, end_sessions, has_users
 from pacsd.web.auth import checked_login, client_address, cookie_secure
 from pacsd.web.ui.audit import audit
 from pacsd.web.ui.templating import render
@@ -46,7 +46,8 @@ def _form(request: Request, status_code: int = 200, **context) -> Response:
 def login_form(request: Request, next: str = "/ui/studies") -> Response:
     if not request.app.state.settings.web.login:
         return RedirectResponse(local_target(next), status_code=303)
-    return _form(request, next=local_target(next), error="", username="")
+    return _form(request, next=local_target(next), error="", username="",
+                 first_user_command="" if has_users(request.app.state.archive.engine) else FIRST_USER_COMMAND)
 
 
 @router.post("/login")
@@ -66,7 +67,7 @@ def login(request: Request, username: str = Form(...), password: str = Form(...)
                      error="Too many failed logins. Please wait a few minutes and try again.")
     if user is None:
         return _form(request, status_code=401, next=local_target(next),
-                     error="Wrong user name or password.", username=username)
+                     error="Wrong user name or password.", username=username, first_user_command="")
     log.info("user %s logged in from %s", user.name, client_address(request))
     audit(request, "logged-in", name=user.name, detail="login form")
     sessions = request.app.state.sessions

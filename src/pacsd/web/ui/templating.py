@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from pacsd import __version__
+from pacsd.dicom.person_names import readable_person_name
 from pacsd.web.auth import csrf_token
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -27,14 +28,6 @@ def dicom_date(value: str | None) -> str:
     return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if len(value) == 8 and value.isdigit() else value
 
 
-def person_name(value: str | None) -> str:
-    """A DICOM PN shown as 'Family, Given Middle' (its alphabetic group only)."""
-    alphabetic = (value or "").split("=")[0]
-    family, _, rest = alphabetic.partition("^")
-    given = " ".join(part for part in rest.split("^")[:2] if part)
-    return f"{family}, {given}" if family and given else (family or given)
-
-
 def human_bytes(count: int | None) -> str:
     size = float(count or 0)
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -44,7 +37,7 @@ def human_bytes(count: int | None) -> str:
     return f"{size:.1f} TB"
 
 
-templates.env.filters.update(dicom_date=dicom_date, person_name=person_name, human_bytes=human_bytes)
+templates.env.filters.update(dicom_date=dicom_date, person_name=readable_person_name, human_bytes=human_bytes)
 templates.env.globals["version"] = __version__
 
 
