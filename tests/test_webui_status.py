@@ -11,7 +11,7 @@ import httpx
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from tests.conftest import HOST, VENV_BIN, dcmtk
+from tests.conftest import HOST, VENV_BIN, dcmtk, wait_until
 from tests.dicomgen import write_dicom
 from tests.webui import PASSWORD, browser, log_in, page, post_login, screenshot  # noqa: F401
 
@@ -37,7 +37,11 @@ def test_status_page_and_metrics(pacs_process, tmp_path, page):
     assert held.is_established
     try:
         credentials = base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
-        status = httpx.get(f"{base}/ui/status.json", headers={"Authorization": f"Basic {credentials}"}).json()
+        read_status = lambda: httpx.get(f"{base}/ui/status.json",  # noqa: E731
+                                        headers={"Authorization": f"Basic {credentials}"}).json()
+        # Receiving processes publish their live associations for the web process (at most
+        # every half second): the status shows the held one once published.
+        status = wait_until(lambda: (s := read_status())["associations"] and s, 10, "the live association shown")
         log_in(page, base, "admin", then="/ui/status")
         page.wait_for_function("document.querySelector('#associations').textContent.includes('LIVEPEER')")
         screenshot(page, "11-status")
@@ -63,7 +67,7 @@ def test_status_and_studies_pages_fit_a_1400_pixel_window(pacs_process, tmp_path
     server = pacs_process()
     base = f"http://{HOST}:{server.http_port}"
     long_word = "1.2.826.0.1.3680043.8.498." + "1234567890" * 12  # a long UID-like word, no break in it
-    httpx.post(f"{base}/login", data={"username": long_word, "password": "wrong password"})  # a recent problem
+    post_login(httpx.Client(base_url=base), long_word, "wrong password")  # a recent problem
     ae = AE(ae_title="A-LONG-AE-TITLE1")
     ae.add_requested_context(Verification)
     held = ae.associate(HOST, server.port, ae_title="PACSD")
