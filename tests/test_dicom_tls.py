@@ -13,7 +13,7 @@ import pytest
 import yaml
 from pydicom import dcmread
 
-from tests.conftest import HOST, dcmtk, free_port
+from tests.conftest import HOST, VENV_BIN, dcmtk, free_port
 from tests.studies import write_study
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test certificates")
@@ -107,3 +107,21 @@ def test_c_move_to_a_known_ae_over_tls(pacs_factory, tmp_path, certificates):
     finally:
         storescp.terminate()
         storescp.communicate(timeout=10)
+
+
+def test_pacsd_echo_and_send_over_tls(pacs_factory, tmp_path, certificates):
+    tls_port = free_port()
+    pacs = pacs_factory(server={"tls": tls_settings(certificates, tls_port, require_client_certificate=True)})
+    files = write_study(tmp_path / "send", series=1, per_series=2)
+    client = ["--tls-ca", str(certificates / "ca.crt"), "--tls-cert", str(certificates / "client.crt"),
+              "--tls-key", str(certificates / "client.key")]
+    pacsd = [str(VENV_BIN / "pacsd")]
+    echo = subprocess.run([*pacsd, "echo", HOST, str(tls_port), *client], capture_output=True, text=True, timeout=60)
+    assert echo.returncode == 0, echo.stdout + echo.stderr
+    sent = subprocess.run([*pacsd, "send", HOST, str(tls_port), *map(str, files), *client],
+                          capture_output=True, text=True, timeout=60)
+    assert sent.returncode == 0 and "sent 2" in sent.stdout, sent.stdout + sent.stderr
+    assert pacs.instance_count() == 2
+    without_certificate = subprocess.run([*pacsd, "echo", HOST, str(tls_port), "--tls-ca", str(certificates / "ca.crt")],
+                                         capture_output=True, text=True, timeout=60)
+    assert without_certificate.returncode != 0  # the server requires one

@@ -33,6 +33,29 @@ def peer_ae_options(func):
     ])
 
 
+def tls_client_options(func):
+    """--tls-ca, --tls-cert, --tls-key of client commands: DICOM over TLS to the peer."""
+    file = click.Path(exists=True, dir_okay=False, path_type=Path)
+    return _apply(func, [
+        click.option("--tls-ca", type=file, help="Connect over TLS, checking the peer's certificate against these "
+                                                 "CA certificates (PEM)."),
+        click.option("--tls-cert", type=file, help="Our client certificate (PEM), with --tls-key."),
+        click.option("--tls-key", type=file, help="The key of --tls-cert (PEM)."),
+    ])
+
+
+def client_tls(ca: Path | None, certificate: Path | None, key: Path | None):
+    """The TLS context those options ask for (None: plain TCP)."""
+    if ca is None and certificate is None:
+        return None
+    if (certificate is None) != (key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    from pacsd.config import TlsSettings
+    from pacsd.net.tls import client_context
+
+    return client_context(TlsSettings(certificate=certificate, key=key, ca_certificates=ca))
+
+
 def index_options(func):
     """Flags that locate the index alone: config file, SQLite file or PostgreSQL URL."""
     return _apply(func, [_CONFIG_OPTION, *_DATABASE_OPTIONS])

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pacsd.cli.deid import burned_in_option, profile_option
-from pacsd.cli.options import archive_options, build_settings, peer_ae_options
+from pacsd.cli.options import archive_options, build_settings, client_tls, peer_ae_options, tls_client_options
 
 console = Console(stderr=True)
 
@@ -65,11 +65,12 @@ def print_problems(title: str, problems: list[tuple[Path, str]], limit: int = 50
 @click.argument("host")
 @click.argument("port", type=int)
 @peer_ae_options
-def echo(host, port, aec, aet) -> None:
+@tls_client_options
+def echo(host, port, aec, aet, tls_ca, tls_cert, tls_key) -> None:
     """C-ECHO a DICOM peer: is it there and does it talk to us?"""
     from pacsd.net.scu import echo as send_echo
 
-    status = send_echo(host, port, aec, aet)
+    status = send_echo(host, port, aec, aet, client_tls(tls_ca, tls_cert, tls_key))
     if status != 0:
         click.echo(f"C-ECHO to {aec}@{host}:{port} answered status 0x{status:04X}")
         sys.exit(1)
@@ -84,7 +85,8 @@ def echo(host, port, aec, aet) -> None:
 @click.option("--associations", default=1, show_default=True, type=click.IntRange(1, 32),
               help="Associations to use at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print every file sent, failed and skipped (with why) as JSON.")
-def send(host, port, paths, aec, aet, associations, as_json) -> None:
+@tls_client_options
+def send(host, port, paths, aec, aet, associations, as_json, tls_ca, tls_cert, tls_key) -> None:
     """C-STORE files and folders (recursively) to a DICOM peer, unchanged."""
     from pacsd.net.scu import scan_files, send_files
 
@@ -92,7 +94,7 @@ def send(host, port, paths, aec, aet, associations, as_json) -> None:
     with _progress() as progress:
         task = progress.add_task(f"sending to {aec}", total=len(files))
         report = send_files(files, host, port, aec, aet, associations,
-                            on_file=lambda: progress.advance(task))
+                            on_file=lambda: progress.advance(task), tls=client_tls(tls_ca, tls_cert, tls_key))
     skipped = report.skipped + skipped
     if as_json:
         listed = {"sent": [str(path) for path in report.sent]}

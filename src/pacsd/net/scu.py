@@ -8,6 +8,7 @@ sent, failed (with the peer's status or the reason) or skipped (not DICOM).
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from pynetdicom.sop_class import Verification
 
 from pacsd.config import CLIENT_AE_TITLE, SERVER_AE_TITLE
 from pacsd.errors import InvalidDicom, PacsError
-from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
+from pacsd.net import seam
 from pacsd.net.tcp import tune_association_socket
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,13 @@ def _client_ae(aet: str) -> AE:
 
 def _tune(event) -> None:
     tune_association_socket(event.assoc)
-    shorten_dul_polling(event.assoc)
+    seam.quicken_client(event.assoc)
 
 
-def _associate(ae: AE, host: str, port: int, aec: str):
-    shorten_association_polling()
-    assoc = ae.associate(host, port, ae_title=aec, evt_handlers=[(evt.EVT_CONN_OPEN, _tune)])
+def _associate(ae: AE, host: str, port: int, aec: str, tls: ssl.SSLContext | None = None):
+    """An association to `aec` at host:port (over TLS with `tls`), or AssociationFailed saying why."""
+    tls_args = {"tls_args": (tls, host)} if tls is not None else {}
+    assoc = ae.associate(host, port, ae_title=aec, evt_handlers=[(evt.EVT_CONN_OPEN, _tune)], **tls_args)
     if not assoc.is_established:
         raise AssociationFailed(f"{aec} at {host}:{port} {_why_not_established(assoc)}")
     return assoc
@@ -118,11 +120,12 @@ def _name(uid) -> str:
     return f"{name} ({uid})" if name and name != str(uid) else str(uid)
 
 
-def echo(host: str, port: int, aec: str = SERVER_AE_TITLE, aet: str = CLIENT_AE_TITLE) -> int:
-    """C-ECHO; returns the status (0 = success) or raises AssociationFailed."""
+def echo(host: str, port: int, aec: str = SERVER_AE_TITLE, aet: str = CLIENT_AE_TITLE,
+         tls: ssl.SSLContext | None = None) -> int:
+    """C-ECHO (over TLS with `tls`); returns the status (0 = success) or raises AssociationFailed."""
     ae = _client_ae(aet)
     ae.add_requested_context(Verification)
-    assoc = _associate(ae, host, port, aec)
+    assoc = _associate(ae, host, port, aec, tls)
     try:
         status = assoc.send_c_echo()
     finally:
@@ -180,12 +183,12 @@ def _batches(files: list[OutgoingFile]) -> list[list[OutgoingFile]]:
 
 
 def _send_batch(batch: list[OutgoingFile], host: str, port: int, aec: str, aet: str,
-                report: SendReport, on_file: Callable[[], None]) -> None:
+                report: SendReport, on_file: Callable[[], None], tls: ssl.SSLContext | None = None) -> None:
     ae = _client_ae(aet)
     for sop_class, syntax in sorted({(f.sop_class_uid, f.transfer_syntax) for f in batch}):
         ae.add_requested_context(sop_class, syntax)
     try:
-        assoc = _associate(ae, host, port, aec)
+        assoc = _associate(ae, host, port, aec, tls)
     except AssociationFailed as exc:
         for item in batch:
             report.add_failed(item.path, str(exc))
@@ -224,13 +227,14 @@ def _send_one(assoc, item: OutgoingFile, report: SendReport) -> None:
 
 
 def send_files(files: list[OutgoingFile], host: str, port: int, aec: str = SERVER_AE_TITLE, aet: str = CLIENT_AE_TITLE,
-               associations: int = 1, on_file: Callable[[], None] = lambda: None) -> SendReport:
-    """C-STORE `files` over up to `associations` concurrent associations."""
+               associations: int = 1, on_file: Callable[[], None] = lambda: None,
+               tls: ssl.SSLContext | None = None) -> SendReport:
+    """C-STORE `files` over up to `associations` concurrent associations (over TLS with `tls`)."""
     _config.STORE_SEND_CHUNKED_DATASET = True  # stream from disk: memory stays flat
     report = SendReport()
     shares = [files[i::associations] for i in range(max(1, associations))]
     jobs = [batch for share in shares if share for batch in _batches(share)]
     with ThreadPoolExecutor(max_workers=max(1, associations)) as pool:
-        for future in [pool.submit(_send_batch, batch, host, port, aec, aet, report, on_file) for batch in jobs]:
+        for future in [pool.submit(_send_batch, batch, host, port, aec, aet, report, on_file, tls) for batch in jobs]:
             future.result()
     return report

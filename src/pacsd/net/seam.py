@@ -13,14 +13,19 @@ for speed, through names pynetdicom does not promise to keep:
 - `pacsd.net.contexts`: the listener's presentation contexts shared, not deep-copied
   (`transport.deepcopy`).
 
-Those modules are imported here and nowhere else.  `install` checks, before anything is
-replaced, that every name they use exists on this pynetdicom; if one does not (a newer release
-changed it), it logs one warning and the server runs on stock pynetdicom, slower but correct.
-pyproject pins the pynetdicom version these were tested with.
+They are put to work only from here (`install` for a listener, `quicken_client` for pacsd's
+own client associations); other modules import their plain data types at most.  `install`
+checks, before anything is replaced, that every name they use exists on this pynetdicom; if one
+does not (a newer release changed it), it logs one warning and the server runs on stock
+pynetdicom, slower but correct.  pyproject pins the pynetdicom version these were tested with.
+
+(The transfer-syntax choice at negotiation, `pacsd.net.contexts.follow_requestor_preference`, is
+behaviour rather than speed and has a check of its own with the same fallback.)
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 from collections.abc import Callable
@@ -105,6 +110,26 @@ def _missing_on_instances() -> list[str]:
     return missing
 
 
+@functools.lru_cache(maxsize=1)
+def _all_names_here() -> bool:
+    missing = missing_names()
+    if missing:
+        log.warning("pynetdicom %s lacks what the fast receive path relies on (%s; tested with %s): "
+                    "stock pynetdicom", pynetdicom.__version__, ", ".join(missing[:5]), TESTED_VERSION)
+    return not missing
+
+
+def quicken_client(assoc) -> None:
+    """Shorter polling for an association pacsd requests (call from its EVT_CONN_OPEN), when this
+    pynetdicom has what `pacsd.net.pacing` relies on; otherwise nothing (stock pynetdicom)."""
+    if not _all_names_here():
+        return
+    from pacsd.net.pacing import shorten_association_polling, shorten_dul_polling
+
+    shorten_association_polling()
+    shorten_dul_polling(assoc)
+
+
 def install(enabled: bool, receive_into) -> FastPath | None:
     """Turn the fast receive path on for this process (idempotent) and return what a listener
     applies per association; None when `enabled` is false or this pynetdicom lacks a name it
@@ -115,10 +140,7 @@ def install(enabled: bool, receive_into) -> FastPath | None:
     if not enabled:
         _put_back_stock()
         return None
-    missing = missing_names()
-    if missing:
-        log.warning("pynetdicom %s lacks what the fast receive path relies on (%s; tested with %s): receiving "
-                    "with stock pynetdicom", pynetdicom.__version__, ", ".join(missing[:5]), TESTED_VERSION)
+    if not _all_names_here():
         return None
     from pacsd.net.contexts import share_contexts_between_associations
     from pacsd.net.event_reactor import make_event_driven

@@ -18,6 +18,7 @@ from starlette.background import BackgroundTask
 
 from pacsd.dicom.person_names import readable_person_name
 from pacsd.net.scu import scan_files, send_files
+from pacsd.net.tls import client_context
 from pacsd.services.deletion import delete_study
 from pacsd.services.deidentify import site_profile
 from pacsd.services.export import DeidentifiedExportIncomplete, export_fileset, instance_files
@@ -89,7 +90,8 @@ def send(request: Request, study_uid: str = Form(...), ae_title: str = Form(...)
         def one_done() -> None:
             job.done += 1
 
-        report = send_files(outgoing, peer.host, peer.port, peer.ae_title, own_aet, on_file=one_done)
+        tls = client_context(archive.settings.server.tls) if peer.tls else None
+        report = send_files(outgoing, peer.host, peer.port, peer.ae_title, own_aet, on_file=one_done, tls=tls)
         job.failed = len(report.failed)
         job.problems.extend(f"{p.name}: {why}" for p, why in report.failed)
         job.message = f"{len(report.sent)} sent, {len(report.failed)} failed"
