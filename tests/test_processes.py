@@ -306,3 +306,17 @@ def test_sigterm_during_a_scan_sheet_backlog(pacs_process, tmp_path):
         again.proc.wait()
     written = [line for line in (tmp_path / "logs" / "actions.log").read_text().splitlines() if " scan-sheet " in line]
     assert len(written) == len(studies), f"{len(written)} sheets written for {len(studies)} studies"
+
+
+def test_a_second_sigterm_stops_at_once(pacs_process, tmp_path):
+    server = serve_with(pacs_process, tmp_path, shutdown_grace=20)
+    stuck = child_pids(tmp_path, "receiver 1")[0]
+    os.kill(stuck, signal.SIGSTOP)  # a receiving process that cannot stop by itself
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(1)
+    assert server.proc.poll() is None  # the parent gives it the grace period
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.communicate(timeout=30)
+    assert time.monotonic() - started < 3.0
+    assert not _alive(stuck)

@@ -420,11 +420,14 @@ class Supervisor:
                 _kill(child.pid, signal.SIGTERM)
         deadline = time.monotonic() + wait
         while any(c.pid for c in children) and time.monotonic() < deadline:
+            if len(self._stopping.signals) > 1:  # a second SIGTERM or Ctrl-C: stop at once
+                break
             self._reap(restart=False)
             time.sleep(0.02)
         for child in children:
             if child.pid:
-                log.warning("the %s process (pid %d) did not stop in time: killed", child.name, child.pid)
+                log.warning("the %s process (pid %d) did not stop in time (or a second signal came): killed",
+                            child.name, child.pid)
                 _kill(child.pid, signal.SIGKILL)
                 try:
                     os.waitpid(child.pid, 0)
