@@ -128,6 +128,8 @@ class SharedWriterLoop:
         self._clients: dict[socket.socket, _Reader] = {}
         self._stop_r, self._stop_w = socket.socketpair()
         self._group_folders: set[str] = set()
+        self._buffer = bytearray(1 << 20)
+        self._view = memoryview(self._buffer)
 
     def stop(self) -> None:
         """Ask the loop to end after the group under way (callable from a signal handler)."""
@@ -168,12 +170,13 @@ class SharedWriterLoop:
 
     def _read(self, sock: socket.socket) -> list[WriteRequest]:
         try:
-            data = sock.recv(1 << 20, socket.MSG_DONTWAIT)
+            count = sock.recv_into(self._buffer, 0, socket.MSG_DONTWAIT)  # no 1 MiB allocation per read
         except BlockingIOError:
             return []
         except OSError:
-            data = b""
-        if not data:
+            count = 0
+        data = self._view[:count]
+        if not count:
             self._clients.pop(sock, None)
             sock.close()
             return []
