@@ -187,6 +187,17 @@ def pacs_factory(tmp_path, index_database):
         running.stop()
 
 
+RECEIVE_PATHS = ["fast-receive", "stock-pynetdicom"]
+
+
+def pacs_on_receive_path(path: str, pacs_factory, index_backend: str) -> RunningPacs:
+    """A running pacsd with pacsd's own receive path, or on stock pynetdicom (tried on SQLite
+    only: the receive path does not depend on the database)."""
+    if path == "stock-pynetdicom" and index_backend != "sqlite":
+        pytest.skip("stock pynetdicom is tried on SQLite")
+    return pacs_factory(server={"fast_receive": path == "fast-receive"})
+
+
 @pytest.fixture
 def pacs(pacs_factory) -> RunningPacs:
     """A running pacsd with default settings on a free loopback port."""

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from pacsd.index.schema import instances
 from pacsd.services.ingest import CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH_SOP_CLASS, OUT_OF_RESOURCES
-from tests.conftest import HOST, wait_until
+from tests.conftest import HOST, RECEIVE_PATHS, pacs_on_receive_path, wait_until
 from tests.dicomgen import make_dataset, write_dicom
 from tests.mounts import mount, needs_root, read_only
 from tests.peers import c_store_raw, dataset_part, raw_part10
@@ -28,13 +28,10 @@ from tests.peers import c_store_raw, dataset_part, raw_part10
 pytestmark = pytest.mark.both_databases
 
 
-@pytest.fixture(params=[True, False], ids=["fast-receive", "stock-pynetdicom"])
+@pytest.fixture(params=RECEIVE_PATHS)
 def pacs(request, pacs_factory, index_backend):
-    """The running pacsd, with pacsd's own receive path and (on SQLite: the receive path does
-    not depend on the database) on stock pynetdicom."""
-    if not request.param and index_backend != "sqlite":
-        pytest.skip("stock pynetdicom is tried on SQLite")
-    return pacs_factory(server={"fast_receive": request.param})
+    """The running pacsd on each receive path (see `pacs_on_receive_path`)."""
+    return pacs_on_receive_path(request.param, pacs_factory, index_backend)
 
 
 def assert_nothing_left(pacs) -> None:

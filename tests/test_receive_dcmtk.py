@@ -12,19 +12,16 @@ import pytest
 from pydicom import dcmread
 
 from pacsd.dicom.header import read_header
-from tests.conftest import HOST, dcmtk, free_port
+from tests.conftest import HOST, RECEIVE_PATHS, dcmtk, free_port, pacs_on_receive_path
 from tests.stored_checks import assert_all_stored, dataset_bytes, storable_testdata
 
 pytestmark = pytest.mark.both_databases
 
 
-@pytest.fixture(params=[True, False], ids=["fast-receive", "stock-pynetdicom"])
+@pytest.fixture(params=RECEIVE_PATHS)
 def pacs(request, pacs_factory, index_backend):
-    """The running pacsd, with pacsd's own receive path and (on SQLite: the receive path does
-    not depend on the database) on stock pynetdicom."""
-    if not request.param and index_backend != "sqlite":
-        pytest.skip("stock pynetdicom is tried on SQLite")
-    return pacs_factory(server={"fast_receive": request.param})
+    """The running pacsd on each receive path (see `pacs_on_receive_path`)."""
+    return pacs_on_receive_path(request.param, pacs_factory, index_backend)
 
 
 @functools.lru_cache(maxsize=1)
