@@ -100,11 +100,11 @@ def acknowledged(output: str) -> set[str]:
     return done
 
 
-def send_and_kill(server, tmp_path: Path, kill) -> tuple[list[Path], set[str]]:
-    """Four storescu associations of 60 images each; `kill()` once 40 are indexed.  The files,
-    and those storescu saw acknowledged."""
+def send_and_kill(server, tmp_path: Path, kill, associations: int = 4) -> tuple[list[Path], set[str]]:
+    """Four studies of 60 images each over `associations` storescu associations; `kill()` once
+    40 are indexed.  The files, and those storescu saw acknowledged."""
     files = [f for n in range(4) for f in write_study(tmp_path / "send" / str(n), series=2, per_series=30)]
-    clients = [storescu(server.port, files[i::4], f"MOD{i}") for i in range(4)]
+    clients = [storescu(server.port, files[i::associations], f"MOD{i}") for i in range(associations)]
     wait_until(lambda: count_indexed(server) >= 40, 60, "40 instances indexed")
     kill()
     outputs = [client.communicate(timeout=120)[0] for client in clients]
@@ -176,6 +176,52 @@ def test_receiving_process_killed_mid_send(pacs_process, tmp_path):
     assert len(acked) < len(files)  # the killed process's association broke off
     wait_until(lambda: child_pids(tmp_path, "receiver 1"), 30, "receiver 1 restarted")
     assert child_pids(tmp_path, "receiver 1") != [victim]
+    assert_acknowledged_kept_and_resend(server, files, acked, tmp_path)
+    assert pacsd_check(server, tmp_path).returncode == 0
+
+
+def rows_committed(tmp_path: Path) -> dict[int, tuple[int, int]]:
+    """Per receiving process, (rows committed in it, rows committed through the writer process),
+    from the lines each logs as it stops."""
+    log = (tmp_path / "logs" / "pacsd.log").read_text()
+    return {int(n): (int(here), int(shared)) for n, here, shared in
+            re.findall(r"receiving process (\d+): (\d+) rows committed here, (\d+) through the writer", log)}
+
+
+def test_a_process_receiving_alone_commits_its_rows_itself(pacs_process, tmp_path):
+    server = serve_with(pacs_process, tmp_path)
+    files = write_study(tmp_path / "send", series=1, per_series=20)
+    output = storescu(server.port, files, "ALONE").communicate(timeout=60)[0]
+    assert acknowledged(output) == set(map(str, files))
+    assert count_indexed(server) == 20
+    server.stop()
+    assert sorted(rows_committed(tmp_path).values()) == [(0, 0), (20, 0)]
+
+
+def test_rows_go_through_the_writer_while_another_process_receives(pacs_process, tmp_path):
+    server = serve_with(pacs_process, tmp_path)
+    ae = AE(ae_title="HOLDER")
+    ae.add_requested_context(Verification)
+    held = ae.associate(HOST, server.port, ae_title="PACSD")  # one process busy: the send goes to the other
+    assert held.is_established
+    files = write_study(tmp_path / "send", series=1, per_series=20)
+    output = storescu(server.port, files, "SHARED").communicate(timeout=60)[0]
+    held.release()
+    assert acknowledged(output) == set(map(str, files))
+    server.stop()
+    assert sorted(rows_committed(tmp_path).values()) == [(0, 0), (0, 20)]
+
+
+def test_process_receiving_alone_killed_mid_send(pacs_process, tmp_path):
+    """One association, its rows committed in the receiving process itself: kill -9 of that
+    process loses nothing acknowledged."""
+    server = serve_with(pacs_process, tmp_path)
+    victims = child_pids(tmp_path, "receiver 1") + child_pids(tmp_path, "receiver 2")
+    files, acked = send_and_kill(server, tmp_path, lambda: [os.kill(pid, signal.SIGKILL) for pid in victims],
+                                 associations=1)
+    assert 40 <= len(acked) < len(files)
+    wait_until(lambda: child_pids(tmp_path, "receiver 1") and child_pids(tmp_path, "receiver 2"), 30,
+               "receiving processes restarted")
     assert_acknowledged_kept_and_resend(server, files, acked, tmp_path)
     assert pacsd_check(server, tmp_path).returncode == 0
 

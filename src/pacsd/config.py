@@ -146,6 +146,8 @@ class DatabaseSettings(_Section):
     url: str | None = Field(None, description="postgresql://user@host/db instead of the SQLite file at path")
     wal_mode: bool = True
     commit_batch: int = Field(64, ge=1, description="most instances one group commit holds")
+    solo_commit: bool = Field(True, description="with several receiving processes, one that receives alone commits "
+                                                "its rows itself (no round trip to the writer process)")
     auto_upgrade: bool = Field(True, description="apply pending schema migrations at start-up")
 
     @field_validator("url")

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 
 from pacsd.config import Settings
+from pacsd.index.solo_writer import SoloWhenAloneWriter
+from pacsd.net.receiving_load import ReceivingLoad
 from pacsd.services import hook_relay
 
 log = logging.getLogger(__name__)
@@ -51,16 +53,18 @@ def run_writer(settings: Settings, listener: socket.socket, node: str, ready: Ca
 
 
 def run_receiver(settings: Settings, number: int, count: int, channel: socket.socket, writer_address: str,
-                 hooks_out: socket.socket, node: str, ready: Callable[[], None]) -> None:
+                 hooks_out: socket.socket, node: str, ready: Callable[[], None], load: ReceivingLoad) -> None:
     """A receiving process: the DICOM associations its parent hands over (its on_instance hooks
-    are sent to the background process)."""
+    are sent to the background process).  While no other receiving process holds an association
+    (`load`), it commits its index rows itself (`database.solo_commit`)."""
     from pacsd.net.association_board import BoardPublisher, board_folder
     from pacsd.net.scp import DicomServer
     from pacsd.services.archive import Archive
 
     stop = _stop_event()
     log.info("receiving process %d of %d (pid %d)", number, count, os.getpid())
-    archive = Archive(settings, node, writer_address=writer_address)
+    alone = (lambda: not load.others_busy(number)) if settings.database.solo_commit else None
+    archive = Archive(settings, node, writer_address=writer_address, alone=alone)
     archive.hooks.relay = hook_relay.sender(hooks_out)
     server = DicomServer(settings, archive, handoff=channel)
     board = BoardPublisher(server.connections, board_folder(settings.storage.directory, os.getppid()))
@@ -72,6 +76,10 @@ def run_receiver(settings: Settings, number: int, count: int, channel: socket.so
     finally:
         server.stop()
         board.stop()
+        writer = archive.writer
+        if isinstance(writer, SoloWhenAloneWriter):
+            log.info("receiving process %d: %d rows committed here, %d through the writer process",
+                     number, writer.local_writes, writer.shared_writes)
         archive.close()
 
 

@@ -36,6 +36,7 @@ from pacsd.index.shared_writer import listen as listen_for_writes, writer_addres
 from pacsd.services.hook_relay import relay_pair
 from pacsd.net.association_board import clear_old_boards
 from pacsd.net.handoff import CLOSED, NEGOTIATED, hand_over, handoff_pair, parse_report
+from pacsd.net.receiving_load import ReceivingLoad
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class Supervisor:
         self._handed: dict[int, _Handed] = {}
         self._numbers = 0
         self._refused_logged = 0.0
+        self.load = ReceivingLoad(receivers)  # made before any fork: shared with every child
 
     # -- start-up -----------------------------------------------------------------------------
     def run(self) -> int:
@@ -234,10 +236,17 @@ class Supervisor:
                 log.warning("could not hand a connection to %s (pid %d): %s", child.name, child.pid, exc)
                 continue
             self._handed[self._numbers] = _Handed(child, address[0])
-            child.open += 1
+            self._set_open(child, child.open + 1)
             self._next = (i + 1) % len(receivers)
             return
         log.error("no receiving process took the connection from %s", address[0])
+
+    def _set_open(self, child: Child, count: int) -> None:
+        """A receiving process's open associations, for the parent's hand-off and for the
+        receiving processes (`ReceivingLoad`)."""
+        child.open = count
+        if child.role == "receiver":
+            self.load.set(child.number, count)
 
     def _may_negotiate(self, host: str) -> bool:
         """Whether a new connection from `host` may negotiate: connections that have not yet
@@ -272,7 +281,7 @@ class Supervisor:
             if kind == NEGOTIATED and number in self._handed:
                 self._handed[number].negotiated = True
             elif kind == CLOSED and self._handed.pop(number, None) is not None:
-                child.open = max(0, child.open - 1)
+                self._set_open(child, max(0, child.open - 1))
 
     def _read_ready(self, fd: int) -> None:
         child = next((c for c in self.children if c.ready_fd == fd), None)
@@ -300,7 +309,8 @@ class Supervisor:
             if child is None:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            child.pid, child.exit_status, child.ready, child.open = 0, code, False, 0
+            child.pid, child.exit_status, child.ready = 0, code, False
+            self._set_open(child, 0)
             self._handed = {n: h for n, h in self._handed.items() if h.child is not child}
             self._close_channels(child)
             if not restart or self._stopping.requested:
@@ -329,7 +339,8 @@ class Supervisor:
             os.close(ready_r)
             self._become(child, ready_w, parent)
         os.close(ready_w)
-        child.pid, child.ready, child.ready_fd, child.open = pid, False, ready_r, 0
+        child.pid, child.ready, child.ready_fd = pid, False, ready_r
+        self._set_open(child, 0)
         child.started, child.restart_at, child.exit_status = time.monotonic(), None, None
         if child.child_channel is not None:
             child.child_channel.close()
@@ -389,7 +400,7 @@ class Supervisor:
         from pacsd.cli.roles import run_receiver
 
         run_receiver(self.settings, child.number, self.count, child.child_channel, self.writer_address,
-                     self._hooks_out, f"{self.node}-r{child.number}", _ready_signal(child))
+                     self._hooks_out, f"{self.node}-r{child.number}", _ready_signal(child), self.load)
 
     def _run_web(self, child: Child) -> None:
         from pacsd.cli.roles import run_web

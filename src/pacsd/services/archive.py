@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Callable
 
 from pacsd.config import Settings
 from pacsd.dicom.sopclasses import resolve_sop_classes
 from pacsd.index.engine import open_index
 from pacsd.index.study_folders import StudyFolderClaims
 from pacsd.index.shared_writer import WriterClient
+from pacsd.index.solo_writer import SoloWhenAloneWriter
 from pacsd.index.writer import IndexWriter
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.audit import AuditTrail
@@ -34,11 +36,13 @@ log = logging.getLogger(__name__)
 
 
 class Archive:
-    def __init__(self, settings: Settings, node: str | None = None, writer_address: str | None = None) -> None:
+    def __init__(self, settings: Settings, node: str | None = None, writer_address: str | None = None,
+                 alone: Callable[[], bool] | None = None) -> None:
         """`node` names this process among those sharing the storage folder (default: host and
         DICOM port); its unfinished incoming files from an earlier run are cleared.
         `writer_address`: hand instance rows to the shared writer process there instead of
-        committing them in this process."""
+        committing them in this process; `alone()`: whether this process may commit its rows
+        itself for now (a receiving process while no other one receives)."""
         self.settings = settings
         database = settings.database
         self.engine = open_index(database.target, database.wal_mode, database.auto_upgrade)
@@ -47,10 +51,12 @@ class Archive:
         self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group,
                                self.node)
         if writer_address is None:
-            self.writer = IndexWriter(self.engine, batch=settings.database.commit_batch,
-                                      make_durable=self.blobs.make_entries_durable)
-        else:
+            self.writer = self._own_writer()
+        elif alone is None:
             self.writer = WriterClient(writer_address, self.engine, self.blobs.take_new_entries)
+        else:
+            self.writer = SoloWhenAloneWriter(
+                self._own_writer(), WriterClient(writer_address, self.engine, self.blobs.take_new_entries), alone)
         self.accepted_sop_classes = resolve_sop_classes(settings.accepted_sop_classes)
         self.layout = make_layout(storage.naming, settings, StudyFolderClaims(self.engine))
         self.actions = ActionLog.from_settings(settings)
@@ -78,6 +84,10 @@ class Archive:
                                            background_stop)
         self.stable_detector = StudyStableDetector(self.engine, settings.stable_after,
                                                    self.end_of_study.study_stable, node=self.node)
+
+    def _own_writer(self) -> IndexWriter:
+        return IndexWriter(self.engine, batch=self.settings.database.commit_batch,
+                           make_durable=self.blobs.make_entries_durable)
 
     def start_background(self) -> None:
         """Queue end-of-study work left undone by an earlier run, and start the study-stable
