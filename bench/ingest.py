@@ -199,9 +199,13 @@ class Pacsd(Server):
     database made on the server of `database` (a URL whose database we may create others from)."""
 
     def __init__(self, workers: str = "auto", database: str | None = None) -> None:
-        super().__init__("pacsd" if workers == "auto" else f"pacsd-w{workers}", "PACSD")
+        """`workers`: a server.workers value; with the suffix `-shared` (e.g. auto-shared), every
+        row goes through the writer process (database.solo_commit off)."""
+        label = {"auto": "pacsd", "auto-shared": "pacsd-shared"}.get(workers, f"pacsd-w{workers}")
+        super().__init__(label, "PACSD")
         self.exe = REPO_DIR / ".venv" / "bin" / "pacsd"
-        self.workers, self.database = workers, database
+        self.solo_commit = not workers.endswith("-shared")
+        self.workers, self.database = workers.removesuffix("-shared"), database
 
     def missing(self) -> str | None:
         return None if self.exe.exists() else f"{self.exe} not found (run make install-dev)"
@@ -210,7 +214,8 @@ class Pacsd(Server):
         d = work / "data"
         config = work / "pacsd.yaml"
         workers = self.workers if self.workers == "auto" else int(self.workers)
-        config.write_text(json.dumps({"server": {"workers": workers}, "http": {"enabled": False}}))
+        config.write_text(json.dumps({"server": {"workers": workers}, "http": {"enabled": False},
+                                      "database": {"solo_commit": self.solo_commit}}))
         index = ["--database-url", self.fresh_database(work.name)] if self.database else \
             ["--index-db", str(d / "index.sqlite")]
         return [str(self.exe), "serve", "--config", str(config), "--host", HOST, "--port", str(port),
@@ -454,7 +459,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work-dir", type=Path, default=BENCH_DIR / ".work", help="server folders")
     p.add_argument("--json", type=Path, default=None, help="default bench/results/ingest-<time>.json")
     p.add_argument("--workers", default="auto,1",
-                   help="pacsd server.workers, comma-separated (default auto,1: the default, and one process)")
+                   help="pacsd server.workers, comma-separated (default auto,1: the default, and one process); "
+                        "auto-shared: auto with every row through the writer process (database.solo_commit off)")
     p.add_argument("--repeat", type=int, default=None,
                    help="runs per cell, interleaved between servers; the median is reported (default 3, --quick 1)")
     p.add_argument("--database", default=None,
