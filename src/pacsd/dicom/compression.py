@@ -6,6 +6,7 @@ Where files go and when this runs is `pacsd.services.compression`'s business.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -52,7 +53,9 @@ def compress_into(source: Path, syntax: str, out: BinaryIO) -> np.ndarray:
     encoder = get_encoder(syntax)
     if not encoder.is_available:
         raise CannotCompress(f"no {syntax.name} encoder is installed ({'; '.join(encoder.missing_dependencies)})")
-    dataset = dcmread(source)
+    with warnings.catch_warnings():  # odd values pydicom reads and warns of are kept as they are
+        warnings.simplefilter("ignore")
+        dataset = dcmread(source)
     _check_compressible(dataset)
     try:
         original = dataset.pixel_array
@@ -63,7 +66,9 @@ def compress_into(source: Path, syntax: str, out: BinaryIO) -> np.ndarray:
         raise
     except Exception as exc:  # each encoder plugin raises its own kinds of error
         raise CannotCompress(f"{syntax.name}: {_first_line(exc)}") from None
-    dataset.save_as(out, enforce_file_format=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset.save_as(out, enforce_file_format=True)
     return original
 
 
