@@ -1,0 +1,230 @@
+"""Lossless compression of the archive (`pacsd compress`, the background job): every uncompressed
+file of the shared test data in each syntax, pixels checked with pydicom as the oracle, the index
+row switched (path, size, checksum, syntax), `pacsd check` clean; a crash at each step leaves one
+valid indexed file and `pacsd check` clears the rest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom import dcmread
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, MultiFrameGrayscaleWordSecondaryCaptureImageStorage, \
+    RLELossless, generate_uid
+from sqlalchemy import func, select
+
+from pacsd.index.schema import compression_journal, compression_outcomes, instances, studies
+from pacsd.services.archive import Archive
+from tests.conftest import TESTDATA, VENV_BIN, make_settings
+from tests.qr_support import archive_files
+from tests.stored_checks import storable_testdata
+
+CT = TESTDATA / "dicompyler-core" / "ct.0.dcm"
+SYNTAXES = {"jpeg-ls": JPEGLSLossless, "jpeg2000": JPEG2000Lossless, "rle": RLELossless}
+
+
+def uncompressed_testdata() -> dict[str, Path]:
+    """SOP Instance UID -> file, of the storable shared test files stored uncompressed."""
+    return {uid: path for uid, path in storable_testdata().items()
+            if not dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID.is_compressed}
+
+
+def multiframe_ct(folder: Path) -> Path:
+    """A 3-frame 16-bit image made of the CT's pixels (the shared data has no uncompressed one this large)."""
+    source, dataset = dcmread(CT), dcmread(CT)
+    dataset.SOPClassUID = MultiFrameGrayscaleWordSecondaryCaptureImageStorage
+    dataset.SOPInstanceUID = generate_uid()
+    dataset.NumberOfFrames = 3
+    frames = np.stack([source.pixel_array, source.pixel_array[::-1], source.pixel_array[:, ::-1]])
+    dataset.PixelData = frames.astype(source.pixel_array.dtype).tobytes()
+    dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    path = folder / "multiframe.dcm"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+def settings_compressing(tmp_path: Path, syntax: str = "jpeg-ls", **compression):
+    return make_settings(tmp_path, compression={"rules": [{"syntax": syntax}], "after": 0, **compression})
+
+
+def rows_by_uid(archive: Archive) -> dict[str, object]:
+    with archive.engine.connect() as conn:
+        return {row.sop_uid: row for row in conn.execute(select(instances)).all()}
+
+
+def pacsd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV_BIN / "pacsd"), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def pixels(path: Path) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dcmread(path).pixel_array
+
+
+@pytest.mark.parametrize("name", SYNTAXES)
+def test_every_uncompressed_test_file_is_compressed_losslessly_or_skipped_with_a_reason(tmp_path, name):
+    originals = {**uncompressed_testdata()}
+    made = multiframe_ct(tmp_path / "made")
+    originals[str(dcmread(made, stop_before_pixels=True).SOPInstanceUID)] = made
+    settings = settings_compressing(tmp_path, name)
+    archive = Archive(settings)
+    try:
+        archive_files(archive, *originals.values())
+        before = rows_by_uid(archive)
+        report = archive.compressor.run()
+        after = rows_by_uid(archive)
+        with archive.engine.connect() as conn:
+            outcomes = {row.instance_pk: row for row in conn.execute(select(compression_outcomes)).all()}
+            study_sizes = dict(conn.execute(select(studies.c.study_uid, studies.c.size_bytes)).all())
+        again = archive.compressor.run()
+    finally:
+        archive.close()
+    syntax = SYNTAXES[name]
+    compressed = {uid for uid, row in after.items() if row.transfer_syntax == syntax}
+    assert report.compressed == len(compressed) > 0
+    # the images every codec takes: CT, MR and US of 16 and 8 bits, the 3-frame image
+    assert {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in
+            (CT, made, TESTDATA / "debian-dicom3tools" / "0051.dcm",
+             TESTDATA / "deid-data" / "ultrasounds" / "GREYSCALE_IMAGE.dcm")} <= compressed
+    storage = Path(settings.storage.directory)
+    for uid, original in originals.items():
+        row, old = after[uid], before[uid]
+        if uid in compressed:
+            copy = dcmread(storage / row.path)
+            assert copy.file_meta.TransferSyntaxUID == syntax
+            assert str(copy.SOPInstanceUID) == uid
+            assert np.array_equal(copy.pixel_array, pixels(original)), original.name
+            assert row.size_bytes == (storage / row.path).stat().st_size < old.size_bytes
+            assert row.checksum == hashlib.sha256((storage / row.path).read_bytes()).hexdigest()
+            assert not (storage / old.path).exists()
+            header = dcmread(original, stop_before_pixels=True)
+            for element in header:  # the header is the original's, element by element
+                assert copy[element.tag].value == element.value, (original.name, element.keyword)
+        else:  # left as it was, and why is recorded
+            assert (row.path, row.checksum, row.transfer_syntax) == (old.path, old.checksum, old.transfer_syntax)
+            assert outcomes[row.pk].permanent and outcomes[row.pk].reason, original.name
+    assert len(report.skipped) == len(originals) - len(compressed)
+    assert report.bytes_saved == sum(before[uid].size_bytes - after[uid].size_bytes for uid in compressed) > 0
+    # each study's size is the sum of its instances' sizes
+    assert sum(study_sizes.values()) == sum(row.size_bytes for row in after.values())
+    assert (again.compressed, again.skipped, again.failed) == (0, [], [])  # nothing is tried twice
+    check = pacsd("check", "--config", str(tmp_path / "pacsd.yaml"), "--checksums", "--grace", "0", "--json")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert json.loads(check.stdout)["unindexed"] == []
+
+
+def test_dry_run_lists_what_a_run_compresses_and_changes_nothing(tmp_path):
+    settings = settings_compressing(tmp_path, "rle")
+    archive = Archive(settings)
+    try:
+        archive_files(archive, CT, TESTDATA / "dicompyler-core" / "rtss.dcm")
+        before = rows_by_uid(archive)
+    finally:
+        archive.close()
+    run = pacsd("compress", "--config", str(tmp_path / "pacsd.yaml"), "--dry-run", "--json")
+    assert run.returncode == 0, run.stderr
+    planned = json.loads(run.stdout)["planned"]
+    assert {item["sop_instance_uid"] for item in planned} == set(before)
+    assert {item["syntax"] for item in planned} == {"RLE Lossless"}
+    archive = Archive(settings)
+    try:
+        assert rows_by_uid(archive) == before
+    finally:
+        archive.close()
+    run = pacsd("compress", "--config", str(tmp_path / "pacsd.yaml"))
+    assert run.returncode == 0, run.stderr
+    assert "compressed 1 instance(s)" in run.stdout and "skipped 1" in run.stdout
+
+
+def test_rules_choose_the_syntax_by_modality_and_leave_what_no_rule_names(tmp_path):
+    mr = TESTDATA / "debian-dicom3tools" / "0051.dcm"
+    us = TESTDATA / "deid-data" / "ultrasounds" / "GREYSCALE_IMAGE.dcm"
+    settings = make_settings(tmp_path, compression={"after": 0, "rules": [
+        {"modalities": ["CT"], "syntax": "JPEG 2000 Lossless"},
+        {"modalities": ["mr"], "syntax": "1.2.840.10008.1.2.5"}]})
+    archive = Archive(settings)
+    try:
+        archive_files(archive, CT, mr, us)
+        archive.compressor.run()
+        syntaxes = {uid: row.transfer_syntax for uid, row in rows_by_uid(archive).items()}
+    finally:
+        archive.close()
+    uid = {path: str(dcmread(path, stop_before_pixels=True).SOPInstanceUID) for path in (CT, mr, us)}
+    assert syntaxes[uid[CT]] == JPEG2000Lossless
+    assert syntaxes[uid[mr]] == RLELossless
+    assert syntaxes[uid[us]] == str(dcmread(us, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+
+
+def test_a_lossy_syntax_in_a_rule_is_a_config_error(tmp_path):
+    from pacsd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lossless only"):
+        make_settings(tmp_path, compression={"rules": [{"syntax": "JPEG Baseline (Process 1)"}]})
+
+
+# A child process compresses the archive and dies (os._exit, as kill -9 would) at one step.
+_CRASH = r"""
+import os, sys
+from pacsd.config import load_settings
+from pacsd.services.archive import Archive
+import pacsd.index.compression as index
+import pacsd.storage.blobstore as blobstore
+
+point = sys.argv[2]
+if point == "before-switch":  # the compressed file placed and durable, the row not switched
+    index.switch_to_compressed = lambda *args, **kwargs: os._exit(9)
+elif point == "after-switch":  # the row switched, the original not removed yet
+    original = index.switch_to_compressed
+    def switch_then_die(*args, **kwargs):
+        original(*args, **kwargs)
+        os._exit(9)
+    index.switch_to_compressed = switch_then_die
+archive = Archive(load_settings(sys.argv[1]), node="crasher")
+archive.compressor.run()
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("point", ["before-switch", "after-switch"])
+def test_a_crash_at_each_step_leaves_one_valid_indexed_file_and_check_clears_the_other(tmp_path, point):
+    settings = settings_compressing(tmp_path)
+    archive = Archive(settings)
+    try:
+        archive_files(archive, CT)
+        before = rows_by_uid(archive)
+    finally:
+        archive.close()
+    crash = subprocess.run([sys.executable, "-c", _CRASH, str(tmp_path / "pacsd.yaml"), point],
+                           capture_output=True, text=True, timeout=120)
+    assert crash.returncode == 9, crash.stderr
+    storage = Path(settings.storage.directory)
+    archive = Archive(settings)
+    try:
+        (row,) = rows_by_uid(archive).values()
+        with archive.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(compression_journal)).scalar_one() == 1
+    finally:
+        archive.close()
+    images = sorted(p for p in storage.rglob("*.dcm") if ".incoming" not in p.parts)
+    assert len(images) == 2  # the original and the compressed file, one of them indexed
+    assert hashlib.sha256((storage / row.path).read_bytes()).hexdigest() == row.checksum
+    assert np.array_equal(pixels(storage / row.path), pixels(CT))
+    if point == "before-switch":
+        assert row.path == next(iter(before.values())).path
+    else:
+        assert row.transfer_syntax == JPEGLSLossless
+    check = pacsd("check", "--config", str(tmp_path / "pacsd.yaml"), "--grace", "0", "--json")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert len(json.loads(check.stdout)["compression_leftovers"]) == 1
+    assert sorted(p for p in storage.rglob("*.dcm") if ".incoming" not in p.parts) == [storage / row.path]
+    again = pacsd("check", "--config", str(tmp_path / "pacsd.yaml"), "--grace", "0", "--json")
+    assert json.loads(again.stdout)["compression_leftovers"] == [] and again.returncode == 0
