@@ -15,15 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom import dcmread
-from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, MultiFrameGrayscaleWordSecondaryCaptureImageStorage, \
-    RLELossless, generate_uid
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    RLELossless,
+    generate_uid,
+)
 from sqlalchemy import func, select
 
 from pacsd.index.schema import compression_journal, compression_outcomes, instances, studies
 from pacsd.services.archive import Archive
-from tests.conftest import TESTDATA, VENV_BIN, make_settings
-from tests.qr_support import archive_files
-from tests.stored_checks import storable_testdata
+from tests.conftest import HOST, TESTDATA, VENV_BIN, dcmtk, make_settings
+from tests.qr_support import archive_files, with_pacsd_and_storescp
+from tests.stored_checks import dataset_bytes, storable_testdata
 
 CT = TESTDATA / "dicompyler-core" / "ct.0.dcm"
 SYNTAXES = {"jpeg-ls": JPEGLSLossless, "jpeg2000": JPEG2000Lossless, "rle": RLELossless}
@@ -228,3 +234,83 @@ def test_a_crash_at_each_step_leaves_one_valid_indexed_file_and_check_clears_the
     assert sorted(p for p in storage.rglob("*.dcm") if ".incoming" not in p.parts) == [storage / row.path]
     again = pacsd("check", "--config", str(tmp_path / "pacsd.yaml"), "--grace", "0", "--json")
     assert json.loads(again.stdout)["compression_leftovers"] == [] and again.returncode == 0
+
+
+def compressed_archive(archive: Archive, *files: Path) -> dict[str, Path]:
+    """Archive `files` and compress them (JPEG-LS by the archive's rules): UID -> compressed file."""
+    archive_files(archive, *files)
+    assert archive.compressor.run().compressed == len(files)
+    return {uid: archive.blobs.root / row.path for uid, row in rows_by_uid(archive).items()}
+
+
+def by_uid(folder: Path) -> dict[str, Path]:
+    return {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("option, syntax", [("+xe", ExplicitVRLittleEndian), ("+xt", JPEGLSLossless)],
+                         ids=["proposing-uncompressed", "proposing-jpeg-ls"])
+def test_getscu_gets_the_compressed_file_when_it_takes_jpeg_ls_and_decoded_pixels_otherwise(
+        pacs_factory, tmp_path, option, syntax):
+    pacs = pacs_factory(compression={"rules": [{"syntax": "jpeg-ls"}], "after": 0})
+    originals = [CT, multiframe_ct(tmp_path / "made")]
+    stored = compressed_archive(pacs.archive, *originals)
+    study = str(dcmread(CT, stop_before_pixels=True).StudyInstanceUID)
+    out = tmp_path / "got"
+    out.mkdir()
+    run = dcmtk("getscu", "-v", "-S", option, "-aet", "GETTER", "-aec", pacs.aet, "-od", str(out), HOST,
+                str(pacs.port), "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}")
+    got = by_uid(out)
+    assert set(got) == set(stored), run.stderr[-3000:]
+    for original in originals:
+        uid = str(dcmread(original, stop_before_pixels=True).SOPInstanceUID)
+        copy = dcmread(got[uid])
+        assert copy.file_meta.TransferSyntaxUID == syntax
+        assert np.array_equal(copy.pixel_array, pixels(original))
+        if syntax == JPEGLSLossless:  # the very bytes stored
+            assert dataset_bytes(got[uid]) == dataset_bytes(stored[uid])
+
+
+@pytest.mark.parametrize("storescp_option, syntax", [("+xe", ExplicitVRLittleEndian), ("+xt", JPEGLSLossless)],
+                         ids=["taking-uncompressed", "taking-jpeg-ls"])
+def test_movescu_destination_gets_the_compressed_file_or_decoded_pixels(tmp_path, storescp_option, syntax):
+    archive = Archive(make_settings(tmp_path, compression={"rules": [{"syntax": "jpeg-ls"}], "after": 0}))
+    try:
+        stored = compressed_archive(archive, CT)
+    finally:
+        archive.close()
+    (uid,) = stored
+    run, received = with_pacsd_and_storescp(tmp_path, f"+B {storescp_option}", "movescu", "-S", "-aet", "MOVER",
+                                            "-aec", "PACSD", "-aem", "DEST", "-k", "QueryRetrieveLevel=IMAGE",
+                                            "-k", f"SOPInstanceUID={uid}", HOST, "11112")
+    arrived = by_uid(received)
+    assert set(arrived) == {uid}, run.stderr[-3000:]
+    copy = dcmread(arrived[uid])
+    assert copy.file_meta.TransferSyntaxUID == syntax
+    assert np.array_equal(copy.pixel_array, pixels(CT))
+    if syntax == JPEGLSLossless:
+        assert dataset_bytes(arrived[uid]) == dataset_bytes(stored[uid])
+
+
+@pytest.mark.parametrize("media_types, syntax", [
+    ((("application/dicom", ExplicitVRLittleEndian),), ExplicitVRLittleEndian),
+    ((("application/dicom", "*"),), JPEGLSLossless),
+    (None, JPEGLSLossless)], ids=["explicit-le", "any", "as-stored"])
+def test_wado_rs_sends_the_compressed_file_or_transcodes_it_as_asked(pacs_factory, tmp_path, media_types, syntax):
+    from pacsd.services.users import add_user
+    from pacsd.web.server import WebServer
+    from tests.dicomweb_support import ADMIN, PASSWORD, client
+
+    pacs = pacs_factory(compression={"rules": [{"syntax": "jpeg-ls"}], "after": 0})
+    stored = compressed_archive(pacs.archive, CT)
+    header = dcmread(CT, stop_before_pixels=True)
+    add_user(pacs.archive.engine, ADMIN, PASSWORD, is_admin=True)
+    server = WebServer(pacs.archive, HOST, 0, pacs.server.connections)
+    server.start()
+    try:
+        instance = client(f"http://{HOST}:{server.address[1]}").retrieve_instance(str(header.StudyInstanceUID), str(header.SeriesInstanceUID),
+                                            str(header.SOPInstanceUID), media_types=media_types)
+    finally:
+        server.stop()
+    assert str(instance.SOPInstanceUID) in stored
+    assert instance.file_meta.TransferSyntaxUID == syntax
+    assert np.array_equal(instance.pixel_array, pixels(CT))
