@@ -9,6 +9,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -314,3 +315,79 @@ def test_wado_rs_sends_the_compressed_file_or_transcodes_it_as_asked(pacs_factor
     assert str(instance.SOPInstanceUID) in stored
     assert instance.file_meta.TransferSyntaxUID == syntax
     assert np.array_equal(instance.pixel_array, pixels(CT))
+
+
+def ct_copies(folder: Path, count: int) -> list[Path]:
+    """`count` copies of the CT, each a new instance of one new study."""
+    study, series = generate_uid(), generate_uid()
+    paths = []
+    for number in range(count):
+        dataset = dcmread(CT)
+        dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study, series
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        paths.append(folder / f"{number}.dcm")
+        paths[-1].parent.mkdir(parents=True, exist_ok=True)
+        dataset.save_as(paths[-1], enforce_file_format=True)
+    return paths
+
+
+def test_background_process_killed_while_compressing_then_restarted(pacs_process, tmp_path):
+    """The server's background process compresses the archive and is killed (SIGKILL) three times at
+    random moments: every indexed row names a file with its checksum at every point, and after the
+    restarts everything is compressed, one file per instance, `pacsd check --checksums` clean."""
+    import os
+    import random
+    import signal
+
+    import yaml
+
+    from pacsd.index.engine import open_index
+    from tests.conftest import wait_until
+    from tests.test_processes import child_pids
+
+    compression = {"enabled": True, "after": 0, "idle_wait": 0.2, "batch": 5, "rules": [{"syntax": "jpeg-ls"}]}
+    archive = Archive(make_settings(tmp_path, compression=compression))
+    try:
+        archive_files(archive, *ct_copies(tmp_path / "copies", 40))
+    finally:
+        archive.close()
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump({"server": {"workers": 2, "shutdown_grace": 2}, "compression": compression}))
+    server = pacs_process("--config", str(config))
+    engine = open_index(server.database_target, upgrade=False)
+    storage = tmp_path / "storage"
+
+    def compressed() -> int:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(instances)
+                                .where(instances.c.transfer_syntax == JPEGLSLossless)).scalar_one()
+
+    def assert_every_row_has_its_file() -> None:
+        with engine.connect() as conn:
+            rows = conn.execute(select(instances.c.path, instances.c.checksum)).all()
+        assert len(rows) == 40
+        for row in rows:
+            assert hashlib.sha256((storage / row.path).read_bytes()).hexdigest() == row.checksum, row.path
+
+    try:
+        for _ in range(3):
+            victim = wait_until(lambda: child_pids(tmp_path, "background"), 30, "a background process")[0]
+            already = compressed()
+            wait_until(lambda: compressed() > already or compressed() == 40, 60, "compression going on")
+            if compressed() == 40:
+                break
+            time.sleep(random.uniform(0, 0.1))
+            os.kill(victim, signal.SIGKILL)
+            wait_until(lambda: child_pids(tmp_path, "background") not in ([], [victim]), 30, "background restarted")
+            assert_every_row_has_its_file()
+        wait_until(lambda: compressed() == 40, 120, "everything compressed")
+        server.stop()
+        assert_every_row_has_its_file()
+    finally:
+        engine.dispose()
+    check = pacsd("check", "--config", str(config), "--storage-dir", str(storage), "--index-db",
+                  str(tmp_path / "index.sqlite"), "--checksums", "--grace", "0", "--json")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert sorted(p for p in storage.rglob("*.dcm") if ".incoming" not in p.parts) == \
+        sorted(p for p in storage.rglob("*.jls.dcm"))
+    assert len(list(storage.rglob("*.jls.dcm"))) == 40
