@@ -391,3 +391,40 @@ def test_background_process_killed_while_compressing_then_restarted(pacs_process
     assert sorted(p for p in storage.rglob("*.dcm") if ".incoming" not in p.parts) == \
         sorted(p for p in storage.rglob("*.jls.dcm"))
     assert len(list(storage.rglob("*.jls.dcm"))) == 40
+
+
+def twelve_bit_ct(folder: Path, high_bits: bool) -> Path:
+    """The CT as 12-bit unsigned data; with `high_bits`, 100 stored words also carry bit 14 (as an
+    old overlay in the pixel data's unused bits would): pydicom decodes both to the same values."""
+    dataset = dcmread(CT)
+    dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 12, 11, 0
+    words = (np.frombuffer(dataset.PixelData, dtype="<i2").astype(np.int32) + 1024).clip(0, 4095).astype("<u2")
+    if high_bits:
+        words[:100] |= 0x4000
+    dataset.PixelData = words.tobytes()
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    path = folder / f"ct12{'-high' if high_bits else ''}.dcm"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize("name", SYNTAXES)
+def test_content_above_bits_stored_is_never_dropped(tmp_path, name):
+    """Each codec keeps Bits Stored bits only, and pydicom's decoded values agree with or without
+    what lies above: a file with such content is skipped (its stored words are the oracle), a
+    clean 12-bit file is compressed."""
+    clean, marked = twelve_bit_ct(tmp_path / "made", False), twelve_bit_ct(tmp_path / "made", True)
+    archive = Archive(settings_compressing(tmp_path, name))
+    try:
+        archive_files(archive, clean, marked)
+        report = archive.compressor.run()
+        rows = rows_by_uid(archive)
+        storage = archive.blobs.root
+    finally:
+        archive.close()
+    uid = {path: str(dcmread(path, stop_before_pixels=True).SOPInstanceUID) for path in (clean, marked)}
+    assert rows[uid[clean]].transfer_syntax == SYNTAXES[name]
+    assert rows[uid[marked]].transfer_syntax != SYNTAXES[name]
+    assert dcmread(storage / rows[uid[marked]].path).PixelData == dcmread(marked).PixelData
+    assert [why for _, why in report.skipped] == ["bits above Bits Stored (12) are set in the stored pixel words"]
