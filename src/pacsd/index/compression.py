@@ -148,9 +148,12 @@ def _switch(conn, journal_pk: int, candidate: Candidate, new_path: str, size: in
                  .values(size_bytes=studies.c.size_bytes + (size - candidate.size_bytes)))
 
 
-def journal_finish(engine: Engine, journal_pk: int) -> None:
+def journal_finish(engine: Engine, *journal_pks: int) -> None:
+    """Remove the entries of compressions done (or undone): nothing is left to recover of them."""
+    if not journal_pks:
+        return
     with engine.begin() as conn:
-        conn.execute(delete(compression_journal).where(compression_journal.c.pk == journal_pk))
+        conn.execute(delete(compression_journal).where(compression_journal.c.pk.in_(journal_pks)))
 
 
 def journal_entries(engine: Engine, node: str | None = None, started_before: datetime | None = None) -> list[JournalEntry]:

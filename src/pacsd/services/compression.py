@@ -70,6 +70,7 @@ class Compressor:
         self.engine, self.blobs, self.settings, self.node = engine, blobs, settings, node
         self.stop = stop if stop is not None else threading.Event()
         self._filters = [RuleFilter(set(rule.modalities), set(rule.sop_classes)) for rule in settings.rules]
+        self._finished: list[int] = []  # journal entries of compressions done, to remove in one go
 
     def syntax_for(self, candidate: Candidate) -> str | None:
         """The syntax of the first rule the instance matches."""
@@ -90,7 +91,17 @@ class Compressor:
         if not self.settings.rules:
             raise NoCompressionRules("no compression.rules in the config: nothing says what to compress, or how")
         received_before = received_before or datetime.now(timezone.utc)
-        report, done = CompressionReport(), 0
+        report = CompressionReport()
+        try:
+            self._run(report, received_before, limit, dry_run, progress, after_pk)
+        finally:
+            index.journal_finish(self.engine, *self._finished)
+            self._finished.clear()
+        return report
+
+    def _run(self, report: CompressionReport, received_before: datetime, limit: int | None, dry_run: bool,
+             progress: Callable[[Candidate], None] | None, after_pk: int) -> None:
+        done = 0
         while not self.stop.is_set() and (limit is None or done < limit):
             batch = self.candidates(after_pk, received_before, min(self.settings.batch, (limit or 1 << 30) - done))
             if not batch:
@@ -109,7 +120,8 @@ class Compressor:
                     self.compress(candidate, syntax, report)
                 if progress is not None:
                     progress(candidate)
-        return report
+            index.journal_finish(self.engine, *self._finished)
+            self._finished.clear()
 
     def compress(self, candidate: Candidate, syntax: str, report: CompressionReport) -> None:
         """Compress one instance; what happened goes into `report` (and the index, when given up)."""
@@ -137,11 +149,8 @@ class Compressor:
             raise CannotCompress(f"larger than compression.max_file_bytes ({self.settings.max_file_bytes})")
         temp, fd = self.blobs.new_temp_file()
         try:
-            with open(fd, "wb") as out:
+            with open(fd, "wb") as out:  # made durable once placed (make_durable), before the switch
                 original = compress_into(source, syntax, out)
-                out.flush()
-                if self.blobs.fsync:
-                    os.fdatasync(out.fileno())
             assert_same_pixels(temp, original, candidate.sop_uid)
             del original
             size = os.path.getsize(temp)
@@ -175,7 +184,7 @@ class Compressor:
             index.journal_finish(self.engine, journal)
             return None
         self.blobs.remove(candidate.path)
-        index.journal_finish(self.engine, journal)
+        self._finished.append(journal)  # removed with others: a crash before leaves nothing to undo
         log.debug("compressed %s: %s, %d -> %d bytes", candidate.sop_uid, UID(syntax).name, candidate.size_bytes, size)
         return size
 
@@ -195,14 +204,12 @@ class Compressor:
         a moment): of the two files, remove the one no instance row names.  The removed paths."""
         removed = []
         for entry in index.journal_entries(self.engine, node, started_before):
-            unnamed = index.take_journal_entry(self.engine, entry)
-            for path in unnamed or ():
+            for path in index.take_journal_entry(self.engine, entry) or ():
                 if (self.blobs.root / path).exists():
                     self.blobs.remove(path)
                     removed.append(path)
-            if unnamed is not None:
-                log.warning("compression of instance %d was interrupted: removed %s", entry.instance_pk,
-                            ", ".join(unnamed) or "nothing")
+                    log.warning("compression of instance %d was interrupted: removed %s, which no row names",
+                                entry.instance_pk, path)
         return removed
 
 
