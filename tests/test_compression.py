@@ -58,8 +58,9 @@ def multiframe_ct(folder: Path) -> Path:
     return path
 
 
-def settings_compressing(tmp_path: Path, syntax: str = "jpeg-ls", **compression):
-    return make_settings(tmp_path, compression={"rules": [{"syntax": syntax}], "after": 0, **compression})
+def settings_compressing(tmp_path: Path, syntax: str = "jpeg-ls", database: dict | None = None):
+    return make_settings(tmp_path, compression={"rules": [{"syntax": syntax}], "after": 0},
+                         **({"database": database} if database else {}))
 
 
 def rows_by_uid(archive: Archive) -> dict[str, object]:
@@ -129,8 +130,9 @@ def test_every_uncompressed_test_file_is_compressed_losslessly_or_skipped_with_a
     assert json.loads(check.stdout)["unindexed"] == []
 
 
-def test_dry_run_lists_what_a_run_compresses_and_changes_nothing(tmp_path):
-    settings = settings_compressing(tmp_path, "rle")
+@pytest.mark.both_databases
+def test_dry_run_lists_what_a_run_compresses_and_changes_nothing(tmp_path, index_database):
+    settings = settings_compressing(tmp_path, "rle", database=index_database)
     archive = Archive(settings)
     try:
         archive_files(archive, CT, TESTDATA / "dicompyler-core" / "rtss.dcm")
@@ -201,9 +203,11 @@ os._exit(0)
 """
 
 
+@pytest.mark.both_databases
 @pytest.mark.parametrize("point", ["before-switch", "after-switch"])
-def test_a_crash_at_each_step_leaves_one_valid_indexed_file_and_check_clears_the_other(tmp_path, point):
-    settings = settings_compressing(tmp_path)
+def test_a_crash_at_each_step_leaves_one_valid_indexed_file_and_check_clears_the_other(tmp_path, point,
+                                                                                      index_database):
+    settings = settings_compressing(tmp_path, database=index_database)
     archive = Archive(settings)
     try:
         archive_files(archive, CT)

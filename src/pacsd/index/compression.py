@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, true, update
+from sqlalchemy import Engine, and_, delete, insert, or_, select, true, update
 
 from pacsd.index.schema import compression_journal, compression_outcomes, instances, series, studies
 
@@ -90,18 +90,6 @@ def record_outcome(engine: Engine, candidate: Candidate, reason: str, permanent:
             attempts = existing.attempts + 1 if existing.checksum == candidate.checksum else 1
             conn.execute(update(compression_outcomes).where(compression_outcomes.c.pk == existing.pk)
                          .values(attempts=attempts, **values))
-
-
-def outcome_counts(engine: Engine) -> dict[str, int]:
-    """How many instances compression gave up on (skipped) and how many failed and may be retried."""
-    with engine.connect() as conn:
-        rows = conn.execute(select(compression_outcomes.c.permanent, compression_outcomes.c.attempts >= MAX_ATTEMPTS,
-                                   func.count()).group_by(compression_outcomes.c.permanent,
-                                                          compression_outcomes.c.attempts >= MAX_ATTEMPTS)).all()
-    counts = {"skipped": 0, "failing": 0}
-    for permanent, exhausted, count in rows:
-        counts["skipped" if permanent or exhausted else "failing"] += count
-    return counts
 
 
 def journal_start(engine: Engine, candidate: Candidate, new_path: str, node: str) -> int:
