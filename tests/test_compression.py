@@ -432,3 +432,22 @@ def test_content_above_bits_stored_is_never_dropped(tmp_path, name):
     assert rows[uid[marked]].transfer_syntax != SYNTAXES[name]
     assert dcmread(storage / rows[uid[marked]].path).PixelData == dcmread(marked).PixelData
     assert [why for _, why in report.skipped] == ["bits above Bits Stored (12) are set in the stored pixel words"]
+
+
+def test_the_original_sent_again_after_compression_is_a_duplicate_not_a_conflict(tmp_path, caplog):
+    """The same instance in another syntax has another checksum: it is no conflict; other content
+    in the stored syntax still is."""
+    archive = Archive(settings_compressing(tmp_path))
+    try:
+        stored = compressed_archive(archive, CT)
+        caplog.clear()
+        archive_files(archive, CT)  # kept: the compressed copy stays
+        assert not [r for r in caplog.records if "conflict" in r.getMessage()]
+        changed = dcmread(stored[next(iter(stored))])
+        changed.PatientName = "OTHER^CONTENT"
+        changed.save_as(tmp_path / "changed.dcm")
+        archive_files(archive, tmp_path / "changed.dcm")
+        assert [r for r in caplog.records if "conflict" in r.getMessage()]
+        assert {uid: archive.blobs.root / row.path for uid, row in rows_by_uid(archive).items()} == stored
+    finally:
+        archive.close()
