@@ -517,6 +517,8 @@ class CompressionSettings(_Section):
     idle_wait: float = Field(30, gt=0, description="seconds between looks when nothing is left to compress")
     max_file_bytes: int = Field(1 << 30, ge=1, description="larger files are skipped (compression holds "
                                 "the decoded pixels in memory twice)")
+    busy_share: float = Field(0.2, gt=0, le=1, description="while instances arrive, the share of the time "
+                              "compression works (it waits the rest): ingest keeps its speed")
 
     @model_validator(mode="after")
     def _enabled_needs_rules(self):

@@ -9,9 +9,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, and_, delete, insert, or_, select, true, update
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select, true, update
 
-from pacsd.index.schema import compression_journal, compression_outcomes, instances, series, studies
+from pacsd.index.schema import changes, compression_journal, compression_outcomes, instances, series, studies
 
 MAX_ATTEMPTS = 3  # a compression failing this often for a passing reason (disk, I/O) is given up
 
@@ -90,6 +90,12 @@ def record_outcome(engine: Engine, candidate: Candidate, reason: str, permanent:
             attempts = existing.attempts + 1 if existing.checksum == candidate.checksum else 1
             conn.execute(update(compression_outcomes).where(compression_outcomes.c.pk == existing.pk)
                          .values(attempts=attempts, **values))
+
+
+def latest_change(engine: Engine) -> int:
+    """The newest entry of the changes feed (every stored instance adds one): 0 when none."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.coalesce(func.max(changes.c.seq), 0))).scalar_one())
 
 
 def journal_start(engine: Engine, candidate: Candidate, new_path: str, node: str) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -71,6 +72,7 @@ class Compressor:
         self.stop = stop if stop is not None else threading.Event()
         self._filters = [RuleFilter(set(rule.modalities), set(rule.sop_classes)) for rule in settings.rules]
         self._finished: list[int] = []  # journal entries of compressions done, to remove in one go
+        self._last_change: int | None = None  # the changes feed's newest entry when last looked at
 
     def syntax_for(self, candidate: Candidate) -> str | None:
         """The syntax of the first rule the instance matches."""
@@ -117,11 +119,22 @@ class Compressor:
                 if dry_run:
                     report.planned.append((candidate.sop_uid, UID(syntax).name, candidate.size_bytes))
                 else:
+                    started = time.monotonic()
                     self.compress(candidate, syntax, report)
+                    self._pace(time.monotonic() - started)
                 if progress is not None:
                     progress(candidate)
             index.journal_finish(self.engine, *self._finished)
             self._finished.clear()
+
+    def _pace(self, took: float) -> None:
+        """While instances are arriving, work only `busy_share` of the time: the index lock, the
+        disk and the CPU are the receiving processes' first."""
+        latest = index.latest_change(self.engine)
+        receiving = self._last_change is not None and latest != self._last_change
+        self._last_change = latest
+        if receiving and self.settings.busy_share < 1:
+            self.stop.wait(took * (1 / self.settings.busy_share - 1))
 
     def compress(self, candidate: Candidate, syntax: str, report: CompressionReport) -> None:
         """Compress one instance; what happened goes into `report` (and the index, when given up)."""
