@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 LOWEST_PRIORITY = 19  # nice value of the compression thread: receiving always comes first
 STOP_WAIT = 10  # seconds a stop waits for the instance being compressed (a crash there is safe too)
+TAKE_OVER_AFTER = timedelta(hours=1)  # an unfinished compression this old was abandoned, whoever ran it
 RESCAN_EVERY = timedelta(hours=1)  # the job looks again from the start for instances a failure left
 
 
@@ -187,9 +188,11 @@ class Compressor:
             self.blobs.make_durable([new_path])
             switched = index.switch_to_compressed(self.engine, journal, candidate, new_path, size, checksum, syntax)
         except BaseException:
-            if placed:
-                self.blobs.remove(new_path)
-            index.journal_finish(self.engine, journal)
+            if not placed:
+                index.journal_finish(self.engine, journal)
+            else:  # the switch may have committed (a connection lost in COMMIT): ask the index which file stays
+                self._recover([entry for entry in index.journal_entries(self.engine, self.node)
+                               if entry.pk == journal])
             raise
         if not switched:
             log.info("%s changed while it was compressed: left as it is now", candidate.sop_uid)
@@ -215,8 +218,11 @@ class Compressor:
     def recover(self, node: str | None = None, started_before: datetime | None = None) -> list[str]:
         """Finish compressions a crash interrupted (this node's or, for `pacsd check`, any older than
         a moment): of the two files, remove the one no instance row names.  The removed paths."""
+        return self._recover(index.journal_entries(self.engine, node, started_before))
+
+    def _recover(self, entries: list[index.JournalEntry]) -> list[str]:
         removed = []
-        for entry in index.journal_entries(self.engine, node, started_before):
+        for entry in entries:
             for path in index.take_journal_entry(self.engine, entry) or ():
                 if (self.blobs.root / path).exists():
                     self.blobs.remove(path)
@@ -250,6 +256,8 @@ class CompressionJob:
         compressor, settings = self.compressor, self.compressor.settings
         try:
             compressor.recover(node=compressor.node)
+            # another node's (or a `pacsd compress` that died): its entries live seconds, not this long
+            compressor.recover(started_before=datetime.now(timezone.utc) - TAKE_OVER_AFTER)
         except Exception:
             log.exception("recovering interrupted compressions failed")
         cursor, rescan_at = 0, datetime.now(timezone.utc) + RESCAN_EVERY
