@@ -451,3 +451,43 @@ def test_the_original_sent_again_after_compression_is_a_duplicate_not_a_conflict
         assert {uid: archive.blobs.root / row.path for uid, row in rows_by_uid(archive).items()} == stored
     finally:
         archive.close()
+
+
+def test_instances_received_are_compressed_after_the_acknowledgement(pacs_process, tmp_path):
+    """storescu sends uncompressed CTs; each is acknowledged as stored, and the server's background
+    process then compresses it, off the receive path."""
+    import yaml
+
+    from pacsd.index.engine import open_index
+    from tests.conftest import wait_until
+
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump({"compression": {"enabled": True, "after": 0, "idle_wait": 0.2,
+                                                      "rules": [{"modalities": ["CT"], "syntax": "rle"}]}}))
+    server = pacs_process("--config", str(config))
+    files = ct_copies(tmp_path / "send", 3)
+    run = dcmtk("storescu", "-aec", "PACSD", HOST, str(server.port), *map(str, files))
+    assert run.returncode == 0, run.stderr
+    engine = open_index(server.database_target, upgrade=False)
+    try:
+        def syntaxes() -> list[str]:
+            with engine.connect() as conn:
+                return list(conn.execute(select(instances.c.transfer_syntax)).scalars())
+        wait_until(lambda: syntaxes() == [RLELossless] * 3, 60, "the received CTs compressed")
+        with engine.connect() as conn:
+            paths = list(conn.execute(select(instances.c.path)).scalars())
+    finally:
+        engine.dispose()
+    server.stop()
+    assert all(path.endswith(".rle.dcm") for path in paths)
+    copies = {str(dcmread(tmp_path / "storage" / p).SOPInstanceUID): tmp_path / "storage" / p for p in paths}
+    for original in files:
+        assert np.array_equal(pixels(copies[str(dcmread(original).SOPInstanceUID)]), pixels(original))
+
+
+def test_compress_without_rules_says_so_in_one_line(tmp_path):
+    Archive(make_settings(tmp_path)).close()
+    run = pacsd("compress", "--config", str(tmp_path / "pacsd.yaml"))
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == ["pacsd: no compression.rules in the config: nothing says what "
+                                               "to compress, or how"]
