@@ -107,20 +107,33 @@ def main() -> int:
     enter_private_netns()
     cts = synthetic.ensure_images(BENCH_DIR / ".cache", 512, args.images + args.backlog)
     measured, backlog = cts[:args.images], cts[args.images:]
-    results: dict = {"throughput": {}, "ingest": {}}
+    results: dict = {}
+    if "throughput" in args.parts:
+        results["throughput"] = throughput(cts[:args.compress_images], args)
+    if "ingest" in args.parts:
+        results["ingest"] = ingest(measured, backlog, args)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
 
-    print(f"compression of {args.compress_images} CT 512x512 (one process, one thread)")
-    for syntax in SYNTAXES if "throughput" in args.parts else ():
-        runs = [compression_throughput(cts[:args.compress_images], syntax, args.work_dir / "throughput")
-                for _ in range(args.repeat)]
+
+def throughput(images: list[Path], args: argparse.Namespace) -> dict:
+    """The throughput part: medians per syntax of --repeat runs."""
+    results = {}
+    print(f"compression of {len(images)} CT 512x512 (one process, one thread)")
+    for syntax in SYNTAXES:
+        runs = [compression_throughput(images, syntax, args.work_dir / "throughput") for _ in range(args.repeat)]
         median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-        results["throughput"][syntax] = median
+        results[syntax] = median
         print(f"  {syntax:9} {median['images_per_s']:6.1f} images/s  {median['mb_saved_per_cpu_s']:6.1f} MB saved "
               f"per CPU s  {median['cpu_ms_per_image']:6.1f} CPU ms/image  size {median['ratio']:.0%} of the original",
               flush=True)
+    return results
 
-    if "ingest" not in args.parts:
-        return 0
+
+def ingest(measured: list[Path], backlog: list[Path], args: argparse.Namespace) -> dict:
+    """The ingest part: medians per server of interleaved runs, and their ratio."""
+    results: dict = {}
     print(f"\ningest of {args.images} CT 512x512 over 4 associations after a backlog of {args.backlog}")
     servers = [CompressingPacsd(False), CompressingPacsd(True)]
     runs: dict[str, list[dict]] = {}
@@ -131,15 +144,13 @@ def main() -> int:
             print(f"  {server.name:11} run {turn + 1}: {r['rate']:6.0f} inst/s  {r['cpu_ms']:.2f} cpu ms/inst  "
                   f"compressed before {r['done_before']}, during the send {r['done_during']}", flush=True)
     for name, rs in runs.items():
-        results["ingest"][name] = {key: statistics.median(r[key] for r in rs) for key in rs[0]}
-    plain, compressing = results["ingest"]["plain"], results["ingest"]["compressing"]
+        results[name] = {key: statistics.median(r[key] for r in rs) for key in rs[0]}
+    plain, compressing = results["plain"], results["compressing"]
     ratio = compressing["rate"] / plain["rate"]
-    results["ingest"]["ratio"] = ratio
+    results["ratio"] = ratio
     print(f"\n  without compression {plain['rate']:6.0f} inst/s, while compressing {compressing['rate']:6.0f} inst/s"
           f" ({compressing['done_during']:.0f} compressed during the send): {ratio:.2f}x (target >= 0.8)")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    return 0
+    return results
 
 
 if __name__ == "__main__":
