@@ -491,3 +491,33 @@ def test_compress_without_rules_says_so_in_one_line(tmp_path):
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == ["pacsd: no compression.rules in the config: nothing says what "
                                                "to compress, or how"]
+
+
+def test_a_retrieve_that_selected_the_original_before_it_was_compressed_sends_the_compressed_file(tmp_path):
+    """C-MOVE/C-GET and WADO-RS select the instances first and read each file later: one compressed
+    in between is found again under its new path and syntax, not failed as missing."""
+    from pydicom.uid import ExplicitVRLittleEndian as EXPLICIT
+
+    from pacsd.services.retrieve import RetrieveService, prepare
+    from pacsd.services.stored import current_instance, select_instances
+
+    archive = Archive(settings_compressing(tmp_path))
+    try:
+        archive_files(archive, CT)
+        header = dcmread(CT, stop_before_pixels=True)
+        service = RetrieveService(archive.engine, archive.blobs)
+        (dimse,) = service.select("IMAGE", {"StudyInstanceUID": str(header.StudyInstanceUID),
+                                            "SeriesInstanceUID": str(header.SeriesInstanceUID),
+                                            "SOPInstanceUID": str(header.SOPInstanceUID)})
+        (web,) = select_instances(archive.engine, None, str(header.StudyInstanceUID))
+        assert archive.compressor.run().compressed == 1
+        assert not dimse.path.exists()
+        now = service.current(dimse)
+        assert now.transfer_syntax == JPEGLSLossless
+        assert prepare(now, {str(header.SOPClassUID): {JPEGLSLossless}}) == now.path
+        decoded = prepare(now, {str(header.SOPClassUID): {EXPLICIT}})
+        assert np.array_equal(decoded.pixel_array, pixels(CT))
+        web_now = current_instance(archive.engine, archive.blobs.root, web)
+        assert (web_now.transfer_syntax, archive.blobs.root / web_now.path) == (JPEGLSLossless, now.path)
+    finally:
+        archive.close()

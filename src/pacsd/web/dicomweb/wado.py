@@ -28,6 +28,7 @@ from pacsd.web.dicomweb.media import (
 )
 from pacsd.web.dicomweb.multipart import OutgoingPart, multipart_type, new_boundary, write_parts
 from pacsd.web.dicomweb.resources import (
+    current_of,
     file_of,
     find_instances,
     instance_url,
@@ -65,7 +66,7 @@ def _retrieve(request: Request, found: list[StoredInstance], single_part_allowed
     audit(request, "downloaded", study_uid=found[0].study_uid, detail=f"WADO-RS: {len(found)} instance(s)")
     multipart, syntax = choose_instances_encoding(request.headers.get("accept"), syntaxes, single_part_allowed)
     if not multipart:
-        only = found[0]
+        only = current_of(request, found[0])
         if syntax is None:
             return FileResponse(file_of(request, only), media_type=f"{DICOM}; transfer-syntax={only.transfer_syntax}")
         return Response(_in_syntax(request, only, syntax), media_type=f"{DICOM}; transfer-syntax={syntax}")
@@ -77,6 +78,7 @@ def _retrieve(request: Request, found: list[StoredInstance], single_part_allowed
 def _part(request: Request, stored: StoredInstance, syntax: str | None) -> OutgoingPart:
     """One instance's part: its file as stored, or transcoded into `syntax` (an instance that
     cannot be is sent as stored, its part labelled so: the stream is under way, no 406 is possible)."""
+    stored = current_of(request, stored)
     if syntax is not None and syntax != stored.transfer_syntax:
         try:
             return OutgoingPart(f"{DICOM}; transfer-syntax={syntax}", transcoded_file(file_of(request, stored), syntax),
