@@ -13,7 +13,7 @@ from typing import BinaryIO
 import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.pixels import get_encoder
+from pydicom.pixels import get_decoder, get_encoder
 from pydicom.uid import UID, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from pacsd.dicom.transcode import NATIVE
@@ -27,6 +27,9 @@ _SHORT_NAMES = {"jpegls": JPEGLSLossless, "jls": JPEGLSLossless, "jpeg2000": JPE
 # The plugin each syntax is encoded with: the fastest maintained one (pydicom's own RLE encoder is
 # pure Python, pylibjpeg-rle's is Rust).
 _PLUGINS = {JPEGLSLossless: "pyjpegls", JPEG2000Lossless: "pylibjpeg", RLELossless: "pylibjpeg"}
+# The plugin that decodes for the pixel check: another implementation than the encoder's where one is
+# installed (libjpeg checks CharLS's JPEG-LS; pydicom's own RLE decoder checks pylibjpeg-rle's encoder).
+_CHECK_PLUGINS = {JPEGLSLossless: "pylibjpeg", RLELossless: "pydicom"}
 
 
 class CannotCompress(PacsError):
@@ -74,9 +77,12 @@ def compress_into(source: Path, syntax: str, out: BinaryIO) -> np.ndarray:
 
 def assert_same_pixels(compressed: Path, original: np.ndarray, sop_instance_uid: str) -> None:
     """Raise CannotCompress unless the file at `compressed` is the same instance and decodes
-    (pydicom) to exactly `original`."""
+    (pydicom, another implementation than the encoder where one is installed) to exactly `original`."""
     try:
         dataset = dcmread(compressed)
+        syntax = UID(str(dataset.file_meta.TransferSyntaxUID))
+        if _CHECK_PLUGINS.get(syntax) in get_decoder(syntax).available_plugins:
+            dataset.pixel_array_options(decoding_plugin=_CHECK_PLUGINS[syntax])
         decoded = dataset.pixel_array
     except Exception as exc:  # a decoder plugin's own error: the codestream is no good
         raise CannotCompress(f"the compressed file does not decode: {_first_line(exc)}") from None
