@@ -377,12 +377,13 @@ def test_background_process_killed_while_compressing_then_restarted(pacs_process
         for _ in range(3):
             victim = wait_until(lambda: child_pids(tmp_path, "background"), 30, "a background process")[0]
             already = compressed()
-            wait_until(lambda: compressed() > already or compressed() == 40, 60, "compression going on")
+            wait_until(lambda before=already: compressed() > before or compressed() == 40, 60, "compression going on")
             if compressed() == 40:
                 break
             time.sleep(random.uniform(0, 0.1))
             os.kill(victim, signal.SIGKILL)
-            wait_until(lambda: child_pids(tmp_path, "background") not in ([], [victim]), 30, "background restarted")
+            wait_until(lambda killed=victim: child_pids(tmp_path, "background") not in ([], [killed]), 30,
+                       "background restarted")
             assert_every_row_has_its_file()
         wait_until(lambda: compressed() == 40, 120, "everything compressed")
         server.stop()
@@ -489,8 +490,8 @@ def test_compress_without_rules_says_so_in_one_line(tmp_path):
     Archive(make_settings(tmp_path)).close()
     run = pacsd("compress", "--config", str(tmp_path / "pacsd.yaml"))
     assert run.returncode == 2
-    assert run.stderr.strip().splitlines() == ["pacsd: no compression.rules in the config: nothing says what "
-                                               "to compress, or how"]
+    assert run.stderr.strip().splitlines() == [
+        "pacsd: no compression.rules in the config: nothing says what to compress, or how"]
 
 
 def test_a_retrieve_that_selected_the_original_before_it_was_compressed_sends_the_compressed_file(tmp_path):
