@@ -152,6 +152,10 @@ def test_dry_run_lists_what_a_run_compresses_and_changes_nothing(tmp_path, index
     run = pacsd("compress", "--config", str(tmp_path / "pacsd.yaml"))
     assert run.returncode == 0, run.stderr
     assert "compressed 1 instance(s)" in run.stdout and "skipped 1" in run.stdout
+    skipped = json.loads(pacsd("compress", "--config", str(tmp_path / "pacsd.yaml"), "--skipped", "--json").stdout)
+    rtss = str(dcmread(TESTDATA / "dicompyler-core" / "rtss.dcm", stop_before_pixels=True).SOPInstanceUID)
+    assert [(item["sop_instance_uid"], item["why"], item["for_good"]) for item in skipped] == [
+        (rtss, "no pixel data: nothing a lossless image codec encodes", True)]
 
 
 def test_rules_choose_the_syntax_by_modality_and_leave_what_no_rule_names(tmp_path):

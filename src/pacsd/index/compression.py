@@ -98,6 +98,27 @@ def latest_change(engine: Engine) -> int:
         return int(conn.execute(select(func.coalesce(func.max(changes.c.seq), 0))).scalar_one())
 
 
+@dataclass(frozen=True)
+class Outcome:
+    sop_uid: str
+    path: str
+    permanent: bool
+    attempts: int
+    reason: str
+    at: datetime
+
+
+def outcomes(engine: Engine, limit: int) -> list[Outcome]:
+    """What compression gave up on or failed at, for instances still stored as then, newest first."""
+    statement = (select(instances.c.sop_uid, instances.c.path, compression_outcomes.c.permanent,
+                        compression_outcomes.c.attempts, compression_outcomes.c.reason, compression_outcomes.c.at)
+                 .join(instances, and_(instances.c.pk == compression_outcomes.c.instance_pk,
+                                       instances.c.checksum == compression_outcomes.c.checksum))
+                 .order_by(compression_outcomes.c.at.desc()).limit(limit))
+    with engine.connect() as conn:
+        return [Outcome(*row) for row in conn.execute(statement).all()]
+
+
 def journal_start(engine: Engine, candidate: Candidate, new_path: str, node: str) -> int:
     """Record a compression about to place `new_path` beside the instance's file; its journal key."""
     with engine.begin() as conn:
