@@ -526,3 +526,25 @@ def test_a_retrieve_that_selected_the_original_before_it_was_compressed_sends_th
         assert (web_now.transfer_syntax, archive.blobs.root / web_now.path) == (JPEGLSLossless, now.path)
     finally:
         archive.close()
+
+
+def test_a_failure_that_may_pass_is_tried_three_times_then_left(tmp_path):
+    """An instance whose file is missing fails (it may be restored): tried again by later runs, at
+    most MAX_ATTEMPTS times, then no more; it never blocks the others."""
+    from pacsd.index.compression import MAX_ATTEMPTS
+
+    archive = Archive(settings_compressing(tmp_path))
+    try:
+        archive_files(archive, CT, TESTDATA / "debian-dicom3tools" / "0051.dcm")
+        rows = rows_by_uid(archive)
+        missing = str(dcmread(CT, stop_before_pixels=True).SOPInstanceUID)
+        (archive.blobs.root / rows[missing].path).unlink()
+        runs = [archive.compressor.run() for _ in range(MAX_ATTEMPTS + 1)]
+        with archive.engine.connect() as conn:
+            outcome = conn.execute(select(compression_outcomes)).one()
+    finally:
+        archive.close()
+    assert [len(run.failed) for run in runs] == [1] * MAX_ATTEMPTS + [0]
+    assert runs[0].compressed == 1 and sum(run.compressed for run in runs[1:]) == 0
+    assert (outcome.attempts, outcome.permanent) == (MAX_ATTEMPTS, False)
+    assert "No such file" in outcome.reason
