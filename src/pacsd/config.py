@@ -516,7 +516,7 @@ class CompressionSettings(_Section):
     batch: int = Field(20, ge=1, le=10_000, description="instances looked up per index query")
     idle_wait: float = Field(30, gt=0, description="seconds between looks when nothing is left to compress")
     max_file_bytes: int = Field(512 << 20, ge=1, description="larger files are skipped (compressing one "
-                                "holds about four times its size in memory)")
+                                "holds about three times its size in memory)")
     busy_share: float = Field(0.2, gt=0, le=1, description="while instances arrive, the share of the time "
                               "compression works (it waits the rest): ingest keeps its speed")
 
