@@ -2,7 +2,7 @@
 #   make run    install into .venv and start the server on its embedded default
 #               (make run PORT=11113 HTTP_PORT=8043 DATA=/srv/pacs ARGS="--aet SITEPACS")
 #   make test   install what the tests need (dev extras, DCMTK) and run them
-#   make bench  run the benchmarks under bench/ (and bench-find, bench-dicomweb, bench-sheets)
+#   make bench  run the benchmarks under bench/ (and bench-find, bench-dicomweb, bench-sheets, bench-compression)
 #   make viewer fetch the OHIF viewer (npm package @ohif/app) into $(DATA)/viewer, served at /viewer
 
 PYTHON ?= python3
@@ -14,7 +14,7 @@ HTTP_PORT ?= 8042
 ARGS   ?=
 OHIF_VERSION ?= 3.12.10
 
-.PHONY: run install install-dev system-test-deps test bench bench-backlog bench-find bench-dicomweb bench-sheets viewer viewer-if-npm clean
+.PHONY: run install install-dev system-test-deps test bench bench-backlog bench-compression bench-find bench-dicomweb bench-sheets viewer viewer-if-npm clean
 
 # Debian's python3 has no ensurepip (so no `-m venv`) without the package python3-venv.
 $(BIN)/python:
@@ -57,6 +57,11 @@ bench: install-dev
 	@./scripts/install-system-deps.sh bench
 	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
 	$(BIN)/python bench/backlog.py
+	$(BIN)/python bench/compression.py
+
+bench-compression: install-dev
+	@./scripts/install-system-deps.sh bench
+	$(BIN)/python bench/compression.py $(BENCH_ARGS)
 
 bench-backlog: install-dev
 	@./scripts/install-system-deps.sh bench

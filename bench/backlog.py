@@ -23,6 +23,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,7 +68,17 @@ def sheets_written(storage: Path) -> int:
 
 
 def run(server: BacklogPacsd, images: list[Path], backlog: list[Path], work_root: Path) -> dict:
-    work = work_root / f"{server.name}-{'backlog' if backlog else 'idle'}"
+    r = ingest_after_backlog(server, images, backlog, work_root / f"{server.name}-{'backlog' if backlog else 'idle'}",
+                             STABLE_AFTER + 2, sheets_written)  # every backlog study is stable: its sheet is due
+    return {"rate": r["rate"], "cpu_ms": r["cpu_ms"], "sheets_during": r["done_during"],
+            "sheets_before": r["done_before"]}
+
+
+def ingest_after_backlog(server, images: list[Path], backlog: list[Path], work: Path, settle: float,
+                         work_done: Callable[[Path], int]) -> dict:
+    """A fresh server takes `backlog` (4 associations), `settle` seconds pass, then the measured
+    send of `images`: its instances/s, server CPU ms per instance, and `work_done(storage folder)`
+    (sheets written, files compressed...) before and during the measured send."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     os.sync()
@@ -77,18 +88,18 @@ def run(server: BacklogPacsd, images: list[Path], backlog: list[Path], work_root
         why = wait_ready(proc, port, server.aet)
         if why:
             raise RuntimeError(f"{server.name} did not start: {why}")
-        sheets_before = 0
+        done_before = 0
         if backlog:
             send_all(port, server.aet, backlog, 4, True, work, 600)
-            time.sleep(STABLE_AFTER + 2)  # every backlog study is stable: its sheet is due
-            sheets_before = sheets_written(work / "data")
+            time.sleep(settle)
+            done_before = work_done(work / "data")
         meter = GroupMeter(os.getpgid(proc.pid)).start()
         seconds, failed = send_all(port, server.aet, images, 4, True, work, 600)
         usage = meter.stop()
         if failed:
             raise RuntimeError(f"{failed} storescu clients failed")
         return {"rate": len(images) / seconds, "cpu_ms": usage.cpu_seconds * 1000 / len(images),
-                "sheets_during": sheets_written(work / "data") - sheets_before, "sheets_before": sheets_before}
+                "done_during": work_done(work / "data") - done_before, "done_before": done_before}
     finally:
         stop_group(proc)
         shutil.rmtree(work, ignore_errors=True)

@@ -366,6 +366,7 @@ class Settings(_Section):
     scan_sheets: "ScanSheetSettings" = Field(default_factory=lambda: ScanSheetSettings())
     hooks: "HookSettings" = Field(default_factory=lambda: HookSettings())
     action_log: "ActionLogSettings" = Field(default_factory=lambda: ActionLogSettings())
+    compression: "CompressionSettings" = Field(default_factory=lambda: CompressionSettings())
 
     @field_validator("accepted_sop_classes")
     @classmethod
@@ -478,6 +479,54 @@ class ActionLogSettings(_Section):
     file: str = "actions.log"
     max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     backups: int = Field(5, ge=0)
+
+
+class CompressionRule(_Section):
+    """Instances of these modalities and SOP classes (empty: any) are compressed in `syntax`."""
+
+    syntax: str
+    modalities: list[str] = Field(default_factory=list)
+    sop_classes: list[str] = Field(default_factory=list)
+
+    @field_validator("syntax")
+    @classmethod
+    def _lossless_syntax(cls, value: str) -> str:
+        from pacsd.dicom.compression import lossless_syntax
+
+        return lossless_syntax(value)
+
+    @field_validator("modalities")
+    @classmethod
+    def _upper_modalities(cls, value: list[str]) -> list[str]:
+        return [modality.strip().upper() for modality in value if modality.strip()]
+
+    @field_validator("sop_classes")
+    @classmethod
+    def _known_sop_classes(cls, value: list[str]) -> list[str]:
+        from pacsd.dicom.sopclasses import resolve_sop_classes
+
+        return sorted(resolve_sop_classes(value))
+
+
+class CompressionSettings(_Section):
+    """Lossless compression of uncompressed images by the background process (pacsd.services.compression)."""
+
+    enabled: bool = Field(False, description="compress in the background of `pacsd serve`")
+    rules: list[CompressionRule] = Field(default_factory=list, description="the first rule an instance "
+                                         "matches says its syntax; an instance no rule matches stays as it is")
+    after: float = Field(60, ge=0, description="seconds after arrival before an instance is compressed")
+    batch: int = Field(20, ge=1, le=10_000, description="instances looked up per index query")
+    idle_wait: float = Field(30, gt=0, description="seconds between looks when nothing is left to compress")
+    max_file_bytes: int = Field(512 << 20, ge=1, description="larger files are skipped (compressing one "
+                                "holds about three times its size in memory)")
+    busy_share: float = Field(0.2, gt=0, le=1, description="while instances arrive, the share of the time "
+                              "compression works (it waits the rest): ingest keeps its speed")
+
+    @model_validator(mode="after")
+    def _enabled_needs_rules(self):
+        if self.enabled and not self.rules:
+            raise ValueError("enabled: compression needs at least one rule (e.g. - syntax: JPEG-LS Lossless)")
+        return self
 
 
 Settings.model_rebuild()

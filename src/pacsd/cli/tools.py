@@ -231,7 +231,9 @@ def check(config_path, checksums, repair, grace, as_json, **flags) -> None:
                    + (f" (repaired {len(report.repaired)})" if repair else "")
                    + (f", {report.recent} changed in the last {grace:g} s not checked" if report.recent else "")
                    + (f"; finished {len(report.corrections_finished)} interrupted correction(s)"
-                      if report.corrections_finished else ""))
+                      if report.corrections_finished else "")
+                   + (f"; removed {len(report.compression_leftovers)} file(s) of interrupted compressions"
+                      if report.compression_leftovers else ""))
     sys.exit(0 if report.consistent else 1)
 
 

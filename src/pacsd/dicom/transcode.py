@@ -5,6 +5,8 @@ Frame Compression), then re-encoded losslessly where pydicom has an encoder.  Ne
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -21,6 +23,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from pacsd.dicom.files import read_dicom
 from pacsd.dicom.pixels import frame_count, native_frame_bytes, pydicom_cannot_decode, transfer_syntax
 from pacsd.errors import PacsError
 
@@ -61,6 +64,14 @@ def transcoded(dataset: Dataset, accepted: Iterable[str]) -> Dataset:
         raise CannotTranscode("; ".join(reasons))
     names = ", ".join(sorted(uid.name for uid in accepted)) or "nothing"
     raise CannotTranscode(f"no lossless conversion to what the peer takes: {names}")
+
+
+def transcoded_file(path: str | os.PathLike, syntax: str) -> bytes:
+    """The DICOM file at `path` as a file in `syntax` (see `transcoded`), in memory."""
+    dataset = transcoded(read_dicom(path), [syntax])
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=True)
+    return out.getvalue()
 
 
 def _labelled(dataset: Dataset, syntax: UID) -> Dataset:

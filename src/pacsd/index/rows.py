@@ -47,7 +47,7 @@ class _SeriesKeys:
 # run for every instance go straight to the driver (DriverStatement), compiled once per dialect.
 _FIND_INSTANCES = DriverStatement(select(
     instances.c.sop_uid, instances.c.pk, instances.c.path, instances.c.checksum,
-    instances.c.size_bytes, instances.c.series_pk,
+    instances.c.size_bytes, instances.c.series_pk, instances.c.transfer_syntax,
 ).where(instances.c.sop_uid.in_(bindparam("uids", expanding=True))))
 _INSERT_INSTANCE = DriverStatement(insert(instances))
 _INSERT_CHANGE = DriverStatement(insert(changes))
@@ -234,7 +234,7 @@ def _duplicate(conn: Connection, record: InstanceRecord, policy: DuplicatePolicy
         # Our own row: the retry of a transaction that did commit before its connection broke
         # (a file is only ever placed under a name no file has, so no other row names it).
         return WriteOutcome("stored")
-    conflict = bool(existing.checksum and record.checksum and existing.checksum != record.checksum)
+    conflict = _conflict(existing.checksum, existing.transfer_syntax, record)
     if policy == "keep":
         return WriteOutcome("kept-existing", replaced_path=record.path, conflict=conflict)
     if policy == "reject":
@@ -257,9 +257,16 @@ def _duplicate(conn: Connection, record: InstanceRecord, policy: DuplicatePolicy
     return WriteOutcome("overwritten", replaced_path=existing.path, conflict=conflict)
 
 
+def _conflict(checksum: str, transfer_syntax: str | None, record: InstanceRecord) -> bool:
+    """Other content under the same UID.  Files in different transfer syntaxes (an instance
+    compressed since, sent again as it was) cannot be compared by their checksums."""
+    return bool(checksum and record.checksum and checksum != record.checksum
+                and transfer_syntax == record.transfer_syntax)
+
+
 def _duplicate_in_group(record: InstanceRecord, policy: DuplicatePolicy, row: dict) -> WriteOutcome:
     """The same UID twice in one group (two senders at once): as if the first were stored."""
-    conflict = bool(row["checksum"] and record.checksum and row["checksum"] != record.checksum)
+    conflict = _conflict(row["checksum"], row.get("transfer_syntax"), record)
     if policy == "overwrite":
         replaced = row["path"]
         row.update(path=record.path, size_bytes=record.size_bytes, checksum=record.checksum,

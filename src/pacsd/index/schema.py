@@ -210,3 +210,34 @@ audit_events = Table(
     Index("ix_audit_events_study_uid", "study_uid"),
     Index("ix_audit_events_actor", "actor"),
 )
+
+# -- Lossless compression (pacsd.services.compression) ----------------------------------------
+# An instance compression gave up on, for the file content it was tried on (checksum): skipped
+# (permanent: it cannot be compressed losslessly, the reason says why) or failed (attempts so far,
+# retried until MAX_ATTEMPTS).  A new file for the instance (overwritten) is tried afresh.
+compression_outcomes = Table(
+    "compression_outcomes",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("instance_pk", Integer, nullable=False, unique=True),
+    Column("checksum", String(64), nullable=False, default=""),
+    Column("permanent", Boolean, nullable=False, default=False),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("reason", Text, nullable=False, default=""),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# A compression under way: written before the compressed file is placed beside the original,
+# marked switched when the instance row names the compressed file, removed once the file the row
+# no longer names is gone.  A crash leaves the row: recovery removes whichever file no row names.
+compression_journal = Table(
+    "compression_journal",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("instance_pk", Integer, nullable=False, index=True),
+    Column("old_path", String(1024), nullable=False),
+    Column("new_path", String(1024), nullable=False),
+    Column("node", String(128), nullable=False, default=""),
+    Column("state", String(16), nullable=False),  # placing | switched
+    Column("started_at", DateTime(timezone=True), nullable=False),
+)

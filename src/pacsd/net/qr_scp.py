@@ -253,6 +253,7 @@ class QueryRetrieveService:
                     yield CANCELLED, None
                     return
                 try:
+                    instance = self.retrieve.current(instance)  # compressed since it was selected?
                     outgoing = deidentified_copy(instance, profile, Path(folder)) if profile else instance
                     prepared = prepare(outgoing, accepted)
                 except CannotSend as exc:

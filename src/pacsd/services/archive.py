@@ -1,9 +1,9 @@
 """Assemble the archive from settings: index engine, writer, blob store, layout, ingest.
 
 One `Archive` per process; `net`, `web` and the CLI take what they need from it, call
-`start_background()` to run the study-stable detector (and resume end-of-study work), and `close()`
-once at shutdown (the detector stops, end-of-study work not started is left pending in the index for
-the next start, the writer drains, the engine is disposed).
+`start_background()` to run the study-stable detector (and resume end-of-study work) and the
+compression job, and `close()` once at shutdown (the detector stops, end-of-study work not started
+is left pending in the index for the next start, the writer drains, the engine is disposed).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pacsd.index.writer import IndexWriter
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.audit import AuditTrail
 from pacsd.services.audit_syslog import syslog_sender
+from pacsd.services.compression import CompressionJob, Compressor
 from pacsd.services.endofstudy import EndOfStudyWork
 from pacsd.services.hooks import HookRunner
 from pacsd.services.ingest import Ingest
@@ -84,6 +85,8 @@ class Archive:
                                            background_stop)
         self.stable_detector = StudyStableDetector(self.engine, settings.stable_after,
                                                    self.end_of_study.study_stable, node=self.node)
+        self.compressor = Compressor(self.engine, self.blobs, settings.compression, self.node)
+        self.compression_job = CompressionJob(self.compressor) if settings.compression.enabled else None
 
     def _own_writer(self) -> IndexWriter:
         return IndexWriter(self.engine, batch=self.settings.database.commit_batch,
@@ -94,10 +97,14 @@ class Archive:
         detector (the server does; tests may)."""
         self.end_of_study.resume_pending()
         self.stable_detector.start()
+        if self.compression_job is not None:
+            self.compression_job.start()
 
     def close(self) -> None:
         self.end_of_study.request_stop()  # first: a backlog of end-of-study work never delays a stop
         self.stable_detector.stop()
+        if self.compression_job is not None:
+            self.compression_job.stop()  # the instance being compressed is finished or given up
         self.instance_work.close()
         self.study_work.close(cancel_pending=True)
         self.writer.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,19 @@ class RetrieveService:
             rows = conn.execute(statement.order_by(instances.c.pk)).all()
         return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, self.blobs.root / r.path, r.study_uid)
                 for r in rows]
+
+
+    def current(self, instance: StoredInstance) -> StoredInstance:
+        """The instance as the index has it now, when its file is gone since it was selected (it was
+        compressed meanwhile: another path, another syntax); unchanged otherwise."""
+        if instance.path.is_file():
+            return instance
+        with self.engine.connect() as conn:
+            row = conn.execute(select(instances.c.transfer_syntax, instances.c.path)
+                               .where(instances.c.sop_uid == instance.sop_uid)).first()
+        if row is None:
+            return instance
+        return replace(instance, transfer_syntax=row.transfer_syntax, path=self.blobs.root / row.path)
 
 
 def proposed_contexts(selected: Iterable[StoredInstance]) -> list[PresentationContext]:

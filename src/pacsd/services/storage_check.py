@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import select
@@ -48,6 +49,7 @@ class CheckReport:
     repaired: list[tuple[str, str]] = field(default_factory=list)  # unindexed, and what was done
     not_repaired: list[tuple[str, str]] = field(default_factory=list)  # unindexed, and why it stays
     corrections_finished: list[str] = field(default_factory=list)  # journals of interrupted corrections
+    compression_leftovers: list[str] = field(default_factory=list)  # files of interrupted compressions, removed
 
     @property
     def consistent(self) -> bool:
@@ -59,15 +61,19 @@ class CheckReport:
                 "missing": self.missing, "damaged": self.damaged, "unindexed": self.unindexed,
                 "repaired": [{"path": p, "how": how} for p, how in self.repaired],
                 "not_repaired": [{"path": p, "why": why} for p, why in self.not_repaired],
-                "corrections_finished": self.corrections_finished}
+                "corrections_finished": self.corrections_finished,
+                "compression_leftovers": self.compression_leftovers}
 
 
 def check_storage(archive: Archive, checksums: bool = False, repair: bool = False,
                   grace: float = DEFAULT_GRACE) -> CheckReport:
     """Compare the index with the files under the storage folder (see the module docstring).
-    Corrections a crash interrupted are finished first (their files would look unindexed)."""
+    Corrections and compressions a crash interrupted are finished first (their files would look
+    unindexed); a compression is taken for interrupted when it started over `grace` seconds ago."""
     report = CheckReport()
     report.corrections_finished = recover_interrupted(archive)
+    started_before = datetime.now(timezone.utc) - timedelta(seconds=grace)
+    report.compression_leftovers = archive.compressor.recover(started_before=started_before)
     root = archive.blobs.root
     with archive.engine.connect() as conn:
         indexed = dict(conn.execute(select(instances.c.path, instances.c.checksum)).all())  # path -> SHA-256

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine, select
 
@@ -24,6 +25,15 @@ class StoredInstance:
     path: str  # relative to the storage root
     size_bytes: int
     header_json: str = ""  # filled only when asked for
+
+
+def current_instance(engine: Engine, root: Path, stored: StoredInstance) -> StoredInstance:
+    """The instance as the index has it now, when its file under `root` is gone since it was
+    selected (compressed meanwhile: another path and syntax); unchanged otherwise."""
+    if (root / stored.path).is_file():
+        return stored
+    now = select_instances(engine, None, stored.study_uid, stored.series_uid, stored.sop_uid)
+    return now[0] if now else stored
 
 
 def select_instances(engine: Engine, accounts: Collection[str] | None, study_uid: str,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from fastapi import HTTPException
 
 from pacsd.dicom.frames import FRAME_MEDIA_TYPES, UNCOMPRESSED
+from pacsd.dicom.transcode import LOSSLESS_ENCODINGS, NATIVE
 from pacsd.services.rendering import RENDERED_MEDIA_TYPES
 
 DICOM = "application/dicom"
@@ -18,6 +19,7 @@ DICOM_JSON = "application/dicom+json"
 OCTET_STREAM = "application/octet-stream"
 MULTIPART = "multipart/related"
 _ANY = {"*/*", "multipart/*"}
+TRANSCODABLE = {str(uid) for uid in (*NATIVE, *LOSSLESS_ENCODINGS)}  # syntaxes instances are sent in on request
 
 
 @dataclass(frozen=True)
@@ -81,18 +83,22 @@ def _not_acceptable(what: str, accept: str | None) -> HTTPException:
     return HTTPException(406, f"cannot send {what} as any of Accept: {accept or '*/*'}")
 
 
-def choose_instances_encoding(accept: str | None, stored_syntaxes: set[str], single_part_allowed: bool) -> bool:
-    """True for multipart/related of application/dicom, False for one bare application/dicom.
+def choose_instances_encoding(accept: str | None, stored_syntaxes: set[str],
+                              single_part_allowed: bool) -> tuple[bool, str | None]:
+    """(True for multipart/related of application/dicom, False for one bare application/dicom;
+    the transfer syntax to send in, None for each file as stored).
 
-    Files are sent as stored: a transfer-syntax other than '*' must be the stored one.
-    """
+    Files are sent as stored unless a transfer-syntax other than '*' names another one pacsd can
+    transcode into losslessly (an uncompressed one, JPEG-LS, JPEG 2000 or RLE Lossless)."""
     for media in parse_accept(accept):
         syntax = media.transfer_syntax
-        syntax_ok = syntax in (None, "*") or stored_syntaxes <= {syntax}
+        as_stored = syntax in (None, "*") or stored_syntaxes <= {syntax}
+        syntax_ok = as_stored or syntax in TRANSCODABLE
+        chosen = None if as_stored else syntax
         if media.is_multipart and media.part_type in (DICOM, "application/*", "*/*") and syntax_ok:
-            return True
+            return True, chosen
         if media.media_type == DICOM and single_part_allowed and syntax_ok:
-            return False
+            return False, chosen
     raise _not_acceptable("DICOM instances stored as " + ", ".join(sorted(stored_syntaxes)), accept)
 
 

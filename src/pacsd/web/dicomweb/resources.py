@@ -16,7 +16,7 @@ from fastapi import HTTPException, Request
 
 from pacsd.errors import FrameOutOfRange, NoPixelData, PixelDecodeError
 from pacsd.services.archive import Archive
-from pacsd.services.stored import StoredInstance, select_instances
+from pacsd.services.stored import StoredInstance, current_instance, select_instances
 from pacsd.web.access import visible_accounts
 
 ROOT = "/dicom-web"
@@ -47,6 +47,12 @@ def find_instances(request: Request, study: str, series: str | None = None, inst
         what = "instance" if instance else "series" if series else "study"
         raise HTTPException(404, f"no such {what}")
     return found
+
+
+def current_of(request: Request, stored: StoredInstance) -> StoredInstance:
+    """`stored` as the index has it now when its file went since it was found (compressed meanwhile)."""
+    archive = archive_of(request)
+    return current_instance(archive.engine, archive.blobs.root, stored)
 
 
 def file_of(request: Request, stored: StoredInstance) -> Path:

@@ -1,17 +1,22 @@
 """WADO-RS retrieve of studies, series and instances, their metadata, and bulk data.
 
-Instances stream from disk as stored (multipart/related; type="application/dicom"); metadata
+Instances stream from disk as stored (multipart/related; type="application/dicom"), or transcoded
+when the Accept header names another transfer syntax (e.g. a compressed instance uncompressed); metadata
 comes from the index's stored DICOM JSON, its bulk data URIs made absolute; files are read only
 for bulk data.  Frames and rendered images are in `wado_pixels`.
 """
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydicom.dataset import Dataset
 
 from pacsd.dicom.files import read_dicom
+from pacsd.dicom.transcode import transcoded_file
+from pacsd.errors import PacsError
 from pacsd.services.stored import StoredInstance
 from pacsd.web.dicomweb.media import (
     DICOM,
@@ -23,6 +28,7 @@ from pacsd.web.dicomweb.media import (
 )
 from pacsd.web.dicomweb.multipart import OutgoingPart, multipart_type, new_boundary, write_parts
 from pacsd.web.dicomweb.resources import (
+    current_of,
     file_of,
     find_instances,
     instance_url,
@@ -30,6 +36,7 @@ from pacsd.web.dicomweb.resources import (
 )
 from pacsd.web.ui.audit import audit
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 
 _STORED_BULK_URI = '"BulkDataURI":"bulkdata/'
@@ -57,13 +64,37 @@ def retrieve_instance(request: Request, study: str, series: str, instance: str) 
 def _retrieve(request: Request, found: list[StoredInstance], single_part_allowed: bool = False) -> Response:
     syntaxes = {stored.transfer_syntax for stored in found}
     audit(request, "downloaded", study_uid=found[0].study_uid, detail=f"WADO-RS: {len(found)} instance(s)")
-    if not choose_instances_encoding(request.headers.get("accept"), syntaxes, single_part_allowed):
-        only = found[0]
-        return FileResponse(file_of(request, only), media_type=f"{DICOM}; transfer-syntax={only.transfer_syntax}")
-    parts = (OutgoingPart(f"{DICOM}; transfer-syntax={stored.transfer_syntax}", file_of(request, stored),
-                          instance_url(request, stored)) for stored in found)
+    multipart, syntax = choose_instances_encoding(request.headers.get("accept"), syntaxes, single_part_allowed)
+    if not multipart:
+        only = current_of(request, found[0])
+        if syntax is None:
+            return FileResponse(file_of(request, only), media_type=f"{DICOM}; transfer-syntax={only.transfer_syntax}")
+        return Response(_in_syntax(request, only, syntax), media_type=f"{DICOM}; transfer-syntax={syntax}")
+    parts = (_part(request, stored, syntax) for stored in found)
     boundary = new_boundary()
     return StreamingResponse(write_parts(parts, boundary), media_type=multipart_type(DICOM, boundary))
+
+
+def _part(request: Request, stored: StoredInstance, syntax: str | None) -> OutgoingPart:
+    """One instance's part: its file as stored, or transcoded into `syntax` (an instance that
+    cannot be is sent as stored, its part labelled so: the stream is under way, no 406 is possible)."""
+    stored = current_of(request, stored)
+    if syntax is not None and syntax != stored.transfer_syntax:
+        try:
+            return OutgoingPart(f"{DICOM}; transfer-syntax={syntax}", transcoded_file(file_of(request, stored), syntax),
+                                instance_url(request, stored))
+        except (PacsError, OSError, ValueError) as exc:
+            log.warning("WADO-RS: %s sent as stored (%s): %s", stored.sop_uid, stored.transfer_syntax, exc)
+    return OutgoingPart(f"{DICOM}; transfer-syntax={stored.transfer_syntax}", file_of(request, stored),
+                        instance_url(request, stored))
+
+
+def _in_syntax(request: Request, stored: StoredInstance, syntax: str) -> bytes:
+    """One instance transcoded into `syntax`; 406 when it cannot be."""
+    try:
+        return transcoded_file(file_of(request, stored), syntax)
+    except PacsError as exc:
+        raise HTTPException(406, f"the object is stored as {stored.transfer_syntax}: {exc}") from None
 
 
 @router.get("/studies/{study}/metadata")

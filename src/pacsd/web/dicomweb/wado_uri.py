@@ -1,7 +1,8 @@
 """WADO-URI (PS3.18 chapter 9): GET /wado?requestType=WADO&studyUID=&seriesUID=&objectUID=.
 
-contentType application/dicom sends the file as stored; image/jpeg (the default) or image/png a
-rendered frame with frameNumber, windowCenter/windowWidth, rows/columns and imageQuality.
+contentType application/dicom sends the file as stored (transcoded losslessly when transferSyntax
+names another syntax); image/jpeg (the default) or image/png a rendered frame with frameNumber,
+windowCenter/windowWidth, rows/columns and imageQuality.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 
 from pacsd.dicom.files import read_dicom
+from pacsd.dicom.transcode import transcoded_file
+from pacsd.errors import PacsError
 from pacsd.services.rendering import RENDERED_MEDIA_TYPES, parse_render_request, render_bytes
-from pacsd.web.dicomweb.media import DICOM
+from pacsd.web.dicomweb.media import DICOM, TRANSCODABLE
 from pacsd.web.dicomweb.resources import file_of, find_instances, pixel_errors
 
 router = APIRouter()
@@ -30,7 +33,13 @@ def wado(request: Request, requestType: str = "", studyUID: str = "", seriesUID:
     if media_type == DICOM:
         syntax = params.get("transferSyntax")
         if syntax and syntax != stored.transfer_syntax:
-            raise HTTPException(406, f"the object is stored as {stored.transfer_syntax}; it is sent as stored")
+            if syntax not in TRANSCODABLE:
+                raise HTTPException(406, f"the object is stored as {stored.transfer_syntax}; transferSyntax "
+                                         "may name an uncompressed or a lossless syntax")
+            try:
+                return Response(transcoded_file(file_of(request, stored), syntax), media_type=DICOM)
+            except PacsError as exc:
+                raise HTTPException(406, f"the object is stored as {stored.transfer_syntax}: {exc}") from None
         return FileResponse(file_of(request, stored), media_type=DICOM)
     if media_type not in RENDERED_MEDIA_TYPES:
         raise HTTPException(406, f"contentType {contentType[:60]!r}: use application/dicom, image/jpeg or image/png")
