@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -36,6 +37,8 @@ patients = Table(
     Column("num_series", Integer, nullable=False, default=0),
     Column("num_instances", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Retention and quota recycling never delete a protected patient's studies.
+    Column("protected", Boolean, nullable=False, server_default=false()),
     sqlite_autoincrement=True,  # keys are never reused: cached keys cannot point elsewhere
 )
 
@@ -68,6 +71,10 @@ studies = Table(
     Column("end_work_done_for", DateTime(timezone=True), nullable=True),
     Column("end_work_node", String(128), nullable=False, default=""),
     Column("end_work_claimed_at", DateTime(timezone=True), nullable=True),
+    # When a retrieve (C-GET, C-MOVE, WADO) last read the study (NULL: never); move rules use it.
+    Column("last_accessed_at", DateTime(timezone=True), nullable=True, index=True),
+    # Retention and quota recycling never delete a protected study.
+    Column("protected", Boolean, nullable=False, server_default=false()),
     sqlite_autoincrement=True,  # keys are never reused: cached keys cannot point elsewhere
 )
 
@@ -209,4 +216,15 @@ audit_events = Table(
     Index("ix_audit_events_at", "at"),
     Index("ix_audit_events_study_uid", "study_uid"),
     Index("ix_audit_events_actor", "actor"),
+)
+
+# Bytes and instances in each storage area other than the home area (whose use is the archive's
+# total minus these): kept current by area moves and deletions in their own transactions, and
+# recounted by every run of the move rules.  Quotas read it on the receive path.
+area_usage = Table(
+    "area_usage",
+    metadata,
+    Column("area", String(64), primary_key=True),
+    Column("bytes", BigInteger, nullable=False, default=0),
+    Column("instances", Integer, nullable=False, default=0),
 )

@@ -45,7 +45,7 @@ class Archive:
         storage = settings.storage
         self.node = node or f"{socket.gethostname()}-{settings.server.port}"
         self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group,
-                               self.node)
+                               self.node, storage.areas)
         if writer_address is None:
             self.writer = IndexWriter(self.engine, batch=settings.database.commit_batch,
                                       make_durable=self.blobs.make_entries_durable)
@@ -56,7 +56,7 @@ class Archive:
         self.actions = ActionLog.from_settings(settings)
         self.audit = AuditTrail(self.engine, syslog_sender(settings.audit, settings.server.ae_title))
         self.instance_work = WorkQueue(settings.hooks.workers, "pacsd-instance-hooks")
-        self.hooks = HookRunner(settings.hooks, self.engine, self.layout, self.blobs.root, self.instance_work,
+        self.hooks = HookRunner(settings.hooks, self.engine, self.layout, self.blobs.path_of, self.instance_work,
                                 self.actions)
         self.ingest = Ingest(
             self.blobs,

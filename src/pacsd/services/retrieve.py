@@ -87,7 +87,7 @@ class RetrieveService:
         statement = visible_only(statement, "IMAGE", accounts)
         with self.engine.connect() as conn:
             rows = conn.execute(statement.order_by(instances.c.pk)).all()
-        return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, self.blobs.root / r.path, r.study_uid)
+        return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, self.blobs.path_of(r.path), r.study_uid)
                 for r in rows]
 
 
