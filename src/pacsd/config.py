@@ -165,6 +165,12 @@ class StorageSettings(_Section):
             self.directory = next(iter(self.areas.values()))
         elif self.home_area is None:
             raise ValueError(f"directory {self.directory} is none of the storage areas' folders")
+        folders = {name: os.path.abspath(folder) for name, folder in self.areas.items()}
+        for name, folder in folders.items():
+            for other, other_folder in folders.items():
+                if other != name and (folder == other_folder or folder.startswith(other_folder + os.sep)):
+                    raise ValueError(f"areas: {name}'s folder {folder} is inside area {other}'s; "
+                                     "give each area a folder of its own")
         for rule in self.move_rules:
             for name in (rule.from_area, rule.to_area):
                 if name and name not in self.areas:
@@ -210,6 +216,13 @@ class Quota(_Section):
     max_studies: int = Field(0, ge=0)
     max_patients: int = Field(0, ge=0)
     when_full: Literal["refuse", "recycle"] = "refuse"
+
+    @model_validator(mode="after")
+    def _counts_of_the_whole_archive(self) -> "Quota":
+        if self.area and (self.max_studies or self.max_patients):
+            raise ValueError("max_studies and max_patients limit the whole archive: leave area empty "
+                             "(an area's quota counts bytes)")
+        return self
 
 
 class QuotaSettings(_Section):
@@ -445,8 +458,8 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _known_areas(self) -> "Settings":
-        named = [(f"retention rule", rule.area) for rule in self.retention.rules]
-        named += [(f"quota", quota.area) for quota in self.quotas.limits]
+        named = [("retention rule", rule.area) for rule in self.retention.rules]
+        named += [("quota", quota.area) for quota in self.quotas.limits]
         for what, name in named:
             if name and name not in self.storage.areas:
                 raise ValueError(f"{what}: there is no storage area {name!r}")
