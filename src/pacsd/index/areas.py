@@ -6,6 +6,7 @@ Paths outside the home area start with `.areas/<area>/` (`pacsd.storage.areas`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -15,20 +16,26 @@ from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, n
 from pacsd.index.schema import area_usage, instances, patients, series, studies
 from pacsd.storage.areas import area_prefix
 
+log = logging.getLogger(__name__)
+
 TOUCH_EVERY = timedelta(hours=1)  # a study's last access is written at most this often
 
 
 def touch_studies(engine: Engine, study_uids: Iterable[str], now: datetime | None = None) -> None:
-    """Record that the studies were just retrieved (at most once per TOUCH_EVERY each)."""
+    """Record that the studies were just retrieved (at most once per TOUCH_EVERY each).  A
+    failure is logged, never raised: the retrieve it records goes on."""
     uids = sorted(set(study_uids))[:1000]
     if not uids:
         return
     now = now or datetime.now(timezone.utc)
-    with engine.begin() as conn:
-        conn.execute(update(studies).where(
-            studies.c.study_uid.in_(uids),
-            or_(studies.c.last_accessed_at.is_(None), studies.c.last_accessed_at < now - TOUCH_EVERY),
-        ).values(last_accessed_at=now))
+    try:
+        with engine.begin() as conn:
+            conn.execute(update(studies).where(
+                studies.c.study_uid.in_(uids),
+                or_(studies.c.last_accessed_at.is_(None), studies.c.last_accessed_at < now - TOUCH_EVERY),
+            ).values(last_accessed_at=now))
+    except Exception:  # noqa: BLE001 - a busy or unreachable index
+        log.warning("could not record the last access of %d studies", len(uids), exc_info=True)
 
 
 def set_protected(engine: Engine, level: str, uid: str, protected: bool) -> bool:
@@ -74,6 +81,15 @@ def usage_totals(engine: Engine, home: str) -> Totals:
     others.pop(home, None)
     area_bytes = {**others, home: max(0, int(total_bytes) - sum(others.values()))}
     return Totals(int(total_bytes), int(study_count), int(patient_count), area_bytes)
+
+
+def area_instance_counts(engine: Engine) -> dict[str, int]:
+    """Instances per area other than the home area (from area_usage), and in all ('')."""
+    with engine.connect() as conn:
+        counts = {area: int(count) for area, count in conn.execute(select(area_usage.c.area, area_usage.c.instances))}
+        total = conn.execute(select(func.coalesce(func.sum(studies.c.num_instances), 0))).scalar_one()
+    counts[""] = int(total) - sum(counts.values())
+    return counts
 
 
 def add_area_usage(conn: Connection, area: str, size: int, count: int, home: str) -> None:
@@ -210,6 +226,11 @@ def unprotected_studies(engine: Engine, home: str, limit: int, *, older_than: da
         rows = conn.execute(_choice_query().where(and_(*conditions))
                             .order_by(studies.c.created_at, studies.c.pk).limit(limit))
         return [StudyChoice(*row) for row in rows]
+
+
+def study_exists(engine: Engine, study_uid: str) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(select(studies.c.pk).where(studies.c.study_uid == study_uid)).first() is not None
 
 
 def protected_flags(engine: Engine, study_uid: str) -> tuple[bool, bool] | None:

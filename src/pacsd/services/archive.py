@@ -24,6 +24,7 @@ from pacsd.services.audit_syslog import syslog_sender
 from pacsd.services.endofstudy import EndOfStudyWork
 from pacsd.services.hooks import HookRunner
 from pacsd.services.ingest import Ingest
+from pacsd.services.quotas import QuotaGuard
 from pacsd.services.scansheet import ScanSheetWriter
 from pacsd.services.stable import StudyStableDetector
 from pacsd.services.workqueue import WorkQueue
@@ -58,6 +59,7 @@ class Archive:
         self.instance_work = WorkQueue(settings.hooks.workers, "pacsd-instance-hooks")
         self.hooks = HookRunner(settings.hooks, self.engine, self.layout, self.blobs.path_of, self.instance_work,
                                 self.actions)
+        self.quotas = QuotaGuard(self)
         self.ingest = Ingest(
             self.blobs,
             self.writer,
@@ -66,6 +68,7 @@ class Archive:
             accepted_sop_classes=self.accepted_sop_classes,
             actions=self.actions,
             on_stored=self.hooks.instance_stored,
+            admit=self.quotas.admit,
         )
         # Set by `end_of_study.request_stop()`: scan sheets in progress give up too.
         background_stop = threading.Event()
@@ -78,15 +81,20 @@ class Archive:
                                            background_stop)
         self.stable_detector = StudyStableDetector(self.engine, settings.stable_after,
                                                    self.end_of_study.study_stable, node=self.node)
+        from pacsd.services.lifecycle import StorageLifecycle  # it imports this module's Archive
+
+        self.lifecycle = StorageLifecycle(self)
 
     def start_background(self) -> None:
         """Queue end-of-study work left undone by an earlier run, and start the study-stable
         detector (the server does; tests may)."""
         self.end_of_study.resume_pending()
         self.stable_detector.start()
+        self.lifecycle.start()
 
     def close(self) -> None:
         self.end_of_study.request_stop()  # first: a backlog of end-of-study work never delays a stop
+        self.lifecycle.stop()
         self.stable_detector.stop()
         self.instance_work.close()
         self.study_work.close(cancel_pending=True)

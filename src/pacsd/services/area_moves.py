@@ -17,7 +17,8 @@ from datetime import datetime, timedelta, timezone
 
 from pacsd.config import MoveRule
 from pacsd.errors import PacsError
-from pacsd.index.areas import StudyChoice, recount_area_usage, studies_to_move, study_files_outside, switch_paths
+from pacsd.index.areas import (StudyChoice, area_instance_counts, recount_area_usage, studies_to_move,
+                              study_files_outside, switch_paths, usage_totals)
 from pacsd.services.archive import Archive
 from pacsd.services.scansheet import study_dir_for
 from pacsd.storage.areas import split_area_path
@@ -152,3 +153,19 @@ def run_moves(archive: Archive, dry_run: bool = False, stop: Callable[[], bool] 
         if on_moved is not None:
             on_moved(moved)
     return run
+
+
+def area_report(archive: Archive) -> dict[str, dict]:
+    """Per area: folder, bytes and instances of images in it (the index's totals), free space."""
+    totals = usage_totals(archive.engine, archive.blobs.home)
+    counts = area_instance_counts(archive.engine)
+    report = {}
+    for name, root in archive.blobs.area_roots.items():
+        try:
+            free = archive.blobs.usage(name)[1]
+        except OSError:
+            free = 0
+        report[name] = {"folder": str(root), "receives": name == archive.blobs.home,
+                        "bytes": totals.area_bytes.get(name, 0), "free": free,
+                        "instances": counts.get(name, counts.get("", 0) if name == archive.blobs.home else 0)}
+    return report
