@@ -163,3 +163,42 @@ def test_quota_recycles_the_oldest_unprotected_study(pacs_factory, tmp_path):
     refused = storescu(pacs, made[3][0])  # everything left is protected: nothing to recycle
     assert refused_a700(refused)
     assert pacs.instance_count() == 4
+
+
+def test_administrator_protects_a_study_from_the_study_page(pacs, tmp_path):
+    """The form posts with the session's CSRF token; without it the server refuses; the flag then
+    keeps retention away (checked through the index's own selection)."""
+    import re as regex
+
+    import httpx
+
+    from pacsd.index.areas import protected_flags
+    from pacsd.services.users import add_user
+    from pacsd.web.server import WebServer
+    from tests.webui import post_login
+
+    files = write_study(tmp_path / "s", per_series=1, StudyInstanceUID=generate_uid(), StudyDate=OLD)
+    archive_files(pacs.archive, *files)
+    study = uid_of(files)
+    add_user(pacs.archive.engine, "boss", "a long enough password", is_admin=True)
+    web = WebServer(pacs.archive, HOST, 0, pacs.server.connections)
+    web.start()
+    try:
+        with httpx.Client(base_url=f"http://{HOST}:{web.address[1]}", timeout=30) as client:
+            assert post_login(client, "boss", "a long enough password").status_code == 303
+            page = client.get(f"/ui/studies/{study}")
+            token = regex.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+            assert 'value="study:on"' in page.text
+            forged = client.post(f"/ui/studies/{study}/protect", data={"change": "study:on"})
+            assert forged.status_code == 403 and protected_flags(pacs.archive.engine, study) == (False, False)
+            done = client.post(f"/ui/studies/{study}/protect", data={"change": "patient:on", "csrf_token": token})
+            assert done.status_code == 303 and protected_flags(pacs.archive.engine, study) == (False, True)
+            assert 'value="patient:off"' in client.get(f"/ui/studies/{study}").text
+    finally:
+        web.stop()
+    from pacsd.services.retention import rule_selects
+    from pacsd.config import RetentionRule
+    from datetime import datetime, timezone
+
+    rule = RetentionRule(older_than_days=1, age_of="study_date")
+    assert rule_selects(pacs.archive, rule, datetime.now(timezone.utc)) == []
