@@ -4,6 +4,7 @@ WADO-RS; moves killed (SIGKILL) at random points leave every instance indexed wi
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -138,6 +139,12 @@ def test_moves_killed_at_random_points_lose_nothing(tmp_path):
         on_disk = files_in(tmp_path / "fast") | {f".areas/long_term/{p}" for p in files_in(tmp_path / "slow")}
         assert on_disk == set(indexed(settings).values())  # one copy each, no orphan left
     assert killed >= 2, "no kill landed during a move: the test proved nothing"
+    stats = subprocess.run([str(VENV_BIN / "pacsd"), "stats", "--json", "--config", str(config)],
+                           capture_output=True, text=True, timeout=60)
+    per_area = json.loads(stats.stdout)["areas"]
+    on_disk = {area: sum(p.stat().st_size for p in (tmp_path / folder).rglob("*.dcm") if ".incoming" not in p.parts)
+               for area, folder in (("short_term", "fast"), ("long_term", "slow"))}
+    assert per_area == on_disk
 
 
 def test_overlapping_areas_are_refused(tmp_path):
