@@ -162,3 +162,30 @@ def test_existing_config_is_one_default_area(tmp_path):
     settings = make_settings(tmp_path)
     assert settings.storage.areas == {"default": settings.storage.directory}
     assert settings.storage.home_area == "default"
+
+
+def test_background_job_moves_idle_studies(pacs_factory, tmp_path):
+    """The background process's job (started as `pacsd serve` starts it) applies the move rules
+    every storage.move_every seconds."""
+    pacs = pacs_factory(storage={**two_areas(tmp_path), "move_every": 0.5})
+    files = write_study(tmp_path / "src", per_series=3, StudyInstanceUID=generate_uid())
+    archive_files(pacs.archive, *files)
+    pacs.archive.lifecycle.start()
+    from tests.conftest import wait_until
+
+    wait_until(lambda: len(files_in(tmp_path / "slow")) == 3 and not files_in(tmp_path / "fast"),
+               timeout=30, what="the study moved to long_term")
+    assert all(p.startswith(".areas/long_term/") for p in indexed(pacs.settings).values())
+
+
+def test_a_full_target_area_keeps_the_study_where_it_is(tmp_path):
+    storage = two_areas(tmp_path)
+    archive = Archive(make_settings(tmp_path, storage=storage,
+                                    quotas={"limits": [{"area": "long_term", "max_bytes": 1000}]}))
+    try:
+        archive_files(archive, *write_study(tmp_path / "src", per_series=3, StudyInstanceUID=generate_uid()))
+        run = run_moves(archive)
+        assert run.moved == [] and "quota reached: area long_term" in run.failed[0][1]
+        assert len(files_in(tmp_path / "fast")) == 3 and files_in(tmp_path / "slow") == set()
+    finally:
+        archive.close()

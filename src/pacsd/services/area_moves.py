@@ -134,7 +134,9 @@ class MoveRun:
 def run_moves(archive: Archive, dry_run: bool = False, stop: Callable[[], bool] = lambda: False,
               on_moved: Callable[[MovedStudy], None] | None = None) -> MoveRun:
     """Apply the move rules once (`dry_run`: only say what would move).  The area totals are
-    recounted first, so drift (an overwritten duplicate) never outlives a run."""
+    recounted first, so drift (an overwritten duplicate) never outlives a run.  A study that
+    does not fit the target area's quota stays (or, with `when_full: recycle`, the area's oldest
+    unprotected studies are deleted to make room)."""
     if not dry_run:
         recount_area_usage(archive.engine, archive.blobs.area_roots, archive.blobs.home)
     run = MoveRun(planned_moves(archive))
@@ -143,6 +145,10 @@ def run_moves(archive: Archive, dry_run: bool = False, stop: Callable[[], bool] 
     for plan in run.planned:
         if stop():
             break
+        full = archive.quotas.room_for(plan.to_area, plan.study.size_bytes, plan.study.study_uid, new_study=False)
+        if full:
+            run.failed.append((plan.study.study_uid, full))
+            continue
         try:
             moved = move_study(archive, plan.study.study_uid, plan.to_area, stop)
         except PacsError as exc:

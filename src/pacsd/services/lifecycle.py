@@ -41,7 +41,7 @@ class StorageLifecycle:
             self._thread.join(timeout=60)
 
     def _run(self) -> None:
-        due = [time.monotonic() + FIRST_RUN_AFTER] * len(self.jobs)
+        due = [time.monotonic() + min(FIRST_RUN_AFTER, every) for every, _ in self.jobs]
         while not self.stop_event.wait(max(0.0, min(due) - time.monotonic())):
             for number, (every, job) in enumerate(self.jobs):
                 if time.monotonic() >= due[number]:
