@@ -22,6 +22,7 @@ from pacsd.index.engine import database_url
 from pacsd.index.schema import instances
 from pacsd.services.archive import Archive
 from pacsd.services.area_moves import run_moves
+from pacsd.storage.areas import split_area_path
 from pacsd.storage.blobstore import BlobStore
 from tests.conftest import HOST, VENV_BIN, dcmtk, make_settings
 from tests.dicomweb_support import ADMIN, PASSWORD
@@ -100,10 +101,40 @@ def test_moved_study_is_retrieved_over_cmove(tmp_path):
     assert set(received_by_uid(received)) == {str(dcmread(f).SOPInstanceUID) for f in files}
 
 
+def first_to_move(settings, blobs, target: str) -> tuple[Path, Path] | None:
+    """The file a move to `target` handles first (the lowest key outside it), and its copy's
+    place; None when every file is there."""
+    engine = create_engine(database_url(settings.database.target))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(instances.c.path).order_by(instances.c.pk)).scalars().all()
+    finally:
+        engine.dispose()
+    first = next((p for p in rows if blobs.area_of(p) != target), None)
+    if first is None:
+        return None
+    _, inside = split_area_path(first, blobs.home)
+    return blobs.path_of(first), blobs.path_of(blobs.in_area(target, inside))
+
+
+def kill_when(process: subprocess.Popen, condition, timeout: float = 30) -> bool:
+    """SIGKILL the process as soon as `condition()` holds (polled every 0.2 ms); False when it
+    ended first."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if condition():
+            process.send_signal(signal.SIGKILL)
+            return True
+        time.sleep(0.0002)
+    return False
+
+
 def test_moves_killed_at_random_points_lose_nothing(tmp_path):
-    """SIGKILL `pacsd areas move` at random moments, back and forth between the areas: after each
-    kill every instance is still indexed and its indexed file is there; `pacsd check --repair`
-    clears the other copies and a second check finds the archive consistent."""
+    """SIGKILL `pacsd areas move` back and forth between the areas at random moments, the moment
+    the first copy is in place, and the moment the first old file is gone (right after a row
+    switch): after each kill every instance is still indexed and its indexed file is there;
+    `pacsd check --repair` clears the other copies and a second check finds the archive
+    consistent."""
     settings = make_settings(tmp_path, storage=two_areas(tmp_path))
     config = tmp_path / "pacsd.yaml"
     study = generate_uid()
@@ -117,19 +148,27 @@ def test_moves_killed_at_random_points_lose_nothing(tmp_path):
     blobs = BlobStore(settings.storage.directory, areas=settings.storage.areas, node="test")
     rng = random.Random(20)
     killed = 0
-    for round_ in range(6):
+    for round_ in range(9):
         target = "long_term" if round_ % 2 == 0 else "short_term"
+        if first_to_move(settings, blobs, target) is None:  # all there already: the other way
+            target = "short_term" if target == "long_term" else "long_term"
+        old, copy = first_to_move(settings, blobs, target)
         mover = subprocess.Popen([str(VENV_BIN / "pacsd"), "areas", "move", "--config", str(config),
                                   "--study", study, "--to", target], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.6, 2.5))  # start-up takes ~0.5 s; a move of 240 files a few seconds
-        if mover.poll() is None:
-            mover.send_signal(signal.SIGKILL)
-            killed += 1
+        trigger = round_ % 3
+        if trigger == 0:
+            start = time.monotonic() + rng.uniform(0.6, 2.5)  # start-up ~0.5 s; the move a few seconds
+            hit = kill_when(mover, lambda: time.monotonic() >= start)
+        elif trigger == 1:
+            hit = kill_when(mover, copy.exists)
+        else:
+            hit = kill_when(mover, lambda: not old.exists())
+        killed += hit
         mover.wait(timeout=60)
         paths = indexed(settings)
         assert set(paths) == expected  # nothing acknowledged lost
         missing = [p for p in paths.values() if not blobs.path_of(p).is_file()]
-        assert missing == []  # nothing indexed without its file
+        assert missing == [], f"round {round_} (trigger {trigger}): indexed without its file"
         repair = subprocess.run([str(VENV_BIN / "pacsd"), "check", "--config", str(config), "--repair",
                                  "--grace", "0"], capture_output=True, text=True, timeout=120)
         assert repair.returncode == 0, repair.stdout + repair.stderr
@@ -138,7 +177,7 @@ def test_moves_killed_at_random_points_lose_nothing(tmp_path):
         assert check.returncode == 0 and '"unindexed": []' in check.stdout, check.stdout
         on_disk = files_in(tmp_path / "fast") | {f".areas/long_term/{p}" for p in files_in(tmp_path / "slow")}
         assert on_disk == set(indexed(settings).values())  # one copy each, no orphan left
-    assert killed >= 2, "no kill landed during a move: the test proved nothing"
+    assert killed >= 6, "kills did not land during moves: the test proved little"
     stats = subprocess.run([str(VENV_BIN / "pacsd"), "stats", "--json", "--config", str(config)],
                            capture_output=True, text=True, timeout=60)
     per_area = json.loads(stats.stdout)["areas"]
