@@ -19,12 +19,13 @@ from pydicom.uid import generate_uid
 from sqlalchemy import create_engine, func, select
 
 from pacsd.index.engine import database_url
-from pacsd.index.schema import instances, studies
+from pacsd.index.schema import instances, series, studies
 from pacsd.services.archive import Archive
 from pacsd.storage.blobstore import BlobStore
 from tests.conftest import HOST, VENV_BIN, dcmtk, make_settings
 from tests.qr_support import archive_files
 from tests.studies import write_study
+from tests.test_storage_areas import kill_when
 
 OLD = "19990101"
 
@@ -99,13 +100,15 @@ def test_retention_killed_at_random_points_leaves_no_row_without_its_file(tmp_pa
     rng = random.Random(7)
     killed = 0
     try:
-        for _ in range(4):
+        for round_ in range(6):
             runner = subprocess.Popen([str(VENV_BIN / "pacsd"), "retention", "run", "--config", str(config)],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            time.sleep(rng.uniform(0.6, 1.6))
-            if runner.poll() is None:
-                runner.send_signal(signal.SIGKILL)
-                killed += 1
+            if round_ % 2 == 0:  # at a random moment
+                start = time.monotonic() + rng.uniform(0.6, 1.6)
+                killed += kill_when(runner, lambda: time.monotonic() >= start)
+            else:  # the moment the first file of the first study to go is gone
+                first = blobs.path_of(first_file_to_delete(engine))
+                killed += kill_when(runner, lambda: not first.exists())
             runner.wait(timeout=60)
             with engine.connect() as conn:
                 paths = conn.execute(select(instances.c.path)).scalars().all()
@@ -121,7 +124,15 @@ def test_retention_killed_at_random_points_leaves_no_row_without_its_file(tmp_pa
         assert list(Path(settings.storage.directory).rglob("*.dcm")) == []
     finally:
         engine.dispose()
-    assert killed >= 1 and len(made) == 30
+    assert killed >= 4 and len(made) == 30
+
+
+def first_file_to_delete(engine) -> str:
+    """The index path retention removes first: the first instance of the oldest arrival."""
+    with engine.connect() as conn:
+        study_pk = conn.execute(select(studies.c.pk).order_by(studies.c.created_at, studies.c.pk)).scalars().first()
+        return conn.execute(select(instances.c.path).join(series, instances.c.series_pk == series.c.pk)
+                            .where(series.c.study_pk == study_pk).order_by(instances.c.pk)).scalars().first()
 
 
 def storescu(pacs, *files: Path) -> subprocess.CompletedProcess:
