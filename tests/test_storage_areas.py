@@ -184,6 +184,11 @@ def test_moves_killed_at_random_points_lose_nothing(tmp_path):
     on_disk = {area: sum(p.stat().st_size for p in (tmp_path / folder).rglob("*.dcm") if ".incoming" not in p.parts)
                for area, folder in (("short_term", "fast"), ("long_term", "slow"))}
     assert per_area == on_disk
+    listed = subprocess.run([str(VENV_BIN / "pacsd"), "areas", "list", "--json", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    areas = json.loads(listed.stdout)
+    assert {name: area["bytes"] for name, area in areas.items()} == on_disk
+    assert sum(area["instances"] for area in areas.values()) == 240 and areas["short_term"]["receives"]
 
 
 def test_overlapping_areas_are_refused(tmp_path):
@@ -228,3 +233,21 @@ def test_a_full_target_area_keeps_the_study_where_it_is(tmp_path):
         assert len(files_in(tmp_path / "fast")) == 3 and files_in(tmp_path / "slow") == set()
     finally:
         archive.close()
+
+
+def test_move_dry_run_lists_and_moves_nothing(tmp_path):
+    settings = make_settings(tmp_path, storage=two_areas(tmp_path))
+    study = generate_uid()
+    archive = Archive(settings)
+    try:
+        archive_files(archive, *write_study(tmp_path / "src", per_series=2, StudyInstanceUID=study))
+    finally:
+        archive.close()
+    before = indexed(settings)
+    command = [str(VENV_BIN / "pacsd"), "areas", "move", "--config", str(tmp_path / "pacsd.yaml")]
+    dry = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0 and f"would move {study}" in dry.stdout and "to long_term (rule 1)" in dry.stdout
+    assert indexed(settings) == before and files_in(tmp_path / "slow") == set()
+    real = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert real.returncode == 0 and "moved 1" in real.stdout, real.stdout + real.stderr
+    assert len(files_in(tmp_path / "slow")) == 2 and files_in(tmp_path / "fast") == set()

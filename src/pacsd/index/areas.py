@@ -83,12 +83,13 @@ def usage_totals(engine: Engine, home: str) -> Totals:
     return Totals(int(total_bytes), int(study_count), int(patient_count), area_bytes)
 
 
-def area_instance_counts(engine: Engine) -> dict[str, int]:
-    """Instances per area other than the home area (from area_usage), and in all ('')."""
+def area_instance_counts(engine: Engine, home: str) -> dict[str, int]:
+    """Instances per area: area_usage's, and the rest in the home area."""
     with engine.connect() as conn:
         counts = {area: int(count) for area, count in conn.execute(select(area_usage.c.area, area_usage.c.instances))}
         total = conn.execute(select(func.coalesce(func.sum(studies.c.num_instances), 0))).scalar_one()
-    counts[""] = int(total) - sum(counts.values())
+    counts.pop(home, None)
+    counts[home] = max(0, int(total) - sum(counts.values()))
     return counts
 
 
@@ -118,11 +119,11 @@ def recount_area_usage(engine: Engine, areas: Iterable[str], home: str) -> dict[
     return {area: size for area, (size, _) in counted.items()}
 
 
-def area_usage_of_paths(rows: Iterable[tuple[str, int]], home_area_of) -> dict[str, tuple[int, int]]:
-    """(bytes, instances) per area of (path, size) rows; `home_area_of(path)` names a path's area."""
+def area_usage_of_paths(rows: Iterable[tuple[str, int]], area_of) -> dict[str, tuple[int, int]]:
+    """(bytes, instances) per area of (path, size) rows; `area_of(path)` names a path's area."""
     per_area: dict[str, tuple[int, int]] = {}
     for path, size in rows:
-        area = home_area_of(path)
+        area = area_of(path)
         size_sum, count = per_area.get(area, (0, 0))
         per_area[area] = (size_sum + int(size or 0), count + 1)
     return per_area

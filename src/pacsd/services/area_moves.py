@@ -164,7 +164,7 @@ def run_moves(archive: Archive, dry_run: bool = False, stop: Callable[[], bool] 
 def area_report(archive: Archive) -> dict[str, dict]:
     """Per area: folder, bytes and instances of images in it (the index's totals), free space."""
     totals = usage_totals(archive.engine, archive.blobs.home)
-    counts = area_instance_counts(archive.engine)
+    counts = area_instance_counts(archive.engine, archive.blobs.home)
     report = {}
     for name, root in archive.blobs.area_roots.items():
         try:
@@ -173,5 +173,5 @@ def area_report(archive: Archive) -> dict[str, dict]:
             free = 0
         report[name] = {"folder": str(root), "receives": name == archive.blobs.home,
                         "bytes": totals.area_bytes.get(name, 0), "free": free,
-                        "instances": counts.get(name, counts.get("", 0) if name == archive.blobs.home else 0)}
+                        "instances": counts.get(name, 0)}
     return report
