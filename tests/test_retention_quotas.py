@@ -212,3 +212,39 @@ def test_administrator_protects_a_study_from_the_study_page(pacs, tmp_path):
 
     rule = RetentionRule(older_than_days=1, age_of="study_date")
     assert rule_selects(pacs.archive, rule, datetime.now(timezone.utc)) == []
+
+
+@pytest.mark.parametrize("rule, kept", [
+    ({"modality": "MR"}, {"ct_fast", "ct_slow"}),
+    ({"area": "long_term"}, {"ct_fast"}),
+    ({"account": "nobody"}, {"ct_fast", "mr_slow", "ct_slow"}),
+    ({}, set()),
+])
+def test_rules_by_arrival_modality_area_and_account(tmp_path, rule, kept):
+    """Arrival age (a run two days ahead), narrowed by modality, area or account."""
+    from datetime import datetime, timedelta, timezone
+
+    from pacsd.services.area_moves import move_study
+    from pacsd.services.retention import run_retention
+
+    storage = {"directory": str(tmp_path / "fast"),
+               "areas": {"short_term": str(tmp_path / "fast"), "long_term": str(tmp_path / "slow")}}
+    settings = make_settings(tmp_path, storage=storage,
+                             retention={"rules": [{"older_than_days": 1, "age_of": "arrival", **rule}]})
+    archive = Archive(settings)
+    try:
+        uids = {}
+        for number, (name, modality) in enumerate((("ct_fast", "CT"), ("mr_slow", "MR"), ("ct_slow", "CT"))):
+            files = write_study(tmp_path / name, per_series=1, StudyInstanceUID=generate_uid(),
+                                PatientID=f"P{number}", Modality=modality)
+            archive_files(archive, *files)
+            uids[name] = uid_of(files)
+        for name in ("mr_slow", "ct_slow"):
+            move_study(archive, uids[name], "long_term")
+        assert run_retention(archive, dry_run=True).selected == []  # nothing is a day old yet
+        later = datetime.now(timezone.utc) + timedelta(days=2)
+        run = run_retention(archive, now=later)
+        assert set(run.deleted) == {uids[name] for name in uids if name not in kept}
+        assert study_uids(settings) == {uids[name] for name in kept}
+    finally:
+        archive.close()

@@ -59,6 +59,7 @@ def test_moved_study_is_retrieved_unchanged_over_cget_and_wado(pacs_factory, tmp
     run = run_moves(pacs.archive)
     assert [m.instances for m in run.moved] == [4]
     assert files_in(tmp_path / "fast") == set() and len(files_in(tmp_path / "slow")) == 4
+    assert run_moves(pacs.archive, dry_run=True).planned == []  # nothing left to move
     originals = {str(dcmread(f).SOPInstanceUID): f.read_bytes() for f in files}
     out = tmp_path / "got"
     out.mkdir()
@@ -251,3 +252,25 @@ def test_move_dry_run_lists_and_moves_nothing(tmp_path):
     real = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert real.returncode == 0 and "moved 1" in real.stdout, real.stdout + real.stderr
     assert len(files_in(tmp_path / "slow")) == 2 and files_in(tmp_path / "fast") == set()
+
+
+def test_rules_plan_only_idle_studies_not_yet_in_the_target(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from pacsd.index.areas import touch_studies
+    from pacsd.services.area_moves import move_study, planned_moves
+
+    storage = {**two_areas(tmp_path), "move_rules": [{"to_area": "long_term", "not_accessed_days": 1}]}
+    archive = Archive(make_settings(tmp_path, storage=storage))
+    try:
+        uids = []
+        for name in ("moved", "idle", "retrieved"):
+            uids.append(generate_uid())
+            archive_files(archive, *write_study(tmp_path / name, per_series=1, StudyInstanceUID=uids[-1]))
+        move_study(archive, uids[0], "long_term")
+        assert planned_moves(archive) == []  # none idle for a day yet
+        later = datetime.now(timezone.utc) + timedelta(days=2)
+        touch_studies(archive.engine, [uids[2]], now=later - timedelta(hours=1))  # retrieved an hour "ago"
+        assert [plan.study.study_uid for plan in planned_moves(archive, now=later)] == [uids[1]]
+    finally:
+        archive.close()

@@ -54,10 +54,6 @@ def in_area(area: str, home: str):
     return func.substr(instances.c.path, 1, len(".areas/")) != ".areas/"
 
 
-def _instances_of(study_pk):
-    return instances.c.series_pk.in_(select(series.c.pk).where(series.c.study_pk == study_pk).scalar_subquery())
-
-
 # -- usage totals ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -182,8 +178,14 @@ def _choice_query():
             .join(patients, studies.c.patient_pk == patients.c.pk))
 
 
+def _has_instances(*conditions):
+    """An SQL condition on the study of the enclosing query: one of its instances meets `conditions`."""
+    return exists(select(instances.c.pk).join(series, instances.c.series_pk == series.c.pk)
+                  .where(series.c.study_pk == studies.c.pk, *conditions))
+
+
 def _has_instances_in(area: str, home: str):
-    return exists(select(instances.c.pk).where(_instances_of(studies.c.pk), in_area(area, home)))
+    return _has_instances(in_area(area, home))
 
 
 def _modality_is(modality: str):
@@ -197,7 +199,7 @@ def studies_to_move(engine: Engine, to_area: str, from_area: str, idle_since: da
     last_use = func.coalesce(studies.c.last_accessed_at, studies.c.updated_at)
     conditions = [studies.c.updated_at < idle_since,
                   or_(studies.c.last_accessed_at.is_(None), studies.c.last_accessed_at < idle_since),
-                  exists(select(instances.c.pk).where(_instances_of(studies.c.pk), not_(in_area(to_area, home))))]
+                  _has_instances(not_(in_area(to_area, home)))]
     if from_area:
         conditions.append(_has_instances_in(from_area, home))
     if modality:
