@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import replace
 
 from pacsd.config import Quota
@@ -23,6 +24,7 @@ from pacsd.index.areas import Totals, study_exists, unprotected_studies, usage_t
 log = logging.getLogger(__name__)
 
 RECYCLE_AT_ONCE = 50  # studies looked at per recycling step
+KNOWN_STUDIES = 10_000  # study UIDs remembered as present (a few hundred KB)
 
 
 class QuotaGuard:
@@ -36,6 +38,9 @@ class QuotaGuard:
         self._totals: Totals | None = None
         self._read_at = 0.0
         self._lock = threading.Lock()
+        # Studies known to be in the index (or admitted here): their next instances are no new
+        # study, asked of the index once per study rather than once per instance.
+        self._known_studies: OrderedDict[str, None] = OrderedDict()
 
     def admit(self, header: Header) -> str | None:
         """None when the instance may be stored (and it is counted); else why not."""
@@ -52,7 +57,7 @@ class QuotaGuard:
         with self._lock:
             totals = self._current()
             if new_study is None and any(q.max_studies or q.max_patients for q in limits):
-                new_study = not study_exists(self.archive.engine, study_uid)
+                new_study = not self._known(study_uid)
             for quota in limits:
                 over = self._over(quota, totals, area, size, bool(new_study))
                 if over and quota.when_full == "recycle":
@@ -63,12 +68,29 @@ class QuotaGuard:
                     log.warning("quota reached: %s; refused %d bytes of study %s", over, size, study_uid)
                     return f"quota reached: {over}"
             self._count(area, size, bool(new_study))
+            self._remember(study_uid)
         return None
+
+    def _known(self, study_uid: str) -> bool:
+        if study_uid in self._known_studies:
+            self._known_studies.move_to_end(study_uid)
+            return True
+        if study_exists(self.archive.engine, study_uid):
+            self._remember(study_uid)
+            return True
+        return False
+
+    def _remember(self, study_uid: str) -> None:
+        self._known_studies[study_uid] = None
+        self._known_studies.move_to_end(study_uid)
+        while len(self._known_studies) > KNOWN_STUDIES:
+            self._known_studies.popitem(last=False)
 
     def _current(self, force: bool = False) -> Totals:
         now = time.monotonic()
         if force or self._totals is None or now - self._read_at >= self.refresh:
             self._totals, self._read_at = usage_totals(self.archive.engine, self.home), now
+            self._known_studies.clear()  # studies deleted meanwhile are new again when sent again
         return self._totals
 
     def _count(self, area: str, size: int, new_study: bool) -> None:
