@@ -248,3 +248,33 @@ def test_rules_by_arrival_modality_area_and_account(tmp_path, rule, kept):
         assert study_uids(settings) == {uids[name] for name in kept}
     finally:
         archive.close()
+
+
+def test_an_area_quota_counts_only_that_area(tmp_path):
+    """short_term may hold 3 KB: a study moved to long_term makes room there; the whole archive
+    is not limited."""
+    import shutil
+
+    from pacsd.services.area_moves import move_study
+    from pacsd.services.ingest import OUT_OF_RESOURCES, Source
+
+    storage = {"directory": str(tmp_path / "fast"),
+               "areas": {"short_term": str(tmp_path / "fast"), "long_term": str(tmp_path / "slow")}}
+    archive = Archive(make_settings(tmp_path, storage=storage, quotas={
+        "limits": [{"area": "short_term", "max_bytes": 3000, "when_full": "refuse"}], "refresh": 0.001}))
+
+    def store(path: Path):
+        temp = archive.blobs.new_temp_path()
+        shutil.copyfile(path, temp)
+        return archive.ingest.store(temp, Source("import"))
+
+    try:
+        first = write_study(tmp_path / "a", per_series=2, StudyInstanceUID=generate_uid())  # ~1.4 KB each
+        assert [store(f).ok for f in first] == [True, True]
+        second = write_study(tmp_path / "b", per_series=2, StudyInstanceUID=generate_uid())
+        assert store(second[0]).status == OUT_OF_RESOURCES
+        move_study(archive, uid_of(first), "long_term")
+        assert [store(f).ok for f in second] == [True, True]
+        assert len(list((tmp_path / "slow").rglob("*.dcm"))) == 2
+    finally:
+        archive.close()
