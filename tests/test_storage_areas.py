@@ -219,7 +219,7 @@ def test_background_job_moves_idle_studies(pacs_factory, tmp_path):
     from tests.conftest import wait_until
 
     wait_until(lambda: len(files_in(tmp_path / "slow")) == 3 and not files_in(tmp_path / "fast"),
-               timeout=30, what="the study moved to long_term")
+               timeout=60, what="the study moved to long_term")
     assert all(p.startswith(".areas/long_term/") for p in indexed(pacs.settings).values())
 
 
