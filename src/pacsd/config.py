@@ -7,6 +7,7 @@ the file.  An invalid setting raises `ConfigError` naming the key and what is wr
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pacsd.errors import ConfigError
 
 DEFAULT_DATA_DIR = Path("pacs-data")
+AREA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class _Section(BaseModel):
@@ -139,6 +141,93 @@ class StorageSettings(_Section):
 
         check_naming(value)
         return value
+
+    areas: dict[str, Path] = Field(default_factory=dict, description=(
+        "storage areas, name -> folder; default one area, 'default', that is `directory`"))
+    move_rules: list["MoveRule"] = Field(default_factory=list)
+    move_every: float = Field(3600, ge=0, description="seconds between runs of the move rules (0: only by CLI)")
+
+    @field_validator("areas")
+    @classmethod
+    def _check_area_names(cls, value: dict[str, Path]) -> dict[str, Path]:
+        for name in value:
+            if not AREA_NAME.fullmatch(name):
+                raise ValueError(f"area name {name!r}: use 1-64 letters, digits, '_' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _home_area(self) -> "StorageSettings":
+        """No areas: one, 'default', that is `directory`.  Areas without `directory`: the first
+        area is where new instances go.  Both: `directory` must be one of the areas."""
+        if not self.areas:
+            self.areas = {"default": self.directory}
+        elif "directory" not in self.model_fields_set:
+            self.directory = next(iter(self.areas.values()))
+        elif self.home_area is None:
+            raise ValueError(f"directory {self.directory} is none of the storage areas' folders")
+        folders = {name: os.path.abspath(folder) for name, folder in self.areas.items()}
+        for name, folder in folders.items():
+            for other, other_folder in folders.items():
+                if other != name and (folder == other_folder or folder.startswith(other_folder + os.sep)):
+                    raise ValueError(f"areas: {name}'s folder {folder} is inside area {other}'s; "
+                                     "give each area a folder of its own")
+        for rule in self.move_rules:
+            for name in (rule.from_area, rule.to_area):
+                if name and name not in self.areas:
+                    raise ValueError(f"move rule: there is no storage area {name!r}")
+        return self
+
+    @property
+    def home_area(self) -> str | None:
+        """The area that is `directory`: where new instances go (None before validation)."""
+        home = os.path.abspath(self.directory)
+        return next((name for name, folder in self.areas.items() if os.path.abspath(folder) == home), None)
+
+
+class MoveRule(_Section):
+    """Move whole studies into `to_area` when nobody has retrieved them for `not_accessed_days`."""
+
+    to_area: str
+    from_area: str = Field("", description="only studies in this area (default: any other area)")
+    not_accessed_days: float = Field(90, ge=0, description="days since the last retrieval (or arrival)")
+    modality: str = Field("", description="only studies with this modality")
+
+
+class RetentionRule(_Section):
+    """Delete studies older than `older_than_days` (by study date or arrival), narrowed by the rest."""
+
+    older_than_days: float = Field(gt=0)
+    age_of: Literal["study_date", "arrival"] = "arrival"
+    modality: str = ""
+    account: str = ""
+    area: str = ""
+
+
+class RetentionSettings(_Section):
+    rules: list[RetentionRule] = Field(default_factory=list)
+    every: float = Field(0, ge=0, description="seconds between background runs (0: only `pacsd retention run`)")
+
+
+class Quota(_Section):
+    """A limit on one area (or the whole archive): bytes, studies, patients (0 = no limit)."""
+
+    area: str = Field("", description="the area this limits ('' = the whole archive)")
+    max_bytes: int = Field(0, ge=0)
+    max_studies: int = Field(0, ge=0)
+    max_patients: int = Field(0, ge=0)
+    when_full: Literal["refuse", "recycle"] = "refuse"
+
+    @model_validator(mode="after")
+    def _counts_of_the_whole_archive(self) -> "Quota":
+        if self.area and (self.max_studies or self.max_patients):
+            raise ValueError("max_studies and max_patients limit the whole archive: leave area empty "
+                             "(an area's quota counts bytes)")
+        return self
+
+
+class QuotaSettings(_Section):
+    limits: list[Quota] = Field(default_factory=list)
+    refresh: float = Field(10, gt=0, description="seconds a receiving process trusts its running totals")
 
 
 class DatabaseSettings(_Section):
@@ -367,6 +456,17 @@ class Settings(_Section):
     hooks: "HookSettings" = Field(default_factory=lambda: HookSettings())
     action_log: "ActionLogSettings" = Field(default_factory=lambda: ActionLogSettings())
     compression: "CompressionSettings" = Field(default_factory=lambda: CompressionSettings())
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+
+    @model_validator(mode="after")
+    def _known_areas(self) -> "Settings":
+        named = [("retention rule", rule.area) for rule in self.retention.rules]
+        named += [("quota", quota.area) for quota in self.quotas.limits]
+        for what, name in named:
+            if name and name not in self.storage.areas:
+                raise ValueError(f"{what}: there is no storage area {name!r}")
+        return self
 
     @field_validator("accepted_sop_classes")
     @classmethod
@@ -529,6 +629,7 @@ class CompressionSettings(_Section):
         return self
 
 
+StorageSettings.model_rebuild()
 Settings.model_rebuild()
 
 

@@ -39,10 +39,11 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pacsd.cli import commit, compress, db, deid, modify, qr, serve, toolkit, tools, users
+    from pacsd.cli import commit, compress, db, deid, lifecycle, modify, qr, serve, toolkit, tools, users
 
-    for command in (*serve.COMMANDS, *tools.COMMANDS, *deid.COMMANDS, *modify.COMMANDS, *toolkit.COMMANDS, *commit.COMMANDS, *qr.COMMANDS,
-                    *users.COMMANDS, *db.COMMANDS, *compress.COMMANDS):
+    for command in (*serve.COMMANDS, *tools.COMMANDS, *lifecycle.COMMANDS, *compress.COMMANDS, *deid.COMMANDS,
+                    *modify.COMMANDS, *toolkit.COMMANDS, *commit.COMMANDS, *qr.COMMANDS, *users.COMMANDS,
+                    *db.COMMANDS):
         main.add_command(command)
 
 

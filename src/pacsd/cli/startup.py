@@ -18,6 +18,8 @@ from pacsd.errors import StartupError
 def check_startup(settings: Settings) -> None:
     """Raise StartupError when a folder the server writes to or a port it listens on is not usable."""
     check_writable(Path(settings.storage.directory), "storage folder", "--storage-dir or storage.directory")
+    for name, folder in settings.storage.areas.items():
+        check_writable(Path(folder), f"storage area {name}'s folder", f"storage.areas.{name}")
     check_writable(Path(settings.logging.directory), "log folder", "--log-dir or logging.directory")
     check_port_free(settings.server.host, settings.server.port, "DICOM port", "--port or server.port")
     if settings.http.enabled:

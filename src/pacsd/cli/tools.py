@@ -139,13 +139,14 @@ def import_(paths, config_path, **flags) -> None:
 def stats(config_path, as_json, **flags) -> None:
     """Counts of patients, studies, series, instances, bytes, and per modality."""
     from pacsd.index.engine import open_index, require_existing
-    from pacsd.index.stats import archive_statistics
+    from pacsd.index.stats import archive_statistics, bytes_per_area
 
     settings = build_settings(config_path, **flags)
     require_existing(settings.database.target)
     engine = open_index(settings.database.target, settings.database.wal_mode, settings.database.auto_upgrade)
     try:
         figures = archive_statistics(engine)
+        figures["areas"] = bytes_per_area(engine, settings.storage)
     finally:
         engine.dispose()
     if as_json:
@@ -158,6 +159,8 @@ def stats(config_path, as_json, **flags) -> None:
         table.add_row(key, f"{figures[key]:,}")
     for modality, counts in figures["modalities"].items():
         table.add_row(f"  {modality}", f"{counts['instances']:,} instances in {counts['series']:,} series")
+    for area, size in figures["areas"].items():
+        table.add_row(f"area {area}", f"{size:,} bytes")
     Console().print(table)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -36,6 +37,8 @@ patients = Table(
     Column("num_series", Integer, nullable=False, default=0),
     Column("num_instances", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Retention and quota recycling never delete a protected patient's studies.
+    Column("protected", Boolean, nullable=False, server_default=false()),
     sqlite_autoincrement=True,  # keys are never reused: cached keys cannot point elsewhere
 )
 
@@ -68,6 +71,10 @@ studies = Table(
     Column("end_work_done_for", DateTime(timezone=True), nullable=True),
     Column("end_work_node", String(128), nullable=False, default=""),
     Column("end_work_claimed_at", DateTime(timezone=True), nullable=True),
+    # When a retrieve (C-GET, C-MOVE, WADO) last read the study (NULL: never); move rules use it.
+    Column("last_accessed_at", DateTime(timezone=True), nullable=True, index=True),
+    # Retention and quota recycling never delete a protected study.
+    Column("protected", Boolean, nullable=False, server_default=false()),
     sqlite_autoincrement=True,  # keys are never reused: cached keys cannot point elsewhere
 )
 
@@ -240,4 +247,15 @@ compression_journal = Table(
     Column("node", String(128), nullable=False, default=""),
     Column("state", String(16), nullable=False),  # placing | switched
     Column("started_at", DateTime(timezone=True), nullable=False),
+)
+
+# Bytes and instances in each storage area other than the home area (whose use is the archive's
+# total minus these): kept current by area moves and deletions in their own transactions, and
+# recounted by every run of the move rules.  Quotas read it on the receive path.
+area_usage = Table(
+    "area_usage",
+    metadata,
+    Column("area", String(64), primary_key=True),
+    Column("bytes", BigInteger, nullable=False, default=0),
+    Column("instances", Integer, nullable=False, default=0),
 )

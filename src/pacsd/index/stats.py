@@ -59,3 +59,11 @@ def instances_stored_after(engine: Engine, seq: int) -> tuple[int, int]:
 def last_change_seq(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.coalesce(func.max(changes.c.seq), 0))).scalar_one())
+
+
+def bytes_per_area(engine: Engine, storage) -> dict[str, int]:
+    """Bytes of images in each storage area (`StorageSettings`), from the running totals."""
+    from pacsd.index.areas import usage_totals
+
+    totals = usage_totals(engine, storage.home_area)
+    return {name: totals.area_bytes.get(name, 0) for name in storage.areas}

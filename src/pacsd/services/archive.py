@@ -27,6 +27,7 @@ from pacsd.services.compression import CompressionJob, Compressor
 from pacsd.services.endofstudy import EndOfStudyWork
 from pacsd.services.hooks import HookRunner
 from pacsd.services.ingest import Ingest
+from pacsd.services.quotas import QuotaGuard
 from pacsd.services.scansheet import ScanSheetWriter
 from pacsd.services.stable import StudyStableDetector
 from pacsd.services.workqueue import WorkQueue
@@ -50,7 +51,7 @@ class Archive:
         storage = settings.storage
         self.node = node or f"{socket.gethostname()}-{settings.server.port}"
         self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group,
-                               self.node)
+                               self.node, storage.areas)
         if writer_address is None:
             self.writer = self._own_writer()
         elif alone is None:
@@ -63,8 +64,9 @@ class Archive:
         self.actions = ActionLog.from_settings(settings)
         self.audit = AuditTrail(self.engine, syslog_sender(settings.audit, settings.server.ae_title))
         self.instance_work = WorkQueue(settings.hooks.workers, "pacsd-instance-hooks")
-        self.hooks = HookRunner(settings.hooks, self.engine, self.layout, self.blobs.root, self.instance_work,
+        self.hooks = HookRunner(settings.hooks, self.engine, self.layout, self.blobs.path_of, self.instance_work,
                                 self.actions)
+        self.quotas = QuotaGuard(self)
         self.ingest = Ingest(
             self.blobs,
             self.writer,
@@ -73,6 +75,7 @@ class Archive:
             accepted_sop_classes=self.accepted_sop_classes,
             actions=self.actions,
             on_stored=self.hooks.instance_stored,
+            admit=self.quotas.admit,
         )
         # Set by `end_of_study.request_stop()`: scan sheets in progress give up too.
         background_stop = threading.Event()
@@ -91,6 +94,9 @@ class Archive:
     def _own_writer(self) -> IndexWriter:
         return IndexWriter(self.engine, batch=self.settings.database.commit_batch,
                            make_durable=self.blobs.make_entries_durable)
+        from pacsd.services.lifecycle import StorageLifecycle  # it imports this module's Archive
+
+        self.lifecycle = StorageLifecycle(self)
 
     def start_background(self) -> None:
         """Queue end-of-study work left undone by an earlier run, and start the study-stable
@@ -99,9 +105,11 @@ class Archive:
         self.stable_detector.start()
         if self.compression_job is not None:
             self.compression_job.start()
+        self.lifecycle.start()
 
     def close(self) -> None:
         self.end_of_study.request_stop()  # first: a backlog of end-of-study work never delays a stop
+        self.lifecycle.stop()
         self.stable_detector.stop()
         if self.compression_job is not None:
             self.compression_job.stop()  # the instance being compressed is finished or given up

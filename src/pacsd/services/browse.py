@@ -52,7 +52,8 @@ def _visible(query: Select, accounts: set[str] | None) -> Select:
 
 
 def _study_columns():
-    return (studies, patients.c.patient_id, patients.c.patient_name, patients.c.birth_date, patients.c.sex)
+    return (studies, patients.c.patient_id, patients.c.patient_name, patients.c.birth_date, patients.c.sex,
+            patients.c.protected.label("patient_protected"))
 
 
 def search_studies(engine: Engine, wanted: StudyFilter, accounts: set[str] | None, sort: str = "date",

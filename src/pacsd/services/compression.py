@@ -183,9 +183,14 @@ class Compressor:
         placed = False
         try:
             self.blobs.make_private(temp, self.blobs.file_mode)
-            os.link(temp, self.blobs.root / new_path)
-            placed = True
-            self.blobs.make_durable([new_path])
+            if self.blobs.area_of(new_path) == self.blobs.home:
+                os.link(temp, self.blobs.path_of(new_path))
+                placed = True
+                self.blobs.make_durable([new_path])
+            else:  # another storage area, maybe another volume: copied there durably
+                placed = True
+                if self.blobs.copy_in(temp, new_path) != new_path:
+                    raise OSError(f"{new_path} was taken meanwhile")
             switched = index.switch_to_compressed(self.engine, journal, candidate, new_path, size, checksum, syntax)
         except BaseException:
             if not placed:
@@ -211,7 +216,7 @@ class Compressor:
         for attempt in range(10_000):
             name = f"{stem}.{LOSSLESS[UID(syntax)]}{f'_{attempt}' if attempt else ''}.dcm"
             candidate = original.with_name(name)
-            if not (self.blobs.root / candidate).exists():
+            if not self.blobs.path_of(candidate).exists():
                 return str(candidate)
         raise OSError(f"no free name beside {path}")
 
@@ -224,7 +229,7 @@ class Compressor:
         removed = []
         for entry in entries:
             for path in index.take_journal_entry(self.engine, entry) or ():
-                if (self.blobs.root / path).exists():
+                if self.blobs.path_of(path).exists():
                     self.blobs.remove(path)
                     removed.append(path)
                     log.warning("compression of instance %d was interrupted: removed %s, which no row names",

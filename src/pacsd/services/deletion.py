@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from sqlalchemy import delete, insert, select, update
 
 from pacsd.errors import PacsError
+from pacsd.index.areas import add_area_usage, area_usage_of_paths
 from pacsd.index.schema import changes, instances, patients, series, studies
 from pacsd.services.archive import Archive
 from pacsd.services.scansheet import study_dir_for
@@ -26,6 +27,10 @@ class NoSuchStudy(PacsError):
     """The study to delete is not in the index."""
 
 
+class StudyProtected(PacsError):
+    """Retention or recycling found the study (or its patient) protected."""
+
+
 @dataclass(frozen=True)
 class DeletedStudy:
     study_uid: str
@@ -33,14 +38,23 @@ class DeletedStudy:
     bytes: int
 
 
-def delete_study(archive: Archive, study_uid: str, by: str = "") -> DeletedStudy:
+def delete_study(archive: Archive, study_uid: str, by: str = "", spare_protected: bool = False) -> DeletedStudy:
+    """`spare_protected`: raise StudyProtected, deleting nothing, when the study or its patient is
+    protected (checked in the deleting transaction, so a flag set meanwhile is honoured)."""
     with archive.engine.begin() as conn:
-        study = conn.execute(select(studies).where(studies.c.study_uid == study_uid)).first()
+        study = conn.execute(select(studies, patients.c.protected.label("patient_protected"))
+                             .join(patients, studies.c.patient_pk == patients.c.pk)
+                             .where(studies.c.study_uid == study_uid)).first()
         if study is None:
             raise NoSuchStudy(f"no study {study_uid} in the index")
+        if spare_protected and (study.protected or study.patient_protected):
+            raise StudyProtected(f"study {study_uid} is protected")
         series_pks = select(series.c.pk).where(series.c.study_pk == study.pk).scalar_subquery()
-        paths = conn.execute(select(instances.c.path).where(instances.c.series_pk.in_(series_pks))
-                             .order_by(instances.c.pk)).scalars().all()
+        files = conn.execute(select(instances.c.path, instances.c.size_bytes)
+                             .where(instances.c.series_pk.in_(series_pks)).order_by(instances.c.pk)).all()
+        paths = [path for path, _ in files]
+        for area, (size, count) in area_usage_of_paths(files, archive.blobs.area_of).items():
+            add_area_usage(conn, area, -size, -count, archive.blobs.home)
         conn.execute(delete(instances).where(instances.c.series_pk.in_(series_pks)))
         series_count = conn.execute(delete(series).where(series.c.study_pk == study.pk)).rowcount
         conn.execute(delete(studies).where(studies.c.pk == study.pk))

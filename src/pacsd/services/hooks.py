@@ -98,10 +98,10 @@ def run_hook(arguments: list[str], timeout: float, environment: dict[str, str] |
 
 
 class HookRunner:
-    def __init__(self, settings, engine: Engine, layout: Layout, storage_root, work: WorkQueue,
+    def __init__(self, settings, engine: Engine, layout: Layout, locate, work: WorkQueue,
                  actions: ActionLog) -> None:
         self.settings = settings  # HookSettings
-        self.engine, self.layout, self.storage_root = engine, layout, storage_root
+        self.engine, self.layout, self.locate = engine, layout, locate
         self.work, self.actions = work, actions
         # relay(values) -> True when another process took the on_instance run (pacsd.services.hook_relay)
         self.relay: Callable[[dict[str, str]], bool] | None = None
@@ -151,7 +151,7 @@ class HookRunner:
             first = conn.execute(in_study.order_by(instances.c.pk).limit(1)).one()
             latest = conn.execute(in_study.order_by(instances.c.received_at.desc(), instances.c.pk.desc())
                                   .limit(1)).one()
-        study_dir = str(self.storage_root / study_dir_for(self.layout, first.path, study_uid))
+        study_dir = str(self.locate(study_dir_for(self.layout, first.path, study_uid)))
         return {"path": study_dir, "study_dir": study_dir, "study_uid": study_uid, "account": study.account,
                 "calling_aet": latest.calling_aet, "peer": "", "series_uid": "", "sop_instance_uid": "",
                 "patient_id": study.patient_id, "patient_name": study.patient_name}

@@ -90,7 +90,10 @@ class Ingest:
 
     def __init__(self, blobs: BlobStore, writer: IndexWriter, layout: Layout, duplicates: DuplicatePolicy = "keep",
                  accepted_sop_classes: set[str] | None = None, actions: ActionLog | None = None,
-                 on_stored: Callable[[InstanceStored], None] | None = None) -> None:
+                 on_stored: Callable[[InstanceStored], None] | None = None,
+                 admit: Callable[[Header], str | None] | None = None) -> None:
+        """`admit(header)`: None to store the instance, else why it is refused (0xA700): the
+        quota check (`pacsd.services.quotas.QuotaGuard.admit`)."""
         self.blobs = blobs
         self.writer = writer
         self.layout = layout
@@ -99,6 +102,7 @@ class Ingest:
         self.arrivals = SeriesArrivals(writer.engine)
         self.actions = actions
         self.on_stored = on_stored
+        self.admit = admit
 
     def store(self, temp: Path, source: Source, expected: Expected | None = None) -> StoreResult:
         """Archive the file at `temp` (which this call consumes) and return the DICOM status."""
@@ -114,6 +118,8 @@ class Ingest:
         try:
             header = read_header(temp)
             self._check(header, expected)
+            if self.admit is not None and (refusal := self.admit(header)):
+                raise _Refused(OUT_OF_RESOURCES, refusal)
             record = self._record(header, source)
             placement = self.layout.placement(header.dataset, lambda: self.arrivals.next(header.series_uid))
             record.account = placement.account

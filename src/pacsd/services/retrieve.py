@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 from pacsd.dicom.deidentify import Profile
 from pacsd.dicom.transcode import CannotTranscode, transcoded
 from pacsd.errors import PacsError
+from pacsd.index.areas import touch_studies
 from pacsd.index.query_keys import UNIQUE_KEYS, joined_tables, levels_down_to
 from pacsd.index.schema import instances, studies
 from pacsd.services.deidentify import write_deidentified
@@ -87,7 +88,8 @@ class RetrieveService:
         statement = visible_only(statement, "IMAGE", accounts)
         with self.engine.connect() as conn:
             rows = conn.execute(statement.order_by(instances.c.pk)).all()
-        return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, self.blobs.root / r.path, r.study_uid)
+        touch_studies(self.engine, {r.study_uid for r in rows})  # move rules: last retrieved
+        return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, self.blobs.path_of(r.path), r.study_uid)
                 for r in rows]
 
 

@@ -12,6 +12,7 @@ import io
 import logging
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -28,6 +29,7 @@ from pacsd.services.sheetfonts import SheetFonts
 from pacsd.services.sheetpdf import render_sheet_pdf
 from pacsd.services.thumbnails import thumbnail
 from pacsd.services.workqueue import StopRequested
+from pacsd.storage.areas import area_path, split_area_path
 from pacsd.storage.blobstore import BlobStore
 from pacsd.storage.layout import Layout
 from pacsd.storage.sanitize import path_component
@@ -107,7 +109,7 @@ def _header(header_json: str) -> Dataset:
     return Dataset.from_json(shown, bulk_data_uri_handler=lambda *_: b"")
 
 
-def _series_row(conn: Connection, row, storage_root: Path) -> SeriesRow:
+def _series_row(conn: Connection, row, locate: Callable[[str], Path]) -> SeriesRow:
     members = conn.execute(
         select(instances.c.pk, instances.c.path).where(instances.c.series_pk == row.pk)
         .order_by(instances.c.instance_number, instances.c.pk)
@@ -123,18 +125,23 @@ def _series_row(conn: Connection, row, storage_root: Path) -> SeriesRow:
         slice_thickness=_decimal(first_text(ds, "SliceThickness")),
         matrix=f"{rows_}x{columns}" if rows_ and columns else "",
         acquisition_time=_time(first_text(ds, "AcquisitionTime")),
-        thumbnail_source=storage_root / members[len(members) // 2].path,
+        thumbnail_source=locate(members[len(members) // 2].path),
     )
 
 
 def study_dir_for(layout: Layout, first_instance_path: str, study_uid: str) -> PurePosixPath:
     """The study's folder (where its scan sheet goes): the layout's, else ScanSheets/<uid>."""
-    study_dir = layout.study_dir_of(PurePosixPath(first_instance_path))
-    return study_dir if study_dir is not None else PurePosixPath(SHEETS_FOLDER, path_component(study_uid))
+    area_prefix, inside = split_area_path(first_instance_path, "")
+    study_dir = layout.study_dir_of(PurePosixPath(inside))
+    if study_dir is None:
+        study_dir = PurePosixPath(SHEETS_FOLDER, path_component(study_uid))
+    return PurePosixPath(area_path(area_prefix, study_dir, "")) if area_prefix else study_dir
 
 
-def read_study_sheet(engine: Engine, study_uid: str, layout: Layout, storage_root: Path) -> StudySheet | None:
-    """What the scan sheet of `study_uid` shows, from the index (None: no such study)."""
+def read_study_sheet(engine: Engine, study_uid: str, layout: Layout,
+                     locate: Callable[[str], Path]) -> StudySheet | None:
+    """What the scan sheet of `study_uid` shows, from the index (None: no such study); `locate`
+    gives the file of an index path (`BlobStore.path_of`)."""
     with engine.connect() as conn:
         study = conn.execute(
             select(studies, patients.c.patient_name, patients.c.patient_id, patients.c.birth_date, patients.c.sex)
@@ -148,7 +155,7 @@ def read_study_sheet(engine: Engine, study_uid: str, layout: Layout, storage_roo
             select(instances.c.path).join(series, instances.c.series_pk == series.c.pk)
             .where(series.c.study_pk == study.pk).order_by(instances.c.pk).limit(1)
         ).scalar_one()
-        rows = [_series_row(conn, row, storage_root) for row in series_rows]
+        rows = [_series_row(conn, row, locate) for row in series_rows]
     study_dir = study_dir_for(layout, first_path, study_uid)
     stations = sorted({row.station_name for row in series_rows if row.station_name})
     fields = [
@@ -207,7 +214,7 @@ class ScanSheetWriter:
             return self._write(study_uid)
 
     def _write(self, study_uid: str) -> tuple[Path, Path] | None:
-        sheet = read_study_sheet(self.engine, study_uid, self.layout, self.blobs.root)
+        sheet = read_study_sheet(self.engine, study_uid, self.layout, self.blobs.path_of)
         if sheet is None:
             log.warning("no scan sheet for %s: the study is not in the index", study_uid)
             return None

@@ -29,6 +29,7 @@ from pacsd.services.archive import Archive
 from pacsd.services.checksum import sha256_soon
 from pacsd.services.corrections import recover_interrupted
 from pacsd.services.importer import import_file
+from pacsd.storage.areas import area_prefix
 
 log = logging.getLogger(__name__)
 
@@ -75,25 +76,27 @@ def check_storage(archive: Archive, checksums: bool = False, repair: bool = Fals
     started_before = datetime.now(timezone.utc) - timedelta(seconds=grace)
     report.compression_leftovers = archive.compressor.recover(started_before=started_before)
     root = archive.blobs.root
+    blobs = archive.blobs
     with archive.engine.connect() as conn:
         indexed = dict(conn.execute(select(instances.c.path, instances.c.checksum)).all())  # path -> SHA-256
-    present = set(_files_under(root))
+    present = {area_prefix(area, blobs.home) + relative  # as the index names them (pacsd.storage.areas)
+               for area, root in blobs.area_roots.items() for relative in _files_under(root)}
     report.rows, report.files = len(indexed), len(present)
     for relative, checksum in indexed.items():
         # Not seen by the walk (in a dot-folder, behind a link): asked for by name before it is missing.
-        if relative not in present and not (root / relative).is_file():
+        if relative not in present and not _is_file(blobs, relative):
             report.missing.append(relative)
-        elif checksums and checksum and _digest(root / relative) != checksum:
+        elif checksums and checksum and _digest(blobs.path_of(relative)) != checksum:
             report.damaged.append(relative)
     newest = time.time() - grace
     for relative in present.difference(indexed):  # only these are stat'ed or opened
         try:
-            changed = os.stat(root / relative).st_mtime
+            changed = os.stat(blobs.path_of(relative)).st_mtime
         except FileNotFoundError:
             continue  # removed meanwhile
         if changed > newest:
             report.recent += 1
-        elif _looks_like_an_image(root / relative):
+        elif _looks_like_an_image(blobs.path_of(relative)):
             report.unindexed.append(relative)
     report.missing.sort()
     report.damaged.sort()
@@ -103,6 +106,13 @@ def check_storage(archive: Archive, checksums: bool = False, repair: bool = Fals
             outcome = _repair(archive, relative)
             (report.repaired if outcome[0] else report.not_repaired).append((relative, outcome[1]))
     return report
+
+
+def _is_file(blobs, relative: str) -> bool:
+    try:
+        return blobs.path_of(relative).is_file()
+    except ValueError:  # in an area the configuration no longer names
+        return False
 
 
 def _files_under(root: Path) -> Iterator[str]:
@@ -142,7 +152,7 @@ def _digest(path: Path) -> str:
 
 def _repair(archive: Archive, relative: str) -> tuple[bool, str]:
     """Index one unindexed file and remove it once its instance is safely indexed: (done, how or why not)."""
-    path = archive.blobs.root / relative
+    path = archive.blobs.path_of(relative)
     try:
         uid = read_header(path).sop_instance_uid
     except (InvalidDicom, OSError) as exc:

@@ -17,13 +17,16 @@ import errno
 import grp
 import logging
 import os
+import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from pacsd.deferred import DeferredFuture
 from pacsd.errors import ConfigError, StorageFull
+from pacsd.storage.areas import area_path, split_area_path
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,15 @@ class BlobStore:
     """The image files under one root directory."""
 
     def __init__(self, root: Path | str, fsync: bool = True, file_mode: int = 0o640, dir_mode: int = 0o750,
-                 group: str | None = None, node: str = "") -> None:
+                 group: str | None = None, node: str = "", areas: Mapping[str, Path | str] | None = None) -> None:
+        """`areas`: every storage area, name -> folder (one of them `root`, the home area); a
+        path the index gives (`.areas/<name>/...` outside the home area) is found in its area."""
         self.root = Path(root).resolve()
+        self.area_roots = {name: Path(folder).resolve() for name, folder in (areas or {}).items()}
+        self.home = next((name for name, folder in self.area_roots.items() if folder == self.root), "default")
+        self.area_roots[self.home] = self.root
+        for folder in self.area_roots.values():
+            folder.mkdir(parents=True, exist_ok=True, mode=dir_mode)
         self.node = node.replace("/", "_").replace(NODE_MARK, "_")
         self.fsync = fsync
         self.file_mode, self.dir_mode = file_mode, dir_mode
@@ -65,7 +75,8 @@ class BlobStore:
         Other nodes sharing the folder may be receiving into theirs right now; theirs are
         removed only when a day old."""
         now = time.time()
-        for stale in self.incoming.iterdir():
+        for stale in [entry for root in self.area_roots.values() if (root / INCOMING).is_dir()
+                      for entry in (root / INCOMING).iterdir()]:
             writer, marked, _ = stale.name.partition(NODE_MARK)
             try:
                 abandoned = now - stale.stat().st_mtime > STALE_AFTER
@@ -94,10 +105,59 @@ class BlobStore:
                 continue
 
     def absolute(self, relative: str | PurePosixPath) -> Path:
-        path = (self.root / relative).resolve()
-        if self.root not in path.parents:
+        """The file an index path names, in whichever area holds it; never outside that area."""
+        root, inside = self._locate(relative)
+        path = (root / inside).resolve()
+        if root not in path.parents:
             raise ValueError(f"{relative!r} is outside the storage root")
         return path
+
+    def path_of(self, relative: str | PurePosixPath) -> Path:
+        """The file an index path names (as `absolute`, without resolving links: for paths
+        pacsd made itself)."""
+        root, inside = self._locate(relative)
+        return root / inside
+
+    def _locate(self, relative: str | PurePosixPath) -> tuple[Path, str]:
+        area, inside = split_area_path(relative, self.home)
+        root = self.area_roots.get(area)
+        if root is None:
+            raise ValueError(f"{relative!r} is in storage area {area!r}, which storage.areas does not name")
+        return root, inside
+
+    def in_area(self, area: str, relative: str | PurePosixPath) -> str:
+        """The index path of `relative` inside `area`."""
+        if area not in self.area_roots:
+            raise ValueError(f"there is no storage area {area!r}")
+        return area_path(area, relative, self.home)
+
+    def area_of(self, relative: str | PurePosixPath) -> str:
+        return split_area_path(relative, self.home)[0]
+
+    def copy_in(self, source: Path, relative: str) -> str:
+        """Copy `source` to the index path `relative` (or a suffixed name if taken) and make the
+        copy durable (data, its folder entry, folders made for it); return the path used.
+
+        The copy is written under the target area's incoming folder first, so a crash leaves at
+        most a temp file there (cleared at the next start) or a complete, unindexed copy."""
+        root, _ = self._locate(relative)
+        incoming = root / INCOMING
+        incoming.mkdir(exist_ok=True, mode=self.dir_mode)
+        temp = incoming / f"{self.node}{NODE_MARK}{os.urandom(8).hex()}{PurePosixPath(relative).suffix}"
+        try:
+            with open(source, "rb") as reader, open(temp, "xb") as writer:
+                shutil.copyfileobj(reader, writer, 1024 * 1024)
+                if self.fsync:
+                    os.fdatasync(writer.fileno())
+            self.make_private(temp, self.file_mode)
+            self._make_parents(PurePosixPath(relative).parent)
+            final = str(self._link_unique(temp, PurePosixPath(relative)))
+            self.make_entries_durable([final])
+        except OSError as exc:
+            raise storage_error(exc, f"cannot copy to {relative}") from None
+        finally:
+            temp.unlink(missing_ok=True)
+        return final
 
     def place(self, temp: Path, relative: PurePosixPath) -> PurePosixPath:
         """Link a temp file to `relative` (or a suffixed name if taken); return the name used.
@@ -133,7 +193,7 @@ class BlobStore:
         if not self.fsync:
             return
         try:
-            _fsync_path(self.root / relative, data_only=True)
+            _fsync_path(self.path_of(relative), data_only=True)
         except OSError as exc:
             raise storage_error(exc, "cannot make the stored file durable") from None
 
@@ -147,7 +207,7 @@ class BlobStore:
             folders, self._new_entries = self._new_entries, set()
         folders |= {Path(folder) for folder in extra_folders}
         try:
-            for folder in folders | {(self.root / relative).parent for relative in relatives}:
+            for folder in folders | {self.path_of(relative).parent for relative in relatives}:
                 try:
                     _fsync_path(folder)
                 except FileNotFoundError:
@@ -197,10 +257,10 @@ class BlobStore:
             flush.cancel()
 
     def _make_parents(self, relative_dir: PurePosixPath) -> None:
-        if os.path.isdir(self.root / relative_dir):
+        if os.path.isdir(self.path_of(relative_dir)):
             return  # the usual case: the series folder exists
-        current = self.root
-        for part in relative_dir.parts:
+        current, inside = self._locate(relative_dir)
+        for part in PurePosixPath(inside).parts:
             parent, current = current, current / part
             try:
                 os.mkdir(current, self.dir_mode)
@@ -230,13 +290,13 @@ class BlobStore:
                 self.make_private(path, self.file_mode)
             for temp, (relative, _) in zip(temps, files):
                 self._make_parents(relative.parent)
-                os.replace(temp, self.root / relative)
+                os.replace(temp, self.path_of(relative))
             self.make_entries_durable([str(relative) for relative, _ in files])
         except OSError as exc:
             for temp in temps:
                 temp.unlink(missing_ok=True)
             raise storage_error(exc, f"cannot write {', '.join(str(relative) for relative, _ in files)}") from None
-        return [self.root / relative for relative, _ in files]
+        return [self.path_of(relative) for relative, _ in files]
 
     def make_private(self, path: Path, mode: int) -> None:
         """Give a created file or folder its exact mode (whatever the umask) and the group."""
@@ -249,7 +309,7 @@ class BlobStore:
         candidate = relative
         for attempt in range(1, 10_000):
             try:
-                os.link(temp, self.root / candidate)
+                os.link(temp, self.path_of(candidate))
                 if attempt > 1:
                     log.warning("file name %s was taken; stored as %s", relative, candidate)
                 return candidate
@@ -260,18 +320,19 @@ class BlobStore:
     def remove(self, relative: str | PurePosixPath) -> None:
         """Remove a stored file and any folders it leaves empty (up to the root)."""
         path = self.absolute(relative)
+        root, _ = self._locate(relative)
         path.unlink(missing_ok=True)
         parent = path.parent
-        while parent != self.root and self.root in parent.parents:
+        while parent != root and root in parent.parents:
             try:
                 parent.rmdir()
             except OSError:
                 break
             parent = parent.parent
 
-    def usage(self) -> tuple[int, int]:
-        """(bytes used, bytes free) on the storage volume."""
-        stats = os.statvfs(self.root)
+    def usage(self, area: str | None = None) -> tuple[int, int]:
+        """(bytes used, bytes free) on the volume of an area (default: the home area)."""
+        stats = os.statvfs(self.area_roots[area or self.home])
         return (stats.f_blocks - stats.f_bfree) * stats.f_frsize, stats.f_bavail * stats.f_frsize
 
 

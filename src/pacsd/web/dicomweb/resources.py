@@ -15,6 +15,7 @@ from pathlib import Path
 from fastapi import HTTPException, Request
 
 from pacsd.errors import FrameOutOfRange, NoPixelData, PixelDecodeError
+from pacsd.index.areas import touch_studies
 from pacsd.services.archive import Archive
 from pacsd.services.stored import StoredInstance, current_instance, select_instances
 from pacsd.web.access import visible_accounts
@@ -46,6 +47,7 @@ def find_instances(request: Request, study: str, series: str | None = None, inst
     if not found:
         what = "instance" if instance else "series" if series else "study"
         raise HTTPException(404, f"no such {what}")
+    touch_studies(archive_of(request).engine, [study])  # move rules: last retrieved
     return found
 
 

@@ -20,6 +20,7 @@
     document.getElementById("ingest-rate").textContent = s.ingest.per_second.toFixed(1);
     document.getElementById("ingest-total").textContent = `${s.ingest.since_start} stored since the server started`;
     document.getElementById("disk").textContent = `${bytes(s.storage.disk_used)} used, ${bytes(s.storage.disk_free)} free`;
+    fill("areas", Object.entries(s.storage.areas), ([name, a]) => [name + (a.receives ? " (new instances)" : ""), bytes(a.bytes), bytes(a.free)], [1, 2]);
     fill("modalities", Object.entries(s.storage.by_modality), ([m, f]) => [m, f.instances, bytes(f.bytes)], [1, 2]);
     const max = Math.max(1, ...s.storage.studies_per_day.map((d) => d.studies));
     document.getElementById("per-day").replaceChildren(...s.storage.studies_per_day.map((d) => {

@@ -11,12 +11,14 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 
 from pacsd.dicom.person_names import readable_person_name
+from pacsd.index.areas import set_protected
 from pacsd.net.scu import scan_files, send_files
 from pacsd.net.tls import client_context
 from pacsd.services.deletion import delete_study
@@ -137,6 +139,23 @@ def job_state(request: Request, job_id: int) -> JSONResponse:
 @router.get("/ui/jobs/{job_id}")
 def job_page(request: Request, job_id: int) -> Response:
     return render(request, "job.html", job=_own_job(request, job_id))
+
+
+# -- protect from retention and recycling ------------------------------------------------------
+@router.post("/ui/studies/{study_uid}/protect", dependencies=[Depends(require_admin)])
+def protect(request: Request, study_uid: str, change: str = Form("")) -> Response:
+    """Set or clear the protected flag of the study or of its patient (`change`: study:on,
+    study:off, patient:on, patient:off)."""
+    study = visible_study(request, study_uid)
+    level, _, state = change.partition(":")
+    if level not in ("study", "patient") or state not in ("on", "off"):
+        raise HTTPException(400, "change is study:on, study:off, patient:on or patient:off")
+    now = state == "on"
+    uid = study_uid if level == "study" else study.patient_id
+    set_protected(request.app.state.archive.engine, level, uid, now)
+    request.app.state.archive.actions.record("protected" if now else "unprotected", **{level: uid},
+                                             by=current_user(request).name)
+    return RedirectResponse(f"/ui/studies/{quote(study_uid, safe='')}", status_code=303)
 
 
 # -- delete ------------------------------------------------------------------------------------

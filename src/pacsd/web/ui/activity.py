@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from pacsd.index import stats
 from pacsd.index.schema import commitment_requests
+from pacsd.services.area_moves import area_report
 from pacsd.services.archive import Archive
 
 RATE_WINDOW = 60.0  # seconds the ingest rate is averaged over
@@ -66,6 +67,7 @@ class StorageFigures:
         counts = stats.studies_per_day(self.archive.engine, datetime.combine(first, datetime.min.time(), timezone.utc))
         days = [(first + timedelta(days=n)).isoformat() for n in range(CHART_DAYS)]
         return {"disk_used": used, "disk_free": free, "by_modality": stats.storage_by_modality(self.archive.engine),
+                "areas": area_report(self.archive),
                 "studies_per_day": [{"day": day, "studies": counts.get(day, 0)} for day in days]}
 
 
