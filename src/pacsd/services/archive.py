@@ -90,13 +90,13 @@ class Archive:
                                                    self.end_of_study.study_stable, node=self.node)
         self.compressor = Compressor(self.engine, self.blobs, settings.compression, self.node)
         self.compression_job = CompressionJob(self.compressor) if settings.compression.enabled else None
+        from pacsd.services.lifecycle import StorageLifecycle  # it imports this module's Archive
+
+        self.lifecycle = StorageLifecycle(self)
 
     def _own_writer(self) -> IndexWriter:
         return IndexWriter(self.engine, batch=self.settings.database.commit_batch,
                            make_durable=self.blobs.make_entries_durable)
-        from pacsd.services.lifecycle import StorageLifecycle  # it imports this module's Archive
-
-        self.lifecycle = StorageLifecycle(self)
 
     def start_background(self) -> None:
         """Queue end-of-study work left undone by an earlier run, and start the study-stable
