@@ -1,6 +1,7 @@
 """Assemble the archive from settings: index engine, writer, blob store, layout, ingest.
 
-One `Archive` per process; `net`, `web` and the CLI take what they need from it, call
+One `Archive` per process, with its listeners (`pacsd.services.listeners`: built-in and from
+packages); `net`, `web` and the CLI take what they need from it, call
 `start_background()` to run the study-stable detector (and resume end-of-study work), and `close()`
 once at shutdown (the detector stops, end-of-study work not started is left pending in the index for
 the next start, the writer drains, the engine is disposed).
@@ -24,6 +25,7 @@ from pacsd.services.audit_syslog import syslog_sender
 from pacsd.services.endofstudy import EndOfStudyWork
 from pacsd.services.hooks import HookRunner
 from pacsd.services.ingest import Ingest
+from pacsd.services.listeners import Listeners
 from pacsd.services.scansheet import ScanSheetWriter
 from pacsd.services.stable import StudyStableDetector
 from pacsd.services.workqueue import WorkQueue
@@ -58,24 +60,16 @@ class Archive:
         self.instance_work = WorkQueue(settings.hooks.workers, "pacsd-instance-hooks")
         self.hooks = HookRunner(settings.hooks, self.engine, self.layout, self.blobs.root, self.instance_work,
                                 self.actions)
-        self.ingest = Ingest(
-            self.blobs,
-            self.writer,
-            self.layout,
-            duplicates=settings.duplicates,
-            accepted_sop_classes=self.accepted_sop_classes,
-            actions=self.actions,
-            on_stored=self.hooks.instance_stored,
-        )
         # Set by `end_of_study.request_stop()`: scan sheets in progress give up too.
         background_stop = threading.Event()
         self.scan_sheets = ScanSheetWriter(self.engine, self.blobs, self.layout, settings.scan_sheets, self.actions,
                                            background_stop)
-        steps = [("scan-sheet", self.scan_sheets.write)] if settings.scan_sheets.enabled else []
+        self.listeners = Listeners(self).load()  # after what the built-in listeners are made of
+        self.ingest = Ingest(self.blobs, self.writer, self.layout, duplicates=settings.duplicates,
+                             accepted_sop_classes=self.accepted_sop_classes, listeners=self.listeners)
         self.study_work = WorkQueue(settings.hooks.end_of_study_workers, "pacsd-end-of-study")
         self.end_of_study = EndOfStudyWork(self.engine, self.node, self.study_work, self.actions,
-                                           [*steps, ("hook-on_study_stable", self.hooks.study_stable)],
-                                           background_stop)
+                                           self.listeners.study_stable_steps(), background_stop)
         self.stable_detector = StudyStableDetector(self.engine, settings.stable_after,
                                                    self.end_of_study.study_stable, node=self.node)
 

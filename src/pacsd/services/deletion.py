@@ -2,6 +2,7 @@
 patient when it was their last study) in one transaction, then its files and scan sheet.
 
 Rows go first: a crash in between leaves unreferenced files, never a row without its file.
+Listeners (the action log among them) are told once the rows are gone.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def delete_study(archive: Archive, study_uid: str, by: str = "") -> DeletedStudy
                                             at=datetime.now(timezone.utc)))
     _remove_files(archive, study_uid, paths)
     log.info("deleted study %s (%d instances, %d bytes) by %s", study_uid, len(paths), study.size_bytes, by or "?")
-    archive.actions.record("study-deleted", study=study_uid, instances=len(paths), by=by)
+    archive.listeners.study_deleted(study_uid, len(paths), by)
     return DeletedStudy(study_uid, len(paths), study.size_bytes)
 
 

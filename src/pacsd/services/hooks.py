@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select
 
 from pacsd.index.schema import instances, patients, series, studies
 from pacsd.services.actionlog import ActionLog
-from pacsd.services.ingest import InstanceStored
+from pacsd.services.listeners import InstanceStored
 from pacsd.services.scansheet import study_dir_for
 from pacsd.services.workqueue import WorkQueue
 from pacsd.storage.layout import Layout
