@@ -24,6 +24,7 @@ from pacsd.net.command_set import shorten_comment
 from pacsd.net.find_responses import PendingResponses
 from pacsd.net.qr_models import MODEL_OF
 from pacsd.net.scp import DicomService
+from pacsd.index.repository import StoredInstance
 from pacsd.net.tcp import tune_association_socket
 from pacsd.services.archive import Archive
 from pacsd.net.tls import client_context
@@ -33,7 +34,6 @@ from pacsd.services.query import QueryService
 from pacsd.services.retrieve import (
     CannotSend,
     RetrieveService,
-    StoredInstance,
     accepted_syntaxes,
     deidentified_copy,
     prepare,

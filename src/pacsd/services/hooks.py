@@ -18,9 +18,9 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from pacsd.index.schema import instances, patients, series, studies
+from pacsd.index.repository import study_summary
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.listeners import InstanceStored
 from pacsd.services.scansheet import study_dir_for
@@ -141,17 +141,10 @@ class HookRunner:
 
     def _study_values(self, study_uid: str) -> dict[str, str]:
         """Placeholders of a study: its folder, account, patient, and the latest sender's AE."""
-        with self.engine.connect() as conn:
-            study = conn.execute(
-                select(studies.c.pk, studies.c.account, patients.c.patient_id, patients.c.patient_name)
-                .join(patients, studies.c.patient_pk == patients.c.pk).where(studies.c.study_uid == study_uid)
-            ).one()
-            in_study = select(instances.c.path, instances.c.calling_aet).join(
-                series, instances.c.series_pk == series.c.pk).where(series.c.study_pk == study.pk)
-            first = conn.execute(in_study.order_by(instances.c.pk).limit(1)).one()
-            latest = conn.execute(in_study.order_by(instances.c.received_at.desc(), instances.c.pk.desc())
-                                  .limit(1)).one()
-        study_dir = str(self.storage_root / study_dir_for(self.layout, first.path, study_uid))
+        study = study_summary(self.engine, study_uid)
+        if study is None:
+            raise LookupError(f"study {study_uid} has no instance in the index")
+        study_dir = str(self.storage_root / study_dir_for(self.layout, study.first_path, study_uid))
         return {"path": study_dir, "study_dir": study_dir, "study_uid": study_uid, "account": study.account,
-                "calling_aet": latest.calling_aet, "peer": "", "series_uid": "", "sop_instance_uid": "",
+                "calling_aet": study.latest_calling_aet, "peer": "", "series_uid": "", "sop_instance_uid": "",
                 "patient_id": study.patient_id, "patient_name": study.patient_name}

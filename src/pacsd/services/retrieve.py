@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 from pacsd.dicom.deidentify import Profile
 from pacsd.dicom.transcode import CannotTranscode, transcoded
 from pacsd.errors import PacsError
+from pacsd.index.repository import StoredInstance
 from pacsd.index.query_keys import UNIQUE_KEYS, joined_tables, levels_down_to
 from pacsd.index.schema import instances, studies
 from pacsd.services.deidentify import write_deidentified
@@ -37,15 +38,6 @@ MAX_CONTEXTS = 127  # an association carries at most 128; one is kept for the ca
 
 class CannotSend(PacsError):
     """An instance cannot be sent in any transfer syntax the destination accepted."""
-
-
-@dataclass(frozen=True)
-class StoredInstance:
-    sop_uid: str
-    sop_class_uid: str
-    transfer_syntax: str
-    path: Path
-    study_uid: str = ""
 
 
 @dataclass
@@ -87,8 +79,8 @@ class RetrieveService:
         statement = visible_only(statement, "IMAGE", accounts)
         with self.engine.connect() as conn:
             rows = conn.execute(statement.order_by(instances.c.pk)).all()
-        return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, self.blobs.root / r.path, r.study_uid)
-                for r in rows]
+        return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, r.path, r.study_uid,
+                               file=self.blobs.root / r.path) for r in rows]
 
 
 def proposed_contexts(selected: Iterable[StoredInstance]) -> list[PresentationContext]:
@@ -126,16 +118,17 @@ def prepare(instance: StoredInstance, accepted: Mapping[str, set[str]]) -> Path 
     """
     syntaxes = accepted.get(instance.sop_class_uid, set())
     stored = UID(instance.transfer_syntax)
+    file = resolved(instance)
     if not syntaxes:
         raise CannotSend("the destination accepted no context for its SOP class")
     if stored in syntaxes:
-        if not instance.path.is_file():
-            raise CannotSend(f"its file {instance.path.name} is missing")
-        return instance.path
+        if not file.is_file():
+            raise CannotSend(f"its file {file.name} is missing")
+        return file
     try:
-        dataset = dcmread(instance.path)
+        dataset = dcmread(file)
     except (OSError, ValueError) as exc:
-        raise CannotSend(f"cannot read {instance.path.name}: {exc}") from None
+        raise CannotSend(f"cannot read {file.name}: {exc}") from None
     try:
         dataset = transcoded(dataset, syntaxes)
     except CannotTranscode as exc:
@@ -149,10 +142,17 @@ def deidentified_copy(instance: StoredInstance, profile: Profile, folder: Path) 
     """The instance de-identified into `folder` (same SOP class and transfer syntax, new UIDs), for a
     destination configured as de-identifying. Raises CannotSend when it cannot be (burned-in text)."""
     try:
-        path = write_deidentified(instance.path, profile, folder)
+        path = write_deidentified(resolved(instance), profile, folder)
     except PacsError as exc:
         raise CannotSend(f"{instance.sop_uid}: not de-identified: {exc}") from None
-    return StoredInstance(path.stem, instance.sop_class_uid, instance.transfer_syntax, path)
+    return StoredInstance(path.stem, instance.sop_class_uid, instance.transfer_syntax, file=path)
+
+
+def resolved(instance: StoredInstance) -> Path:
+    """The file a selected instance is read from (set by `RetrieveService.select`)."""
+    if instance.file is None:
+        raise CannotSend(f"{instance.sop_uid}: no file resolved")
+    return instance.file
 
 
 def unsendable(instance: StoredInstance) -> Dataset:

@@ -16,7 +16,7 @@ from fastapi import HTTPException, Request
 
 from pacsd.errors import FrameOutOfRange, NoPixelData, PixelDecodeError
 from pacsd.services.archive import Archive
-from pacsd.services.stored import StoredInstance, select_instances
+from pacsd.index.repository import StoredInstance, instances_of
 from pacsd.web.access import visible_accounts
 
 ROOT = "/dicom-web"
@@ -41,8 +41,8 @@ def find_instances(request: Request, study: str, series: str | None = None, inst
         check_uid(series, "series")
     if instance is not None:
         check_uid(instance, "instance")
-    found = select_instances(archive_of(request).engine, visible_accounts(request), study, series, instance,
-                             with_header=with_header)
+    found = instances_of(archive_of(request).engine, visible_accounts(request), study, series, instance,
+                         with_header=with_header)
     if not found:
         what = "instance" if instance else "series" if series else "study"
         raise HTTPException(404, f"no such {what}")

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydicom.dataset import Dataset
 
 from pacsd.dicom.files import read_dicom
-from pacsd.services.stored import StoredInstance
+from pacsd.index.repository import StoredInstance
 from pacsd.web.dicomweb.media import (
     DICOM,
     DICOM_JSON,

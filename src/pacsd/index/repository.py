@@ -1,0 +1,227 @@
+"""Named operations on the index for services and web (as Orthanc's server calls its database
+interface): which files make up a study, series or instance; a study's summary; the study-stable
+and end-of-study bookkeeping; deleting a study's rows.  Callers never build SQL for these.
+
+The receive path's writes are `index.writer`'s, query matching is `index.matching`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, and_, delete, insert, or_, select, update
+
+from pacsd.index.schema import changes, instances, patients, series, studies
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """One stored instance as the index lists it.
+
+    `path` is the file as the index names it (relative to the storage root); `file` is where the
+    caller reads it from once resolved (the storage root joined, or a de-identified copy)."""
+
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    path: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    size_bytes: int = 0
+    header_json: str = ""  # filled only when asked for
+    file: Path | None = None
+
+
+# -- instances -------------------------------------------------------------------------------
+def instances_of(engine: Engine, accounts: Collection[str] | None, study_uid: str, series_uid: str | None = None,
+                 sop_uid: str | None = None, with_header: bool = False) -> list[StoredInstance]:
+    """The instances under the given UIDs, in series and instance order; [] when none is visible.
+
+    `accounts` None means every study is visible; otherwise only studies of those accounts."""
+    columns = [studies.c.study_uid, series.c.series_uid, instances.c.sop_uid, instances.c.sop_class_uid,
+               instances.c.transfer_syntax, instances.c.path, instances.c.size_bytes]
+    if with_header:
+        columns.append(instances.c.header_json)
+    statement = (
+        select(*columns)
+        .select_from(studies.join(series, series.c.study_pk == studies.c.pk)
+                     .join(instances, instances.c.series_pk == series.c.pk))
+        .where(studies.c.study_uid == study_uid)
+        .order_by(series.c.pk, instances.c.instance_number, instances.c.pk)
+    )
+    if series_uid is not None:
+        statement = statement.where(series.c.series_uid == series_uid)
+    if sop_uid is not None:
+        statement = statement.where(instances.c.sop_uid == sop_uid)
+    if accounts is not None:
+        statement = statement.where(studies.c.account.in_(sorted(accounts)))
+    with engine.connect() as conn:
+        return [StoredInstance(sop_uid=row.sop_uid, sop_class_uid=row.sop_class_uid,
+                               transfer_syntax=row.transfer_syntax, path=row.path, study_uid=row.study_uid,
+                               series_uid=row.series_uid, size_bytes=row.size_bytes,
+                               header_json=row.header_json if with_header else "")
+                for row in conn.execute(statement)]
+
+
+def series_instance_count(engine: Engine, series_uid: str) -> int:
+    """Instances indexed in the series (its counter; 0 for a series not indexed)."""
+    with engine.connect() as conn:
+        return conn.execute(select(series.c.num_instances).where(series.c.series_uid == series_uid)).scalar() or 0
+
+
+def first_instance_path(engine: Engine, study_uid: str) -> str | None:
+    """The path of the study's first indexed instance (its folder is the study's), or None."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(instances.c.path).join(series, instances.c.series_pk == series.c.pk)
+            .join(studies, series.c.study_pk == studies.c.pk)
+            .where(studies.c.study_uid == study_uid).order_by(instances.c.pk).limit(1)).scalar()
+
+
+# -- studies ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StudySummary:
+    study_uid: str
+    account: str
+    patient_id: str
+    patient_name: str
+    first_path: str  # of its first instance: the study's folder
+    latest_calling_aet: str  # who sent its latest instance
+
+
+def study_summary(engine: Engine, study_uid: str) -> StudySummary | None:
+    """The study's account, patient, first file and latest sender; None if it has no instance."""
+    with engine.connect() as conn:
+        study = conn.execute(
+            select(studies.c.pk, studies.c.account, patients.c.patient_id, patients.c.patient_name)
+            .join(patients, studies.c.patient_pk == patients.c.pk).where(studies.c.study_uid == study_uid)
+        ).first()
+        if study is None:
+            return None
+        in_study = select(instances.c.path, instances.c.calling_aet).join(
+            series, instances.c.series_pk == series.c.pk).where(series.c.study_pk == study.pk)
+        first = conn.execute(in_study.order_by(instances.c.pk).limit(1)).first()
+        latest = conn.execute(in_study.order_by(instances.c.received_at.desc(), instances.c.pk.desc())
+                              .limit(1)).first()
+    if first is None or latest is None:
+        return None
+    return StudySummary(study_uid, study.account, study.patient_id, study.patient_name, first.path,
+                        latest.calling_aet)
+
+
+@dataclass(frozen=True)
+class DeletedRows:
+    paths: list[str]  # of its instances, in index order
+    size_bytes: int
+
+
+def delete_study_rows(engine: Engine, study_uid: str, now: datetime) -> DeletedRows | None:
+    """Delete the study's instances, series and study (the patient's counters, or the patient
+    when it was their last study) and record `study-deleted`, in one transaction; None when the
+    study is not indexed."""
+    with engine.begin() as conn:
+        study = conn.execute(select(studies).where(studies.c.study_uid == study_uid)).first()
+        if study is None:
+            return None
+        series_pks = select(series.c.pk).where(series.c.study_pk == study.pk).scalar_subquery()
+        paths = list(conn.execute(select(instances.c.path).where(instances.c.series_pk.in_(series_pks))
+                                  .order_by(instances.c.pk)).scalars())
+        conn.execute(delete(instances).where(instances.c.series_pk.in_(series_pks)))
+        series_count = conn.execute(delete(series).where(series.c.study_pk == study.pk)).rowcount
+        conn.execute(delete(studies).where(studies.c.pk == study.pk))
+        conn.execute(update(patients).where(patients.c.pk == study.patient_pk).values(
+            num_studies=patients.c.num_studies - 1, num_series=patients.c.num_series - series_count,
+            num_instances=patients.c.num_instances - len(paths)))
+        conn.execute(delete(patients).where(patients.c.pk == study.patient_pk, patients.c.num_studies <= 0))
+        conn.execute(insert(changes).values(kind="study-deleted", level="study", uid=study_uid, at=now))
+    return DeletedRows(paths, study.size_bytes)
+
+
+# -- study-stable marks ----------------------------------------------------------------------
+_stable_pending = or_(studies.c.stable_at.is_(None), studies.c.stable_at < studies.c.updated_at)
+
+
+@dataclass(frozen=True)
+class QuietStudy:
+    pk: int
+    study_uid: str
+    updated_at: datetime
+
+
+def quiet_studies(engine: Engine, cutoff: datetime, since: datetime | None) -> list[QuietStudy]:
+    """Studies changed since their last stable mark and not since `cutoff` (nor before `since`)."""
+    query = select(studies.c.pk, studies.c.study_uid, studies.c.updated_at).where(
+        studies.c.updated_at <= cutoff, _stable_pending)
+    if since is not None:
+        query = query.where(studies.c.updated_at >= since)
+    with engine.connect() as conn:
+        return [QuietStudy(row.pk, row.study_uid, row.updated_at) for row in conn.execute(query)]
+
+
+def mark_study_stable(engine: Engine, study: QuietStudy, node: str, now: datetime) -> bool:
+    """Mark the study stable and claim its end-of-study work for `node`, with a `study-stable`
+    change row, unless it changed or another node marked it first (one transaction)."""
+    with engine.begin() as conn:
+        marked = conn.execute(
+            update(studies)
+            .where(studies.c.pk == study.pk, studies.c.updated_at == study.updated_at, _stable_pending)
+            .values(stable_at=studies.c.updated_at, end_work_node=node, end_work_claimed_at=now)
+        ).rowcount
+        if marked != 1:
+            return False
+        conn.execute(insert(changes).values(kind="study-stable", level="study", uid=study.study_uid, at=now))
+    return True
+
+
+# -- end-of-study work -----------------------------------------------------------------------
+_end_work_pending = and_(studies.c.stable_at.is_not(None),
+                         or_(studies.c.end_work_done_for.is_(None), studies.c.end_work_done_for < studies.c.stable_at))
+
+
+@dataclass(frozen=True)
+class EndOfStudyClaim:
+    pk: int
+    study_uid: str
+    stable_at: datetime
+    end_work_node: str | None
+    end_work_claimed_at: datetime | None
+
+
+def end_of_study_pending(engine: Engine) -> list[EndOfStudyClaim]:
+    """Stable studies whose end-of-study work is not recorded done, with who claimed it when."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(studies.c.pk, studies.c.study_uid, studies.c.stable_at,
+                                   studies.c.end_work_node, studies.c.end_work_claimed_at)
+                            .where(_end_work_pending)).all()
+    return [EndOfStudyClaim(*row) for row in rows]
+
+
+def claim_end_of_study(engine: Engine, claim: EndOfStudyClaim, node: str, now: datetime) -> bool:
+    """Take the study's pending work for `node` if the claim is still as read (one node wins)."""
+    claimed_at = studies.c.end_work_claimed_at
+    with engine.begin() as conn:
+        return conn.execute(
+            update(studies).where(
+                studies.c.pk == claim.pk, studies.c.stable_at == claim.stable_at,
+                studies.c.end_work_node == claim.end_work_node,
+                claimed_at.is_(None) if claim.end_work_claimed_at is None else claimed_at == claim.end_work_claimed_at,
+                _end_work_pending)
+            .values(end_work_node=node, end_work_claimed_at=now)
+        ).rowcount == 1
+
+
+def study_stable_at(engine: Engine, study_uid: str) -> datetime | None:
+    with engine.connect() as conn:
+        return conn.execute(select(studies.c.stable_at).where(studies.c.study_uid == study_uid)).scalar()
+
+
+def end_of_study_done(engine: Engine, study_uid: str, stable_at: datetime) -> None:
+    """Record the work done for the stable mark `stable_at` (never moving the record back)."""
+    with engine.begin() as conn:
+        conn.execute(update(studies).where(
+            studies.c.study_uid == study_uid,
+            or_(studies.c.end_work_done_for.is_(None), studies.c.end_work_done_for < stable_at))
+            .values(end_work_done_for=stable_at))
