@@ -16,10 +16,19 @@ parameters rendered into the SQL (literal_execute), bind names that need escapin
 and selected columns with a result processor.  Driver errors are raised as SQLAlchemy's
 `DBAPIError` subclasses (`IntegrityError`, `OperationalError`, ...) as `Connection.execute`
 raises them.
+
+Compiling reads SQLAlchemy compiler attributes it does not promise to keep (`positiontup`,
+`construct_expanded_state`, `escaped_bind_names`, ...; `_COMPILER_NAMES`).  This module is the
+one place that does: `check_sqlalchemy()` (at start-up, from `open_index`) compiles a probe and
+looks for each; if one is missing (a release other than the pinned, tested `TESTED_SQLALCHEMY`),
+it logs one warning and every `DriverStatement` runs through `Connection.execute`: slower, same
+results.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +36,8 @@ from operator import itemgetter
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection
+import sqlalchemy
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, bindparam, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import visitors
@@ -35,6 +45,40 @@ from sqlalchemy.sql.elements import BindParameter, ClauseElement
 from sqlalchemy.sql.sqltypes import TupleType
 
 Parameters = Mapping[str, Any]
+
+log = logging.getLogger(__name__)
+
+TESTED_SQLALCHEMY = "2.1"  # pyproject pins this minor release
+# What `_compile` reads of a compiled statement and of its expanded state.
+_COMPILER_NAMES = ("insert_prefetch", "update_prefetch", "effective_returning", "literal_execute_params",
+                   "post_compile_params", "binds", "escaped_bind_names", "positional", "construct_expanded_state")
+_EXPANDED_STATE_NAMES = ("statement", "parameters", "positiontup", "parameter_expansion")
+
+
+@functools.cache
+def check_sqlalchemy() -> bool:
+    """True when this SQLAlchemy has every compiler name the driver path reads (checked once per
+    process, on a probe statement for SQLite); else one warning, and False: statements then run
+    through `Connection.execute`."""
+    from sqlalchemy.dialects import sqlite
+
+    probe = Table("probe", MetaData(), Column("a", Integer))
+    missing: list[str] = []
+    try:
+        compiled = select(probe.c.a).where(probe.c.a.in_(bindparam("xs", expanding=True))).compile(
+            dialect=sqlite.dialect(), column_keys=["xs"], for_executemany=True)
+        missing = [name for name in _COMPILER_NAMES if not hasattr(compiled, name)]
+        if not missing:
+            state = compiled.construct_expanded_state({"xs": [1, 2]})
+            missing = [f"ExpandedState.{name}" for name in _EXPANDED_STATE_NAMES if not hasattr(state, name)]
+    except Exception as exc:  # noqa: BLE001 - whatever a changed compiler raises: fall back
+        missing = [f"compiling a probe: {exc}"]
+    if missing:
+        log.warning("SQLAlchemy %s lacks what the index's driver path relies on (%s; tested with %s.x): "
+                    "statements go through Connection.execute", sqlalchemy.__version__, ", ".join(missing[:5]),
+                    TESTED_SQLALCHEMY)
+        return False
+    return True
 
 
 class DriverStatement:
@@ -63,6 +107,9 @@ class DriverStatement:
         return self._run(conn, parameters, many=False, fetch=True)
 
     def _run(self, conn: Connection, parameters, many: bool, fetch: bool) -> list[tuple] | None:
+        if not check_sqlalchemy():
+            result = conn.execute(self.statement, parameters)
+            return list(result.all()) if fetch else None
         if many and self._expanding:
             raise ValueError("an expanding IN cannot be executed with many parameter sets")
         plan = self._plan(conn.dialect, parameters[0] if many else parameters)

@@ -14,6 +14,7 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError
 
 from pacsd.errors import DatabaseUnreachable
+from pacsd.index.driver_sql import check_sqlalchemy
 from pacsd.index.migrate import SchemaState, prepare_schema, schema_state
 
 
@@ -35,6 +36,7 @@ def describe(target: Path | str) -> str:
 def open_index(target: Path | str, wal_mode: bool = True, upgrade: bool = True) -> Engine:
     """Open the index at `target` and bring its schema up to date (`upgrade=False`: only check)."""
     url = database_url(target)
+    check_sqlalchemy()  # the writer's driver path: one warning here if this SQLAlchemy lacks what it reads
     engine = _open_sqlite(url, wal_mode) if url.get_backend_name() == "sqlite" else _open_server(url)
     try:
         prepare_schema(engine, upgrade)
