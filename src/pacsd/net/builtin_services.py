@@ -1,6 +1,7 @@
 """The DICOM services `DicomServer` offers besides Verification and Storage, as a listener
-(`pacsd.services.listeners`): Query/Retrieve (C-FIND, C-MOVE, C-GET) and Storage Commitment.
-A site's package adds its own service the same way.
+(`pacsd.services.listeners`): Query/Retrieve (C-FIND, C-MOVE, C-GET) and Storage Commitment; and
+the DICOM client services and web use to reach other nodes.  A site's package adds its own
+service the same way.
 """
 
 from __future__ import annotations
@@ -15,3 +16,10 @@ def pacsd_dicom_services(server) -> list:
 
     return [StorageCommitmentService(server.settings, server.archive),
             QueryRetrieveService(server.settings, server.archive)]
+
+
+@hookimpl
+def pacsd_dicom_client():
+    from pacsd.net.client import NetDicomClient
+
+    return NetDicomClient()

@@ -24,8 +24,7 @@ from pynetdicom.sop_class import Verification
 
 from pacsd.config import Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
-from pacsd.errors import StorageFull
-from pacsd.storage.blobstore import storage_error
+from pacsd.errors import StorageFull, storage_error
 from pacsd.net.command_set import shorten_comment
 from pacsd.net.connlog import ABORTED_BY_PEER, TIMED_OUT, ConnectionTracker
 from pacsd.net.contexts import NegotiationPolicy, follow_requestor_preference

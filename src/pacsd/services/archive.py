@@ -26,6 +26,7 @@ from pacsd.services.endofstudy import EndOfStudyWork
 from pacsd.services.hooks import HookRunner
 from pacsd.services.ingest import Ingest
 from pacsd.services.listeners import Listeners
+from pacsd.services.remote_nodes import RemoteNodes
 from pacsd.services.scansheet import ScanSheetWriter
 from pacsd.services.stable import StudyStableDetector
 from pacsd.services.workqueue import WorkQueue
@@ -65,6 +66,7 @@ class Archive:
         self.scan_sheets = ScanSheetWriter(self.engine, self.blobs, self.layout, settings.scan_sheets, self.actions,
                                            background_stop)
         self.listeners = Listeners(self).load()  # after what the built-in listeners are made of
+        self.remote = RemoteNodes(settings, self.listeners.dicom_client())
         self.ingest = Ingest(self.blobs, self.writer, self.layout, duplicates=settings.duplicates,
                              accepted_sop_classes=self.accepted_sop_classes, listeners=self.listeners)
         self.study_work = WorkQueue(settings.hooks.end_of_study_workers, "pacsd-end-of-study")

@@ -16,7 +16,7 @@ from pacsd.errors import PacsError
 from pacsd.index.repository import delete_study_rows
 from pacsd.services.archive import Archive
 from pacsd.services.scansheet import study_dir_for
-from pacsd.storage.sanitize import path_component
+from pacsd.pathnames import path_component
 
 log = logging.getLogger(__name__)
 

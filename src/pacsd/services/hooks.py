@@ -26,7 +26,7 @@ from pacsd.services.listeners import InstanceStored
 from pacsd.services.scansheet import study_dir_for
 from pacsd.services.workqueue import WorkQueue
 from pacsd.storage.layout import Layout
-from pacsd.storage.sanitize import path_component
+from pacsd.pathnames import path_component
 
 OUTPUT_LOGGED = 4000  # characters of a hook's output kept in the action log
 DRAIN_AFTER_KILL = 2.0  # seconds to read what a killed hook wrote before its pipe is closed

@@ -22,6 +22,8 @@ The signals (Orthanc's filter and change callbacks, datasette's hookspecs):
 - `pacsd_study_deleted(study_uid, instances, by)`: after the study's rows are gone (committed).
 - `pacsd_dicom_services(server)`: the DICOM services a listener offers besides Storage and
   Verification (each a `pacsd.net.scp.DicomService`: contexts, handlers, start, stop).
+- `pacsd_dicom_client()`: the DICOM client (`pacsd.services.remote_nodes.DicomClient`) that
+  sends and asks other nodes on a user's behalf; the first listener offering one wins.
 
 How later work plugs in:
 - a forwarding queue: `pacsd_instance_stored` inserts the instance into its durable queue table
@@ -122,6 +124,10 @@ class ListenerSpec:
     def pacsd_dicom_services(self, server: Any) -> list:
         """DICOM services to offer (a list of `pacsd.net.scp.DicomService`)."""
 
+    @hookspec(firstresult=True)
+    def pacsd_dicom_client(self) -> Any:
+        """The client for other DICOM nodes (`pacsd.services.remote_nodes.DicomClient`)."""
+
 
 class Listeners:
     """The registered listeners of one `Archive`, and the calls that signal them."""
@@ -184,6 +190,12 @@ class Listeners:
     def dicom_services(self, server: Any) -> list:
         return [service for services in self.manager.hook.pacsd_dicom_services(server=server)
                 for service in services]
+
+    def dicom_client(self) -> Any:
+        client = self.manager.hook.pacsd_dicom_client()
+        if client is None:
+            raise RuntimeError("no listener offers a DICOM client (pacsd.net.builtin_services is not registered)")
+        return client
 
     def _each(self, hook_name: str) -> Iterator[HookImpl]:
         """Each implementation of a hook in pluggy's call order (the last registered first,

@@ -30,7 +30,7 @@ from pacsd.services.thumbnails import thumbnail
 from pacsd.services.workqueue import StopRequested
 from pacsd.storage.blobstore import BlobStore
 from pacsd.storage.layout import Layout
-from pacsd.storage.sanitize import path_component
+from pacsd.pathnames import path_component
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pydicom.multival import MultiValue
 
 from pacsd.dicom.header import first_text, integer_or_none
 from pacsd.storage.layout import EXTRA_SCHEMES, Placement, render_component
-from pacsd.storage.sanitize import path_component
+from pacsd.pathnames import path_component
 
 log = logging.getLogger(__name__)
 

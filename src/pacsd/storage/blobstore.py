@@ -23,24 +23,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from pacsd.deferred import DeferredFuture
-from pacsd.errors import ConfigError, StorageFull
+from pacsd.errors import ConfigError, storage_error
 
 log = logging.getLogger(__name__)
 
 INCOMING = ".incoming"
 NODE_MARK = "~"  # <node>~<random>.dcm: the node that is writing an incoming file
 STALE_AFTER = 24 * 3600  # seconds: another node's incoming file this old was abandoned
-_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 FLUSH_AT_ONCE_FROM = 128 * 1024  # bytes: a file this large starts its data flush when received
-
-
-def is_full_error(exc: OSError) -> bool:
-    return exc.errno in _FULL_ERRNOS
-
-
-def storage_error(exc: OSError, what: str) -> StorageFull:
-    reason = "the storage volume is full" if is_full_error(exc) else f"cannot write: {exc.strerror}"
-    return StorageFull(f"{what}: {reason}")
 
 
 class BlobStore:
@@ -79,6 +69,10 @@ class BlobStore:
         path, fd = self.new_temp_file(suffix)
         os.close(fd)
         return path
+
+    def uncreated_temp_path(self, suffix: str = ".dcm") -> Path:
+        """A path in the incoming folder no file will have (for a file that could not be made)."""
+        return self.incoming / f"{self.node}{NODE_MARK}uncreated-{os.urandom(16).hex()}{suffix}"
 
     def new_temp_file(self, suffix: str = ".dcm") -> tuple[Path, int]:
         """A new empty file in the incoming folder, and a file descriptor open for writing it.

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 from pacsd.index.repository import first_instance_path
 from pacsd.services.archive import Archive
 from pacsd.services.scansheet import study_dir_for
-from pacsd.storage.sanitize import path_component
+from pacsd.pathnames import path_component
 from pacsd.web.access import current_user
 from pacsd.web.ui.lookups import visible_study
 
