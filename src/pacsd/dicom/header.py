@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_partial
@@ -162,9 +162,10 @@ def _read_values(dataset: Dataset, depth: int = 0) -> None:
             if raw.tag.is_private:
                 dataset[tag] = _private_as_unknown(raw, exc)
                 continue
-            if _vr_of(raw) not in _NUMBER_VRS:
+            vr = _vr_of(raw)
+            if vr is None or vr not in _NUMBER_VRS:
                 raise InvalidDicom(f"malformed element in the header: {exc}") from None
-            dataset[tag] = NumberAsText.of(raw.tag, _vr_of(raw), bytes(raw.value or b"").decode("ascii", "replace"))
+            dataset[tag] = NumberAsText.of(raw.tag, vr, bytes(raw.value or b"").decode("ascii", "replace"))
             continue
         if element.VR == "SQ":
             check_depth(depth + 1)
@@ -178,7 +179,7 @@ def _read_values(dataset: Dataset, depth: int = 0) -> None:
 _NUMBER_VRS = ("IS", "DS")
 
 
-def _private_as_unknown(raw, exc: Exception) -> DataElement:
+def _private_as_unknown(raw: RawDataElement | DataElement, exc: Exception) -> DataElement:
     """A private element pydicom cannot read by its VR, as UN with the bytes it was sent with."""
     value = bytes(raw.value or b"")
     log.warning("private element %s (%d bytes) does not fit the VR %s gives it: kept as UN (%s)", raw.tag,
@@ -200,12 +201,12 @@ class NumberAsText(DataElement):
         log.warning("%s %s %r is not a number: kept as text", element.keyword or tag, vr, text[:64])
         return element
 
-    def to_json_dict(self, bulk_data_element_handler, bulk_data_threshold) -> dict[str, Any]:
+    def to_json_dict(self, bulk_data_element_handler: Any, bulk_data_threshold: int) -> dict[str, Any]:
         texts = self._value if isinstance(self._value, list) else [self._value]
         return {"vr": self.VR, "Value": texts} if any(texts) else {"vr": self.VR}
 
 
-def _vr_of(raw) -> str | None:
+def _vr_of(raw: RawDataElement | DataElement) -> str | None:
     if raw.VR:
         return raw.VR
     try:

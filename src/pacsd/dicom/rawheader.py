@@ -243,6 +243,7 @@ class _Parser:
         after the delimiter, or (at the top level) where the pixel data starts."""
         raw: dict = {}
         members: dict[int, str] = {}
+        values: list
         data, size, implicit = self.data, self.size, self.implicit
         while end is None or position < end:
             element_start = position
@@ -319,7 +320,7 @@ class _Parser:
 
     def sequence(self, position: int, length: int) -> tuple[list[str], int, bytes]:
         """A sequence's items as DICOM JSON text, where it ends, and its raw value (items only)."""
-        items = []
+        items: list[str] = []
         end = None if length == _UNDEFINED else self.need(position, length)
         start = position
         self.depth += 1

@@ -88,7 +88,7 @@ class DriverStatement:
     mappings (executemany; all with the same names; an empty list executes nothing).
     `rows(conn, parameters)` returns the selected rows as named tuples (`row.sop_uid`)."""
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: Any) -> None:  # an Executable ClauseElement (insert, update, select)
         self.statement = statement
         self._expanding = tuple(dict.fromkeys(
             element.key for element in visitors.iterate(statement)
@@ -96,33 +96,33 @@ class DriverStatement:
         self._plans: WeakKeyDictionary[Dialect, dict[tuple, _Plan]] = WeakKeyDictionary()
 
     def execute(self, conn: Connection, parameters: Parameters | Sequence[Parameters]) -> None:
-        many = not isinstance(parameters, Mapping)
-        if many and len(parameters) == 1:
-            parameters, many = parameters[0], False
-        elif many and not parameters:
-            return
-        self._run(conn, parameters, many, fetch=False)
+        if isinstance(parameters, Mapping):
+            self._run(conn, [parameters], many=False, fetch=False)
+        elif parameters:
+            self._run(conn, parameters, many=len(parameters) > 1, fetch=False)
 
-    def rows(self, conn: Connection, parameters: Parameters) -> list[tuple]:
-        return self._run(conn, parameters, many=False, fetch=True)
+    def rows(self, conn: Connection, parameters: Parameters) -> list[Any]:
+        return self._run(conn, [parameters], many=False, fetch=True)
 
-    def _run(self, conn: Connection, parameters, many: bool, fetch: bool) -> list[tuple] | None:
+    def _run(self, conn: Connection, parameters: Sequence[Parameters], many: bool, fetch: bool) -> list[Any]:
+        """Execute once per parameter set (`many`) or once with the first; the rows when `fetch`."""
         if not check_sqlalchemy():
-            result = conn.execute(self.statement, parameters)
-            return list(result.all()) if fetch else None
+            result = conn.execute(self.statement, list(parameters) if many else parameters[0])
+            return list(result.all()) if fetch else []
         if many and self._expanding:
             raise ValueError("an expanding IN cannot be executed with many parameter sets")
-        plan = self._plan(conn.dialect, parameters[0] if many else parameters)
+        plan = self._plan(conn.dialect, parameters[0])
         if fetch and plan.row is None:
             raise ValueError("the statement selects no columns")
-        cursor = None
+        cursor: Any = None
         try:
-            cursor = conn.connection.dbapi_connection.cursor()
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # open: it runs
             if many:
                 cursor.executemany(plan.sql, [plan.driver_parameters(values) for values in parameters])
             else:
-                cursor.execute(plan.sql, plan.driver_parameters(parameters))
-            return [plan.row._make(values) for values in cursor.fetchall()] if fetch else None
+                cursor.execute(plan.sql, plan.driver_parameters(parameters[0]))
+            row: Any = plan.row
+            return [row._make(values) for values in cursor.fetchall()] if fetch else []
         except conn.dialect.loaded_dbapi.Error as error:
             raise _sqlalchemy_error(conn.dialect, plan, error) from error
         finally:
@@ -158,15 +158,17 @@ class _Plan:
                 parameters.update(zip(element_names, parameters.pop(name)))
         values = self.values_in_order(parameters)
         if self.processors:
-            values = list(values)
+            processed = list(values)
             for position, process in self.processors:
-                values[position] = process(values[position])
-        return tuple(values) if self.named is None else dict(zip(self.named, values))
+                processed[position] = process(processed[position])
+            values = tuple(processed)
+        return values if self.named is None else dict(zip(self.named, values))
 
 
 def _compile(statement: ClauseElement, dialect: Dialect, parameters: Parameters,
              expanding: tuple[str, ...]) -> _Plan:
-    compiled = statement.compile(dialect=dialect, column_keys=list(parameters), for_executemany=True)
+    # A SQLCompiler: the attributes read below are checked by `check_sqlalchemy`.
+    compiled: Any = statement.compile(dialect=dialect, column_keys=list(parameters), for_executemany=True)
     if compiled.insert_prefetch or compiled.update_prefetch:
         missing = [column.key for column in (*compiled.insert_prefetch, *compiled.update_prefetch)]
         raise ValueError(f"columns with Python-side defaults left out: {missing} (give every column)")

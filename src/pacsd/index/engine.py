@@ -7,6 +7,7 @@ by the single writer and the readers.
 
 from __future__ import annotations
 
+from typing import Any
 import os
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def require_existing(target: Path | str) -> None:
     """Raise DatabaseUnreachable when the SQLite index file is not there (commands that only read
     must not create one; a PostgreSQL database that does not exist fails on connecting)."""
     url = database_url(target)
-    if url.get_backend_name() == "sqlite" and not Path(url.database).is_file():
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         raise DatabaseUnreachable(f"{url.database}: no index there (`pacsd serve` or `pacsd import` creates it); "
                                   "give --index-db, --database-url or --config")
 
@@ -78,7 +79,7 @@ def _open_server(url: URL) -> Engine:
 
 
 def _open_sqlite(url: URL, wal_mode: bool) -> Engine:
-    Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
     if url.database and url.database != ":memory:":
         # Created here, owner-only, before SQLite makes it with the umask's mode: it holds password
         # hashes and patient data.  SQLite gives its -wal and -shm files the database file's mode.
@@ -91,7 +92,7 @@ def _open_sqlite(url: URL, wal_mode: bool) -> Engine:
     )
 
     @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, _record) -> None:
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         if wal_mode:
             cursor.execute("PRAGMA journal_mode=WAL")

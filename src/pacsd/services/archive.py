@@ -49,6 +49,7 @@ class Archive:
         self.node = node or f"{socket.gethostname()}-{settings.server.port}"
         self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group,
                                self.node)
+        self.writer: IndexWriter | WriterClient
         if writer_address is None:
             self.writer = IndexWriter(self.engine, batch=settings.database.commit_batch,
                                       make_durable=self.blobs.make_entries_durable)

@@ -9,10 +9,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, insert, select
 
 from pacsd.index.schema import audit_events
+
+if TYPE_CHECKING:  # it imports this module
+    from pacsd.services.audit_syslog import SyslogSender
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ class AuditEvent:
 class AuditTrail:
     """Appends events to the index and hands each to `forward` (the syslog sender) when set."""
 
-    def __init__(self, engine: Engine, forward=None) -> None:
+    def __init__(self, engine: Engine, forward: SyslogSender | None = None) -> None:
         self.engine = engine
         self.forward = forward  # callable(AuditEvent) that never blocks, or None
 
@@ -71,7 +75,7 @@ class AuditTrail:
         statement = select(audit_events).where(*(column == value for column, value in wanted.items() if value))
         statement = statement.order_by(audit_events.c.pk.desc()).limit(limit)
         with self.engine.connect() as conn:
-            return conn.execute(statement).all()
+            return list(conn.execute(statement).all())
 
 
 def _printable(text: str) -> str:

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Row, select
 
 from pacsd.dicom.commitment import (
     CLASS_INSTANCE_CONFLICT,
@@ -59,7 +59,7 @@ def _instance_rows(engine: Engine, sop_uids: list[str]) -> dict:
     return rows
 
 
-def _failure_reason(ref: Reference, row, blobs: BlobStore, verify_checksums: bool) -> int | None:
+def _failure_reason(ref: Reference, row: Row | None, blobs: BlobStore, verify_checksums: bool) -> int | None:
     if row is None:
         return NO_SUCH_OBJECT_INSTANCE
     if row.sop_class_uid != ref.sop_class_uid:
@@ -71,7 +71,7 @@ def _failure_reason(ref: Reference, row, blobs: BlobStore, verify_checksums: boo
     return None
 
 
-def _file_problem(row, blobs: BlobStore, verify_checksums: bool) -> str:
+def _file_problem(row: Row, blobs: BlobStore, verify_checksums: bool) -> str:
     """Why the stored file cannot be vouched for, or '' when it is sound."""
     try:
         path = blobs.absolute(row.path)

@@ -5,6 +5,7 @@ The index selects the instances; `pacsd.dicom.dicomdir.write_fileset` writes the
 
 from __future__ import annotations
 
+from typing import Any
 import shutil
 import tempfile
 from pathlib import Path
@@ -50,7 +51,7 @@ class DeidentifiedExportIncomplete(PacsError):
 
 
 def export_fileset(archive: Archive, out_dir: Path, zip_path: Path | None = None,
-                   deidentify: Profile | None = None, **selector) -> tuple[Path, int]:
+                   deidentify: Profile | None = None, **selector: Any) -> tuple[Path, int]:
     """Write the selected instances as a File-set (de-identified by `deidentify` when given);
     return (DICOMDIR path, instance count). A de-identified export is all or nothing."""
     paths = instance_files(archive, **selector)

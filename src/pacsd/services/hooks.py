@@ -10,6 +10,7 @@ are in the environment too, as PACSD_<PLACEHOLDER>.
 
 from __future__ import annotations
 
+from pathlib import Path
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from pacsd.config import HookSettings
 from pacsd.index.repository import study_summary
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.listeners import InstanceStored
@@ -92,13 +94,14 @@ def run_hook(arguments: list[str], timeout: float, environment: dict[str, str] |
             output, _ = process.communicate(timeout=DRAIN_AFTER_KILL)
         except subprocess.TimeoutExpired as exc:
             output = exc.output or b""
-            process.stdout.close()
+            if process.stdout is not None:
+                process.stdout.close()
             process.wait()
     return HookResult(arguments, process.returncode, timed_out, output.decode("utf-8", "replace"))
 
 
 class HookRunner:
-    def __init__(self, settings, engine: Engine, layout: Layout, storage_root, work: WorkQueue,
+    def __init__(self, settings: HookSettings, engine: Engine, layout: Layout, storage_root: Path, work: WorkQueue,
                  actions: ActionLog) -> None:
         self.settings = settings  # HookSettings
         self.engine, self.layout, self.storage_root = engine, layout, storage_root

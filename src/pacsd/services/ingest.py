@@ -10,6 +10,7 @@ temp file and any placed file are removed: nothing half-done stays behind.  List
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -19,8 +20,8 @@ from pydicom.dataset import Dataset
 from pacsd.dicom.header import Header, first_text, integer_or_none, read_header
 from pacsd.errors import InvalidDicom, StorageFull
 from pacsd.index.columns import PATIENT_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
-from pacsd.index.shared_writer import CommitUnknown
-from pacsd.index.writer import DuplicatePolicy, IndexWriter, InstanceRecord
+from pacsd.index.shared_writer import CommitUnknown, WriterClient
+from pacsd.index.writer import DuplicatePolicy, IndexWriter, InstanceRecord, WriteOutcome
 from pacsd.services.arrivals import SeriesArrivals
 from pacsd.services.checksum import sha256_soon
 from pacsd.services.listeners import IncomingInstance, InstanceStored, Listeners
@@ -73,7 +74,7 @@ class StoreResult:
 class Ingest:
     """Receives complete files on the storage volume and archives them."""
 
-    def __init__(self, blobs: BlobStore, writer: IndexWriter, layout: Layout, duplicates: DuplicatePolicy = "keep",
+    def __init__(self, blobs: BlobStore, writer: IndexWriter | WriterClient, layout: Layout, duplicates: DuplicatePolicy = "keep",
                  accepted_sop_classes: set[str] | None = None, listeners: Listeners | None = None) -> None:
         """`listeners`: filters asked before an instance is placed, told once it is stored."""
         self.blobs = blobs
@@ -92,7 +93,7 @@ class Ingest:
         finally:
             self.blobs.abandon_flush(flushed)  # nothing to do once the index writer waited for it
 
-    def _store(self, temp: Path, source: Source, expected: Expected | None, flushed) -> StoreResult:
+    def _store(self, temp: Path, source: Source, expected: Expected | None, flushed: Future | None) -> StoreResult:
         placed: str | None = None
         checksum = sha256_soon(temp)  # a helper thread hashes a large file meanwhile
         try:
@@ -123,7 +124,8 @@ class Ingest:
             return self._fail(temp, placed, OUT_OF_RESOURCES, str(exc), source, expected)
         return self._finish(header, outcome, placed, source, placement)
 
-    def _finish(self, header: Header, outcome, placed: str, source: Source, placement: Placement) -> StoreResult:
+    def _finish(self, header: Header, outcome: WriteOutcome, placed: str, source: Source,
+                placement: Placement) -> StoreResult:
         uid = header.sop_instance_uid
         if outcome.conflict:
             log.warning("conflict: %s from %s has the UID of a stored instance but other content",

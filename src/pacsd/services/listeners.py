@@ -42,6 +42,7 @@ import importlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -121,7 +122,7 @@ class ListenerSpec:
         """The study's rows are deleted."""
 
     @hookspec
-    def pacsd_dicom_services(self, server: Any) -> list:
+    def pacsd_dicom_services(self, server: Any) -> list:  # type: ignore[empty-body]  # a spec: never called
         """DICOM services to offer (a list of `pacsd.net.scp.DicomService`)."""
 
     @hookspec(firstresult=True)
@@ -184,8 +185,7 @@ class Listeners:
 
     def study_stable_steps(self) -> list[tuple[str, Callable[[str], object]]]:
         """(listener name, function of the study UID) in call order: end-of-study steps."""
-        return [(impl.plugin_name, lambda uid, impl=impl: _call(impl, study_uid=uid))
-                for impl in self._each("pacsd_study_stable")]
+        return [(impl.plugin_name, partial(_study_step, impl)) for impl in self._each("pacsd_study_stable")]
 
     def dicom_services(self, server: Any) -> list:
         return [service for services in self.manager.hook.pacsd_dicom_services(server=server)
@@ -201,6 +201,10 @@ class Listeners:
         """Each implementation of a hook in pluggy's call order (the last registered first,
         `tryfirst` before, `trylast` after), to be called one by one."""
         return reversed(getattr(self.manager.hook, hook_name).get_hookimpls())
+
+
+def _study_step(impl: HookImpl, study_uid: str) -> object:
+    return _call(impl, study_uid=study_uid)
 
 
 def _call(impl: HookImpl, **arguments: object) -> object:

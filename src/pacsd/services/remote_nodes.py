@@ -7,7 +7,7 @@ The DIMSE clients are the `net` layer's: a listener hands them over (`pacsd_dico
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +43,7 @@ class DicomClient(Protocol):
              on_total: Callable[[int], None] = lambda total: None,
              on_file: Callable[[], None] = lambda: None) -> SendResult: ...
 
-    def find(self, node: Node, model: str, level: str, keys: Mapping[str, str]) -> Iterator[Any]: ...
+    def find(self, node: Node, model: str, level: str, keys: Mapping[str, str]) -> Generator[Any, None, None]: ...
 
     def move(self, node: Node, model: str, level: str, keys: Mapping[str, str], destination: str,
              progress: Callable[[RetrieveCounts], None]) -> RetrieveCounts: ...

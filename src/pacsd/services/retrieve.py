@@ -126,7 +126,7 @@ def prepare(instance: StoredInstance, accepted: Mapping[str, set[str]]) -> Path 
             raise CannotSend(f"its file {file.name} is missing")
         return file
     try:
-        dataset = dcmread(file)
+        dataset: Dataset = dcmread(file)
     except (OSError, ValueError) as exc:
         raise CannotSend(f"cannot read {file.name}: {exc}") from None
     try:

@@ -17,8 +17,9 @@ from pathlib import Path, PurePosixPath
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Row, select
 
+from pacsd.config import ScanSheetSettings
 from pacsd.dicom.header import first_text
 from pacsd.dicom.nesting import load_header_json
 from pacsd.dicom.person_names import readable_person_name
@@ -90,7 +91,7 @@ def _decimal(text: str) -> str:
         return text
 
 
-def _series_sort_key(row) -> tuple:
+def _series_sort_key(row: Row) -> tuple:
     number = row.series_number.strip()
     return (0, int(number), row.pk) if number.lstrip("-").isdigit() else (1, 0, row.pk)
 
@@ -107,7 +108,7 @@ def _header(header_json: str) -> Dataset:
     return Dataset.from_json(shown, bulk_data_uri_handler=lambda *_: b"")
 
 
-def _series_row(conn: Connection, row, storage_root: Path) -> SeriesRow:
+def _series_row(conn: Connection, row: Row, storage_root: Path) -> SeriesRow:
     members = conn.execute(
         select(instances.c.pk, instances.c.path).where(instances.c.series_pk == row.pk)
         .order_by(instances.c.instance_number, instances.c.pk)
@@ -190,7 +191,7 @@ def sheet_csv(sheet: StudySheet) -> bytes:
 class ScanSheetWriter:
     """Writes `<study dir>/<file_name>.pdf` and `.csv` for a study, replacing earlier versions."""
 
-    def __init__(self, engine: Engine, blobs: BlobStore, layout: Layout, settings, actions: ActionLog,
+    def __init__(self, engine: Engine, blobs: BlobStore, layout: Layout, settings: ScanSheetSettings, actions: ActionLog,
                  stop: threading.Event | None = None) -> None:
         """`stop`: once set, a sheet not yet written is given up (`StopRequested`)."""
         self.engine, self.blobs, self.layout = engine, blobs, layout

@@ -29,7 +29,7 @@ LATE_COMMIT_MARGIN = timedelta(seconds=60)
 class StudyStableDetector:
     """Background thread: finds quiet studies, records `study-stable`, calls `on_stable(uid)`."""
 
-    def __init__(self, engine: Engine, stable_after: float, on_stable: Callable[[str], None] = lambda uid: None,
+    def __init__(self, engine: Engine, stable_after: float, on_stable: Callable[[str], object] = lambda uid: None,
                  poll_interval: float | None = None, node: str = "") -> None:
         self.engine = engine
         self.node = node

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Row, insert, select, update
 
 from pacsd.errors import PacsError
 from pacsd.index.schema import users
@@ -46,7 +46,7 @@ def _check_password(password: str) -> None:
         raise UserError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
 
 
-def _as_user(row) -> User:
+def _as_user(row: Row) -> User:
     return User(row.name, row.account, bool(row.is_admin), row.session_epoch)
 
 

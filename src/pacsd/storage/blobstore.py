@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
@@ -131,7 +132,7 @@ class BlobStore:
         except OSError as exc:
             raise storage_error(exc, "cannot make the stored file durable") from None
 
-    def make_entries_durable(self, relatives: list[str], extra_folders: set[str] = frozenset()) -> None:
+    def make_entries_durable(self, relatives: list[str], extra_folders: Collection[str] = frozenset()) -> None:
         """Flush the folder entries of placed files whose data is already durable, and those of
         the folders made for them (fsync of each such folder); `extra_folders`: folders another
         process made (see `take_new_entries`)."""
@@ -217,10 +218,10 @@ class BlobStore:
             for relative, data in files:
                 path, fd = self.new_temp_file(suffix=relative.suffix)
                 temps.append(path)
-                with open(fd, "wb") as temp:
-                    temp.write(data)
+                with open(fd, "wb") as out:
+                    out.write(data)
                     if self.fsync:
-                        os.fdatasync(temp.fileno())
+                        os.fdatasync(out.fileno())
                 self.make_private(path, self.file_mode)
             for temp, (relative, _) in zip(temps, files):
                 self._make_parents(relative.parent)
