@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Row, and_, delete, insert, or_, select, update
 
-from pacsd.index.schema import changes, instances, patients, series, studies
+from pacsd.index.schema import changes, commitment_requests, instances, patients, series, studies
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,67 @@ def instances_of(engine: Engine, accounts: Collection[str] | None, study_uid: st
                 for row in conn.execute(statement)]
 
 
+def instance_paths(engine: Engine, study_uid: str | None = None, series_uid: str | None = None,
+                   patient_id: str | None = None) -> list[str]:
+    """Paths of the instances of a study, a series or a patient (the given selectors together),
+    by study, series and instance number."""
+    query = (
+        select(instances.c.path)
+        .join(series, instances.c.series_pk == series.c.pk)
+        .join(studies, series.c.study_pk == studies.c.pk)
+        .join(patients, studies.c.patient_pk == patients.c.pk)
+        .order_by(studies.c.study_uid, series.c.series_uid, instances.c.instance_number)
+    )
+    if study_uid:
+        query = query.where(studies.c.study_uid == study_uid)
+    if series_uid:
+        query = query.where(series.c.series_uid == series_uid)
+    if patient_id:
+        query = query.where(patients.c.patient_id == patient_id)
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+def indexed_checksums(engine: Engine) -> dict[str, str]:
+    """Every indexed file: path -> its SHA-256 as recorded at ingest."""
+    with engine.connect() as conn:
+        return {row.path: row.checksum for row in conn.execute(select(instances.c.path, instances.c.checksum))}
+
+
+@dataclass(frozen=True)
+class InstanceFile:
+    sop_uid: str
+    sop_class_uid: str
+    path: str
+    size_bytes: int
+    checksum: str
+
+
+def instance_files_by_uid(engine: Engine, sop_uids: Collection[str], chunk: int = 500) -> dict[str, InstanceFile]:
+    """The indexed file of each of these SOP Instance UIDs that is indexed (looked up `chunk` at a time)."""
+    wanted = sorted(set(sop_uids))
+    found: dict[str, InstanceFile] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(wanted), chunk):
+            query = select(instances.c.sop_uid, instances.c.sop_class_uid, instances.c.path, instances.c.size_bytes,
+                           instances.c.checksum).where(instances.c.sop_uid.in_(wanted[start:start + chunk]))
+            found.update((row.sop_uid, InstanceFile(*row)) for row in conn.execute(query))
+    return found
+
+
+def study_instance_uids(engine: Engine, study_uid: str) -> list[tuple[str, str]]:
+    """(SOP Class UID, SOP Instance UID) of each instance of the study, in index order."""
+    query = (
+        select(instances.c.sop_class_uid, instances.c.sop_uid)
+        .join(series, series.c.pk == instances.c.series_pk)
+        .join(studies, studies.c.pk == series.c.study_pk)
+        .where(studies.c.study_uid == study_uid)
+        .order_by(instances.c.pk)
+    )
+    with engine.connect() as conn:
+        return [(row.sop_class_uid, row.sop_uid) for row in conn.execute(query)]
+
+
 def series_instance_count(engine: Engine, series_uid: str) -> int:
     """Instances indexed in the series (its counter; 0 for a series not indexed)."""
     with engine.connect() as conn:
@@ -110,6 +171,49 @@ def study_summary(engine: Engine, study_uid: str) -> StudySummary | None:
         return None
     return StudySummary(study_uid, study.account, study.patient_id, study.patient_name, first.path,
                         latest.calling_aet)
+
+
+@dataclass(frozen=True)
+class SeriesFiles:
+    series: Row  # the series row
+    paths: list[str]  # of its instances, by instance number
+    first_header_json: str  # of the first of them
+
+
+@dataclass(frozen=True)
+class StudyRows:
+    study: Row  # the study row with patient_name, patient_id, birth_date and sex
+    series: list[SeriesFiles]
+    first_path: str  # of its first indexed instance: the study's folder
+
+
+def study_rows(engine: Engine, study_uid: str) -> StudyRows | None:
+    """A study with its patient, its series and their files, read in one transaction (for its
+    scan sheet); None when it is not indexed or has no instance."""
+    with engine.connect() as conn:
+        study = conn.execute(
+            select(studies, patients.c.patient_name, patients.c.patient_id, patients.c.birth_date, patients.c.sex)
+            .join(patients, studies.c.patient_pk == patients.c.pk).where(studies.c.study_uid == study_uid)
+        ).first()
+        if study is None:
+            return None
+        first_path = conn.execute(
+            select(instances.c.path).join(series, instances.c.series_pk == series.c.pk)
+            .where(series.c.study_pk == study.pk).order_by(instances.c.pk).limit(1)
+        ).scalar()
+        if first_path is None:
+            return None
+        found = [_series_files(conn, row) for row in conn.execute(select(series).where(series.c.study_pk == study.pk))]
+    return StudyRows(study, [files for files in found if files is not None], first_path)
+
+
+def _series_files(conn: Connection, row: Row) -> SeriesFiles | None:
+    members = conn.execute(select(instances.c.pk, instances.c.path).where(instances.c.series_pk == row.pk)
+                           .order_by(instances.c.instance_number, instances.c.pk)).all()
+    if not members:
+        return None
+    first_json = conn.execute(select(instances.c.header_json).where(instances.c.pk == members[0].pk)).scalar_one()
+    return SeriesFiles(row, [member.path for member in members], first_json)
 
 
 @dataclass(frozen=True)
@@ -225,3 +329,13 @@ def end_of_study_done(engine: Engine, study_uid: str, stable_at: datetime) -> No
             studies.c.study_uid == study_uid,
             or_(studies.c.end_work_done_for.is_(None), studies.c.end_work_done_for < stable_at))
             .values(end_work_done_for=stable_at))
+
+
+# -- storage commitment ----------------------------------------------------------------------
+def recent_commitment_requests(engine: Engine, count: int) -> list[dict]:
+    """The latest Storage Commitment requests first: who asked, when, and how far they got."""
+    c = commitment_requests.c
+    query = (select(c.transaction_uid, c.requester_aet, c.received_at, c.state, c.num_requested, c.num_committed,
+                    c.num_failed, c.attempts, c.last_error).order_by(c.pk.desc()).limit(count))
+    with engine.connect() as conn:
+        return [row._asdict() for row in conn.execute(query)]

@@ -19,11 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
 
 from pacsd.dicom.header import read_header
 from pacsd.errors import InvalidDicom
-from pacsd.index.schema import instances
+from pacsd.index.repository import indexed_checksums, instance_files_by_uid
 from pacsd.services.archive import Archive
 from pacsd.services.checksum import sha256_soon
 from pacsd.services.corrections import recover_interrupted
@@ -69,8 +68,7 @@ def check_storage(archive: Archive, checksums: bool = False, repair: bool = Fals
     report = CheckReport()
     report.corrections_finished = recover_interrupted(archive)
     root = archive.blobs.root
-    with archive.engine.connect() as conn:
-        indexed = dict(conn.execute(select(instances.c.path, instances.c.checksum)).all())  # path -> SHA-256
+    indexed = indexed_checksums(archive.engine)  # path -> SHA-256
     present = set(_files_under(root))
     report.rows, report.files = len(indexed), len(present)
     for relative, checksum in indexed.items():
@@ -141,9 +139,7 @@ def _repair(archive: Archive, relative: str) -> tuple[bool, str]:
         uid = read_header(path).sop_instance_uid
     except (InvalidDicom, OSError) as exc:
         return False, f"not a readable DICOM file: {exc}"
-    with archive.engine.connect() as conn:
-        stored = conn.execute(select(instances.c.path, instances.c.checksum)
-                              .where(instances.c.sop_uid == uid)).first()
+    stored = instance_files_by_uid(archive.engine, [uid]).get(uid)
     if stored is not None:
         if stored.checksum and stored.checksum == _digest(path):
             archive.blobs.remove(relative)
