@@ -22,7 +22,7 @@ from pacsd.errors import InvalidDicom, StorageFull
 from pacsd.index.columns import PATIENT_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
 from pacsd.index.shared_writer import CommitUnknown, WriterClient
 from pacsd.index.writer import DuplicatePolicy, IndexWriter, InstanceRecord, WriteOutcome
-from pacsd.services.arrivals import SeriesArrivals
+from pacsd.services.series_numbering import SeriesArrivals
 from pacsd.services.checksum import sha256_soon
 from pacsd.services.listeners import IncomingInstance, InstanceStored, Listeners
 from pacsd.storage.blobstore import BlobStore
