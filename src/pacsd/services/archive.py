@@ -22,13 +22,13 @@ from pacsd.index.writer import IndexWriter
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.audit import AuditTrail
 from pacsd.services.audit_syslog import syslog_sender
-from pacsd.services.endofstudy import EndOfStudyWork
+from pacsd.services.end_of_study import EndOfStudyWork
 from pacsd.services.hooks import HookRunner
 from pacsd.services.ingest import Ingest
 from pacsd.services.listeners import Listeners
 from pacsd.services.remote_nodes import RemoteNodes
 from pacsd.services.scansheet import ScanSheetWriter
-from pacsd.services.stable import StudyStableDetector
+from pacsd.services.study_stable import StudyStableDetector
 from pacsd.services.workqueue import WorkQueue
 from pacsd.storage.blobstore import BlobStore
 from pacsd.storage.layout import make_layout

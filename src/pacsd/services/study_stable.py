@@ -4,7 +4,7 @@
 `updated_at`; firing sets `stable_at` and writes one `study-stable` change row in the same
 transaction, conditional on the study being unchanged, so several nodes sharing a database fire
 once; the same update claims the study's end-of-study work for the node that fired
-(`pacsd.services.endofstudy`).  Pending studies are found again after a restart because the state
+(`pacsd.services.end_of_study`).  Pending studies are found again after a restart because the state
 lives in the index.
 """
 
