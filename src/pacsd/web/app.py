@@ -81,10 +81,10 @@ def _add_page_safety(app: FastAPI) -> None:
 
 
 def _routers() -> list:
-    from pacsd.web import dicomweb, health, viewer
+    from pacsd.web import dicomweb, health, ohif
     from pacsd.web.ui import ROUTERS as ui_routers
 
-    return [health.router, *ui_routers, *dicomweb.routers(), viewer.router]
+    return [health.router, *ui_routers, *dicomweb.routers(), ohif.router]
 
 
 def _allow_cross_origin(app: FastAPI, origins: list[str]) -> None:
