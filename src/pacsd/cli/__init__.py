@@ -39,9 +39,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pacsd.cli import commit, db, deid, modify, qr, serve, toolkit, tools, users
+    from pacsd.cli import archive_commands, commit, db, deid, file_commands, modify, qr, serve, users
 
-    for command in (*serve.COMMANDS, *tools.COMMANDS, *deid.COMMANDS, *modify.COMMANDS, *toolkit.COMMANDS, *commit.COMMANDS, *qr.COMMANDS,
+    for command in (*serve.COMMANDS, *archive_commands.COMMANDS, *deid.COMMANDS, *modify.COMMANDS, *file_commands.COMMANDS, *commit.COMMANDS, *qr.COMMANDS,
                     *users.COMMANDS, *db.COMMANDS):
         main.add_command(command)
 
