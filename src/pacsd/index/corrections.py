@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Row, delete, insert, select, update
 
 from pacsd.index.rows import RowWriter
 from pacsd.index.schema import changes, instances, patients, series, studies
@@ -153,3 +153,9 @@ def _refresh_study_sets(conn: Connection, study_pks: list[int]) -> None:
             series, instances.c.series_pk == series.c.pk).where(series.c.study_pk == pk)).scalars().all()
         conn.execute(update(studies).where(studies.c.pk == pk).values(
             modalities="\\".join(sorted(modalities)), sop_classes="\\".join(sorted(classes))))
+
+
+def path_is_indexed(engine: Engine, path: str) -> bool:
+    """Whether an instance row names this file (an interrupted correction's new copy, say)."""
+    with engine.connect() as conn:
+        return conn.execute(select(instances.c.pk).where(instances.c.path == path)).first() is not None

@@ -43,6 +43,7 @@ from pacsd.errors import PacsError
 from pacsd.index.corrections import (
     TouchedInstance,
     instances_of,
+    path_is_indexed,
     patient_row,
     replace_instances,
     series_row,
@@ -344,14 +345,8 @@ def recover_interrupted(archive: Archive) -> list[str]:
 
 
 def _finish(archive: Archive, entries: list[dict], name: str) -> None:
-    from sqlalchemy import select
-
-    from pacsd.index.schema import instances
-
     # one transaction swapped every row: all new or all old, so one entry tells
-    with archive.engine.connect() as conn:
-        committed = bool(entries) and conn.execute(select(instances.c.pk).where(
-            instances.c.path == entries[0]["new"])).first() is not None
+    committed = bool(entries) and path_is_indexed(archive.engine, entries[0]["new"])
     for entry in entries:
         _remove_quietly(archive, entry["old"] if committed else entry["new"])
     log.warning("interrupted correction %s finished: %d instance(s) %s", name, len(entries),
