@@ -1,6 +1,6 @@
 """Browsing pages: study search, a patient's studies, and a study with its series.
 
-Every look-up goes through `pacsd.services.browse` with the caller's visible accounts, so a
+Every look-up goes through `pacsd.index.browse` with the caller's visible accounts, so a
 study or patient outside them is simply not found (404).
 """
 
@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from pacsd.services import browse
+from pacsd.index import browse
 from pacsd.services.users import User
 from pacsd.web.access import current_user, visible_accounts
 from pacsd.web.ui.audit import audit

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from pacsd.dicom.nesting import load_header_json
 from pacsd.errors import PacsError
-from pacsd.services import browse
+from pacsd.index import browse
 from pacsd.web.access import current_user
 from pacsd.web.ui.lookups import visible_instance, visible_series, visible_study
 from pacsd.web.ui.images import frame_png, thumbnail_png

@@ -1,5 +1,6 @@
-"""Read-only look-ups for browsing the archive: study search, a patient, a study, its series and
-instances, each limited to the accounts a caller may see (None = all).
+"""Read-only look-ups of the index for browsing the archive, the named operations the web pages
+call: study search, a patient, a study, its series and instances, each limited to the accounts
+a caller may see (None = all).
 
 Queries use the typed, indexed columns and the counters kept at ingest; lists are paged with
 LIMIT/OFFSET and never counted.  Values reach SQL as bound parameters only.
