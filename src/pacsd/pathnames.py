@@ -44,7 +44,7 @@ NAMED_TEMPLATES: dict[str, str] = {
     "date": "{StudyYear}/{StudyMonth}/{StudyDay}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm",
 }
 DERIVED_FIELDS = {"StudyYear", "StudyMonth", "StudyDay"}
-OTHER_SCHEMES = ("accounts",)  # schemes that are not templates (`pacsd.storage.layout.EXTRA_SCHEMES`)
+OTHER_SCHEMES = ("accounts",)  # schemes that are not templates (`pacsd.storage.schemes.SCHEMES`)
 
 
 def _placeholders(template: str) -> list[str]:

@@ -31,7 +31,7 @@ from pacsd.services.scansheet import ScanSheetWriter
 from pacsd.services.study_stable import StudyStableDetector
 from pacsd.services.workqueue import WorkQueue
 from pacsd.storage.blobstore import BlobStore
-from pacsd.storage.layout import make_layout
+from pacsd.storage.schemes import make_layout
 
 log = logging.getLogger(__name__)
 

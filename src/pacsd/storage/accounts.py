@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from pacsd.dicom.header import first_text, integer_or_none
-from pacsd.storage.layout import EXTRA_SCHEMES, Placement, render_component
+from pacsd.storage.layout import Placement, render_component
 from pacsd.pathnames import path_component
 
 log = logging.getLogger(__name__)
@@ -162,5 +162,3 @@ class AccountsLayout:
             return None
         return path.parents[2]
 
-
-EXTRA_SCHEMES["accounts"] = AccountsLayout.from_settings

@@ -2,8 +2,8 @@
 
 A template is a relative path with `{Keyword}` placeholders (DICOM keywords, plus StudyYear,
 StudyMonth and StudyDay; `{A|B}` takes B when A is empty).  `hierarchical`, `flat` and `date` are
-named templates; other schemes (physician accounts; named in `pacsd.pathnames.OTHER_SCHEMES`)
-register in `EXTRA_SCHEMES`.  Each value is sanitised into one path component; the template
+named templates; the physician accounts scheme is `pacsd.storage.accounts` (`pacsd.storage.schemes`
+makes the layout a setting names).  Each value is sanitised into one path component; the template
 itself cannot climb out of the storage root (the rules: `pacsd.pathnames`).
 """
 
@@ -13,7 +13,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydicom.dataset import Dataset
 
@@ -88,18 +88,3 @@ class TemplateLayout:
             return None
         return PurePosixPath(*path.parts[: self._study_depth])
 
-
-# Schemes that are not plain templates register a factory taking the Settings and the index's
-# study folder claims (the physician accounts scheme registers itself from pacsd.storage.accounts,
-# imported below).
-EXTRA_SCHEMES: dict[str, Callable[[Any, Any], Layout]] = {}
-
-
-def make_layout(naming: str, settings: Any = None, study_folders: Any = None) -> Layout:
-    """`study_folders`: where a scheme keeps each study's folder once chosen (see
-    `pacsd.storage.accounts.StudyFolders`); template layouts need none (the UID names the folder)."""
-    factory = EXTRA_SCHEMES.get(naming)
-    return factory(settings, study_folders) if factory is not None else TemplateLayout(naming)
-
-
-import pacsd.storage.accounts  # noqa: E402,F401  (registers "accounts"; it imports this module)
