@@ -1,6 +1,6 @@
 """The FastAPI application: one app per process, built around the running `Archive`.
 
-Routers live in modules of their own (`health`, later `dicomweb`, `ui`, ...) and are included
+Routers live in modules of their own (`health`, `dicomweb`, `ui`, `ohif`) and are included
 here; each reaches the archive through `request.app.state.archive`.  Errors are JSON with a
 message, never a traceback; a browser asking for a page gets an HTML error page instead (and
 the login form when it is not logged in).
