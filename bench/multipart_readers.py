@@ -19,6 +19,7 @@ from python_multipart.multipart import MultipartParser
 
 from pacsd.web.dicomweb.multipart import IncomingPart, MalformedMultipart, read_parts
 
+
 async def read_parts_lib(chunks, boundary, new_file):
     parts: list[IncomingPart] = []
     state = {"field": b"", "value": b"", "headers": {}, "out": None, "ended": False}
