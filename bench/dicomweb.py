@@ -63,7 +63,7 @@ def main() -> None:
         with web_server(pacs) as base:
             with httpx.Client(timeout=60) as http:
                 for name, params in STUDY_QUERIES.items():
-                    ms, response = median_ms(lambda: http.get(f"{base}/studies", params=params).raise_for_status(),
+                    ms, response = median_ms(lambda params=params: http.get(f"{base}/studies", params=params).raise_for_status(),
                                              args.repeat)
                     print(f"QIDO studies, {name:28} {len(response.json()):>5} answers {ms:8.1f} ms  (target 50)")
                 url = f"{base}/studies/{study_uid}/series/{series_uid}/metadata"

@@ -47,7 +47,7 @@ def main() -> None:
         for name, keys in QUERIES.items():
             all_keys = {k: "" for k in RETURN_KEYS} | keys
 
-            def findscu(port: int) -> list[str]:
+            def findscu(port: int, all_keys: dict = all_keys) -> list[str]:
                 return ["findscu", "-S", "-v", "-sr", "-aec", pacs.aet, HOST, str(port), "-k", "QueryRetrieveLevel=STUDY",
                         *(arg for k, v in all_keys.items() for arg in ("-k", f"{k}={v}"))]
 
@@ -55,10 +55,10 @@ def main() -> None:
                 out = subprocess.run(findscu(port), capture_output=True, text=True, check=True, env=DCMTK_ENV)
                 return out.stderr.count("Received Find Response ")
 
-            def via_service() -> int:
+            def via_service(all_keys: dict = all_keys) -> int:
                 return sum(1 for _ in service.find("STUDY", all_keys))
 
-            def via_qido() -> int:
+            def via_qido(keys: dict = keys) -> int:
                 params = {**keys, "includefield": ",".join(RETURN_KEYS)}
                 return len(http.get(f"{dicomweb}/studies", params=params).raise_for_status().json())
 

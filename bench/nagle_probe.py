@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

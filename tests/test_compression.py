@@ -504,7 +504,7 @@ def test_a_retrieve_that_selected_the_original_before_it_was_compressed_sends_th
     from pydicom.uid import ExplicitVRLittleEndian as EXPLICIT
 
     from pacsd.services.retrieve import RetrieveService, prepare
-    from pacsd.services.stored import current_instance, select_instances
+    from pacsd.index.repository import current_instance, instances_of
 
     archive = Archive(settings_compressing(tmp_path))
     try:
@@ -514,16 +514,16 @@ def test_a_retrieve_that_selected_the_original_before_it_was_compressed_sends_th
         (dimse,) = service.select("IMAGE", {"StudyInstanceUID": str(header.StudyInstanceUID),
                                             "SeriesInstanceUID": str(header.SeriesInstanceUID),
                                             "SOPInstanceUID": str(header.SOPInstanceUID)})
-        (web,) = select_instances(archive.engine, None, str(header.StudyInstanceUID))
+        (web,) = instances_of(archive.engine, None, str(header.StudyInstanceUID))
         assert archive.compressor.run().compressed == 1
-        assert not dimse.path.exists()
+        assert not dimse.file.exists()
         now = service.current(dimse)
         assert now.transfer_syntax == JPEGLSLossless
-        assert prepare(now, {str(header.SOPClassUID): {JPEGLSLossless}}) == now.path
+        assert prepare(now, {str(header.SOPClassUID): {JPEGLSLossless}}) == now.file
         decoded = prepare(now, {str(header.SOPClassUID): {EXPLICIT}})
         assert np.array_equal(decoded.pixel_array, pixels(CT))
-        web_now = current_instance(archive.engine, archive.blobs.root, web)
-        assert (web_now.transfer_syntax, archive.blobs.root / web_now.path) == (JPEGLSLossless, now.path)
+        web_now = current_instance(archive.engine, archive.blobs.path_of, web)
+        assert (web_now.transfer_syntax, archive.blobs.path_of(web_now.path)) == (JPEGLSLossless, now.file)
     finally:
         archive.close()
 

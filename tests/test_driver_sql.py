@@ -107,3 +107,27 @@ def test_driver_errors_are_sqlalchemy_errors(index_target):
             write_study(conn, through_driver, "dup")
         with pytest.raises(IntegrityError), conn.begin():
             rows._INSERT_CHANGE.execute(conn, {"kind": None, "level": "instance", "uid": "1", "at": AT})
+
+
+def test_without_a_compiler_name_statements_run_through_sqlalchemy(index_target, monkeypatch, caplog):
+    """A SQLAlchemy lacking a name the driver path reads: one warning, and the same rows stored."""
+    from pacsd.index import driver_sql
+
+    monkeypatch.setattr(driver_sql, "_COMPILER_NAMES", (*driver_sql._COMPILER_NAMES, "renamed_in_a_new_release"))
+    driver_sql.check_sqlalchemy.cache_clear()
+    try:
+        assert driver_sql.check_sqlalchemy() is False
+        assert "renamed_in_a_new_release" in caplog.text
+        engine = open_index(index_target)
+        with engine.begin() as conn:
+            write_study(conn, through_sqlalchemy, "sa")
+            write_study(conn, through_driver, "fallback")
+            found = rows._FIND_INSTANCES.rows(conn, {"uids": ["1.fallback.1.1"]})
+        assert [(row.sop_uid, row.size_bytes) for row in found] == [("1.fallback.1.1", 2**33 + 1)]
+        with engine.connect() as conn:
+            for table in (patients, studies, series, instances, changes):
+                assert stored(conn, table, "fallback") == stored(conn, table, "sa"), table.name
+    finally:
+        monkeypatch.undo()
+        driver_sql.check_sqlalchemy.cache_clear()
+    assert driver_sql.check_sqlalchemy() is True  # this release has every name

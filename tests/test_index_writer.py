@@ -39,7 +39,7 @@ def test_concurrent_writers_give_exact_counters(index_target):
     with engine.connect() as conn:
         study_rows = {r.study_uid: r for r in conn.execute(select(studies))}
         assert sum(r.num_instances for r in study_rows.values()) == 60
-        for uid, row in study_rows.items():
+        for row in study_rows.values():
             expected = conn.execute(
                 select(func.count()).select_from(instances.join(series)).where(series.c.study_pk == row.pk)).scalar()
             assert row.num_instances == expected

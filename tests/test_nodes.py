@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from pacsd.index.engine import open_index
 from pacsd.index.schema import changes, instances, patients, series, studies
-from pacsd.services.stable import StudyStableDetector
+from pacsd.services.study_stable import StudyStableDetector
 from tests.studies import send, write_study
 
 on_postgresql = pytest.mark.parametrize("index_backend", ["postgresql"], indirect=True)

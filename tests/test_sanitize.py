@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pacsd.storage.sanitize import path_component
+from pacsd.pathnames import path_component
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -19,8 +19,8 @@ from pacsd.index.engine import open_index
 from pacsd.index.schema import changes
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.archive import Archive
-from pacsd.services.endofstudy import EndOfStudyWork
-from pacsd.services.stable import StudyStableDetector
+from pacsd.services.end_of_study import EndOfStudyWork
+from pacsd.services.study_stable import StudyStableDetector
 from pacsd.services.workqueue import WorkQueue
 from tests.studies import send, wait_for, write_study
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pacsd.cli import main
-from pacsd.cli.toolkit import printable
+from pacsd.cli.file_commands import printable
 from tests.toolkit_testdata import data_file
 
 CT = data_file("dicompyler-core/ct.0.dcm")

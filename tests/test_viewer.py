@@ -152,7 +152,7 @@ def _local_only(route, base: str, off_machine: list[str]) -> None:
 def _wait_for_an_image(page, canvas, name: str = "viewport.png") -> np.ndarray:
     """The viewport's pixels once they are no longer uniform (or the last look after 60 s)."""
     pixels = np.zeros(1)
-    for attempt in range(60):
+    for _ in range(60):
         shot = canvas.screenshot(path=ARTIFACTS / name)
         pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("L"), dtype=np.float64)
         if pixels.std() > 5:

@@ -111,7 +111,7 @@ def test_log_in_search_open_study_and_view(site, page, tmp_path):
     page.wait_for_function("document.querySelector('.series-card img').naturalWidth > 0")
     screenshot(page, "03-study")
     study_url = page.url
-    page.click(f"a[href='/ui/patient?id=P-1']")
+    page.click("a[href='/ui/patient?id=P-1']")
     page.wait_for_url(re.compile(r"/ui/patient\?id=P-1$"))
     assert "DOE, JANE" in page.inner_text("h1") and "Chest CT" in page.inner_text("table.list")
     screenshot(page, "03-patient")

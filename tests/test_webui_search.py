@@ -3,7 +3,7 @@ description, account, sorting and paging without counting rows."""
 
 from __future__ import annotations
 
-from pacsd.services.browse import StudyFilter, search_studies
+from pacsd.index.browse import StudyFilter, search_studies
 from tests.webui import ACCOUNTS, add_series
 
 

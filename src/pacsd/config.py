@@ -137,7 +137,7 @@ class StorageSettings(_Section):
     @field_validator("naming")
     @classmethod
     def _check_naming(cls, value: str) -> str:
-        from pacsd.storage.layout import check_naming
+        from pacsd.pathnames import check_naming
 
         check_naming(value)
         return value
@@ -489,7 +489,7 @@ class PhysicianAccount(_Section):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        from pacsd.storage.sanitize import path_component
+        from pacsd.pathnames import path_component
 
         if path_component(value, default="") != value:
             raise ValueError(f"account name {value!r} must be usable as a folder name as it is")
@@ -508,7 +508,7 @@ class AccountsSettings(_Section):
     @field_validator("root")
     @classmethod
     def _check_root(cls, value: str) -> str:
-        from pacsd.storage.sanitize import path_component
+        from pacsd.pathnames import path_component
 
         parts = [part for part in value.split("/") if part]
         if any(path_component(part, default="") != part for part in parts):
@@ -518,7 +518,7 @@ class AccountsSettings(_Section):
     @field_validator("study_folder")
     @classmethod
     def _check_study_folder(cls, value: str) -> str:
-        from pacsd.storage.layout import check_template_fields
+        from pacsd.pathnames import check_template_fields
 
         if "/" in value:
             raise ValueError("the study folder template is one folder name: no '/'")

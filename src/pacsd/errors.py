@@ -4,6 +4,8 @@ Each is a `PacsError`; the CLI prints its message without a traceback, so the me
 what is wrong and what to do about it.
 """
 
+import errno
+
 
 class PacsError(Exception):
     """Base of every error pacsd reports to a user."""
@@ -23,6 +25,19 @@ class DatabaseUnreachable(PacsError):
 
 class StorageFull(PacsError):
     """The storage volume has no room (or refused the write); nothing was kept."""
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def is_full_error(exc: OSError) -> bool:
+    return exc.errno in _FULL_ERRNOS
+
+
+def storage_error(exc: OSError, what: str) -> StorageFull:
+    """A failed write to the storage volume as the StorageFull its sender is told about."""
+    reason = "the storage volume is full" if is_full_error(exc) else f"cannot write: {exc.strerror}"
+    return StorageFull(f"{what}: {reason}")
 
 
 class NoPixelData(PacsError):

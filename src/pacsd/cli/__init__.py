@@ -39,11 +39,11 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pacsd.cli import commit, compress, db, deid, lifecycle, modify, qr, serve, toolkit, tools, users
+    from pacsd.cli import archive_commands, commit, compress, db, deid, file_commands, lifecycle, modify, qr, serve, users
 
-    for command in (*serve.COMMANDS, *tools.COMMANDS, *lifecycle.COMMANDS, *compress.COMMANDS, *deid.COMMANDS,
-                    *modify.COMMANDS, *toolkit.COMMANDS, *commit.COMMANDS, *qr.COMMANDS, *users.COMMANDS,
-                    *db.COMMANDS):
+    for command in (*serve.COMMANDS, *archive_commands.COMMANDS, *lifecycle.COMMANDS, *compress.COMMANDS,
+                    *deid.COMMANDS, *modify.COMMANDS, *file_commands.COMMANDS, *commit.COMMANDS, *qr.COMMANDS,
+                    *users.COMMANDS, *db.COMMANDS):
         main.add_command(command)
 
 

@@ -9,7 +9,7 @@ import sys
 import click
 
 from pacsd.cli.options import archive_options
-from pacsd.cli.tools import command_archive
+from pacsd.cli.archive_commands import command_archive
 
 
 @click.group()

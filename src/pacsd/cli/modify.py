@@ -30,7 +30,7 @@ def modify(patient_id, study_uid, series_uid, assignments, merge_patient, into, 
     """Correct stored instances: change patient/study/series attributes (files rewritten, pixel data
     untouched, index updated at once, old values in the action log), merge two patients, move
     series to another study, split a study."""
-    from pacsd.cli.tools import command_archive
+    from pacsd.cli.archive_commands import command_archive
     from pacsd.services import corrections
 
     chosen = [bool(patient_id or study_uid or series_uid), bool(merge_patient), bool(move_series), bool(split_study)]

@@ -6,7 +6,6 @@ Passwords are prompted for twice (hidden), or read from standard input with --pa
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 

@@ -46,7 +46,7 @@ def as_dataset(source: Dataset | str | os.PathLike) -> Dataset:
     return source if isinstance(source, Dataset) else read_dicom(source)
 
 
-def write_atomically(target: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+def write_atomically(target: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Call `write(file)` on a temp file next to `target`, fsync it, then rename it into place.
 
     A reader sees the old file or the complete new one, never a half-written one; on any error

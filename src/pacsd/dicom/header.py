@@ -13,14 +13,13 @@ import math
 import mmap
 import os
 import re
-import struct
 from functools import lru_cache
 from io import BytesIO
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_partial
@@ -33,17 +32,17 @@ from pydicom.uid import (
 )
 
 from pacsd.dicom.nesting import MAX_SEQUENCE_DEPTH, TooDeeplyNested, check_depth
+from pacsd.dicom import rawheader
+from pacsd.dicom.element_walk import (
+    FIRST_TEXTS,
+    MULTI_VALUED,
+    PIXEL_TAGS,
+    ElementWalker,
+)
 from pacsd.errors import InvalidDicom
 
 log = logging.getLogger(__name__)
 UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-
-# Top-level elements at which the header ends: pixel data in all its forms.
-_PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
-# Explicit VRs whose length field is 4 bytes (after 2 reserved bytes).
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-_UNDEFINED = 0xFFFFFFFF
-_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,6 @@ def read_header(path: Path | str) -> Header:
     Common files take the fast path (`rawheader`), which also gives the DICOM JSON; others
     pydicom's reader.
     """
-    from pacsd.dicom import rawheader  # here: it builds on this module's walker and constants
 
     path = Path(path)
     try:
@@ -130,13 +128,13 @@ def _whole_file_header(data: mmap.mmap, size: int) -> tuple[bytes, str]:
     """Prove every element of the file fits; return the bytes before pixel data and the syntax."""
     if data[128:132] != b"DICM":
         raise InvalidDicom("not a DICOM Part 10 file: no 'DICM' prefix at byte 128")
-    meta = _ElementWalker(data, size, implicit=False, little=True)
+    meta = ElementWalker(data, size, implicit=False, little=True)
     syntax = meta.walk_meta(132)
     if not syntax:
         raise InvalidDicom("the file meta information has no Transfer Syntax UID")
     if syntax == DeflatedExplicitVRLittleEndian:
         return b"", syntax
-    body = _ElementWalker(
+    body = ElementWalker(
         data, size, implicit=syntax == ImplicitVRLittleEndian, little=syntax != ExplicitVRBigEndian
     )
     pixel_offset = body.walk_dataset(meta.position)
@@ -144,7 +142,7 @@ def _whole_file_header(data: mmap.mmap, size: int) -> tuple[bytes, str]:
 
 
 def _stop_at_pixel_data(tag: BaseTag, vr: str | None, length: int) -> bool:
-    return int(tag) in _PIXEL_TAGS
+    return int(tag) in PIXEL_TAGS
 
 
 def _read_values(dataset: Dataset, depth: int = 0) -> None:
@@ -162,9 +160,10 @@ def _read_values(dataset: Dataset, depth: int = 0) -> None:
             if raw.tag.is_private:
                 dataset[tag] = _private_as_unknown(raw, exc)
                 continue
-            if _vr_of(raw) not in _NUMBER_VRS:
+            vr = _vr_of(raw)
+            if vr is None or vr not in _NUMBER_VRS:
                 raise InvalidDicom(f"malformed element in the header: {exc}") from None
-            dataset[tag] = NumberAsText.of(raw.tag, _vr_of(raw), bytes(raw.value or b"").decode("ascii", "replace"))
+            dataset[tag] = NumberAsText.of(raw.tag, vr, bytes(raw.value or b"").decode("ascii", "replace"))
             continue
         if element.VR == "SQ":
             check_depth(depth + 1)
@@ -178,7 +177,7 @@ def _read_values(dataset: Dataset, depth: int = 0) -> None:
 _NUMBER_VRS = ("IS", "DS")
 
 
-def _private_as_unknown(raw, exc: Exception) -> DataElement:
+def _private_as_unknown(raw: RawDataElement | DataElement, exc: Exception) -> DataElement:
     """A private element pydicom cannot read by its VR, as UN with the bytes it was sent with."""
     value = bytes(raw.value or b"")
     log.warning("private element %s (%d bytes) does not fit the VR %s gives it: kept as UN (%s)", raw.tag,
@@ -200,12 +199,12 @@ class NumberAsText(DataElement):
         log.warning("%s %s %r is not a number: kept as text", element.keyword or tag, vr, text[:64])
         return element
 
-    def to_json_dict(self, bulk_data_element_handler, bulk_data_threshold) -> dict[str, Any]:
+    def to_json_dict(self, bulk_data_element_handler: Any, bulk_data_threshold: int) -> dict[str, Any]:
         texts = self._value if isinstance(self._value, list) else [self._value]
         return {"vr": self.VR, "Value": texts} if any(texts) else {"vr": self.VR}
 
 
-def _vr_of(raw) -> str | None:
+def _vr_of(raw: RawDataElement | DataElement) -> str | None:
     if raw.VR:
         return raw.VR
     try:
@@ -227,97 +226,6 @@ def _values(value: Any) -> list:
     if value is None or value == "":
         return []
     return list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
-
-
-class _ElementWalker:
-    """Reads element headers from a mapped file, jumping over values: proof that it is whole."""
-
-    def __init__(self, data: mmap.mmap, size: int, implicit: bool, little: bool) -> None:
-        self.data, self.size, self.implicit = data, size, implicit
-        self.u16, self.u32 = struct.Struct(("<" if little else ">") + "H"), struct.Struct(
-            ("<" if little else ">") + "I"
-        )
-        self.position = 0
-
-    def _need(self, count: int) -> int:
-        start = self.position
-        if start + count > self.size:
-            raise InvalidDicom(
-                f"the file is truncated: {count} bytes needed at byte {start}, "
-                f"only {self.size - start} remain"
-            )
-        self.position = start + count
-        return start
-
-    def _tag(self) -> int:
-        at = self._need(4)
-        return (self.u16.unpack_from(self.data, at)[0] << 16) | self.u16.unpack_from(self.data, at + 2)[0]
-
-    def _element_header(self, tag: int) -> tuple[int, bytes | None]:
-        if self.implicit or tag >> 16 == 0xFFFE:
-            return self.u32.unpack_from(self.data, self._need(4))[0], None
-        at = self._need(2)
-        vr = self.data[at : at + 2]
-        if vr in _LONG_VRS:
-            return self.u32.unpack_from(self.data, self._need(6) + 2)[0], vr
-        return self.u16.unpack_from(self.data, self._need(2))[0], vr
-
-    def walk_meta(self, start: int) -> str:
-        """Walk group 0002 from `start`; return the Transfer Syntax UID it declares."""
-        self.position, syntax = start, ""
-        while self.position + 4 <= self.size and self.u16.unpack_from(self.data, self.position)[0] == 2:
-            tag = self._tag()
-            length, _ = self._element_header(tag)
-            if length == _UNDEFINED:
-                raise InvalidDicom("undefined length in the file meta information")
-            at = self._need(length)
-            if tag == 0x00020010:
-                syntax = bytes(self.data[at : at + length]).decode("ascii", "replace").strip("\x00 ")
-        return syntax
-
-    def walk_dataset(self, start: int) -> int:
-        """Walk the top-level dataset to the end; return where pixel data starts (or the end)."""
-        self.position, pixel_offset = start, None
-        while self.position < self.size:
-            element_start = self.position
-            tag = self._tag()
-            if pixel_offset is None and tag in _PIXEL_TAGS:
-                pixel_offset = element_start
-            self._skip_value(tag)
-        return self.size if pixel_offset is None else pixel_offset
-
-    def _skip_value(self, tag: int) -> None:
-        length, vr = self._element_header(tag)
-        if length != _UNDEFINED:
-            self._need(length)
-        elif vr == b"UN":  # PS3.5 6.2.2: an undefined-length UN value is implicit VR inside
-            implicit, self.implicit = self.implicit, True
-            try:
-                self._walk_items()
-            finally:
-                self.implicit = implicit
-        else:
-            self._walk_items()
-
-    def _walk_items(self) -> None:
-        """An undefined-length value (sequence or encapsulated pixel data), item by item."""
-        while True:
-            tag = self._tag()
-            length = self.u32.unpack_from(self.data, self._need(4))[0]
-            if tag == _SEQUENCE_END:
-                return
-            if tag != _ITEM:
-                raise InvalidDicom(f"unexpected tag {tag:08X} inside an undefined-length value")
-            if length != _UNDEFINED:
-                self._need(length)
-                continue
-            while (tag := self._tag()) != _ITEM_END:  # an undefined-length item: its elements
-                self._skip_value(tag)
-            self._need(4)
-
-
-FIRST_TEXTS = "_pacsd_first_texts"  # a Dataset attribute: {tag: first value or None (empty)}
-MULTI_VALUED = "_pacsd_multi_valued"  # with it: the tags of those elements holding several values
 
 
 INTEGER_STRING_RANGE = range(-(2**31), 2**31)  # what an IS value may hold (PS3.5 6.2)

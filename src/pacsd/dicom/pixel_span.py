@@ -119,7 +119,7 @@ def _write_dataset(dataset: Dataset, out: BinaryIO) -> None:
         dataset.save_as(out, enforce_file_format=True)
         return
     stream = DicomIO(out)
-    stream.is_implicit_VR, stream.is_little_endian = dataset.original_encoding
+    stream.is_implicit_VR, stream.is_little_endian = dataset.original_encoding  # type: ignore[assignment]  # read from a file: never None
     stream.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(stream, dataset.file_meta, enforce_standard=True)
     write_dataset(stream, dataset)

@@ -141,7 +141,7 @@ def pydicom_cannot_decode(ds: Dataset, syntax: UID) -> bool:
 def _decode_with_pydicom(ds: Dataset, syntax: UID, index: int) -> tuple[np.ndarray, str]:
     if "PixelData" in ds:
         decoder = get_decoder(syntax)
-        array, properties = decoder.as_array(ds, index=index, as_rgb=True)
+        array, properties = decoder.as_array(ds, index=index, as_rgb=True)  # type: ignore[arg-type]  # pydicom types **kwargs as DecodeOptions
         return array, str(properties["photometric_interpretation"])
     frames = ds.pixel_array  # float / double float pixel data: never encapsulated
     array = frames[index] if frame_count(ds) > 1 else frames

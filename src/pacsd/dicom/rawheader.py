@@ -6,7 +6,7 @@ syntaxes pydicom reads as such) and Implicit VR Little Endian.  It returns the r
 pydicom Dataset of `RawDataElement`s, which pydicom converts lazily on access, carrying the first
 value of each top-level string element for `header.first_text`) and the DICOM JSON text
 `ingest.header_json` would write for the same file.  From the pixel data on it only walks
-element headers (`_ElementWalker`), proving every declared length fits: a truncated file raises
+element headers (`ElementWalker`), proving every declared length fits: a truncated file raises
 `InvalidDicom`, as the pydicom path does.
 
 The JSON is written as text while the elements are read: one writer per kind of VR
@@ -49,16 +49,16 @@ from pydicom.uid import (
     PrivateTransferSyntaxes,
 )
 
-from pacsd.dicom.header import (
+from pacsd.dicom.element_walk import (
     FIRST_TEXTS,
+    ITEM,
+    ITEM_END,
+    LONG_VRS,
     MULTI_VALUED,
-    _ITEM,
-    _ITEM_END,
-    _LONG_VRS,
-    _PIXEL_TAGS,
-    _SEQUENCE_END,
-    _UNDEFINED,
-    _ElementWalker,
+    PIXEL_TAGS,
+    SEQUENCE_END,
+    UNDEFINED,
+    ElementWalker,
 )
 from pacsd.dicom.nesting import check_depth
 from pacsd.errors import InvalidDicom
@@ -176,7 +176,7 @@ class _Parser:
         self.implicit = syntax == ImplicitVRLittleEndian
         raw, members, stop = self.elements(position, self.size, top=True)
         if stop < self.size:  # pixel data: element headers only from here, proof the file is whole
-            _ElementWalker(self.data, self.size, implicit=self.implicit, little=True).walk_dataset(stop)
+            ElementWalker(self.data, self.size, implicit=self.implicit, little=True).walk_dataset(stop)
         file_meta = FileMetaDataset(meta)
         file_meta.set_original_encoding(False, True, _DEFAULT_CODEC)
         dataset = Dataset(raw)  # not a FileDataset: nothing reads its file attributes, 30 us less
@@ -201,7 +201,7 @@ class _Parser:
         raw, syntax, data = {}, "", self.data
         while position + 4 <= self.size and _U16.unpack_from(data, position)[0] == 2:
             tag, vr, length, at = self.element_header(position)
-            if vr is None or length == _UNDEFINED:
+            if vr is None or length == UNDEFINED:
                 raise _Unusual
             position = self.need(at, length)
             value = bytes(data[at:position])
@@ -218,7 +218,7 @@ class _Parser:
         group, element, vr_bytes, length = _SHORT_HEADER.unpack_from(self.data, position)
         if self.implicit or group == 0xFFFE:
             return group << 16 | element, None, _U32.unpack_from(self.data, position + 4)[0], position + 8
-        if vr_bytes in _LONG_VRS:
+        if vr_bytes in LONG_VRS:
             return (group << 16 | element, _VR_NAMES.get(vr_bytes), _U32.unpack_from(self.data, position + 8)[0],
                     position + 12)
         return group << 16 | element, _VR_NAMES.get(vr_bytes), length, position + 8
@@ -231,7 +231,7 @@ class _Parser:
             return tag, None, _U32.unpack_from(data, self.need(at, 4) - 4)[0], at + 4
         self.need(at, 2)
         vr_bytes = bytes(data[at : at + 2])
-        if vr_bytes in _LONG_VRS:
+        if vr_bytes in LONG_VRS:
             start = self.need(at, 8)
             return tag, _VR_NAMES.get(vr_bytes), _U32.unpack_from(data, at + 4)[0], start
         start = self.need(at, 4)
@@ -243,13 +243,14 @@ class _Parser:
         after the delimiter, or (at the top level) where the pixel data starts."""
         raw: dict = {}
         members: dict[int, str] = {}
+        values: list
         data, size, implicit = self.data, self.size, self.implicit
         while end is None or position < end:
             element_start = position
             tag, vr, length, at = self.element_header(position)
-            if top and tag in _PIXEL_TAGS:
+            if top and tag in PIXEL_TAGS:
                 return raw, members, element_start
-            if end is None and tag == _ITEM_END:
+            if end is None and tag == ITEM_END:
                 return raw, members, at
             if tag >> 16 == 0xFFFE:
                 raise _Unusual
@@ -259,7 +260,7 @@ class _Parser:
                 items, position, value = self.sequence(at, length)
                 member, values = _VALUES % (tag, "SQ", ",".join(items)), []
             else:
-                if length == _UNDEFINED:
+                if length == UNDEFINED:
                     raise _Unusual
                 position = at + length
                 if position > size:
@@ -319,21 +320,21 @@ class _Parser:
 
     def sequence(self, position: int, length: int) -> tuple[list[str], int, bytes]:
         """A sequence's items as DICOM JSON text, where it ends, and its raw value (items only)."""
-        items = []
-        end = None if length == _UNDEFINED else self.need(position, length)
+        items: list[str] = []
+        end = None if length == UNDEFINED else self.need(position, length)
         start = position
         self.depth += 1
         check_depth(self.depth)
         while end is None or position < end:
             tag, _, item_length, at = self.element_header(position)
-            if end is None and tag == _SEQUENCE_END:
+            if end is None and tag == SEQUENCE_END:
                 self.depth -= 1
                 return items, at, bytes(self.data[start:position])
-            if tag != _ITEM:
+            if tag != ITEM:
                 if end is None:
                     raise InvalidDicom(f"unexpected tag {tag:08X} inside an undefined-length value")
                 raise _Unusual
-            item_end = None if item_length == _UNDEFINED else self.need(at, item_length)
+            item_end = None if item_length == UNDEFINED else self.need(at, item_length)
             _, members, position = self.elements(at, item_end)
             items.append(_json_object(members.values()))
         if position != end:

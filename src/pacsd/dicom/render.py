@@ -6,8 +6,9 @@ MONOCHROME1 inversion. Colour: RGB as is (YBR converted), PALETTE COLOR through 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import os
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -120,7 +121,7 @@ def _modality(stored: np.ndarray, attributes: Dataset) -> np.ndarray:
     return apply_modality_lut(stored, attributes) if _has_modality_lut(attributes) else stored
 
 
-def _per_stored_value(stored: np.ndarray, to_8bit) -> np.ndarray:
+def _per_stored_value(stored: np.ndarray, to_8bit: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """`to_8bit(stored)`, an element-wise mapping, computed once per distinct integer value in a
     table when that is fewer values than pixels (a 512x512 CT of 12 bits: 4,096 for 262,144):
     the same bytes, several times faster."""
@@ -202,7 +203,7 @@ def _has_modality_lut(attributes: Dataset) -> bool:
     )
 
 
-def _first_number(value) -> float | None:
+def _first_number(value: Any) -> float | None:
     """First value of a possibly multi-valued DS/IS element; None when empty."""
     if isinstance(value, (list, tuple, MultiValue)):
         value = value[0] if len(value) else None

@@ -62,7 +62,7 @@ def transcoded(dataset: Dataset, accepted: Iterable[str]) -> Dataset:
             reasons.append(f"cannot encode as {target.name}: {_first_sentence(exc)}")
     if reasons:
         raise CannotTranscode("; ".join(reasons))
-    names = ", ".join(sorted(uid.name for uid in accepted)) or "nothing"
+    names = ", ".join(sorted(UID(uid).name for uid in accepted)) or "nothing"
     raise CannotTranscode(f"no lossless conversion to what the peer takes: {names}")
 
 

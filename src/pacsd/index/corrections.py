@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Row, delete, insert, select, update
 
 from pacsd.index.rows import RowWriter
 from pacsd.index.schema import changes, instances, patients, series, studies
@@ -52,18 +52,18 @@ def instances_of(conn: Connection, patient_id: str | None = None, study_uid: str
     return [TouchedInstance(*row) for row in conn.execute(query).all()]
 
 
-def patient_row(conn: Connection, patient_id: str):
+def patient_row(conn: Connection, patient_id: str) -> Row | None:
     return conn.execute(select(patients).where(patients.c.patient_id == patient_id)).first()
 
 
-def study_row(conn: Connection, study_uid: str):
+def study_row(conn: Connection, study_uid: str) -> Row | None:
     """The study's columns with its patient's."""
     return conn.execute(select(studies, patients.c.patient_id, patients.c.patient_name, patients.c.birth_date,
                                patients.c.sex).join(patients, studies.c.patient_pk == patients.c.pk)
                         .where(studies.c.study_uid == study_uid)).first()
 
 
-def series_row(conn: Connection, series_uid: str):
+def series_row(conn: Connection, series_uid: str) -> Row | None:
     return conn.execute(select(series, studies.c.study_uid).join(studies, series.c.study_pk == studies.c.pk)
                         .where(series.c.series_uid == series_uid)).first()
 
@@ -76,7 +76,7 @@ def replace_instances(conn: Connection, old: list[TouchedInstance], records: lis
         .join(series, instances.c.series_pk == series.c.pk)
         .join(studies, series.c.study_pk == studies.c.pk)
         .where(instances.c.pk.in_(chunk))).all()]
-    per_series, per_study, per_patient, study_bytes = Counter(), Counter(), Counter(), Counter()
+    per_series, per_study, per_patient, study_bytes = Counter[int](), Counter[int](), Counter[int](), Counter[int]()
     study_of, patient_of = {}, {}
     for row in rows:
         per_series[row.series_pk] += 1
@@ -153,3 +153,9 @@ def _refresh_study_sets(conn: Connection, study_pks: list[int]) -> None:
             series, instances.c.series_pk == series.c.pk).where(series.c.study_pk == pk)).scalars().all()
         conn.execute(update(studies).where(studies.c.pk == pk).values(
             modalities="\\".join(sorted(modalities)), sop_classes="\\".join(sorted(classes))))
+
+
+def path_is_indexed(engine: Engine, path: str) -> bool:
+    """Whether an instance row names this file (an interrupted correction's new copy, say)."""
+    with engine.connect() as conn:
+        return conn.execute(select(instances.c.pk).where(instances.c.path == path)).first() is not None

@@ -16,10 +16,19 @@ parameters rendered into the SQL (literal_execute), bind names that need escapin
 and selected columns with a result processor.  Driver errors are raised as SQLAlchemy's
 `DBAPIError` subclasses (`IntegrityError`, `OperationalError`, ...) as `Connection.execute`
 raises them.
+
+Compiling reads SQLAlchemy compiler attributes it does not promise to keep (`positiontup`,
+`construct_expanded_state`, `escaped_bind_names`, ...; `_COMPILER_NAMES`).  This module is the
+one place that does: `check_sqlalchemy()` (at start-up, from `open_index`) compiles a probe and
+looks for each; if one is missing (a release other than the pinned, tested `TESTED_SQLALCHEMY`),
+it logs one warning and every `DriverStatement` runs through `Connection.execute`: slower, same
+results.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +36,8 @@ from operator import itemgetter
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection
+import sqlalchemy
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, bindparam, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import visitors
@@ -35,6 +45,40 @@ from sqlalchemy.sql.elements import BindParameter, ClauseElement
 from sqlalchemy.sql.sqltypes import TupleType
 
 Parameters = Mapping[str, Any]
+
+log = logging.getLogger(__name__)
+
+TESTED_SQLALCHEMY = "2.1"  # pyproject pins this minor release
+# What `_compile` reads of a compiled statement and of its expanded state.
+_COMPILER_NAMES = ("insert_prefetch", "update_prefetch", "effective_returning", "literal_execute_params",
+                   "post_compile_params", "binds", "escaped_bind_names", "positional", "construct_expanded_state")
+_EXPANDED_STATE_NAMES = ("statement", "parameters", "positiontup", "parameter_expansion")
+
+
+@functools.cache
+def check_sqlalchemy() -> bool:
+    """True when this SQLAlchemy has every compiler name the driver path reads (checked once per
+    process, on a probe statement for SQLite); else one warning, and False: statements then run
+    through `Connection.execute`."""
+    from sqlalchemy.dialects import sqlite
+
+    probe = Table("probe", MetaData(), Column("a", Integer))
+    missing: list[str] = []
+    try:
+        compiled = select(probe.c.a).where(probe.c.a.in_(bindparam("xs", expanding=True))).compile(
+            dialect=sqlite.dialect(), column_keys=["xs"], for_executemany=True)
+        missing = [name for name in _COMPILER_NAMES if not hasattr(compiled, name)]
+        if not missing:
+            state = compiled.construct_expanded_state({"xs": [1, 2]})
+            missing = [f"ExpandedState.{name}" for name in _EXPANDED_STATE_NAMES if not hasattr(state, name)]
+    except Exception as exc:  # noqa: BLE001 - whatever a changed compiler raises: fall back
+        missing = [f"compiling a probe: {exc}"]
+    if missing:
+        log.warning("SQLAlchemy %s lacks what the index's driver path relies on (%s; tested with %s.x): "
+                    "statements go through Connection.execute", sqlalchemy.__version__, ", ".join(missing[:5]),
+                    TESTED_SQLALCHEMY)
+        return False
+    return True
 
 
 class DriverStatement:
@@ -44,7 +88,7 @@ class DriverStatement:
     mappings (executemany; all with the same names; an empty list executes nothing).
     `rows(conn, parameters)` returns the selected rows as named tuples (`row.sop_uid`)."""
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: Any) -> None:  # an Executable ClauseElement (insert, update, select)
         self.statement = statement
         self._expanding = tuple(dict.fromkeys(
             element.key for element in visitors.iterate(statement)
@@ -52,30 +96,33 @@ class DriverStatement:
         self._plans: WeakKeyDictionary[Dialect, dict[tuple, _Plan]] = WeakKeyDictionary()
 
     def execute(self, conn: Connection, parameters: Parameters | Sequence[Parameters]) -> None:
-        many = not isinstance(parameters, Mapping)
-        if many and len(parameters) == 1:
-            parameters, many = parameters[0], False
-        elif many and not parameters:
-            return
-        self._run(conn, parameters, many, fetch=False)
+        if isinstance(parameters, Mapping):
+            self._run(conn, [parameters], many=False, fetch=False)
+        elif parameters:
+            self._run(conn, parameters, many=len(parameters) > 1, fetch=False)
 
-    def rows(self, conn: Connection, parameters: Parameters) -> list[tuple]:
-        return self._run(conn, parameters, many=False, fetch=True)
+    def rows(self, conn: Connection, parameters: Parameters) -> list[Any]:
+        return self._run(conn, [parameters], many=False, fetch=True)
 
-    def _run(self, conn: Connection, parameters, many: bool, fetch: bool) -> list[tuple] | None:
+    def _run(self, conn: Connection, parameters: Sequence[Parameters], many: bool, fetch: bool) -> list[Any]:
+        """Execute once per parameter set (`many`) or once with the first; the rows when `fetch`."""
+        if not check_sqlalchemy():
+            result = conn.execute(self.statement, list(parameters) if many else parameters[0])
+            return list(result.all()) if fetch else []
         if many and self._expanding:
             raise ValueError("an expanding IN cannot be executed with many parameter sets")
-        plan = self._plan(conn.dialect, parameters[0] if many else parameters)
+        plan = self._plan(conn.dialect, parameters[0])
         if fetch and plan.row is None:
             raise ValueError("the statement selects no columns")
-        cursor = None
+        cursor: Any = None
         try:
-            cursor = conn.connection.dbapi_connection.cursor()
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # open: it runs
             if many:
                 cursor.executemany(plan.sql, [plan.driver_parameters(values) for values in parameters])
             else:
-                cursor.execute(plan.sql, plan.driver_parameters(parameters))
-            return [plan.row._make(values) for values in cursor.fetchall()] if fetch else None
+                cursor.execute(plan.sql, plan.driver_parameters(parameters[0]))
+            row: Any = plan.row
+            return [row._make(values) for values in cursor.fetchall()] if fetch else []
         except conn.dialect.loaded_dbapi.Error as error:
             raise _sqlalchemy_error(conn.dialect, plan, error) from error
         finally:
@@ -111,15 +158,17 @@ class _Plan:
                 parameters.update(zip(element_names, parameters.pop(name)))
         values = self.values_in_order(parameters)
         if self.processors:
-            values = list(values)
+            processed = list(values)
             for position, process in self.processors:
-                values[position] = process(values[position])
-        return tuple(values) if self.named is None else dict(zip(self.named, values))
+                processed[position] = process(processed[position])
+            values = tuple(processed)
+        return values if self.named is None else dict(zip(self.named, values))
 
 
 def _compile(statement: ClauseElement, dialect: Dialect, parameters: Parameters,
              expanding: tuple[str, ...]) -> _Plan:
-    compiled = statement.compile(dialect=dialect, column_keys=list(parameters), for_executemany=True)
+    # A SQLCompiler: the attributes read below are checked by `check_sqlalchemy`.
+    compiled: Any = statement.compile(dialect=dialect, column_keys=list(parameters), for_executemany=True)
     if compiled.insert_prefetch or compiled.update_prefetch:
         missing = [column.key for column in (*compiled.insert_prefetch, *compiled.update_prefetch)]
         raise ValueError(f"columns with Python-side defaults left out: {missing} (give every column)")

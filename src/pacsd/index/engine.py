@@ -7,6 +7,7 @@ by the single writer and the readers.
 
 from __future__ import annotations
 
+from typing import Any
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError
 
 from pacsd.errors import DatabaseUnreachable
+from pacsd.index.driver_sql import check_sqlalchemy
 from pacsd.index.migrate import SchemaState, prepare_schema, schema_state
 
 
@@ -35,6 +37,7 @@ def describe(target: Path | str) -> str:
 def open_index(target: Path | str, wal_mode: bool = True, upgrade: bool = True) -> Engine:
     """Open the index at `target` and bring its schema up to date (`upgrade=False`: only check)."""
     url = database_url(target)
+    check_sqlalchemy()  # the writer's driver path: one warning here if this SQLAlchemy lacks what it reads
     engine = _open_sqlite(url, wal_mode) if url.get_backend_name() == "sqlite" else _open_server(url)
     try:
         prepare_schema(engine, upgrade)
@@ -51,7 +54,7 @@ def require_existing(target: Path | str) -> None:
     """Raise DatabaseUnreachable when the SQLite index file is not there (commands that only read
     must not create one; a PostgreSQL database that does not exist fails on connecting)."""
     url = database_url(target)
-    if url.get_backend_name() == "sqlite" and not Path(url.database).is_file():
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         raise DatabaseUnreachable(f"{url.database}: no index there (`pacsd serve` or `pacsd import` creates it); "
                                   "give --index-db, --database-url or --config")
 
@@ -76,7 +79,7 @@ def _open_server(url: URL) -> Engine:
 
 
 def _open_sqlite(url: URL, wal_mode: bool) -> Engine:
-    Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
     if url.database and url.database != ":memory:":
         # Created here, owner-only, before SQLite makes it with the umask's mode: it holds password
         # hashes and patient data.  SQLite gives its -wal and -shm files the database file's mode.
@@ -89,7 +92,7 @@ def _open_sqlite(url: URL, wal_mode: bool) -> Engine:
     )
 
     @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, _record) -> None:
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         if wal_mode:
             cursor.execute("PRAGMA journal_mode=WAL")

@@ -11,6 +11,7 @@ know, so it is compared as written.  (No DT is an index column: DT keys match in
 
 from __future__ import annotations
 
+from typing import Any
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ def parse_condition(vr: str, raw: str | Sequence[str] | None, fold_case: bool = 
     return parts[0] if len(parts) == 1 else Condition("any", parts=parts, fold_case=fold_case)
 
 
-def _clean(vr: str, value) -> str:
+def _clean(vr: str, value: str) -> str:
     text = str(value)
     return text.strip(" \x00") if vr != "PN" else text.strip(" \x00").rstrip("^=")
 
@@ -127,7 +128,7 @@ def like_pattern(wildcard: str) -> str:
     return "".join("%" if ch == "*" else "_" if ch == "?" else escape_like(ch) for ch in wildcard)
 
 
-def to_sql(condition: Condition, column, separator: str | None = None) -> ColumnElement[bool]:
+def to_sql(condition: Condition, column: ColumnElement[Any], separator: str | None = None) -> ColumnElement[bool]:
     """The condition over `column` (bound parameters only).
 
     With a `separator` the column holds several values joined by it (ModalitiesInStudy's

@@ -53,7 +53,10 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # several heads, or none: a broken package
+        raise RuntimeError("the index migrations have no single head revision")
+    return head
 
 
 def schema_state(conn: Connection) -> SchemaState:

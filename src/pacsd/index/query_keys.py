@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Column
+from sqlalchemy import Column, FromClause
 
 from pacsd.index.schema import instances, patients, series, studies
 
@@ -73,9 +73,9 @@ def levels_down_to(level: str) -> tuple[str, ...]:
     return LEVELS[: LEVELS.index(level) + 1]
 
 
-def joined_tables(level: str):
+def joined_tables(level: str) -> FromClause:
     """patients joined down to the table of `level` (a FROM clause)."""
-    clause = patients
+    clause: FromClause = patients
     if level in ("STUDY", "SERIES", "IMAGE"):
         clause = clause.join(studies, studies.c.patient_pk == patients.c.pk)
     if level in ("SERIES", "IMAGE"):

@@ -13,12 +13,12 @@ import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from pacsd.index.driver_sql import DriverStatement
-from pacsd.index.schema import changes, instances, patients, series, studies
+from pacsd.index.schema import changes, inserted_key, instances, patients, series, studies
 
 if TYPE_CHECKING:
     from pacsd.index.writer import DuplicatePolicy, InstanceRecord
@@ -126,7 +126,7 @@ class RowWriter:
         else:
             study_pk, patient_pk, created = _study(conn, record, now)
             values = {**record.series, "study_pk": study_pk, "updated_at": now}
-            series_pk = conn.execute(insert(series).values(**values)).inserted_primary_key[0]
+            series_pk = inserted_key(conn.execute(insert(series).values(**values)))
             keys, created.series = _SeriesKeys(series_pk, study_pk, patient_pk), True
         self._series[uid] = keys
         return keys, created
@@ -220,16 +220,17 @@ def _study(conn: Connection, record: InstanceRecord, now: datetime) -> tuple[int
     if patient_pk is None:
         values = {**record.patient, "patient_name_upper": record.patient.get("patient_name", "").upper(),
                   "updated_at": now}
-        patient_pk = conn.execute(insert(patients).values(**values)).inserted_primary_key[0]
+        patient_pk = inserted_key(conn.execute(insert(patients).values(**values)))
         created.patient = True
     values = {**record.study, "patient_pk": patient_pk, "account": record.account,
               "created_at": now, "updated_at": now}
-    study_pk = conn.execute(insert(studies).values(**values)).inserted_primary_key[0]
+    study_pk = inserted_key(conn.execute(insert(studies).values(**values)))
     created.study = True
     return study_pk, patient_pk, created
 
 
-def _duplicate(conn: Connection, record: InstanceRecord, policy: DuplicatePolicy, existing, now: datetime) -> WriteOutcome:
+def _duplicate(conn: Connection, record: InstanceRecord, policy: DuplicatePolicy, existing: Any,
+               now: datetime) -> WriteOutcome:
     if existing.path == record.path:
         # Our own row: the retry of a transaction that did commit before its connection broke
         # (a file is only ever placed under a name no file has, so no other row names it).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    CursorResult,
     Boolean,
     Column,
     DateTime,
@@ -23,6 +24,14 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+
+
+def inserted_key(result: CursorResult) -> int:
+    """The primary key of the one row an INSERT made."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise ValueError("the statement inserted no row")
+    return int(key[0])
 
 patients = Table(
     "patients",

@@ -12,7 +12,7 @@ from pacsd.index.schema import changes, instances, patients, series, studies
 
 def archive_statistics(engine: Engine) -> dict:
     with engine.connect() as conn:
-        counts = {
+        counts: dict[str, object] = {
             name: conn.execute(select(func.count()).select_from(table)).scalar_one()
             for name, table in (("patients", patients), ("studies", studies), ("series", series),
                                 ("instances", instances))

@@ -20,6 +20,7 @@ from pacsd.config import Settings
 from pacsd.dicom.commitment import REQUEST_COMMITMENT, InvalidCommitment, read_action_information
 from pacsd.net.command_set import shorten_comment
 from pacsd.net.commitment_report import send_report, send_report_on_new_association
+from pacsd.net.scp import DicomService
 from pacsd.services.archive import Archive
 from pacsd.services.commitment import CommitmentJobs, Report
 from pacsd.services.commitment_worker import CommitmentWorker, Delivery
@@ -40,7 +41,7 @@ def _calling_aet(assoc: Association) -> str:
     return str(assoc.requestor.ae_title).strip()
 
 
-class StorageCommitmentService:
+class StorageCommitmentService(DicomService):
     """The listener's Storage Commitment Push Model SCP (an extra service of `DicomServer`)."""
 
     def __init__(self, settings: Settings, archive: Archive) -> None:

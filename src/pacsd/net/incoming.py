@@ -12,16 +12,26 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from pathlib import Path
+from typing import Protocol
 
 from pynetdicom import _config, dimse_messages
 
-from pacsd.storage.blobstore import NODE_MARK, BlobStore, storage_error
+from pacsd.errors import storage_error
 
 log = logging.getLogger(__name__)
 
 _BUFFER = 1 << 20
+
+
+class IncomingFolder(Protocol):
+    """Where received files are made (`pacsd.storage.blobstore.BlobStore`)."""
+
+    incoming: Path
+
+    def new_temp_file(self, suffix: str = ".dcm") -> tuple[Path, int]: ...
+
+    def uncreated_temp_path(self, suffix: str = ".dcm") -> Path: ...
 
 
 class IncomingFile:
@@ -103,18 +113,17 @@ def incoming_file_of(request) -> IncomingFile | None:
     return incoming if isinstance(incoming, IncomingFile) else None
 
 
-def new_incoming_file(blobs: BlobStore, suffix: str = ".dcm") -> IncomingFile:
+def new_incoming_file(blobs: IncomingFolder, suffix: str = ".dcm") -> IncomingFile:
     """A new IncomingFile in `blobs`' incoming folder (in its error state if none can be made)."""
     try:
         path, fd = blobs.new_temp_file(suffix=suffix)
         return IncomingFile(path, fd=fd)
     except OSError as exc:  # raised here it would kill the association: answer 0xA700 instead
         log.error("cannot create a file in %s: %s", blobs.incoming, exc)
-        never_created = blobs.incoming / f"{blobs.node}{NODE_MARK}uncreated-{uuid.uuid4().hex}{suffix}"
-        return IncomingFile(never_created, error=exc)
+        return IncomingFile(blobs.uncreated_temp_path(suffix), error=exc)
 
 
-def receive_into(blobs: BlobStore) -> None:
+def receive_into(blobs: IncomingFolder) -> None:
     """Make pynetdicom write every received C-STORE dataset into `blobs`' incoming folder."""
     _config.STORE_RECV_CHUNKED_DATASET = True
     dimse_messages.NamedTemporaryFile = (  # type: ignore[assignment]

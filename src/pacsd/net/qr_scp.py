@@ -2,7 +2,7 @@
 
 Thin: permissions, DIMSE statuses and C-CANCEL checks live here; matching and choosing the
 instances to send are the query and retrieve services' job.  pynetdicom runs the sub-operation
-associations and counts them.  Plugs into `DicomServer` through `extra_services()`.
+associations and counts them.  Offered to `DicomServer` by `pacsd.net.builtin_services`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from pacsd.errors import PacsError
 from pacsd.net.command_set import shorten_comment
 from pacsd.net.find_responses import PendingResponses
 from pacsd.net.qr_models import MODEL_OF
+from pacsd.net.scp import DicomService
+from pacsd.index.repository import StoredInstance
 from pacsd.net.tcp import tune_association_socket
 from pacsd.services.archive import Archive
 from pacsd.net.tls import client_context
@@ -32,7 +34,6 @@ from pacsd.services.query import QueryService
 from pacsd.services.retrieve import (
     CannotSend,
     RetrieveService,
-    StoredInstance,
     accepted_syntaxes,
     deidentified_copy,
     prepare,
@@ -83,7 +84,7 @@ def file_stand_in(instance: StoredInstance, path: Path) -> Dataset:
     return stand_in
 
 
-class QueryRetrieveService:
+class QueryRetrieveService(DicomService):
     """The C-FIND, C-MOVE and C-GET SCP of one listener."""
 
     def __init__(self, settings: Settings, archive: Archive) -> None:

@@ -16,7 +16,6 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Protocol
 
 from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
@@ -25,8 +24,7 @@ from pynetdicom.sop_class import Verification
 
 from pacsd.config import Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
-from pacsd.errors import StorageFull
-from pacsd.storage.blobstore import storage_error
+from pacsd.errors import StorageFull, storage_error
 from pacsd.net.command_set import shorten_comment
 from pacsd.net.connlog import ABORTED_BY_PEER, TIMED_OUT, ConnectionTracker
 from pacsd.net.contexts import NegotiationPolicy, follow_requestor_preference
@@ -80,24 +78,23 @@ def keep_startup_objects_out_of_gc() -> None:
     gc.freeze()
 
 
-class DicomService(Protocol):
-    """A DICOM service the listener offers besides Storage: its contexts and event handlers."""
+class DicomService:
+    """A DICOM service the listener offers besides Storage (offered by a listener's
+    `pacsd_dicom_services`, see `pacsd.net.builtin_services`): its contexts and event handlers;
+    `start()` once the listener runs, `stop()` first thing at shutdown (background workers, e.g.
+    Storage Commitment's report delivery)."""
 
-    def add_contexts(self, ae: AE) -> None: ...
+    def add_contexts(self, ae: AE) -> None:
+        raise NotImplementedError
 
-    def handlers(self) -> list: ...
+    def handlers(self) -> list:
+        raise NotImplementedError
 
-    # Optional: `start()` is called once the listener runs, `stop()` first thing at shutdown
-    # (background workers, e.g. Storage Commitment's report delivery).
+    def start(self) -> None:
+        """Nothing to start unless the service says otherwise."""
 
-
-def extra_services(server: "DicomServer") -> list[DicomService]:
-    """The services offered besides Verification and Storage (query/retrieve, commitment, ...)."""
-    from pacsd.net.commitment_scp import StorageCommitmentService
-    from pacsd.net.qr_scp import QueryRetrieveService
-
-    return [StorageCommitmentService(server.settings, server.archive),
-            QueryRetrieveService(server.settings, server.archive)]
+    def stop(self) -> None:
+        """Nothing to stop unless the service says otherwise."""
 
 
 def _store_answer(status: int, comment: str) -> Dataset:
@@ -120,7 +117,7 @@ class DicomServer:
         self.archive = archive
         self.handoff = handoff
         self.connections = ConnectionTracker()
-        self.services = extra_services(self)
+        self.services: list[DicomService] = archive.listeners.dicom_services(self)
         self._server = None
         self._tls_server = None  # one process: the TLS listener beside the plain one
         self._fast: seam.FastPath | None = None  # set by start() when the fast receive path is on
@@ -183,7 +180,7 @@ class DicomServer:
         keep_startup_objects_out_of_gc()
         log.info("DICOM listener %s on %s:%d", server.ae_title, *self._server.server_address[:2])
         for service in self.services:
-            getattr(service, "start", lambda: None)()
+            service.start()
 
     @property
     def port(self) -> int:
@@ -196,7 +193,7 @@ class DicomServer:
         if self._server is None:
             return
         for service in self.services:
-            getattr(service, "stop", lambda: None)()
+            service.stop()
         servers = [s for s in (self._server, self._tls_server) if s is not None]
         self._server = self._tls_server = None
         for server in servers:

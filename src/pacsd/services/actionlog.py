@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from pacsd.config import Settings
 from pacsd.logsetup import LOG_FILE_MODE
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class ActionLog:
         self._second, self._second_text = -1, ""
 
     @classmethod
-    def from_settings(cls, settings) -> "ActionLog":
+    def from_settings(cls, settings: Settings) -> ActionLog:
         config = settings.action_log
         return cls(Path(settings.logging.directory) / config.file, config.max_bytes, config.backups)
 
@@ -88,6 +89,7 @@ class ActionLog:
             else:
                 self.path.unlink(missing_ok=True)
         finally:  # rotated or not, lines go on to the file of that name
-            os.close(self._fd)
+            if self._fd is not None:
+                os.close(self._fd)
             self._fd = self._open()
             self._size = os.fstat(self._fd).st_size

@@ -8,6 +8,7 @@ JSON, and an answer holding any (or non-ASCII text) is encoded by pydicom.
 
 from __future__ import annotations
 
+from typing import Any
 import logging
 import struct
 from collections.abc import Sequence
@@ -75,6 +76,7 @@ class Answer:
     @property
     def elements(self) -> dict[int, AnswerElement]:
         if self._elements is None:
+            assert self._layout is not None  # elements are made from the layout until then
             self._elements = {tag: AnswerElement(vr, texts) for (tag, vr), texts
                               in zip(self._layout.keys, self._texts)}
             self._layout = None  # the elements may be changed now: they are the answer
@@ -100,9 +102,9 @@ class Answer:
                 requested_charset: str | Sequence[str] | None = None) -> bytes:
         """The identifier (with QueryRetrieveLevel) encoded in the given transfer syntax's way."""
         if self._layout is not None and little_endian:
-            written = self._layout.ascii_identifier(self.level, self._texts, implicit_vr)
-            if written is not None:
-                return written
+            identifier = self._layout.ascii_identifier(self.level, self._texts, implicit_vr)
+            if identifier is not None:
+                return identifier
         elements = [(QUERY_RETRIEVE_LEVEL, AnswerElement("CS", (self.level,))), *self.elements.items()]
         if little_endian and all(element.is_ascii_text for _, element in elements):
             written = [_element_bytes(tag, element, implicit_vr) for tag, element in sorted(elements)]
@@ -162,7 +164,7 @@ class AnswerLayout:
         not ASCII or too long for its length field (the general encoder then writes it)."""
         if not self.all_text:
             return None
-        parts = []
+        parts: list[bytes] = []
         for index, tag_head, explicit_head, long_length, pad in self._order:
             values = (level,) if index < 0 else texts[index]
             value = values[0] if len(values) == 1 else "\\".join(values)
@@ -194,7 +196,7 @@ def _encodes(ch: str, codec: str) -> bool:
     return True
 
 
-def _json_value(vr: str, text: str):
+def _json_value(vr: str, text: str) -> Any:
     if vr == "PN":
         groups = dict(zip(("Alphabetic", "Ideographic", "Phonetic"), text.split("=")))
         return {name: group for name, group in groups.items() if group}
@@ -232,7 +234,7 @@ def _text_bytes(vr: str, texts: Sequence[str]) -> bytes:
 
 def _element_bytes(tag: int, element: AnswerElement, implicit_vr: bool) -> bytes:
     """One little-endian element of ASCII text; b'' if too long to write so."""
-    head, parts = _tag_bytes(tag), []
+    head, parts = _tag_bytes(tag), list[bytes]()
     written = _add_element(parts, head, head + element.vr.encode(), element.vr in _LONG_LENGTH_VRS,
                            _text_bytes(element.vr, element.texts), implicit_vr)
     return b"".join(parts) if written else b""
@@ -267,7 +269,8 @@ def _raw(tag: int, vr: str, texts: Sequence[str], implicit_vr: bool, little_endi
     return RawDataElement(Tag(tag), vr, len(value), value, 0, implicit_vr, little_endian)
 
 
-def _dataset_element(tag: int, element: AnswerElement, implicit_vr: bool, little_endian: bool):
+def _dataset_element(tag: int, element: AnswerElement, implicit_vr: bool,
+                     little_endian: bool) -> RawDataElement | DataElement:
     """A raw element for ASCII text from the index; a DataElement for anything else."""
     if element.stored is not None:
         return _from_stored(tag, element.stored)

@@ -1,9 +1,11 @@
 """Assemble the archive from settings: index engine, writer, blob store, layout, ingest.
 
-One `Archive` per process; `net`, `web` and the CLI take what they need from it, call
-`start_background()` to run the study-stable detector (and resume end-of-study work) and the
-compression job, and `close()` once at shutdown (the detector stops, end-of-study work not started
-is left pending in the index for the next start, the writer drains, the engine is disposed).
+One `Archive` per process, with its listeners (`pacsd.services.listeners`: built-in and from
+packages); `net`, `web` and the CLI take what they need from it, call `start_background()` to run
+the study-stable detector (and resume end-of-study work), the compression job and the storage
+lifecycle (moves, retention), and `close()` once at shutdown (the detector stops, end-of-study
+work not started is left pending in the index for the next start, the writer drains, the engine
+is disposed).
 """
 
 from __future__ import annotations
@@ -24,15 +26,17 @@ from pacsd.services.actionlog import ActionLog
 from pacsd.services.audit import AuditTrail
 from pacsd.services.audit_syslog import syslog_sender
 from pacsd.services.compression import CompressionJob, Compressor
-from pacsd.services.endofstudy import EndOfStudyWork
+from pacsd.services.end_of_study import EndOfStudyWork
 from pacsd.services.hooks import HookRunner
 from pacsd.services.ingest import Ingest
+from pacsd.services.listeners import Listeners
 from pacsd.services.quotas import QuotaGuard
+from pacsd.services.remote_nodes import RemoteNodes
 from pacsd.services.scansheet import ScanSheetWriter
-from pacsd.services.stable import StudyStableDetector
+from pacsd.services.study_stable import StudyStableDetector
 from pacsd.services.workqueue import WorkQueue
 from pacsd.storage.blobstore import BlobStore
-from pacsd.storage.layout import make_layout
+from pacsd.storage.schemes import make_layout
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,7 @@ class Archive:
         self.node = node or f"{socket.gethostname()}-{settings.server.port}"
         self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group,
                                self.node, storage.areas)
+        self.writer: IndexWriter | WriterClient | SoloWhenAloneWriter
         if writer_address is None:
             self.writer = self._own_writer()
         elif alone is None:
@@ -66,26 +71,18 @@ class Archive:
         self.instance_work = WorkQueue(settings.hooks.workers, "pacsd-instance-hooks")
         self.hooks = HookRunner(settings.hooks, self.engine, self.layout, self.blobs.path_of, self.instance_work,
                                 self.actions)
-        self.quotas = QuotaGuard(self)
-        self.ingest = Ingest(
-            self.blobs,
-            self.writer,
-            self.layout,
-            duplicates=settings.duplicates,
-            accepted_sop_classes=self.accepted_sop_classes,
-            actions=self.actions,
-            on_stored=self.hooks.instance_stored,
-            admit=self.quotas.admit,
-        )
+        self.quotas = QuotaGuard(self)  # a filter among the built-in listeners
         # Set by `end_of_study.request_stop()`: scan sheets in progress give up too.
         background_stop = threading.Event()
         self.scan_sheets = ScanSheetWriter(self.engine, self.blobs, self.layout, settings.scan_sheets, self.actions,
                                            background_stop)
-        steps = [("scan-sheet", self.scan_sheets.write)] if settings.scan_sheets.enabled else []
+        self.listeners = Listeners(self).load()  # after what the built-in listeners are made of
+        self.remote = RemoteNodes(settings, self.listeners.dicom_client())
+        self.ingest = Ingest(self.blobs, self.writer, self.layout, duplicates=settings.duplicates,
+                             accepted_sop_classes=self.accepted_sop_classes, listeners=self.listeners)
         self.study_work = WorkQueue(settings.hooks.end_of_study_workers, "pacsd-end-of-study")
         self.end_of_study = EndOfStudyWork(self.engine, self.node, self.study_work, self.actions,
-                                           [*steps, ("hook-on_study_stable", self.hooks.study_stable)],
-                                           background_stop)
+                                           self.listeners.study_stable_steps(), background_stop)
         self.stable_detector = StudyStableDetector(self.engine, settings.stable_after,
                                                    self.end_of_study.study_stable, node=self.node)
         self.compressor = Compressor(self.engine, self.blobs, settings.compression, self.node)

@@ -9,10 +9,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine
 
-from pacsd.index.schema import audit_events
+from pacsd.index.accounts_and_audit import insert_audit_event, recent_audit_events
+
+if TYPE_CHECKING:  # it imports this module
+    from pacsd.services.audit_syslog import SyslogSender
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ class AuditEvent:
 class AuditTrail:
     """Appends events to the index and hands each to `forward` (the syslog sender) when set."""
 
-    def __init__(self, engine: Engine, forward=None) -> None:
+    def __init__(self, engine: Engine, forward: SyslogSender | None = None) -> None:
         self.engine = engine
         self.forward = forward  # callable(AuditEvent) that never blocks, or None
 
@@ -57,9 +61,8 @@ class AuditTrail:
         event = AuditEvent(datetime.now(timezone.utc), Actor(texts["actor"], actor.kind, texts["address"]),
                            action, outcome, texts["patient_id"], texts["study_uid"], texts["detail"])
         try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(audit_events).values(at=event.at, actor_kind=actor.kind, action=action,
-                                                         outcome=outcome, **texts))
+            insert_audit_event(self.engine, at=event.at, actor_kind=actor.kind, action=action, outcome=outcome,
+                               **texts)
         except Exception:  # noqa: BLE001 - the index refused: said in the log, the action itself stands
             log.exception("could not record the audit event %s by %s", action, actor.name)
         if self.forward is not None:
@@ -67,11 +70,7 @@ class AuditTrail:
 
     def recent(self, limit: int = 200, actor: str = "", study_uid: str = "", action: str = "") -> list:
         """The latest events first, optionally only of one actor, study or action."""
-        wanted = {audit_events.c.actor: actor, audit_events.c.study_uid: study_uid, audit_events.c.action: action}
-        statement = select(audit_events).where(*(column == value for column, value in wanted.items() if value))
-        statement = statement.order_by(audit_events.c.pk.desc()).limit(limit)
-        with self.engine.connect() as conn:
-            return conn.execute(statement).all()
+        return recent_audit_events(self.engine, limit, actor, study_uid, action)
 
 
 def _printable(text: str) -> str:

@@ -14,6 +14,7 @@ import socket
 import threading
 from xml.sax.saxutils import quoteattr
 
+from pacsd.config import AuditSettings
 from pacsd.services.audit import AuditEvent
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class SyslogSender:
         self._socket.sendall(f"{len(frame)} ".encode("ascii") + frame)  # RFC 6587 octet counting
 
 
-def syslog_sender(settings, source_id: str) -> SyslogSender | None:
+def syslog_sender(settings: AuditSettings, source_id: str) -> SyslogSender | None:
     """The sender `audit.syslog` asks for, or None when it is not set."""
     target = settings.syslog
     if target is None:

@@ -11,7 +11,7 @@ import hashlib
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from io import BufferedReader
 
 PARALLEL_FROM = 128 * 1024  # bytes: from this size on the digest is computed in a helper thread
 
@@ -38,6 +38,6 @@ def sha256_soon(path: Path) -> Future:
     return done
 
 
-def _digest_and_close(f: BinaryIO) -> str:
+def _digest_and_close(f: BufferedReader) -> str:
     with f:
         return hashlib.file_digest(f, "sha256").hexdigest()

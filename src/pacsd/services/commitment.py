@@ -7,15 +7,16 @@ status page can show who asked, when, how many were committed or failed and how 
 
 from __future__ import annotations
 
+from typing import Any
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Engine, and_, bindparam, case, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Row, and_, bindparam, case, func, insert, select, update
 
 from pacsd.config import CommitmentSettings
 from pacsd.dicom.commitment import ALL_COMMITTED, SOME_FAILED, CommitmentResult, Failure, Reference
-from pacsd.index.schema import commitment_deliveries, commitment_items, commitment_requests
+from pacsd.index.schema import commitment_deliveries, commitment_items, commitment_requests, inserted_key
 from pacsd.services.commitment_instances import failure_reasons
 from pacsd.storage.blobstore import BlobStore
 
@@ -64,11 +65,11 @@ class CommitmentJobs:
                        requester_aet: str, requester_host: str) -> int:
         """Persist a request (not yet scheduled: see `schedule`); return its key."""
         with self.engine.begin() as conn:
-            pk = conn.execute(insert(commitment_requests).values(
+            pk = inserted_key(conn.execute(insert(commitment_requests).values(
                 transaction_uid=transaction_uid, requester_aet=requester_aet,
                 requester_host=requester_host[:64], received_at=_now(), state=RECEIVED,
                 num_requested=len(references),
-            )).inserted_primary_key[0]
+            )))
             conn.execute(insert(commitment_items), [
                 {"request_pk": pk, "position": n, "sop_class_uid": ref.sop_class_uid, "sop_uid": ref.sop_uid}
                 for n, ref in enumerate(references)
@@ -106,18 +107,19 @@ class CommitmentJobs:
                 conn.execute(update(commitment_requests).where(requests_c.pk == row.pk, unchanged).values(
                     next_attempt_at=now, state=case((requests_c.state == WAITING, READY), else_=requests_c.state)))
 
-    def _claimed(self, row, now: datetime) -> bool:
+    def _claimed(self, row: Row, now: datetime) -> bool:
         """Whether a request's next attempt lies ahead because a node claimed it (see `claim`),
         rather than because its last attempt failed and it waits for the retry (see `failed`)."""
         due_at = _aware(row.next_attempt_at)
         if due_at is None or due_at <= now:
             return False
-        if row.last_attempt_at is None or row.attempts == 0:
+        last_attempt_at = _aware(row.last_attempt_at)
+        if last_attempt_at is None or row.attempts == 0:
             return True
-        retry_at = _aware(row.last_attempt_at) + timedelta(seconds=self.retry_delay(row.attempts))
+        retry_at = last_attempt_at + timedelta(seconds=self.retry_delay(row.attempts))
         return abs(due_at - retry_at) > _SAME_INSTANT
 
-    def _set_due(self, condition, **values) -> int:
+    def _set_due(self, condition: ColumnElement[bool], **values: Any) -> int:
         with self.engine.begin() as conn:
             return conn.execute(
                 update(commitment_requests).where(condition).values(next_attempt_at=_now(), **values)
@@ -230,6 +232,6 @@ class CommitmentJobs:
         return min(settings.retry_max_delay, settings.retry_first_delay * settings.retry_backoff ** (attempts - 1))
 
     @staticmethod
-    def _attempt(conn, pk: int, at: datetime, method: str, outcome: str, detail: str) -> None:
+    def _attempt(conn: Connection, pk: int, at: datetime, method: str, outcome: str, detail: str) -> None:
         conn.execute(insert(commitment_deliveries).values(
             request_pk=pk, at=at, method=method, outcome=outcome, detail=detail[:1000]))

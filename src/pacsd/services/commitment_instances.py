@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from pacsd.dicom.commitment import (
     CLASS_INSTANCE_CONFLICT,
@@ -19,7 +19,7 @@ from pacsd.dicom.commitment import (
     PROCESSING_FAILURE,
     Reference,
 )
-from pacsd.index.schema import instances, series, studies
+from pacsd.index.repository import InstanceFile, instance_files_by_uid, study_instance_uids
 from pacsd.storage.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
@@ -30,36 +30,16 @@ _LOOKUP_CHUNK = 500  # bound parameters per query, well under SQLite's limit
 def failure_reasons(engine: Engine, blobs: BlobStore, references: list[Reference],
                     verify_checksums: bool = False) -> list[int | None]:
     """One entry per reference: None when committed, else the Failure Reason."""
-    rows = _instance_rows(engine, sorted({ref.sop_uid for ref in references}))
+    rows = instance_files_by_uid(engine, {ref.sop_uid for ref in references}, _LOOKUP_CHUNK)
     return [_failure_reason(ref, rows.get(ref.sop_uid), blobs, verify_checksums) for ref in references]
 
 
 def study_references(engine: Engine, study_uid: str) -> list[Reference]:
     """The instances of one study in our index, as commitment references."""
-    query = (
-        select(instances.c.sop_class_uid, instances.c.sop_uid)
-        .join(series, series.c.pk == instances.c.series_pk)
-        .join(studies, studies.c.pk == series.c.study_pk)
-        .where(studies.c.study_uid == study_uid)
-        .order_by(instances.c.pk)
-    )
-    with engine.connect() as conn:
-        return [Reference(row.sop_class_uid, row.sop_uid) for row in conn.execute(query)]
+    return [Reference(sop_class, sop_uid) for sop_class, sop_uid in study_instance_uids(engine, study_uid)]
 
 
-def _instance_rows(engine: Engine, sop_uids: list[str]) -> dict:
-    rows = {}
-    columns = (instances.c.sop_uid, instances.c.sop_class_uid, instances.c.path,
-               instances.c.size_bytes, instances.c.checksum)
-    with engine.connect() as conn:
-        for start in range(0, len(sop_uids), _LOOKUP_CHUNK):
-            chunk = sop_uids[start:start + _LOOKUP_CHUNK]
-            for row in conn.execute(select(*columns).where(instances.c.sop_uid.in_(chunk))):
-                rows[row.sop_uid] = row
-    return rows
-
-
-def _failure_reason(ref: Reference, row, blobs: BlobStore, verify_checksums: bool) -> int | None:
+def _failure_reason(ref: Reference, row: InstanceFile | None, blobs: BlobStore, verify_checksums: bool) -> int | None:
     if row is None:
         return NO_SUCH_OBJECT_INSTANCE
     if row.sop_class_uid != ref.sop_class_uid:
@@ -71,7 +51,7 @@ def _failure_reason(ref: Reference, row, blobs: BlobStore, verify_checksums: boo
     return None
 
 
-def _file_problem(row, blobs: BlobStore, verify_checksums: bool) -> str:
+def _file_problem(row: InstanceFile, blobs: BlobStore, verify_checksums: bool) -> str:
     """Why the stored file cannot be vouched for, or '' when it is sound."""
     try:
         path = blobs.absolute(row.path)

@@ -27,8 +27,10 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -41,6 +43,7 @@ from pacsd.errors import PacsError
 from pacsd.index.corrections import (
     TouchedInstance,
     instances_of,
+    path_is_indexed,
     patient_row,
     replace_instances,
     series_row,
@@ -93,7 +96,7 @@ def plan_modify(archive: Archive, level: str, uid: str, changes: dict[str, str])
         raise CorrectionRefused(f"at {level} level these can be changed: {', '.join(EDITABLE[level])}"
                                 + (f" (not {', '.join(unknown)})" if unknown else ""))
     with archive.engine.connect() as conn:
-        selector = {"patient": {"patient_id": uid}, "study": {"study_uid": uid}, "series": {"series_uids": [uid]}}
+        selector: dict[str, dict[str, Any]] = {"patient": {"patient_id": uid}, "study": {"study_uid": uid}, "series": {"series_uids": [uid]}}
         touched = instances_of(conn, **selector[level])
         if not touched:
             raise CorrectionRefused(f"no stored instance of {level} {uid}")
@@ -137,8 +140,9 @@ def plan_move(archive: Archive, series_uids: list[str], target_study_uid: str | 
               source_study_uid: str | None = None) -> tuple[Correction, list[TouchedInstance], dict]:
     """Move series to an existing study (target) or, for a split, to a new study like their own."""
     with archive.engine.connect() as conn:
-        rows = [series_row(conn, uid) for uid in series_uids]
-        if not series_uids or any(row is None for row in rows):
+        found = [series_row(conn, uid) for uid in series_uids]
+        rows = [row for row in found if row is not None]
+        if not series_uids or len(rows) < len(found):
             raise CorrectionRefused("every series to move must be in the archive")
         if source_study_uid is not None and any(row.study_uid != source_study_uid for row in rows):
             raise CorrectionRefused(f"every series to split off must belong to study {source_study_uid}")
@@ -217,6 +221,10 @@ class _Prepared:
     new_path: str
 
 
+def _write_prepared(prepared: _Prepared, out: BinaryIO) -> None:
+    write_part10(prepared.header, out, prepared.pixels)
+
+
 def _rewrite(archive: Archive, touched: list[TouchedInstance], change: Callable[[Dataset], None],
              correction: Correction, by: str) -> None:
     if len(touched) > MAX_INSTANCES:
@@ -235,7 +243,7 @@ def _rewrite(archive: Archive, touched: list[TouchedInstance], change: Callable[
         try:
             for p in prepared:  # 3
                 target = blobs.absolute(p.new_path)
-                write_atomically(target, lambda out, p=p: write_part10(p.header, out, p.pixels))
+                write_atomically(target, partial(_write_prepared, p))
                 record = instance_record(read_header(target), p.old.calling_aet)
                 record.path, record.checksum, record.account = p.new_path, _sha256(target), p.old.account
                 records.append(record)
@@ -301,15 +309,17 @@ class _locked_journal:
     """Write the journal durably and hold an exclusive lock on it while the correction runs."""
 
     def __init__(self, path: Path, entries: list[dict]) -> None:
-        self.path, self.entries, self.handle = path, entries, None
+        self.path, self.entries = path, entries
+        self.handle: BinaryIO | None = None
 
     def __enter__(self) -> None:
         write_atomically(self.path, lambda out: out.write(json.dumps({"instances": self.entries}).encode()))
         self.handle = open(self.path, "rb")
         fcntl.flock(self.handle, fcntl.LOCK_EX)
 
-    def __exit__(self, *exc) -> None:
-        self.handle.close()
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.close()
 
 
 def recover_interrupted(archive: Archive) -> list[str]:
@@ -335,14 +345,8 @@ def recover_interrupted(archive: Archive) -> list[str]:
 
 
 def _finish(archive: Archive, entries: list[dict], name: str) -> None:
-    from sqlalchemy import select
-
-    from pacsd.index.schema import instances
-
     # one transaction swapped every row: all new or all old, so one entry tells
-    with archive.engine.connect() as conn:
-        committed = bool(entries) and conn.execute(select(instances.c.pk).where(
-            instances.c.path == entries[0]["new"])).first() is not None
+    committed = bool(entries) and path_is_indexed(archive.engine, entries[0]["new"])
     for entry in entries:
         _remove_quietly(archive, entry["old"] if committed else entry["new"])
     log.warning("interrupted correction %s finished: %d instance(s) %s", name, len(entries),

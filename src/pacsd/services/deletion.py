@@ -2,6 +2,7 @@
 patient when it was their last study) in one transaction, then its files and scan sheet.
 
 Rows go first: a crash in between leaves unreferenced files, never a row without its file.
+Listeners (the action log among them) are told once the rows are gone.
 """
 
 from __future__ import annotations
@@ -11,14 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
 
-from sqlalchemy import delete, insert, select, update
-
 from pacsd.errors import PacsError
-from pacsd.index.areas import add_area_usage, area_usage_of_paths
-from pacsd.index.schema import changes, instances, patients, series, studies
+from pacsd.index.repository import StudyIsProtected, delete_study_rows
 from pacsd.services.archive import Archive
 from pacsd.services.scansheet import study_dir_for
-from pacsd.storage.sanitize import path_component
+from pacsd.pathnames import path_component
 
 log = logging.getLogger(__name__)
 
@@ -41,33 +39,18 @@ class DeletedStudy:
 def delete_study(archive: Archive, study_uid: str, by: str = "", spare_protected: bool = False) -> DeletedStudy:
     """`spare_protected`: raise StudyProtected, deleting nothing, when the study or its patient is
     protected (checked in the deleting transaction, so a flag set meanwhile is honoured)."""
-    with archive.engine.begin() as conn:
-        study = conn.execute(select(studies, patients.c.protected.label("patient_protected"))
-                             .join(patients, studies.c.patient_pk == patients.c.pk)
-                             .where(studies.c.study_uid == study_uid)).first()
-        if study is None:
-            raise NoSuchStudy(f"no study {study_uid} in the index")
-        if spare_protected and (study.protected or study.patient_protected):
-            raise StudyProtected(f"study {study_uid} is protected")
-        series_pks = select(series.c.pk).where(series.c.study_pk == study.pk).scalar_subquery()
-        files = conn.execute(select(instances.c.path, instances.c.size_bytes)
-                             .where(instances.c.series_pk.in_(series_pks)).order_by(instances.c.pk)).all()
-        paths = [path for path, _ in files]
-        for area, (size, count) in area_usage_of_paths(files, archive.blobs.area_of).items():
-            add_area_usage(conn, area, -size, -count, archive.blobs.home)
-        conn.execute(delete(instances).where(instances.c.series_pk.in_(series_pks)))
-        series_count = conn.execute(delete(series).where(series.c.study_pk == study.pk)).rowcount
-        conn.execute(delete(studies).where(studies.c.pk == study.pk))
-        conn.execute(update(patients).where(patients.c.pk == study.patient_pk).values(
-            num_studies=patients.c.num_studies - 1, num_series=patients.c.num_series - series_count,
-            num_instances=patients.c.num_instances - len(paths)))
-        conn.execute(delete(patients).where(patients.c.pk == study.patient_pk, patients.c.num_studies <= 0))
-        conn.execute(insert(changes).values(kind="study-deleted", level="study", uid=study_uid,
-                                            at=datetime.now(timezone.utc)))
+    try:
+        deleted = delete_study_rows(archive.engine, study_uid, datetime.now(timezone.utc), spare_protected,
+                                    archive.blobs.area_of, archive.blobs.home)
+    except StudyIsProtected:
+        raise StudyProtected(f"study {study_uid} is protected") from None
+    if deleted is None:
+        raise NoSuchStudy(f"no study {study_uid} in the index")
+    paths = deleted.paths
     _remove_files(archive, study_uid, paths)
-    log.info("deleted study %s (%d instances, %d bytes) by %s", study_uid, len(paths), study.size_bytes, by or "?")
-    archive.actions.record("study-deleted", study=study_uid, instances=len(paths), by=by)
-    return DeletedStudy(study_uid, len(paths), study.size_bytes)
+    log.info("deleted study %s (%d instances, %d bytes) by %s", study_uid, len(paths), deleted.size_bytes, by or "?")
+    archive.listeners.study_deleted(study_uid, len(paths), by)
+    return DeletedStudy(study_uid, len(paths), deleted.size_bytes)
 
 
 def _remove_files(archive: Archive, study_uid: str, paths: list[str]) -> None:

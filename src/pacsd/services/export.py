@@ -5,15 +5,15 @@ The index selects the instances; `pacsd.dicom.dicomdir.write_fileset` writes the
 
 from __future__ import annotations
 
+from typing import Any
 import shutil
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import select
 
 from pacsd.dicom.dicomdir import write_fileset
 from pacsd.errors import PacsError
-from pacsd.index.schema import instances, patients, series, studies
+from pacsd.index.repository import instance_paths
 from pacsd.services.archive import Archive
 from pacsd.services.deidentify import Profile, deidentify_files
 
@@ -25,21 +25,7 @@ class NothingToExport(PacsError):
 def instance_files(archive: Archive, study: str | None = None, patient: str | None = None,
                    series_uid: str | None = None) -> list[Path]:
     """Stored files of the instances of a study, a series or a patient (one selector)."""
-    query = (
-        select(instances.c.path)
-        .join(series, instances.c.series_pk == series.c.pk)
-        .join(studies, series.c.study_pk == studies.c.pk)
-        .join(patients, studies.c.patient_pk == patients.c.pk)
-        .order_by(studies.c.study_uid, series.c.series_uid, instances.c.instance_number)
-    )
-    if study:
-        query = query.where(studies.c.study_uid == study)
-    if series_uid:
-        query = query.where(series.c.series_uid == series_uid)
-    if patient:
-        query = query.where(patients.c.patient_id == patient)
-    with archive.engine.connect() as conn:
-        paths = [archive.blobs.absolute(path) for path in conn.execute(query).scalars()]
+    paths = [archive.blobs.absolute(path) for path in instance_paths(archive.engine, study, series_uid, patient)]
     if not paths:
         raise NothingToExport("no stored instance matches that study, series or patient")
     return paths
@@ -50,7 +36,7 @@ class DeidentifiedExportIncomplete(PacsError):
 
 
 def export_fileset(archive: Archive, out_dir: Path, zip_path: Path | None = None,
-                   deidentify: Profile | None = None, **selector) -> tuple[Path, int]:
+                   deidentify: Profile | None = None, **selector: Any) -> tuple[Path, int]:
     """Write the selected instances as a File-set (de-identified by `deidentify` when given);
     return (DICOMDIR path, instance count). A de-identified export is all or nothing."""
     paths = instance_files(archive, **selector)

@@ -10,6 +10,7 @@ are in the environment too, as PACSD_<PLACEHOLDER>.
 
 from __future__ import annotations
 
+from pathlib import Path
 import os
 import re
 import signal
@@ -18,15 +19,16 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from pacsd.index.schema import instances, patients, series, studies
+from pacsd.config import HookSettings
+from pacsd.index.repository import study_summary
 from pacsd.services.actionlog import ActionLog
-from pacsd.services.ingest import InstanceStored
+from pacsd.services.listeners import InstanceStored
 from pacsd.services.scansheet import study_dir_for
 from pacsd.services.workqueue import WorkQueue
 from pacsd.storage.layout import Layout
-from pacsd.storage.sanitize import path_component
+from pacsd.pathnames import path_component
 
 OUTPUT_LOGGED = 4000  # characters of a hook's output kept in the action log
 DRAIN_AFTER_KILL = 2.0  # seconds to read what a killed hook wrote before its pipe is closed
@@ -92,14 +94,16 @@ def run_hook(arguments: list[str], timeout: float, environment: dict[str, str] |
             output, _ = process.communicate(timeout=DRAIN_AFTER_KILL)
         except subprocess.TimeoutExpired as exc:
             output = exc.output or b""
-            process.stdout.close()
+            if process.stdout is not None:
+                process.stdout.close()
             process.wait()
     return HookResult(arguments, process.returncode, timed_out, output.decode("utf-8", "replace"))
 
 
 class HookRunner:
-    def __init__(self, settings, engine: Engine, layout: Layout, locate, work: WorkQueue,
-                 actions: ActionLog) -> None:
+    def __init__(self, settings: HookSettings, engine: Engine, layout: Layout, locate: Callable[[str], Path],
+                 work: WorkQueue, actions: ActionLog) -> None:
+        """`locate(path)`: the file an index path names, in whichever storage area holds it."""
         self.settings = settings  # HookSettings
         self.engine, self.layout, self.locate = engine, layout, locate
         self.work, self.actions = work, actions
@@ -141,17 +145,10 @@ class HookRunner:
 
     def _study_values(self, study_uid: str) -> dict[str, str]:
         """Placeholders of a study: its folder, account, patient, and the latest sender's AE."""
-        with self.engine.connect() as conn:
-            study = conn.execute(
-                select(studies.c.pk, studies.c.account, patients.c.patient_id, patients.c.patient_name)
-                .join(patients, studies.c.patient_pk == patients.c.pk).where(studies.c.study_uid == study_uid)
-            ).one()
-            in_study = select(instances.c.path, instances.c.calling_aet).join(
-                series, instances.c.series_pk == series.c.pk).where(series.c.study_pk == study.pk)
-            first = conn.execute(in_study.order_by(instances.c.pk).limit(1)).one()
-            latest = conn.execute(in_study.order_by(instances.c.received_at.desc(), instances.c.pk.desc())
-                                  .limit(1)).one()
-        study_dir = str(self.locate(study_dir_for(self.layout, first.path, study_uid)))
+        study = study_summary(self.engine, study_uid)
+        if study is None:
+            raise LookupError(f"study {study_uid} has no instance in the index")
+        study_dir = str(self.locate(str(study_dir_for(self.layout, study.first_path, study_uid))))
         return {"path": study_dir, "study_dir": study_dir, "study_uid": study_uid, "account": study.account,
-                "calling_aet": latest.calling_aet, "peer": "", "series_uid": "", "sop_instance_uid": "",
+                "calling_aet": study.latest_calling_aet, "peer": "", "series_uid": "", "sop_instance_uid": "",
                 "patient_id": study.patient_id, "patient_name": study.patient_name}

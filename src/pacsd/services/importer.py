@@ -16,7 +16,7 @@ from pathlib import Path
 from pacsd.dicom.dicomdir import DICOMDIR, read_fileset
 from pacsd.services.archive import Archive
 from pacsd.services.ingest import Source, StoreResult
-from pacsd.storage.blobstore import storage_error
+from pacsd.errors import storage_error
 
 _COPY_BUFFER = 1 << 20  # bytes per read while copying a file in
 

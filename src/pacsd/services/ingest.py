@@ -3,14 +3,15 @@
 C-STORE, `pacsd import` and STOW-RS all hand a complete file on the storage volume to
 `store`.  It checks policy, parses the header (never the pixels), decides the path, makes the
 file durable, indexes it in one transaction, and returns a DICOM status.  On any failure the
-temp file and any placed file are removed: nothing half-done stays behind.
+temp file and any placed file are removed: nothing half-done stays behind.  Listeners
+(`pacsd.services.listeners`) may refuse an instance before it is placed and are told once it is stored.
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -19,11 +20,11 @@ from pydicom.dataset import Dataset
 from pacsd.dicom.header import Header, first_text, integer_or_none, read_header
 from pacsd.errors import InvalidDicom, StorageFull
 from pacsd.index.columns import PATIENT_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
-from pacsd.index.shared_writer import CommitUnknown
-from pacsd.index.writer import DuplicatePolicy, IndexWriter, InstanceRecord
-from pacsd.services.actionlog import ActionLog
-from pacsd.services.arrivals import SeriesArrivals
+from pacsd.index.shared_writer import CommitUnknown, WriterClient
+from pacsd.index.writer import DuplicatePolicy, IndexWriter, InstanceRecord, WriteOutcome
+from pacsd.services.series_numbering import SeriesArrivals
 from pacsd.services.checksum import sha256_soon
+from pacsd.services.listeners import IncomingInstance, InstanceStored, Listeners
 from pacsd.storage.blobstore import BlobStore
 from pacsd.storage.layout import Layout, Placement
 
@@ -70,39 +71,19 @@ class StoreResult:
         return self.status == SUCCESS
 
 
-@dataclass(frozen=True)
-class InstanceStored:
-    """An instance just made durable and indexed: what `on_stored` listeners (hooks) are told."""
-
-    path: Path
-    study_dir: Path | None
-    account: str
-    source: Source
-    sop_instance_uid: str
-    series_uid: str
-    study_uid: str
-    patient_id: str
-    patient_name: str
-
-
 class Ingest:
     """Receives complete files on the storage volume and archives them."""
 
-    def __init__(self, blobs: BlobStore, writer: IndexWriter, layout: Layout, duplicates: DuplicatePolicy = "keep",
-                 accepted_sop_classes: set[str] | None = None, actions: ActionLog | None = None,
-                 on_stored: Callable[[InstanceStored], None] | None = None,
-                 admit: Callable[[Header], str | None] | None = None) -> None:
-        """`admit(header)`: None to store the instance, else why it is refused (0xA700): the
-        quota check (`pacsd.services.quotas.QuotaGuard.admit`)."""
+    def __init__(self, blobs: BlobStore, writer: IndexWriter | WriterClient, layout: Layout, duplicates: DuplicatePolicy = "keep",
+                 accepted_sop_classes: set[str] | None = None, listeners: Listeners | None = None) -> None:
+        """`listeners`: filters asked before an instance is placed, told once it is stored."""
         self.blobs = blobs
         self.writer = writer
         self.layout = layout
         self.duplicates = duplicates
         self.accepted_sop_classes = accepted_sop_classes or set()
         self.arrivals = SeriesArrivals(writer.engine)
-        self.actions = actions
-        self.on_stored = on_stored
-        self.admit = admit
+        self.listeners = listeners if listeners is not None else Listeners()
 
     def store(self, temp: Path, source: Source, expected: Expected | None = None) -> StoreResult:
         """Archive the file at `temp` (which this call consumes) and return the DICOM status."""
@@ -112,17 +93,16 @@ class Ingest:
         finally:
             self.blobs.abandon_flush(flushed)  # nothing to do once the index writer waited for it
 
-    def _store(self, temp: Path, source: Source, expected: Expected | None, flushed) -> StoreResult:
+    def _store(self, temp: Path, source: Source, expected: Expected | None, flushed: Future | None) -> StoreResult:
         placed: str | None = None
         checksum = sha256_soon(temp)  # a helper thread hashes a large file meanwhile
         try:
             header = read_header(temp)
             self._check(header, expected)
-            if self.admit is not None and (refusal := self.admit(header)):
-                raise _Refused(OUT_OF_RESOURCES, refusal)
             record = self._record(header, source)
             placement = self.layout.placement(header.dataset, lambda: self.arrivals.next(header.series_uid))
             record.account = placement.account
+            self._filter(header, source, placement)
             placed = str(self.blobs.place(temp, placement.path))
             record.path = placed
             record.checksum = checksum.result()
@@ -144,7 +124,8 @@ class Ingest:
             return self._fail(temp, placed, OUT_OF_RESOURCES, str(exc), source, expected)
         return self._finish(header, outcome, placed, source, placement)
 
-    def _finish(self, header: Header, outcome, placed: str, source: Source, placement: Placement) -> StoreResult:
+    def _finish(self, header: Header, outcome: WriteOutcome, placed: str, source: Source,
+                placement: Placement) -> StoreResult:
         uid = header.sop_instance_uid
         if outcome.conflict:
             log.warning("conflict: %s from %s has the UID of a stored instance but other content",
@@ -170,25 +151,28 @@ class Ingest:
         except Exception:
             log.exception("stored, but the file %s the index no longer names could not be removed", relative)
 
+    def _filter(self, header: Header, source: Source, placement: Placement) -> None:
+        refusal = self.listeners.filter_instance(IncomingInstance(header, source, header.size, placement.account))
+        if refusal is not None:
+            raise _Refused(refusal.status, refusal.reason)
+
     def _announce(self, header: Header, placed: str, source: Source, placement: Placement, action: str) -> None:
-        """Tell the action log and the listeners; their failures never fail the store."""
+        """Tell the listeners (the action log, hooks, ...); their failures never fail the store."""
         try:
-            if self.actions is not None:
-                routed = {"routed_to": placement.account, "because": placement.reason} if placement.account else {}
-                self.actions.record(action, sop=header.sop_instance_uid, path=placed,
-                                    source=source.calling_aet or source.kind, **routed)
-            if self.on_stored is not None:
-                study_dir = self.layout.study_dir_of(PurePosixPath(placed))
-                self.on_stored(InstanceStored(
-                    path=self.blobs.root / placed,
-                    study_dir=self.blobs.root / study_dir if study_dir is not None else None,
-                    account=placement.account, source=source, sop_instance_uid=header.sop_instance_uid,
-                    series_uid=header.series_uid, study_uid=header.study_uid,
-                    patient_id=first_text(header.dataset, "PatientID"),
-                    patient_name=first_text(header.dataset, "PatientName"),
-                ))
+            study_dir = self.layout.study_dir_of(PurePosixPath(placed))
+            stored = InstanceStored(
+                path=self.blobs.root / placed,
+                study_dir=self.blobs.root / study_dir if study_dir is not None else None,
+                account=placement.account, source=source, sop_instance_uid=header.sop_instance_uid,
+                series_uid=header.series_uid, study_uid=header.study_uid,
+                patient_id=first_text(header.dataset, "PatientID"),
+                patient_name=first_text(header.dataset, "PatientName"),
+                action=action, relative_path=placed, routed_because=placement.reason,
+            )
         except Exception:
             log.exception("after storing %s: announcing it failed", header.sop_instance_uid)
+            return
+        self.listeners.instance_stored(stored)
 
     def _check(self, header: Header, expected: Expected | None) -> None:
         if self.accepted_sop_classes and header.sop_class_uid not in self.accepted_sop_classes:

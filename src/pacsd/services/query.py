@@ -15,10 +15,11 @@ from functools import partial
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
-from sqlalchemy import Engine, select
+from sqlalchemy import ColumnElement, Connection, Engine, Row, Select, select
 
 from pacsd.dicom.header import INTEGER_STRING_RANGE
 from pacsd.dicom.nesting import load_header_json
@@ -154,7 +155,8 @@ class QueryService:
                 key.condition.kind == "any" and all(p.kind == "single" for p in key.condition.parts))
         return not key.condition.fold_case or column.folded is not None
 
-    def _statement(self, level: str, answer_keys: list[QueryKey], sql_keys: list[QueryKey], with_header: bool):
+    def _statement(self, level: str, answer_keys: list[QueryKey], sql_keys: list[QueryKey],
+                   with_header: bool) -> Select:
         table = LEVEL_TABLES[level]
         columns = {table.c.pk}
         columns |= {k.column.column for k in answer_keys + sql_keys if k.column is not None}
@@ -174,7 +176,7 @@ class QueryService:
         return keys + extra
 
     # -- values ---------------------------------------------------------------------------
-    def _header(self, conn, level: str, row) -> dict:
+    def _header(self, conn: Connection, level: str, row: Row) -> dict:
         """The DICOM JSON header of the match (its first instance above IMAGE level)."""
         if level == "IMAGE":
             text = row.header_json
@@ -184,11 +186,11 @@ class QueryService:
             text = conn.execute(statement).scalar()
         return load_header_json(text)
 
-    def _python_match(self, key: QueryKey, row, header: dict) -> bool:
+    def _python_match(self, key: QueryKey, row: Row, header: dict) -> bool:
         separator = key.column.separator if key.column is not None else ("=" if key.vr == "PN" else None)
         return matches(key.condition, _texts(self._value(key, row._mapping, header)), separator)
 
-    def _value(self, key: QueryKey, values: Mapping, header: dict):
+    def _value(self, key: QueryKey, values: Mapping, header: dict) -> Any:
         """A key's value in a match: from its index column in `values` (the row's mapping), else
         from the stored header."""
         if key.below_level:
@@ -205,7 +207,8 @@ class QueryService:
         element = _header_element(header, key.tag)
         return None if element is None else element.value
 
-    def _answer_maker(self, level: str, answer_keys: list[QueryKey], needs_header: bool):
+    def _answer_maker(self, level: str, answer_keys: list[QueryKey],
+                      needs_header: bool) -> Callable[[Row, dict], Answer]:
         """How a matching row (and its stored header) becomes an answer.  Without a header, all
         answers share one `AnswerLayout` and each holds only its texts."""
         if needs_header:
@@ -213,7 +216,7 @@ class QueryService:
         layout = AnswerLayout([(key.tag, key.vr) for key in answer_keys])
         texts_of = [self._texts_getter(key) for key in answer_keys]
 
-        def answer(row, _header: dict) -> Answer:
+        def answer(row: Row, _header: dict) -> Answer:
             values = row._mapping
             return Answer(level, layout, [texts(values) for texts in texts_of])
         return answer
@@ -229,7 +232,7 @@ class QueryService:
             return lambda values: _texts(values[column].split("\\") if values[column] else values[column])
         return lambda values: _texts(values[column])
 
-    def _answer(self, level: str, answer_keys: list[QueryKey], row, header: dict) -> Answer:
+    def _answer(self, level: str, answer_keys: list[QueryKey], row: Row, header: dict) -> Answer:
         answer = Answer(level)
         elements, values = answer.elements, row._mapping
         for key in answer_keys:
@@ -248,7 +251,7 @@ class _Page:
     accounts: Collection[str] | None = None
 
 
-def visible_only(statement, level: str, accounts: Collection[str] | None):
+def visible_only(statement: Select, level: str, accounts: Collection[str] | None) -> Select:
     """Only rows of studies in `accounts` (patients: with such a study); None = every row."""
     if accounts is None:
         return statement
@@ -294,17 +297,21 @@ def parse_keys(keys: Dataset | Mapping[str, Any], fold_person_names: bool = True
 
 def _column_key(keyword: str) -> QueryKey:
     tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(keyword)
     return QueryKey(tag, _vr_of(tag), UNIVERSAL, COLUMN_KEYS[keyword])
 
 
-def sql_condition(key: QueryKey):
+def sql_condition(key: QueryKey) -> ColumnElement[bool]:
     """The SQL condition of a key kept as a column."""
     column = key.column
+    if column is None:
+        raise ValueError(f"{key.tag:08X} is not kept as a column")
     if column.integer:  # a value no IS may hold ('x', '1.5', 99999999999999999999) matches nothing
         values = [int(p.value) for p in (key.condition.parts or (key.condition,))
                   if p.value.lstrip("+-").isdecimal() and p.value.isascii() and int(p.value) in INTEGER_STRING_RANGE]
         return column.column.in_(values) if values else never()
-    target = column.folded if key.condition.fold_case else column.column
+    target = column.folded if key.condition.fold_case and column.folded is not None else column.column
     return to_sql(key.condition, target, column.separator)
 
 
@@ -325,7 +332,7 @@ def _vr_of(tag: int) -> str:
         return "UN"
 
 
-def _element_text(value, vr: str):
+def _element_text(value: Any, vr: str) -> str | list[str] | None:
     """A request element's value as text (a list for several values, None when empty)."""
     if vr == "SQ" or isinstance(value, (bytes, bytearray)):
         return None
@@ -334,7 +341,7 @@ def _element_text(value, vr: str):
     return None if value is None else str(value)
 
 
-def _texts(value) -> tuple[str, ...]:
+def _texts(value: Any) -> tuple[str, ...]:
     """An answer value as DICOM text values (none when empty)."""
     if type(value) is str:  # most values: an index column's text
         return (value,) if value else ()
@@ -345,7 +352,7 @@ def _texts(value) -> tuple[str, ...]:
     return () if isinstance(value, bytes) else (str(value),)
 
 
-def _header_element(header: dict, tag: int):
+def _header_element(header: dict, tag: int) -> DataElement | None:
     """One element of a stored DICOM JSON header, as a pydicom DataElement (None if absent)."""
     key = f"{tag:08X}"
     if key not in header:

@@ -78,7 +78,8 @@ def parse_viewport(text: str | None) -> Viewport | None:
         raise InvalidRenderParameter(f"viewport={text!r}: expected vw,vh[,sx,sy,sw,sh] with 1..{_MAX_VIEWPORT}")
     if len(numbers) == 6 and (min(numbers[2:4]) < 0 or min(numbers[4:]) <= 0):
         raise InvalidRenderParameter(f"viewport={text!r}: the source region must lie in the image")
-    return Viewport(numbers[0], numbers[1], tuple(numbers[2:]) if len(numbers) == 6 else None)
+    source = (numbers[2], numbers[3], numbers[4], numbers[5]) if len(numbers) == 6 else None
+    return Viewport(numbers[0], numbers[1], source)
 
 
 def _parse_quality(text: str | None) -> int:

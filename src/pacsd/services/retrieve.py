@@ -24,6 +24,7 @@ from pacsd.dicom.deidentify import Profile
 from pacsd.dicom.transcode import CannotTranscode, transcoded
 from pacsd.errors import PacsError
 from pacsd.index.areas import touch_studies
+from pacsd.index.repository import StoredInstance
 from pacsd.index.query_keys import UNIQUE_KEYS, joined_tables, levels_down_to
 from pacsd.index.schema import instances, studies
 from pacsd.services.deidentify import write_deidentified
@@ -38,15 +39,6 @@ MAX_CONTEXTS = 127  # an association carries at most 128; one is kept for the ca
 
 class CannotSend(PacsError):
     """An instance cannot be sent in any transfer syntax the destination accepted."""
-
-
-@dataclass(frozen=True)
-class StoredInstance:
-    sop_uid: str
-    sop_class_uid: str
-    transfer_syntax: str
-    path: Path
-    study_uid: str = ""
 
 
 @dataclass
@@ -89,21 +81,21 @@ class RetrieveService:
         with self.engine.connect() as conn:
             rows = conn.execute(statement.order_by(instances.c.pk)).all()
         touch_studies(self.engine, {r.study_uid for r in rows})  # move rules: last retrieved
-        return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, self.blobs.path_of(r.path), r.study_uid)
-                for r in rows]
+        return [StoredInstance(r.sop_uid, r.sop_class_uid, r.transfer_syntax, r.path, r.study_uid,
+                               file=self.blobs.path_of(r.path)) for r in rows]
 
 
     def current(self, instance: StoredInstance) -> StoredInstance:
         """The instance as the index has it now, when its file is gone since it was selected (it was
         compressed meanwhile: another path, another syntax); unchanged otherwise."""
-        if instance.path.is_file():
+        if instance.file is not None and instance.file.is_file():
             return instance
         with self.engine.connect() as conn:
             row = conn.execute(select(instances.c.transfer_syntax, instances.c.path)
                                .where(instances.c.sop_uid == instance.sop_uid)).first()
         if row is None:
             return instance
-        return replace(instance, transfer_syntax=row.transfer_syntax, path=self.blobs.root / row.path)
+        return replace(instance, transfer_syntax=row.transfer_syntax, path=row.path, file=self.blobs.path_of(row.path))
 
 
 def proposed_contexts(selected: Iterable[StoredInstance]) -> list[PresentationContext]:
@@ -141,16 +133,17 @@ def prepare(instance: StoredInstance, accepted: Mapping[str, set[str]]) -> Path 
     """
     syntaxes = accepted.get(instance.sop_class_uid, set())
     stored = UID(instance.transfer_syntax)
+    file = resolved(instance)
     if not syntaxes:
         raise CannotSend("the destination accepted no context for its SOP class")
     if stored in syntaxes:
-        if not instance.path.is_file():
-            raise CannotSend(f"its file {instance.path.name} is missing")
-        return instance.path
+        if not file.is_file():
+            raise CannotSend(f"its file {file.name} is missing")
+        return file
     try:
-        dataset = dcmread(instance.path)
+        dataset: Dataset = dcmread(file)
     except (OSError, ValueError) as exc:
-        raise CannotSend(f"cannot read {instance.path.name}: {exc}") from None
+        raise CannotSend(f"cannot read {file.name}: {exc}") from None
     try:
         dataset = transcoded(dataset, syntaxes)
     except CannotTranscode as exc:
@@ -164,10 +157,17 @@ def deidentified_copy(instance: StoredInstance, profile: Profile, folder: Path) 
     """The instance de-identified into `folder` (same SOP class and transfer syntax, new UIDs), for a
     destination configured as de-identifying. Raises CannotSend when it cannot be (burned-in text)."""
     try:
-        path = write_deidentified(instance.path, profile, folder)
+        path = write_deidentified(resolved(instance), profile, folder)
     except PacsError as exc:
         raise CannotSend(f"{instance.sop_uid}: not de-identified: {exc}") from None
-    return StoredInstance(path.stem, instance.sop_class_uid, instance.transfer_syntax, path)
+    return StoredInstance(path.stem, instance.sop_class_uid, instance.transfer_syntax, file=path)
+
+
+def resolved(instance: StoredInstance) -> Path:
+    """The file a selected instance is read from (set by `RetrieveService.select`)."""
+    if instance.file is None:
+        raise CannotSend(f"{instance.sop_uid}: no file resolved")
+    return instance.file
 
 
 def unsendable(instance: StoredInstance) -> Dataset:

@@ -18,12 +18,13 @@ from pathlib import Path, PurePosixPath
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine, Row
 
+from pacsd.config import ScanSheetSettings
 from pacsd.dicom.header import first_text
 from pacsd.dicom.nesting import load_header_json
 from pacsd.dicom.person_names import readable_person_name
-from pacsd.index.schema import instances, patients, series, studies
+from pacsd.index.repository import SeriesFiles, study_rows
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.sheetfonts import SheetFonts
 from pacsd.services.sheetpdf import render_sheet_pdf
@@ -32,7 +33,7 @@ from pacsd.services.workqueue import StopRequested
 from pacsd.storage.areas import area_path, split_area_path
 from pacsd.storage.blobstore import BlobStore
 from pacsd.storage.layout import Layout
-from pacsd.storage.sanitize import path_component
+from pacsd.pathnames import path_component
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def _decimal(text: str) -> str:
         return text
 
 
-def _series_sort_key(row) -> tuple:
+def _series_sort_key(row: Row) -> tuple:
     number = row.series_number.strip()
     return (0, int(number), row.pk) if number.lstrip("-").isdigit() else (1, 0, row.pk)
 
@@ -109,13 +110,9 @@ def _header(header_json: str) -> Dataset:
     return Dataset.from_json(shown, bulk_data_uri_handler=lambda *_: b"")
 
 
-def _series_row(conn: Connection, row, locate: Callable[[str], Path]) -> SeriesRow:
-    members = conn.execute(
-        select(instances.c.pk, instances.c.path).where(instances.c.series_pk == row.pk)
-        .order_by(instances.c.instance_number, instances.c.pk)
-    ).all()
-    first_json = conn.execute(select(instances.c.header_json).where(instances.c.pk == members[0].pk)).scalar_one()
-    ds = _header(first_json)
+def _series_row(files: SeriesFiles, locate: Callable[[str], Path]) -> SeriesRow:
+    row = files.series
+    ds = _header(files.first_header_json)
     rows_, columns = first_text(ds, "Rows"), first_text(ds, "Columns")
     return SeriesRow(
         number=row.series_number, description=row.description, modality=row.modality,
@@ -125,7 +122,7 @@ def _series_row(conn: Connection, row, locate: Callable[[str], Path]) -> SeriesR
         slice_thickness=_decimal(first_text(ds, "SliceThickness")),
         matrix=f"{rows_}x{columns}" if rows_ and columns else "",
         acquisition_time=_time(first_text(ds, "AcquisitionTime")),
-        thumbnail_source=locate(members[len(members) // 2].path),
+        thumbnail_source=locate(files.paths[len(files.paths) // 2]),
     )
 
 
@@ -142,20 +139,13 @@ def read_study_sheet(engine: Engine, study_uid: str, layout: Layout,
                      locate: Callable[[str], Path]) -> StudySheet | None:
     """What the scan sheet of `study_uid` shows, from the index (None: no such study); `locate`
     gives the file of an index path (`BlobStore.path_of`)."""
-    with engine.connect() as conn:
-        study = conn.execute(
-            select(studies, patients.c.patient_name, patients.c.patient_id, patients.c.birth_date, patients.c.sex)
-            .join(patients, studies.c.patient_pk == patients.c.pk).where(studies.c.study_uid == study_uid)
-        ).first()
-        if study is None:
-            return None
-        series_rows = sorted(conn.execute(select(series).where(series.c.study_pk == study.pk)).all(),
-                             key=_series_sort_key)
-        first_path = conn.execute(
-            select(instances.c.path).join(series, instances.c.series_pk == series.c.pk)
-            .where(series.c.study_pk == study.pk).order_by(instances.c.pk).limit(1)
-        ).scalar_one()
-        rows = [_series_row(conn, row, locate) for row in series_rows]
+    found = study_rows(engine, study_uid)
+    if found is None:
+        return None
+    study, first_path = found.study, found.first_path
+    in_order = sorted(found.series, key=lambda files: _series_sort_key(files.series))
+    series_rows = [files.series for files in in_order]
+    rows = [_series_row(files, locate) for files in in_order]
     study_dir = study_dir_for(layout, first_path, study_uid)
     stations = sorted({row.station_name for row in series_rows if row.station_name})
     fields = [
@@ -197,7 +187,7 @@ def sheet_csv(sheet: StudySheet) -> bytes:
 class ScanSheetWriter:
     """Writes `<study dir>/<file_name>.pdf` and `.csv` for a study, replacing earlier versions."""
 
-    def __init__(self, engine: Engine, blobs: BlobStore, layout: Layout, settings, actions: ActionLog,
+    def __init__(self, engine: Engine, blobs: BlobStore, layout: Layout, settings: ScanSheetSettings, actions: ActionLog,
                  stop: threading.Event | None = None) -> None:
         """`stop`: once set, a sheet not yet written is given up (`StopRequested`)."""
         self.engine, self.blobs, self.layout = engine, blobs, layout

@@ -7,6 +7,7 @@ before it lack.
 
 from __future__ import annotations
 
+from typing import Any
 import copy
 import logging
 import struct
@@ -139,7 +140,7 @@ def small_font(parts: Sequence[tuple[SourceFont, list[int]]], target: Path) -> P
     return target
 
 
-def _with_components(glyf, names: list[str]) -> list[str]:
+def _with_components(glyf: Any, names: list[str]) -> list[str]:  # a fontTools glyf table
     """`names` and, after them, every glyph their composite glyphs are built from."""
     order, seen, pending = [], set(), list(reversed(names))
     while pending:

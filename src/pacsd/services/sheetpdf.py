@@ -7,6 +7,7 @@ small per-sheet ones of `pacsd.services.sheetfonts`, made from every string the 
 
 from __future__ import annotations
 
+from typing import Any
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,7 +105,7 @@ def _thumbnails(pdf: FPDF, items: Sequence[tuple[str, Image.Image | None]]) -> N
     pdf.ln(_THUMB_MM + _CAPTION_MM)
 
 
-def render_sheet_pdf(sheet, columns, thumbnails, fonts: SheetFonts) -> bytes:
+def render_sheet_pdf(sheet: Any, columns: Any, thumbnails: Any, fonts: SheetFonts) -> bytes:
     """The PDF bytes of `sheet` (a StudySheet); `thumbnails`: (SeriesRow, image or None) pairs."""
     rows = [row.cells() for row in sheet.series]
     captions = [(f"{row.number} {row.description}".strip(), image) for row, image in thumbnails]

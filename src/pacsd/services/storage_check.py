@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import select
 
 from pacsd.dicom.header import read_header
 from pacsd.errors import InvalidDicom
-from pacsd.index.schema import instances
+from pacsd.index.repository import indexed_checksums, instance_files_by_uid
 from pacsd.services.archive import Archive
 from pacsd.services.checksum import sha256_soon
 from pacsd.services.corrections import recover_interrupted
@@ -77,8 +76,7 @@ def check_storage(archive: Archive, checksums: bool = False, repair: bool = Fals
     report.compression_leftovers = archive.compressor.recover(started_before=started_before)
     root = archive.blobs.root
     blobs = archive.blobs
-    with archive.engine.connect() as conn:
-        indexed = dict(conn.execute(select(instances.c.path, instances.c.checksum)).all())  # path -> SHA-256
+    indexed = indexed_checksums(archive.engine)  # path -> SHA-256
     present = {area_prefix(area, blobs.home) + relative  # as the index names them (pacsd.storage.areas)
                for area, root in blobs.area_roots.items() for relative in _files_under(root)}
     report.rows, report.files = len(indexed), len(present)
@@ -157,9 +155,7 @@ def _repair(archive: Archive, relative: str) -> tuple[bool, str]:
         uid = read_header(path).sop_instance_uid
     except (InvalidDicom, OSError) as exc:
         return False, f"not a readable DICOM file: {exc}"
-    with archive.engine.connect() as conn:
-        stored = conn.execute(select(instances.c.path, instances.c.checksum)
-                              .where(instances.c.sop_uid == uid)).first()
+    stored = instance_files_by_uid(archive.engine, [uid]).get(uid)
     if stored is not None:
         if stored.checksum and stored.checksum == _digest(path):
             archive.blobs.remove(relative)

@@ -11,10 +11,17 @@ from datetime import datetime, timezone
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Row
 
 from pacsd.errors import PacsError
-from pacsd.index.schema import users
+from pacsd.index.accounts_and_audit import (
+    any_user,
+    end_user_sessions,
+    insert_user,
+    replace_password_hash,
+    user_row,
+    user_rows,
+)
 
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so an unknown name costs as much as a wrong password.
@@ -46,61 +53,49 @@ def _check_password(password: str) -> None:
         raise UserError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
 
 
-def _as_user(row) -> User:
+def _as_user(row: Row) -> User:
     return User(row.name, row.account, bool(row.is_admin), row.session_epoch)
 
 
 def add_user(engine: Engine, name: str, password: str, account: str = "", is_admin: bool = False) -> User:
     name = _check_name(name)
     _check_password(password)
-    with engine.begin() as conn:
-        if conn.execute(select(users.c.pk).where(users.c.name == name)).first() is not None:
-            raise UserError(f"user {name} exists already (change the password with `pacsd user passwd`)")
-        conn.execute(insert(users).values(name=name, password_hash=_hasher.hash(password), account=account,
-                                          is_admin=is_admin, session_epoch=0,
-                                          created_at=datetime.now(timezone.utc)))
+    if not insert_user(engine, name, _hasher.hash(password), account, is_admin, datetime.now(timezone.utc)):
+        raise UserError(f"user {name} exists already (change the password with `pacsd user passwd`)")
     return User(name, account, is_admin)
 
 
 def set_password(engine: Engine, name: str, password: str) -> None:
     _check_password(password)
-    with engine.begin() as conn:
-        done = conn.execute(update(users).where(users.c.name == name).values(
-            password_hash=_hasher.hash(password), session_epoch=users.c.session_epoch + 1)).rowcount
-    if not done:
+    if not replace_password_hash(engine, name, _hasher.hash(password)):
         raise UserError(f"no user {name!r} (list them with `pacsd user list`)")
 
 
 def end_sessions(engine: Engine, name: str) -> None:
     """End every session of the user (logging out: a copied cookie stops working too)."""
-    with engine.begin() as conn:
-        conn.execute(update(users).where(users.c.name == name).values(session_epoch=users.c.session_epoch + 1))
+    end_user_sessions(engine, name)
 
 
 def list_users(engine: Engine) -> list[User]:
-    with engine.connect() as conn:
-        return [_as_user(row) for row in conn.execute(select(users).order_by(users.c.name))]
+    return [_as_user(row) for row in user_rows(engine)]
 
 
 def has_users(engine: Engine) -> bool:
     """Whether anyone can log in to the web interface (until then: `pacsd user add NAME --admin`)."""
-    with engine.connect() as conn:
-        return conn.execute(select(users.c.name).limit(1)).first() is not None
+    return any_user(engine)
 
 
 FIRST_USER_COMMAND = "pacsd user add admin --admin"
 
 
 def find_user(engine: Engine, name: str) -> User | None:
-    with engine.connect() as conn:
-        row = conn.execute(select(users).where(users.c.name == name)).first()
+    row = user_row(engine, name)
     return _as_user(row) if row is not None else None
 
 
 def authenticate(engine: Engine, name: str, password: str) -> User | None:
     """The user when `password` is theirs, else None (same work whether the name exists or not)."""
-    with engine.connect() as conn:
-        row = conn.execute(select(users).where(users.c.name == name)).first()
+    row = user_row(engine, name)
     try:
         _hasher.verify(row.password_hash if row is not None else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):

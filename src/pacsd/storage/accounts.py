@@ -17,8 +17,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from pacsd.dicom.header import first_text, integer_or_none
-from pacsd.storage.layout import EXTRA_SCHEMES, Placement, render_component
-from pacsd.storage.sanitize import path_component
+from pacsd.storage.layout import Placement, render_component
+from pacsd.pathnames import path_component
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class AccountsLayout:
         account, reason = route_to_account(dataset, self.book)
         study_dir = self.root / self.account_folder(account) / render_component(self.study_folder, dataset)
         if self.study_folders is not None:
-            account, study_dir, reason = self._study_place(dataset, account, study_dir, reason)
+            account, study_dir, reason = self._study_place(self.study_folders, dataset, account, study_dir, reason)
         series_number = _number(dataset, "SeriesNumber")
         description = first_text(dataset, "SeriesDescription") or first_text(dataset, "Modality") or "Series"
         series_folder = path_component(f"{series_number if series_number is not None else 0}_{description}",
@@ -143,11 +143,11 @@ class AccountsLayout:
         name = f"{_padded(series_number or 0, 3)}-{_padded(1 if echo is None else echo, 3)}-{_padded(count, 6)}.dcm"
         return Placement(study_dir / DICOM_FOLDER / series_folder / name, account, reason)
 
-    def _study_place(self, dataset: Dataset, account: str, study_dir: PurePosixPath,
+    def _study_place(self, study_folders: StudyFolders, dataset: Dataset, account: str, study_dir: PurePosixPath,
                      reason: str) -> tuple[str, PurePosixPath, str]:
         """The account and folder the study already has (or claims now), and why."""
         study_uid = first_text(dataset, "StudyInstanceUID")
-        claimed_account, claimed_folder = self.study_folders.claim(study_uid, account, str(study_dir))
+        claimed_account, claimed_folder = study_folders.claim(study_uid, account, str(study_dir))
         if claimed_account != account:
             log.info("study %s stays in account %r; this instance alone would go to %r",
                      study_uid, claimed_account, account)
@@ -162,5 +162,3 @@ class AccountsLayout:
             return None
         return path.parents[2]
 
-
-EXTRA_SCHEMES["accounts"] = AccountsLayout.from_settings

@@ -20,12 +20,13 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from pacsd.deferred import DeferredFuture
-from pacsd.errors import ConfigError, StorageFull
+from pacsd.errors import ConfigError, StorageFull, storage_error
 from pacsd.storage.areas import area_path, split_area_path
 
 log = logging.getLogger(__name__)
@@ -33,17 +34,7 @@ log = logging.getLogger(__name__)
 INCOMING = ".incoming"
 NODE_MARK = "~"  # <node>~<random>.dcm: the node that is writing an incoming file
 STALE_AFTER = 24 * 3600  # seconds: another node's incoming file this old was abandoned
-_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 FLUSH_AT_ONCE_FROM = 128 * 1024  # bytes: a file this large starts its data flush when received
-
-
-def is_full_error(exc: OSError) -> bool:
-    return exc.errno in _FULL_ERRNOS
-
-
-def storage_error(exc: OSError, what: str) -> StorageFull:
-    reason = "the storage volume is full" if is_full_error(exc) else f"cannot write: {exc.strerror}"
-    return StorageFull(f"{what}: {reason}")
 
 
 class BlobStore:
@@ -90,6 +81,10 @@ class BlobStore:
         path, fd = self.new_temp_file(suffix)
         os.close(fd)
         return path
+
+    def uncreated_temp_path(self, suffix: str = ".dcm") -> Path:
+        """A path in the incoming folder no file will have (for a file that could not be made)."""
+        return self.incoming / f"{self.node}{NODE_MARK}uncreated-{os.urandom(16).hex()}{suffix}"
 
     def new_temp_file(self, suffix: str = ".dcm") -> tuple[Path, int]:
         """A new empty file in the incoming folder, and a file descriptor open for writing it.
@@ -197,7 +192,7 @@ class BlobStore:
         except OSError as exc:
             raise storage_error(exc, "cannot make the stored file durable") from None
 
-    def make_entries_durable(self, relatives: list[str], extra_folders: set[str] = frozenset()) -> None:
+    def make_entries_durable(self, relatives: list[str], extra_folders: Collection[str] = frozenset()) -> None:
         """Flush the folder entries of placed files whose data is already durable, and those of
         the folders made for them (fsync of each such folder); `extra_folders`: folders another
         process made (see `take_new_entries`)."""
@@ -283,10 +278,10 @@ class BlobStore:
             for relative, data in files:
                 path, fd = self.new_temp_file(suffix=relative.suffix)
                 temps.append(path)
-                with open(fd, "wb") as temp:
-                    temp.write(data)
+                with open(fd, "wb") as out:
+                    out.write(data)
                     if self.fsync:
-                        os.fdatasync(temp.fileno())
+                        os.fdatasync(out.fileno())
                 self.make_private(path, self.file_mode)
             for temp, (relative, _) in zip(temps, files):
                 self._make_parents(relative.parent)

@@ -2,8 +2,9 @@
 
 A template is a relative path with `{Keyword}` placeholders (DICOM keywords, plus StudyYear,
 StudyMonth and StudyDay; `{A|B}` takes B when A is empty).  `hierarchical`, `flat` and `date` are
-named templates; other schemes (physician accounts) register in `EXTRA_SCHEMES`.  Each value
-is sanitised into one path component; the template itself cannot climb out of the storage root.
+named templates; the physician accounts scheme is `pacsd.storage.accounts` (`pacsd.storage.schemes`
+makes the layout a setting names).  Each value is sanitised into one path component; the template
+itself cannot climb out of the storage root (the rules: `pacsd.pathnames`).
 """
 
 from __future__ import annotations
@@ -12,38 +13,18 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Protocol
+from typing import Protocol
 
-from pydicom.datadict import keyword_dict
 from pydicom.dataset import Dataset
 
 from pacsd.dicom.header import first_text
-from pacsd.storage.sanitize import path_component
-
-NAMED_TEMPLATES: dict[str, str] = {
-    "hierarchical": "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm",
-    "flat": "{SOPInstanceUID}.dcm",
-    "date": "{StudyYear}/{StudyMonth}/{StudyDay}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm",
-}
-DERIVED_FIELDS = {"StudyYear", "StudyMonth", "StudyDay"}
-
-
-def _placeholders(template: str) -> list[str]:
-    return [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
-
-
-def check_template_fields(template: str) -> list[str]:
-    """The template's fields; raise ValueError when one names no DICOM keyword."""
-    try:
-        fields = _placeholders(template)
-    except ValueError as exc:
-        raise ValueError(f"bad path template {template!r}: {exc}") from None
-    for field in fields:
-        for keyword in field.split("|"):
-            if keyword not in keyword_dict and keyword not in DERIVED_FIELDS:
-                raise ValueError(f"path template field {{{keyword}}} is not a DICOM keyword")
-    return fields
-
+from pacsd.pathnames import (
+    DERIVED_FIELDS,
+    NAMED_TEMPLATES,
+    check_naming,
+    check_template_fields,
+    path_component,
+)
 
 def field_value(dataset: Dataset, field: str) -> str:
     """The text of one template field: a keyword, a derived date part, or `A|B` alternatives."""
@@ -85,21 +66,6 @@ class Layout(Protocol):
         """The study folder holding a file this layout placed, or None when it has none."""
 
 
-def check_naming(naming: str) -> None:
-    """Raise ValueError when `naming` is neither a named scheme nor a usable template."""
-    if naming in NAMED_TEMPLATES or naming in EXTRA_SCHEMES:
-        return
-    if "{" not in naming:
-        known = ", ".join([*NAMED_TEMPLATES, *EXTRA_SCHEMES])
-        raise ValueError(f"{naming!r} is neither a naming scheme ({known}) nor a path template")
-    fields = check_template_fields(naming)
-    parts = PurePosixPath(naming).parts
-    if naming.startswith(("/", "\\")) or any(part in ("..", ".") for part in parts):
-        raise ValueError(f"path template {naming!r} must be relative and must not contain '..'")
-    if "SOPInstanceUID" not in fields:
-        raise ValueError(f"path template {naming!r} must contain {{SOPInstanceUID}} to be unique")
-
-
 class TemplateLayout:
     """Lays files out by a path template; values are sanitised one component at a time."""
 
@@ -122,18 +88,3 @@ class TemplateLayout:
             return None
         return PurePosixPath(*path.parts[: self._study_depth])
 
-
-# Schemes that are not plain templates register a factory taking the Settings and the index's
-# study folder claims (the physician accounts scheme registers itself from pacsd.storage.accounts,
-# imported below).
-EXTRA_SCHEMES: dict[str, Callable[[Any, Any], Layout]] = {}
-
-
-def make_layout(naming: str, settings: Any = None, study_folders: Any = None) -> Layout:
-    """`study_folders`: where a scheme keeps each study's folder once chosen (see
-    `pacsd.storage.accounts.StudyFolders`); template layouts need none (the UID names the folder)."""
-    factory = EXTRA_SCHEMES.get(naming)
-    return factory(settings, study_folders) if factory is not None else TemplateLayout(naming)
-
-
-import pacsd.storage.accounts  # noqa: E402,F401  (registers "accounts"; it imports this module)

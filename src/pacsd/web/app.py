@@ -1,6 +1,6 @@
 """The FastAPI application: one app per process, built around the running `Archive`.
 
-Routers live in modules of their own (`health`, later `dicomweb`, `ui`, ...) and are included
+Routers live in modules of their own (`health`, `dicomweb`, `ui`, `ohif`) and are included
 here; each reaches the archive through `request.app.state.archive`.  Errors are JSON with a
 message, never a traceback; a browser asking for a page gets an HTML error page instead (and
 the login form when it is not logged in).
@@ -81,10 +81,10 @@ def _add_page_safety(app: FastAPI) -> None:
 
 
 def _routers() -> list:
-    from pacsd.web import dicomweb, health, viewer
+    from pacsd.web import dicomweb, health, ohif
     from pacsd.web.ui import ROUTERS as ui_routers
 
-    return [health.router, *ui_routers, *dicomweb.routers(), viewer.router]
+    return [health.router, *ui_routers, *dicomweb.routers(), ohif.router]
 
 
 def _allow_cross_origin(app: FastAPI, origins: list[str]) -> None:

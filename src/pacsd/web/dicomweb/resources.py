@@ -17,7 +17,7 @@ from fastapi import HTTPException, Request
 from pacsd.errors import FrameOutOfRange, NoPixelData, PixelDecodeError
 from pacsd.index.areas import touch_studies
 from pacsd.services.archive import Archive
-from pacsd.services.stored import StoredInstance, current_instance, select_instances
+from pacsd.index.repository import StoredInstance, current_instance, instances_of
 from pacsd.web.access import visible_accounts
 
 ROOT = "/dicom-web"
@@ -42,8 +42,8 @@ def find_instances(request: Request, study: str, series: str | None = None, inst
         check_uid(series, "series")
     if instance is not None:
         check_uid(instance, "instance")
-    found = select_instances(archive_of(request).engine, visible_accounts(request), study, series, instance,
-                             with_header=with_header)
+    found = instances_of(archive_of(request).engine, visible_accounts(request), study, series, instance,
+                         with_header=with_header)
     if not found:
         what = "instance" if instance else "series" if series else "study"
         raise HTTPException(404, f"no such {what}")
@@ -54,7 +54,7 @@ def find_instances(request: Request, study: str, series: str | None = None, inst
 def current_of(request: Request, stored: StoredInstance) -> StoredInstance:
     """`stored` as the index has it now when its file went since it was found (compressed meanwhile)."""
     archive = archive_of(request)
-    return current_instance(archive.engine, archive.blobs.root, stored)
+    return current_instance(archive.engine, archive.blobs.path_of, stored)
 
 
 def file_of(request: Request, stored: StoredInstance) -> Path:

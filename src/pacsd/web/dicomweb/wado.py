@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from pacsd.dicom.files import read_dicom
 from pacsd.dicom.transcode import transcoded_file
 from pacsd.errors import PacsError
-from pacsd.services.stored import StoredInstance
+from pacsd.index.repository import StoredInstance
 from pacsd.web.dicomweb.media import (
     DICOM,
     DICOM_JSON,

@@ -19,12 +19,10 @@ from starlette.background import BackgroundTask
 
 from pacsd.dicom.person_names import readable_person_name
 from pacsd.index.areas import set_protected
-from pacsd.net.scu import scan_files, send_files
-from pacsd.net.tls import client_context
 from pacsd.services.deletion import delete_study
 from pacsd.services.deidentify import site_profile
 from pacsd.services.export import DeidentifiedExportIncomplete, export_fileset, instance_files
-from pacsd.storage.sanitize import path_component
+from pacsd.pathnames import path_component
 from pacsd.web.access import current_user, require_admin
 from pacsd.web.ui.audit import audit
 from pacsd.web.ui.jobs import Job
@@ -81,19 +79,17 @@ def send(request: Request, study_uid: str = Form(...), ae_title: str = Form(...)
     paths = instance_files(archive, series_uid=series_uid) if series_uid else instance_files(archive, study=study_uid)
     what = f"series {series_uid}" if series_uid else f"study {study_uid}"
     audit(request, "sent", study_uid=study_uid, detail=f"{what} to {ae_title}")
-    own_aet = archive.settings.server.ae_title
     user_name = current_user(request).name
 
     def work(job: Job) -> None:
-        outgoing, skipped = scan_files(paths)
-        job.total = len(outgoing)
-        job.problems.extend(f"{p.name}: {why}" for p, why in skipped)
+        def total(count: int) -> None:
+            job.total = count
 
         def one_done() -> None:
             job.done += 1
 
-        tls = client_context(archive.settings.server.tls) if peer.tls else None
-        report = send_files(outgoing, peer.host, peer.port, peer.ae_title, own_aet, on_file=one_done, tls=tls)
+        report = archive.remote.send(peer, paths, on_total=total, on_file=one_done)
+        job.problems.extend(f"{p.name}: {why}" for p, why in report.skipped)
         job.failed = len(report.failed)
         job.problems.extend(f"{p.name}: {why}" for p, why in report.failed)
         job.message = f"{len(report.sent)} sent, {len(report.failed)} failed"

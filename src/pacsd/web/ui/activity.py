@@ -12,10 +12,8 @@ from collections import deque
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import select
-
 from pacsd.index import stats
-from pacsd.index.schema import commitment_requests
+from pacsd.index.repository import recent_commitment_requests
 from pacsd.services.area_moves import area_report
 from pacsd.services.archive import Archive
 
@@ -103,9 +101,5 @@ def recent_connections(archive: Archive, count: int = 20) -> list[str]:
 
 
 def commitment_requests_recent(archive: Archive, count: int = 10) -> list[dict]:
-    c = commitment_requests.c
-    query = (select(c.transaction_uid, c.requester_aet, c.received_at, c.state, c.num_requested, c.num_committed,
-                    c.num_failed, c.attempts, c.last_error).order_by(c.pk.desc()).limit(count))
-    with archive.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return [{**row._asdict(), "received_at": row.received_at.isoformat(timespec="seconds")} for row in rows]
+    return [{**row, "received_at": row["received_at"].isoformat(timespec="seconds")}
+            for row in recent_commitment_requests(archive.engine, count)]

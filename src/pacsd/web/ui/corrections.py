@@ -13,7 +13,8 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from pacsd.errors import PacsError
-from pacsd.services import browse, corrections
+from pacsd.index import browse
+from pacsd.services import corrections
 from pacsd.web.access import require_admin
 from pacsd.web.ui.lookups import visible_study
 from pacsd.web.ui.templating import render

@@ -1,11 +1,11 @@
 """A study, series or instance the caller may see, or 404: the look-ups every page and image
-endpoint starts with (`pacsd.services.browse` filtered by `visible_accounts`)."""
+endpoint starts with (`pacsd.index.browse` filtered by `visible_accounts`)."""
 
 from __future__ import annotations
 
 from fastapi import HTTPException, Request
 
-from pacsd.services import browse
+from pacsd.index import browse
 from pacsd.web.access import visible_accounts
 
 

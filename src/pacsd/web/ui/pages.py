@@ -1,6 +1,6 @@
 """Browsing pages: study search, a patient's studies, and a study with its series.
 
-Every look-up goes through `pacsd.services.browse` with the caller's visible accounts, so a
+Every look-up goes through `pacsd.index.browse` with the caller's visible accounts, so a
 study or patient outside them is simply not found (404).
 """
 
@@ -11,14 +11,14 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from pacsd.services import browse
+from pacsd.index import browse
 from pacsd.services.users import User
 from pacsd.web.access import current_user, visible_accounts
 from pacsd.web.ui.audit import audit
 from pacsd.web.ui.lookups import visible_study
 from pacsd.web.ui.sheets import scan_sheet_links
 from pacsd.web.ui.templating import render
-from pacsd.web.viewer import ohif_study_link
+from pacsd.web.ohif import ohif_study_link
 
 router = APIRouter(dependencies=[Depends(current_user)])
 PER_PAGE = 50

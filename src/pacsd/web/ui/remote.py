@@ -1,11 +1,10 @@
 """Retrieve from a remote PACS (administrators): find studies on a known AE with C-FIND, then ask
 it to C-MOVE one to a destination (this archive or another known AE), as a background job whose
-page shows the sub-operation counts.  The DICOM work is `pacsd.net.qr_scu`'s.
+page shows the sub-operation counts.  The DICOM work is `pacsd.services.remote_nodes`'s.
 """
 
 from __future__ import annotations
 
-from contextlib import closing
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -13,7 +12,7 @@ from pydicom.uid import UID
 
 from pacsd.config import KnownAE, Settings
 from pacsd.errors import PacsError
-from pacsd.net import qr_scu
+from pacsd.services.archive import Archive
 from pacsd.services.retrieve import RetrieveCounts
 from pacsd.web.access import current_user, require_admin
 from pacsd.web.ui.jobs import Job
@@ -33,27 +32,18 @@ def _known(settings: Settings, ae_title: str, what: str) -> KnownAE:
     return known
 
 
-def _peer(settings: Settings, source: KnownAE) -> qr_scu.Peer:
-    return qr_scu.Peer(source.host, source.port, called_aet=source.ae_title, calling_aet=settings.server.ae_title)
-
-
 def _destinations(settings: Settings) -> list[str]:
     """Where a move may send to: this archive first, then every known AE."""
     own = settings.server.ae_title
     return [own, *(ae.ae_title for ae in settings.known_aes if ae.ae_title != own)]
 
 
-def _find_studies(settings: Settings, source: KnownAE, form: dict[str, str]) -> list[dict[str, str]]:
+def _find_studies(archive: Archive, source: KnownAE, form: dict[str, str]) -> list[dict[str, str]]:
     """The studies the source answers for the filled-in form fields (wildcards as in C-FIND)."""
     keys = {**STUDY_KEYS, "PatientID": form["patient_id"], "PatientName": form["patient_name"],
             "AccessionNumber": form["accession"]}
-    found = []
-    with closing(qr_scu.find(_peer(settings, source), "study", "STUDY", keys)) as answers:  # releases on break
-        for answer in answers:
-            found.append({keyword: str(answer.get(keyword, "") or "") for keyword in STUDY_KEYS})
-            if len(found) == MOST_ANSWERS:
-                break
-    return found
+    return [{keyword: str(answer.get(keyword, "") or "") for keyword in STUDY_KEYS}
+            for answer in archive.remote.find_studies(source, keys, MOST_ANSWERS)]
 
 
 @router.get("/ui/remote")
@@ -64,7 +54,7 @@ def remote_page(request: Request, source: str = "", study_uid: str = "") -> Resp
     studies, error = None, ""
     if source and any(form.values()):
         try:
-            studies = _find_studies(settings, _known(settings, source, "source"), form)
+            studies = _find_studies(request.app.state.archive, _known(settings, source, "source"), form)
         except PacsError as exc:
             error = str(exc)
     return render(request, "remote.html", status_code=502 if error else 200, known_aes=settings.known_aes,
@@ -93,8 +83,7 @@ def move(request: Request, source: str = Form(...), study_uid: str = Form(...),
 
         outcome = "error"
         try:
-            counts = qr_scu.move(_peer(settings, remote), "study", "STUDY", {"StudyInstanceUID": study_uid},
-                                 destination, progress)
+            counts = archive.remote.move_study(remote, study_uid, destination, progress)
             job.problems.extend(f"not sent: {uid}" for uid in counts.failed_uids)
             job.message = f"{counts.completed} moved, {counts.warning} with warnings, {counts.failed} failed"
             job.state = "failed" if counts.failed else "finished"

@@ -6,12 +6,10 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
-from sqlalchemy import select
-
-from pacsd.index.schema import instances, series, studies
+from pacsd.index.repository import first_instance_path
 from pacsd.services.archive import Archive
 from pacsd.services.scansheet import study_dir_for
-from pacsd.storage.sanitize import path_component
+from pacsd.pathnames import path_component
 from pacsd.web.access import current_user
 from pacsd.web.ui.lookups import visible_study
 
@@ -21,11 +19,7 @@ MEDIA_TYPES = {"pdf": "application/pdf", "csv": "text/csv; charset=utf-8"}
 
 def scan_sheet_path(archive: Archive, study_uid: str, kind: str) -> Path | None:
     """The study's scan sheet file of `kind` (pdf or csv) when it has been written."""
-    with archive.engine.connect() as conn:
-        first_path = conn.execute(
-            select(instances.c.path).join(series, instances.c.series_pk == series.c.pk)
-            .join(studies, series.c.study_pk == studies.c.pk)
-            .where(studies.c.study_uid == study_uid).order_by(instances.c.pk).limit(1)).scalar()
+    first_path = first_instance_path(archive.engine, study_uid)
     if first_path is None:
         return None
     name = path_component(archive.settings.scan_sheets.file_name)

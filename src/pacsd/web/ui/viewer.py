@@ -12,13 +12,13 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from pacsd.dicom.nesting import load_header_json
 from pacsd.errors import PacsError
-from pacsd.services import browse
+from pacsd.index import browse
 from pacsd.web.access import current_user
 from pacsd.web.ui.lookups import visible_instance, visible_series, visible_study
 from pacsd.web.ui.images import frame_png, thumbnail_png
 from pacsd.web.ui.tags import tag_rows
 from pacsd.web.ui.templating import render
-from pacsd.web.viewer import ohif_study_link
+from pacsd.web.ohif import ohif_study_link
 
 log = logging.getLogger(__name__)
 router = APIRouter(dependencies=[Depends(current_user)])

@@ -88,14 +88,16 @@ def echo(host, port, aec, aet, tls_ca, tls_cert, tls_key) -> None:
 @tls_client_options
 def send(host, port, paths, aec, aet, associations, as_json, tls_ca, tls_cert, tls_key) -> None:
     """C-STORE files and folders (recursively) to a DICOM peer, unchanged."""
-    from pacsd.net.scu import scan_files, send_files
+    from pacsd.net.client import NetDicomClient
+    from pacsd.services.remote_nodes import Node
 
-    files, skipped = scan_files(paths)
+    node = Node(host, port, aec, aet, client_tls(tls_ca, tls_cert, tls_key))
     with _progress() as progress:
-        task = progress.add_task(f"sending to {aec}", total=len(files))
-        report = send_files(files, host, port, aec, aet, associations,
-                            on_file=lambda: progress.advance(task), tls=client_tls(tls_ca, tls_cert, tls_key))
-    skipped = report.skipped + skipped
+        task = progress.add_task(f"sending to {aec}", total=None)
+        report = NetDicomClient().send(list(paths), node, associations,
+                                       on_total=lambda total: progress.update(task, total=total),
+                                       on_file=lambda: progress.advance(task))
+    skipped = report.skipped
     if as_json:
         listed = {"sent": [str(path) for path in report.sent]}
         for what, problems in (("failed", report.failed), ("skipped", skipped)):

@@ -1,5 +1,6 @@
-"""Read-only look-ups for browsing the archive: study search, a patient, a study, its series and
-instances, each limited to the accounts a caller may see (None = all).
+"""Read-only look-ups of the index for browsing the archive, the named operations the web pages
+call: study search, a patient, a study, its series and instances, each limited to the accounts
+a caller may see (None = all).
 
 Queries use the typed, indexed columns and the counters kept at ingest; lists are paged with
 LIMIT/OFFSET and never counted.  Values reach SQL as bound parameters only.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, Select, and_, exists, select
+from sqlalchemy import ColumnElement, Engine, Row, Select, and_, exists, select
 
 from pacsd.dicom.nesting import load_header_json
 from pacsd.index.matching import LIKE_ESCAPE, escape_like, like_pattern
@@ -51,7 +52,7 @@ def _visible(query: Select, accounts: set[str] | None) -> Select:
     return query if accounts is None else query.where(studies.c.account.in_(sorted(accounts)))
 
 
-def _study_columns():
+def _study_columns() -> tuple:
     return (studies, patients.c.patient_id, patients.c.patient_name, patients.c.birth_date, patients.c.sex,
             patients.c.protected.label("patient_protected"))
 
@@ -60,7 +61,7 @@ def search_studies(engine: Engine, wanted: StudyFilter, accounts: set[str] | Non
                    descending: bool = True, page: int = 1, per_page: int = 50) -> tuple[list, bool]:
     """One page of matching studies (with their patient) and whether another page follows."""
     query = select(*_study_columns()).join(patients, studies.c.patient_pk == patients.c.pk)
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if wanted.patient_name:
         name_pattern = search_pattern(wanted.patient_name.upper())
         conditions.append(patients.c.patient_name_upper.like(name_pattern, escape=LIKE_ESCAPE))
@@ -85,10 +86,10 @@ def search_studies(engine: Engine, wanted: StudyFilter, accounts: set[str] | Non
     page = max(1, page)
     with engine.connect() as conn:
         rows = conn.execute(query.limit(per_page + 1).offset((page - 1) * per_page)).all()
-    return rows[:per_page], len(rows) > per_page
+    return list(rows[:per_page]), len(rows) > per_page
 
 
-def find_study(engine: Engine, study_uid: str, accounts: set[str] | None):
+def find_study(engine: Engine, study_uid: str, accounts: set[str] | None) -> Row | None:
     """The study with its patient, or None when it does not exist or is not visible."""
     query = select(*_study_columns()).join(patients, studies.c.patient_pk == patients.c.pk)
     with engine.connect() as conn:
@@ -103,7 +104,7 @@ def find_patient(engine: Engine, patient_id: str, accounts: set[str] | None) -> 
             return None
         query = select(studies).where(studies.c.patient_pk == patient.pk).order_by(studies.c.study_date.desc())
         visible = conn.execute(_visible(query, accounts)).all()
-    return (patient, visible) if visible else None
+    return (patient, list(visible)) if visible else None
 
 
 def series_of_study(engine: Engine, study_pk: int) -> list:
@@ -113,7 +114,7 @@ def series_of_study(engine: Engine, study_pk: int) -> list:
     return sorted(rows, key=lambda row: (_number(row.series_number), row.series_uid))
 
 
-def find_series(engine: Engine, series_uid: str, accounts: set[str] | None):
+def find_series(engine: Engine, series_uid: str, accounts: set[str] | None) -> Row | None:
     """The series with its study's UID, pk and account, or None when not visible."""
     query = (select(series, studies.c.study_uid, studies.c.account)
              .join(studies, series.c.study_pk == studies.c.pk).where(series.c.series_uid == series_uid))
@@ -131,7 +132,7 @@ def instances_of_series(engine: Engine, series_pk: int) -> list:
     return [InstanceEntry(r.sop_uid, r.instance_number, header_frames(r.header_json)) for r in ordered]
 
 
-def find_instance(engine: Engine, sop_uid: str, accounts: set[str] | None):
+def find_instance(engine: Engine, sop_uid: str, accounts: set[str] | None) -> Row | None:
     """The instance (path, header JSON, series UID) when the caller may see its study."""
     query = (select(instances.c.sop_uid, instances.c.path, instances.c.header_json, series.c.series_uid,
                     studies.c.study_uid)

@@ -4,7 +4,7 @@
 `updated_at`; firing sets `stable_at` and writes one `study-stable` change row in the same
 transaction, conditional on the study being unchanged, so several nodes sharing a database fire
 once; the same update claims the study's end-of-study work for the node that fired
-(`pacsd.services.endofstudy`).  Pending studies are found again after a restart because the state
+(`pacsd.services.end_of_study`).  Pending studies are found again after a restart because the state
 lives in the index.
 """
 
@@ -15,9 +15,9 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Engine, insert, or_, select, update
+from sqlalchemy import Engine
 
-from pacsd.index.schema import changes, studies
+from pacsd.index.repository import QuietStudy, mark_study_stable, quiet_studies
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +25,11 @@ log = logging.getLogger(__name__)
 # commit) and clocks of several nodes that disagree a little.
 LATE_COMMIT_MARGIN = timedelta(seconds=60)
 
-_pending = or_(studies.c.stable_at.is_(None), studies.c.stable_at < studies.c.updated_at)
-
 
 class StudyStableDetector:
     """Background thread: finds quiet studies, records `study-stable`, calls `on_stable(uid)`."""
 
-    def __init__(self, engine: Engine, stable_after: float, on_stable: Callable[[str], None] = lambda uid: None,
+    def __init__(self, engine: Engine, stable_after: float, on_stable: Callable[[str], object] = lambda uid: None,
                  poll_interval: float | None = None, node: str = "") -> None:
         self.engine = engine
         self.node = node
@@ -63,12 +61,7 @@ class StudyStableDetector:
         """One pass: fire every study quiet since the cutoff; return the UIDs this call fired."""
         now = now or datetime.now(timezone.utc)
         cutoff = now - self.stable_after
-        query = select(studies.c.pk, studies.c.study_uid, studies.c.updated_at).where(
-            studies.c.updated_at <= cutoff, _pending)
-        if self._since is not None:
-            query = query.where(studies.c.updated_at >= self._since)
-        with self.engine.connect() as conn:
-            candidates = conn.execute(query).all()
+        candidates = quiet_studies(self.engine, cutoff, self._since)
         fired = [row.study_uid for row in candidates if self._fire(row, now)]
         self._since = cutoff - LATE_COMMIT_MARGIN
         for study_uid in fired:
@@ -78,16 +71,9 @@ class StudyStableDetector:
                 log.exception("study-stable handling of %s failed", study_uid)
         return fired
 
-    def _fire(self, row, now: datetime) -> bool:
+    def _fire(self, row: QuietStudy, now: datetime) -> bool:
         """Mark one study stable unless it changed or another node did it first."""
-        with self.engine.begin() as conn:
-            marked = conn.execute(
-                update(studies)
-                .where(studies.c.pk == row.pk, studies.c.updated_at == row.updated_at, _pending)
-                .values(stable_at=studies.c.updated_at, end_work_node=self.node, end_work_claimed_at=now)
-            ).rowcount
-            if marked != 1:
-                return False
-            conn.execute(insert(changes).values(kind="study-stable", level="study", uid=row.study_uid, at=now))
+        if not mark_study_stable(self.engine, row, self.node, now):
+            return False
         log.info("study %s is stable", row.study_uid)
         return True

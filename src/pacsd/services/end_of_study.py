@@ -12,9 +12,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine
 
-from pacsd.index.schema import studies
+from pacsd.index.repository import (
+    EndOfStudyClaim,
+    claim_end_of_study,
+    end_of_study_done,
+    end_of_study_pending,
+    study_stable_at,
+)
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.workqueue import StopRequested, WorkQueue
 
@@ -22,10 +28,6 @@ log = logging.getLogger(__name__)
 
 # Another node's claim this old is taken to be abandoned (it crashed and has not come back).
 TAKE_OVER_AFTER = timedelta(hours=1)
-
-_pending = and_(studies.c.stable_at.is_not(None),
-                or_(studies.c.end_work_done_for.is_(None), studies.c.end_work_done_for < studies.c.stable_at))
-
 
 class EndOfStudyWork:
     """Queues each stable study's work on its own pool and records when it is done."""
@@ -56,32 +58,17 @@ class EndOfStudyWork:
         """Claim and queue the work a crash left undone: this node's own, and other nodes' claims
         older than `TAKE_OVER_AFTER`.  Each claim is a conditional update: one node wins."""
         now = now or datetime.now(timezone.utc)
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(studies.c.pk, studies.c.study_uid, studies.c.stable_at,
-                                       studies.c.end_work_node, studies.c.end_work_claimed_at)
-                                .where(_pending)).all()
-        resumed = [row.study_uid for row in rows if self._claimable(row, now) and self._claim(row, now)]
+        resumed = [row.study_uid for row in end_of_study_pending(self.engine)
+                   if self._claimable(row, now) and claim_end_of_study(self.engine, row, self.node, now)]
         for study_uid in resumed:
             log.info("end-of-study work of %s was left undone: running it now", study_uid)
             self.actions.record("end-of-study-resumed", study=study_uid)
             self._queue(study_uid)
         return resumed
 
-    def _claimable(self, row, now: datetime) -> bool:
+    def _claimable(self, row: EndOfStudyClaim, now: datetime) -> bool:
         claimed_at = _aware(row.end_work_claimed_at)
         return row.end_work_node == self.node or claimed_at is None or claimed_at < now - TAKE_OVER_AFTER
-
-    def _claim(self, row, now: datetime) -> bool:
-        claimed_at = studies.c.end_work_claimed_at
-        with self.engine.begin() as conn:
-            return conn.execute(
-                update(studies).where(
-                    studies.c.pk == row.pk, studies.c.stable_at == row.stable_at,
-                    studies.c.end_work_node == row.end_work_node,
-                    claimed_at.is_(None) if row.end_work_claimed_at is None else claimed_at == row.end_work_claimed_at,
-                    _pending)
-                .values(end_work_node=self.node, end_work_claimed_at=now)
-            ).rowcount == 1
 
     def _queue(self, study_uid: str) -> Future:
         return self.work.submit(f"end of study {study_uid}", lambda: self.run(study_uid))
@@ -91,8 +78,7 @@ class EndOfStudyWork:
         if self.stop.is_set():
             log.debug("end-of-study work of %s left for the next start: stopping", study_uid)
             return
-        with self.engine.connect() as conn:
-            stable_at = conn.execute(select(studies.c.stable_at).where(studies.c.study_uid == study_uid)).scalar()
+        stable_at = study_stable_at(self.engine, study_uid)
         for what, step in self.steps:
             try:
                 step(study_uid)
@@ -104,11 +90,7 @@ class EndOfStudyWork:
                 self.actions.record(f"{what}-failed", study=study_uid, error=exc)
         if stable_at is None:
             return  # deleted meanwhile, or never marked
-        with self.engine.begin() as conn:
-            conn.execute(update(studies).where(
-                studies.c.study_uid == study_uid,
-                or_(studies.c.end_work_done_for.is_(None), studies.c.end_work_done_for < stable_at))
-                .values(end_work_done_for=stable_at))
+        end_of_study_done(self.engine, study_uid, stable_at)
 
 
 def _aware(moment: datetime | None) -> datetime | None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from pacsd.index.schema import series
+from pacsd.index.repository import series_instance_count
 
 
 class SeriesArrivals:
@@ -34,6 +34,4 @@ class SeriesArrivals:
             return self._counts[series_uid]
 
     def _indexed(self, series_uid: str) -> int:
-        with self.engine.connect() as conn:
-            found = conn.execute(select(series.c.num_instances).where(series.c.series_uid == series_uid)).scalar()
-        return found or 0
+        return series_instance_count(self.engine, series_uid)

@@ -1,0 +1,46 @@
+"""pacsd's DICOM client as one object (`pacsd.services.remote_nodes.DicomClient`): C-STORE of
+files, C-FIND and C-MOVE at a node.  The CLI uses it directly; services and web get it from the
+listener `pacsd.net.builtin_services`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from pacsd.config import TlsSettings
+from pacsd.net import qr_scu
+from pacsd.net.scu import scan_files, send_files
+from pacsd.net.tls import client_context
+from pacsd.services.remote_nodes import Node, SendResult
+from pacsd.services.retrieve import RetrieveCounts
+
+
+def _tls(node: Node) -> ssl.SSLContext | None:
+    return client_context(node.tls) if isinstance(node.tls, TlsSettings) else node.tls
+
+
+def _peer(node: Node) -> qr_scu.Peer:
+    return qr_scu.Peer(node.host, node.port, called_aet=node.called_aet, calling_aet=node.calling_aet)
+
+
+class NetDicomClient:
+    def send(self, paths: list[Path], node: Node, associations: int = 1,
+             on_total: Callable[[int], None] = lambda total: None,
+             on_file: Callable[[], None] = lambda: None) -> SendResult:
+        """The DICOM files among `paths` (files and folders) C-STOREd unchanged."""
+        files, skipped = scan_files(paths)
+        on_total(len(files))
+        report = send_files(files, node.host, node.port, node.called_aet, node.calling_aet, associations,
+                            on_file=on_file, tls=_tls(node))
+        return SendResult(list(report.sent), list(report.failed), [*report.skipped, *skipped])
+
+    def find(self, node: Node, model: str, level: str, keys: Mapping[str, str]) -> Iterator[Dataset]:
+        return qr_scu.find(_peer(node), model, level, keys)
+
+    def move(self, node: Node, model: str, level: str, keys: Mapping[str, str], destination: str,
+             progress: Callable[[RetrieveCounts], None]) -> RetrieveCounts:
+        return qr_scu.move(_peer(node), model, level, keys, destination, progress)
