@@ -22,7 +22,7 @@ from pacsd.index.areas import (StudyChoice, area_instance_counts, recount_area_u
 from pacsd.services.archive import Archive
 from pacsd.services.scansheet import study_dir_for
 from pacsd.storage.areas import split_area_path
-from pacsd.storage.sanitize import path_component
+from pacsd.pathnames import path_component
 
 log = logging.getLogger(__name__)
 

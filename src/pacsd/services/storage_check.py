@@ -74,7 +74,6 @@ def check_storage(archive: Archive, checksums: bool = False, repair: bool = Fals
     report.corrections_finished = recover_interrupted(archive)
     started_before = datetime.now(timezone.utc) - timedelta(seconds=grace)
     report.compression_leftovers = archive.compressor.recover(started_before=started_before)
-    root = archive.blobs.root
     blobs = archive.blobs
     indexed = indexed_checksums(archive.engine)  # path -> SHA-256
     present = {area_prefix(area, blobs.home) + relative  # as the index names them (pacsd.storage.areas)

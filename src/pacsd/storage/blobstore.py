@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from pacsd.deferred import DeferredFuture
-from pacsd.errors import ConfigError, StorageFull, storage_error
+from pacsd.errors import ConfigError, storage_error
 from pacsd.storage.areas import area_path, split_area_path
 
 log = logging.getLogger(__name__)
