@@ -13,7 +13,7 @@ import pytest
 SOURCE = Path(__file__).resolve().parent.parent / "src" / "pacsd"
 
 # Top-level modules every layer may use (they import no package above `dicom`).
-SHARED = {"pacsd", "errors", "config", "pathnames", "deferred", "logsetup", "secret_files", "exposure"}
+SHARED = {"pacsd", "errors", "config", "pathnames", "area_paths", "deferred", "logsetup", "secret_files", "exposure"}
 # What each layer may import besides itself and SHARED (DESIGN.md, "Layers").
 ALLOWED = {
     "cli": {"web", "net", "services", "storage", "index", "dicom"},

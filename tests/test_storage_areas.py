@@ -22,7 +22,7 @@ from pacsd.index.engine import database_url
 from pacsd.index.schema import instances
 from pacsd.services.archive import Archive
 from pacsd.services.area_moves import run_moves
-from pacsd.storage.areas import split_area_path
+from pacsd.area_paths import split_area_path
 from pacsd.storage.blobstore import BlobStore
 from tests.conftest import HOST, VENV_BIN, dcmtk, make_settings
 from tests.dicomweb_support import ADMIN, PASSWORD

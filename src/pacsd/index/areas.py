@@ -1,7 +1,7 @@
 """Index operations of storage areas, retention and quotas: last access, protected flags, the
 per-area usage totals, an instance's path switch, and the studies a move or deletion rule selects.
 
-Paths outside the home area start with `.areas/<area>/` (`pacsd.storage.areas`).
+Paths outside the home area start with `.areas/<area>/` (`pacsd.area_paths`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, not_, or_, select, update
 
 from pacsd.index.schema import area_usage, instances, patients, series, studies
-from pacsd.storage.areas import area_prefix
+from pacsd.area_paths import area_prefix
 
 log = logging.getLogger(__name__)
 

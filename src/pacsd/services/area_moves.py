@@ -21,7 +21,7 @@ from pacsd.index.areas import (StudyChoice, area_instance_counts, recount_area_u
                               study_files_outside, switch_paths, usage_totals)
 from pacsd.services.archive import Archive
 from pacsd.services.scansheet import study_dir_for
-from pacsd.storage.areas import split_area_path
+from pacsd.area_paths import split_area_path
 from pacsd.pathnames import path_component
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from pacsd.services.sheetfonts import SheetFonts
 from pacsd.services.sheetpdf import render_sheet_pdf
 from pacsd.services.thumbnails import thumbnail
 from pacsd.services.workqueue import StopRequested
-from pacsd.storage.areas import area_path, split_area_path
+from pacsd.area_paths import area_path, split_area_path
 from pacsd.storage.blobstore import BlobStore
 from pacsd.storage.layout import Layout
 from pacsd.pathnames import path_component

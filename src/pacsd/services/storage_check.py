@@ -28,7 +28,7 @@ from pacsd.services.archive import Archive
 from pacsd.services.checksum import sha256_soon
 from pacsd.services.corrections import recover_interrupted
 from pacsd.services.importer import import_file
-from pacsd.storage.areas import area_prefix
+from pacsd.area_paths import area_prefix
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def check_storage(archive: Archive, checksums: bool = False, repair: bool = Fals
     report.compression_leftovers = archive.compressor.recover(started_before=started_before)
     blobs = archive.blobs
     indexed = indexed_checksums(archive.engine)  # path -> SHA-256
-    present = {area_prefix(area, blobs.home) + relative  # as the index names them (pacsd.storage.areas)
+    present = {area_prefix(area, blobs.home) + relative  # as the index names them (pacsd.area_paths)
                for area, root in blobs.area_roots.items() for relative in _files_under(root)}
     report.rows, report.files = len(indexed), len(present)
     for relative, checksum in indexed.items():

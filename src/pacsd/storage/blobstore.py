@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from pacsd.deferred import DeferredFuture
 from pacsd.errors import ConfigError, storage_error
-from pacsd.storage.areas import area_path, split_area_path
+from pacsd.area_paths import area_path, split_area_path
 
 log = logging.getLogger(__name__)
 
