@@ -30,10 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import synthetic  # noqa: E402
-from ingest import (BENCH_DIR, Pacsd, enter_private_netns, free_port, send_all, stop_group,  # noqa: E402
-                    wait_ready)
+from ingest import BENCH_DIR, Pacsd, enter_private_netns, free_port, send_all, stop_group, wait_ready  # noqa: E402
 from procstats import GroupMeter  # noqa: E402
-
 from tests.studies import write_study  # noqa: E402
 
 STABLE_AFTER = 2.0

@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import synthetic  # noqa: E402
 from backlog import ingest_after_backlog  # noqa: E402
 from ingest import BENCH_DIR, Pacsd, enter_private_netns  # noqa: E402
-
 from pacsd.config import load_settings  # noqa: E402
 from pacsd.services.archive import Archive  # noqa: E402
 from pacsd.services.ingest import Source  # noqa: E402

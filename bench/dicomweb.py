@@ -18,10 +18,11 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.harness import arguments, median_ms, synthetic_pacs, web_server  # noqa: E402
+
 from pacsd.dicom.header import read_header  # noqa: E402
 from pacsd.index.schema import instances, patients, series, studies  # noqa: E402
 from pacsd.services.ingest import header_json  # noqa: E402
-from bench.harness import arguments, median_ms, synthetic_pacs, web_server  # noqa: E402
 from tests.conftest import TESTDATA  # noqa: E402
 
 BIG_SERIES = 500

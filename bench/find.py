@@ -19,9 +19,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pacsd.services.query import QueryService  # noqa: E402
 from bench.harness import MAX_RESULTS, arguments, median_ms, medians_by_turns, synthetic_pacs, web_server  # noqa: E402
 from bench.instant_scp import InstantScp, record  # noqa: E402
+
+from pacsd.services.query import QueryService  # noqa: E402
 from tests.conftest import HOST  # noqa: E402
 
 QUERIES = {

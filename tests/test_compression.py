@@ -503,8 +503,8 @@ def test_a_retrieve_that_selected_the_original_before_it_was_compressed_sends_th
     in between is found again under its new path and syntax, not failed as missing."""
     from pydicom.uid import ExplicitVRLittleEndian as EXPLICIT
 
-    from pacsd.services.retrieve import RetrieveService, prepare
     from pacsd.index.repository import current_instance, instances_of
+    from pacsd.services.retrieve import RetrieveService, prepare
 
     archive = Archive(settings_compressing(tmp_path))
     try:

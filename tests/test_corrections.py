@@ -20,8 +20,10 @@ from pacsd.services import corrections
 from pacsd.services.archive import Archive
 from tests.conftest import VENV_BIN, make_settings
 from tests.dicomgen import write_dicom
-from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
-from tests.dicomweb_support import http
+from tests.dicomweb_support import (
+    dicomweb_admin,  # noqa: F401 (an autouse fixture)
+    http,
+)
 from tests.qr_support import archive_files, findscu
 
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from pacsd.deferred import DeferredFuture
-from pacsd.storage.blobstore import BlobStore, FLUSH_AT_ONCE_FROM
+from pacsd.storage.blobstore import FLUSH_AT_ONCE_FROM, BlobStore
 
 
 def test_the_work_runs_once_in_the_thread_that_asks():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import UID_dictionary, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, UID_dictionary
 
 from pacsd.dicom.deidentify import DeidentificationRefused, Profile
 from pacsd.errors import PacsError

@@ -17,8 +17,13 @@ from pacsd.services.users import add_user
 from pacsd.web.app import create_app
 from tests.conftest import make_settings, start_pacs
 from tests.dicomgen import write_dicom
-from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
-from tests.dicomweb_support import ADMIN, PASSWORD, http, shared_files
+from tests.dicomweb_support import (
+    ADMIN,
+    PASSWORD,
+    dicomweb_admin,  # noqa: F401 (an autouse fixture)
+    http,
+    shared_files,
+)
 
 pytestmark = pytest.mark.both_databases
 

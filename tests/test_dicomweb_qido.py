@@ -11,8 +11,13 @@ import pytest
 
 from pacsd.services.importer import import_file
 from pacsd.services.users import add_user
-from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
-from tests.dicomweb_support import PASSWORD, client, http, store_testdata
+from tests.dicomweb_support import (
+    PASSWORD,
+    client,
+    dicomweb_admin,  # noqa: F401 (an autouse fixture)
+    http,
+    store_testdata,
+)
 from tests.studies import write_study
 
 pytestmark = pytest.mark.both_databases

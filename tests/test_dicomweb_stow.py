@@ -9,8 +9,14 @@ from pydicom.dataset import Dataset
 
 from tests.conftest import HOST
 from tests.dicomgen import make_dataset, write_dicom
-from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
-from tests.dicomweb_support import add_admin_to, client, http, shared_files, stow
+from tests.dicomweb_support import (
+    add_admin_to,
+    client,
+    dicomweb_admin,  # noqa: F401 (an autouse fixture)
+    http,
+    shared_files,
+    stow,
+)
 from tests.stored_checks import storable_testdata
 
 pytestmark = pytest.mark.both_databases

@@ -14,9 +14,13 @@ from pydicom.encaps import generate_fragments
 from pydicom.uid import UID
 
 from pacsd.dicom.pixels import decode_frame, frame_count
-from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
-from tests.dicomweb_support import client, http, store_testdata
 from tests.dicomgen import write_dicom
+from tests.dicomweb_support import (
+    client,
+    dicomweb_admin,  # noqa: F401 (an autouse fixture)
+    http,
+    store_testdata,
+)
 
 pytestmark = pytest.mark.both_databases
 

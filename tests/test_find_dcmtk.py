@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, MRImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from sqlalchemy import func, select
 
 from pacsd.index.schema import patients
 from tests.conftest import TESTDATA
 from tests.dicomgen import write_dicom
-from tests.synthetic_index import fill_index
 from tests.qr_support import TESTDATA_CHARSETS, archive_files, findscu
+from tests.synthetic_index import fill_index
 
 pytestmark = pytest.mark.both_databases
 

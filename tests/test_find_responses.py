@@ -9,8 +9,8 @@ from io import BytesIO
 
 import pytest
 from pydicom.uid import generate_uid
-from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dimse_messages import C_FIND_RSP
+from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dsutils import decode, encode
 from pynetdicom.pdu import P_DATA_TF
 

@@ -8,7 +8,7 @@ import stat
 
 import httpx
 
-from tests.conftest import PacsProcess, HOST
+from tests.conftest import HOST, PacsProcess
 
 
 def _mode(path) -> int:

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from pacsd.services.importer import import_file
-from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
-from tests.dicomweb_support import http
 from tests.dicomgen import make_dataset, write_dicom
+from tests.dicomweb_support import (
+    dicomweb_admin,  # noqa: F401 (an autouse fixture)
+    http,
+)
 
 ROWS = COLS = 256
 FRAMES = 4

@@ -12,9 +12,11 @@ from sqlalchemy import update
 from pacsd.index.schema import instances
 from pacsd.services.importer import import_file
 from tests.conftest import HOST, dcmtk
-from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
-from tests.dicomweb_support import http
 from tests.dicomgen import make_dataset, write_dicom
+from tests.dicomweb_support import (
+    dicomweb_admin,  # noqa: F401 (an autouse fixture)
+    http,
+)
 
 DEPTH = 450
 _UNDEFINED = 0xFFFFFFFF

@@ -10,9 +10,13 @@ import pytest
 from pacsd.services.importer import import_file
 from pacsd.web.ui.status import MAX_MODALITY_LABELS
 from tests.conftest import HOST
-from tests.dicomweb_support import ADMIN, PASSWORD, http
-from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
 from tests.dicomgen import make_dataset, write_dicom
+from tests.dicomweb_support import (
+    ADMIN,
+    PASSWORD,
+    dicomweb_admin,  # noqa: F401 (an autouse fixture)
+    http,
+)
 
 
 @pytest.fixture

@@ -12,8 +12,10 @@ import pytest
 
 from pacsd.services.importer import import_file
 from tests.conftest import HOST, dcmtk
-from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
-from tests.dicomweb_support import http
+from tests.dicomweb_support import (
+    dicomweb_admin,  # noqa: F401 (an autouse fixture)
+    http,
+)
 from tests.studies import write_study
 
 LONG_NAME = "A" * 64

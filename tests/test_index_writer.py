@@ -6,7 +6,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from sqlalchemy import delete, event, func, select, text
 
 from pacsd.index.engine import open_index

@@ -14,7 +14,6 @@ from pydicom import dcmread
 from sqlalchemy import select
 
 from pacsd.index.schema import instances
-
 from tests.conftest import HOST, dcmtk
 from tests.sender_preference import by_syntax, own_syntax_first_profile, received_by_storescp
 from tests.stored_checks import dataset_bytes, storable_testdata

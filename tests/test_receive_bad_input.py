@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import socket
+import struct
 import subprocess
 import time
 from contextlib import contextmanager

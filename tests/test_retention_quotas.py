@@ -104,10 +104,10 @@ def test_retention_killed_at_random_points_leaves_no_row_without_its_file(tmp_pa
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             if round_ % 2 == 0:  # at a random moment
                 start = time.monotonic() + rng.uniform(0.6, 1.6)
-                killed += kill_when(runner, lambda: time.monotonic() >= start)
+                killed += kill_when(runner, lambda start=start: time.monotonic() >= start)
             else:  # the moment the first file of the first study to go is gone
                 first = blobs.path_of(first_file_to_delete(engine))
-                killed += kill_when(runner, lambda: not first.exists())
+                killed += kill_when(runner, lambda first=first: not first.exists())
             runner.wait(timeout=60)
             with engine.connect() as conn:
                 paths = conn.execute(select(instances.c.path)).scalars().all()
@@ -206,9 +206,10 @@ def test_administrator_protects_a_study_from_the_study_page(pacs, tmp_path):
             assert 'value="patient:off"' in client.get(f"/ui/studies/{study}").text
     finally:
         web.stop()
-    from pacsd.services.retention import rule_selects
-    from pacsd.config import RetentionRule
     from datetime import datetime, timezone
+
+    from pacsd.config import RetentionRule
+    from pacsd.services.retention import rule_selects
 
     rule = RetentionRule(older_than_days=1, age_of="study_date")
     assert rule_selects(pacs.archive, rule, datetime.now(timezone.utc)) == []

@@ -17,12 +17,12 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 from sqlalchemy import create_engine, select
 
+from pacsd.area_paths import split_area_path
 from pacsd.errors import ConfigError
 from pacsd.index.engine import database_url
 from pacsd.index.schema import instances
 from pacsd.services.archive import Archive
 from pacsd.services.area_moves import run_moves
-from pacsd.area_paths import split_area_path
 from pacsd.storage.blobstore import BlobStore
 from tests.conftest import HOST, VENV_BIN, dcmtk, make_settings
 from tests.dicomweb_support import ADMIN, PASSWORD
@@ -159,11 +159,11 @@ def test_moves_killed_at_random_points_lose_nothing(tmp_path):
         trigger = round_ % 3
         if trigger == 0:
             start = time.monotonic() + rng.uniform(0.6, 2.5)  # start-up ~0.5 s; the move a few seconds
-            hit = kill_when(mover, lambda: time.monotonic() >= start)
+            hit = kill_when(mover, lambda start=start: time.monotonic() >= start)
         elif trigger == 1:
             hit = kill_when(mover, copy.exists)
         else:
-            hit = kill_when(mover, lambda: not old.exists())
+            hit = kill_when(mover, lambda old=old: not old.exists())
         killed += hit
         mover.wait(timeout=60)
         paths = indexed(settings)

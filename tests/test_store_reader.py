@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from io import BytesIO
+from pathlib import Path
 
 import pytest
 from pydicom import dcmread
@@ -22,7 +22,7 @@ from pynetdicom.sop_class import Verification
 
 from pacsd.dicom.file_meta import file_meta_bytes
 from pacsd.net import command_set as cs
-from pacsd.net.pdv import PDU_HEADER, PDV_HEADER, P_DATA_TF
+from pacsd.net.pdv import P_DATA_TF, PDU_HEADER, PDV_HEADER
 from tests.conftest import HOST, wait_until
 from tests.dicomgen import write_dicom
 from tests.stored_checks import dataset_bytes

@@ -13,14 +13,15 @@ import time
 import zipfile
 from pathlib import Path
 
-import pytest
 import numpy as np
+import pytest
 from PIL import Image, ImageChops, ImageStat
 from pydicom import dcmread
 
-from tests.conftest import HOST
 from pacsd.services.importer import import_file
-from tests.dicomgen import make_dataset, readable_name as readable, write_dicom
+from tests.conftest import HOST
+from tests.dicomgen import make_dataset, write_dicom
+from tests.dicomgen import readable_name as readable
 from tests.webui import ACCOUNTS, add_series, add_users, browser, log_in, page, screenshot, storescp  # noqa: F401
 
 

@@ -39,7 +39,19 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pacsd.cli import archive_commands, commit, compress, db, deid, file_commands, lifecycle, modify, qr, serve, users
+    from pacsd.cli import (
+        archive_commands,
+        commit,
+        compress,
+        db,
+        deid,
+        file_commands,
+        lifecycle,
+        modify,
+        qr,
+        serve,
+        users,
+    )
 
     for command in (*serve.COMMANDS, *archive_commands.COMMANDS, *lifecycle.COMMANDS, *compress.COMMANDS,
                     *deid.COMMANDS, *modify.COMMANDS, *file_commands.COMMANDS, *commit.COMMANDS, *qr.COMMANDS,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from pacsd.cli.options import archive_options
 from pacsd.cli.archive_commands import _progress, command_archive, print_problems
+from pacsd.cli.options import archive_options
 from pacsd.index.compression import MAX_ATTEMPTS, Outcome, outcomes
 
 

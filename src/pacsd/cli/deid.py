@@ -34,8 +34,8 @@ burned_in_option = click.option(
               help="Storage folder whose .pacsd/deidentify.key is the default key [storage.directory].")
 def deidentify(paths, out_dir, profile, burned_in, key_file, config_path, storage_dir) -> None:
     """De-identify DICOM files and folders (recursive) into OUT; exit 1 if any was refused."""
-    from pacsd.config import load_settings
     from pacsd.cli.archive_commands import print_problems
+    from pacsd.config import load_settings
     from pacsd.net.scu import scan_files
     from pacsd.services.deidentify import deidentify_files, site_profile
 

@@ -8,8 +8,8 @@ import sys
 
 import click
 
-from pacsd.cli.options import archive_options
 from pacsd.cli.archive_commands import command_archive
+from pacsd.cli.options import archive_options
 
 
 @click.group()

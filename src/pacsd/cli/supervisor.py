@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 
 from pacsd.config import Settings
 from pacsd.errors import ConfigError
-from pacsd.index.shared_writer import listen as listen_for_writes, writer_address
-from pacsd.services.hook_relay import relay_pair
+from pacsd.index.shared_writer import listen as listen_for_writes
+from pacsd.index.shared_writer import writer_address
 from pacsd.net.association_board import clear_old_boards
 from pacsd.net.handoff import CLOSED, NEGOTIATED, hand_over, handoff_pair, parse_report
 from pacsd.net.receiving_load import ReceivingLoad
+from pacsd.services.hook_relay import relay_pair
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,14 @@ import math
 import mmap
 import os
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from io import BytesIO
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_partial
 from pydicom.multival import MultiValue
@@ -31,7 +31,6 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from pacsd.dicom.nesting import MAX_SEQUENCE_DEPTH, TooDeeplyNested, check_depth
 from pacsd.dicom import rawheader
 from pacsd.dicom.element_walk import (
     FIRST_TEXTS,
@@ -39,6 +38,7 @@ from pacsd.dicom.element_walk import (
     PIXEL_TAGS,
     ElementWalker,
 )
+from pacsd.dicom.nesting import MAX_SEQUENCE_DEPTH, TooDeeplyNested, check_depth
 from pacsd.errors import InvalidDicom
 
 log = logging.getLogger(__name__)

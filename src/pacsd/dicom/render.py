@@ -6,8 +6,8 @@ MONOCHROME1 inversion. Colour: RGB as is (YBR converted), PALETTE COLOR through 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import os
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np

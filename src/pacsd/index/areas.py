@@ -7,14 +7,28 @@ Paths outside the home area start with `.areas/<area>/` (`pacsd.area_paths`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, not_, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 
-from pacsd.index.schema import area_usage, instances, patients, series, studies
 from pacsd.area_paths import area_prefix
+from pacsd.index.schema import area_usage, instances, patients, series, studies
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +60,7 @@ def set_protected(engine: Engine, level: str, uid: str, protected: bool) -> bool
         return conn.execute(update(table).where(key == uid).values(protected=protected)).rowcount > 0
 
 
-def in_area(area: str, home: str):
+def in_area(area: str, home: str) -> ColumnElement[bool]:
     """An SQL condition: the instance's file is in `area`."""
     prefix = area_prefix(area, home)
     if prefix:
@@ -115,7 +129,7 @@ def recount_area_usage(engine: Engine, areas: Iterable[str], home: str) -> dict[
     return {area: size for area, (size, _) in counted.items()}
 
 
-def area_usage_of_paths(rows: Iterable[tuple[str, int]], area_of) -> dict[str, tuple[int, int]]:
+def area_usage_of_paths(rows: Iterable[tuple[str, int]], area_of: Callable[[str], str]) -> dict[str, tuple[int, int]]:
     """(bytes, instances) per area of (path, size) rows; `area_of(path)` names a path's area."""
     per_area: dict[str, tuple[int, int]] = {}
     for path, size in rows:
@@ -145,7 +159,7 @@ def study_files_outside(engine: Engine, study_uid: str, area: str, home: str, li
         return [StoredFile(pk, path, size) for pk, path, size in conn.execute(query)]
 
 
-def switch_paths(engine: Engine, moves: list[tuple[StoredFile, str]], area_of, home: str) -> list[bool]:
+def switch_paths(engine: Engine, moves: list[tuple[StoredFile, str]], area_of: Callable[[str], str], home: str) -> list[bool]:
     """In one transaction, point each instance at its new path, if it still names the old one
     (an instance overwritten or deleted meanwhile is left alone); returns which were switched."""
     switched = []
@@ -172,23 +186,23 @@ class StudyChoice:
     created_at: datetime
 
 
-def _choice_query():
+def _choice_query() -> Select:
     return (select(studies.c.study_uid, patients.c.patient_id, studies.c.size_bytes, studies.c.num_instances,
                    studies.c.study_date, studies.c.created_at)
             .join(patients, studies.c.patient_pk == patients.c.pk))
 
 
-def _has_instances(*conditions):
+def _has_instances(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
     """An SQL condition on the study of the enclosing query: one of its instances meets `conditions`."""
     return exists(select(instances.c.pk).join(series, instances.c.series_pk == series.c.pk)
                   .where(series.c.study_pk == studies.c.pk, *conditions))
 
 
-def _has_instances_in(area: str, home: str):
+def _has_instances_in(area: str, home: str) -> ColumnElement[bool]:
     return _has_instances(in_area(area, home))
 
 
-def _modality_is(modality: str):
+def _modality_is(modality: str) -> ColumnElement[bool]:
     return exists(select(series.c.pk).where(series.c.study_pk == studies.c.pk, series.c.modality == modality))
 
 
@@ -197,7 +211,7 @@ def studies_to_move(engine: Engine, to_area: str, from_area: str, idle_since: da
     """Studies not retrieved (nor changed) since `idle_since` with files outside `to_area` (in
     `from_area`, when given), oldest access first."""
     last_use = func.coalesce(studies.c.last_accessed_at, studies.c.updated_at)
-    conditions = [studies.c.updated_at < idle_since,
+    conditions: list[ColumnElement[bool]] = [studies.c.updated_at < idle_since,
                   or_(studies.c.last_accessed_at.is_(None), studies.c.last_accessed_at < idle_since),
                   _has_instances(not_(in_area(to_area, home)))]
     if from_area:
@@ -214,7 +228,7 @@ def unprotected_studies(engine: Engine, home: str, limit: int, *, older_than: da
                         area: str = "") -> list[StudyChoice]:
     """Studies no flag protects (neither theirs nor their patient's) that match every condition
     given, oldest arrival first: what retention deletes and what recycling frees room with."""
-    conditions = [studies.c.protected.is_(False), patients.c.protected.is_(False)]
+    conditions: list[ColumnElement[bool]] = [studies.c.protected.is_(False), patients.c.protected.is_(False)]
     if older_than is not None:
         conditions.append(studies.c.created_at < older_than)
     if study_date_before:

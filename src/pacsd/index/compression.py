@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, true, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, true, update
 
 from pacsd.index.schema import changes, compression_journal, compression_outcomes, instances, series, studies
 
@@ -124,7 +124,7 @@ def journal_start(engine: Engine, candidate: Candidate, new_path: str, node: str
     with engine.begin() as conn:
         return conn.execute(insert(compression_journal).values(
             instance_pk=candidate.pk, old_path=candidate.path, new_path=new_path, node=node, state="placing",
-            started_at=datetime.now(timezone.utc))).inserted_primary_key[0]
+            started_at=datetime.now(timezone.utc))).inserted_primary_key[0]  # type: ignore[index]  # an insert: a key
 
 
 def switch_to_compressed(engine: Engine, journal_pk: int, candidate: Candidate, new_path: str, size: int,
@@ -145,7 +145,7 @@ class _NotSwitched(Exception):
     """Rolls the switch back."""
 
 
-def _switch(conn, journal_pk: int, candidate: Candidate, new_path: str, size: int, checksum: str,
+def _switch(conn: Connection, journal_pk: int, candidate: Candidate, new_path: str, size: int, checksum: str,
             syntax: str) -> None:
     if conn.execute(update(compression_journal)
                     .where(compression_journal.c.pk == journal_pk, compression_journal.c.state == "placing")

@@ -7,9 +7,9 @@ by the single writer and the readers.
 
 from __future__ import annotations
 
-from typing import Any
 import os
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError

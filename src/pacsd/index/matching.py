@@ -11,12 +11,12 @@ know, so it is compared as written.  (No DT is an index column: DT keys match in
 
 from __future__ import annotations
 
-from typing import Any
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, or_, true
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
-    CursorResult,
     Boolean,
     Column,
+    CursorResult,
     DateTime,
     ForeignKey,
     Index,

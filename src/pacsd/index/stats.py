@@ -4,10 +4,14 @@ for the status page also bytes per modality, studies per day and the ingest chan
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, String, func, select
 
 from pacsd.index.schema import changes, instances, patients, series, studies
+
+if TYPE_CHECKING:
+    from pacsd.config import StorageSettings
 
 
 def archive_statistics(engine: Engine) -> dict:
@@ -61,9 +65,9 @@ def last_change_seq(engine: Engine) -> int:
         return int(conn.execute(select(func.coalesce(func.max(changes.c.seq), 0))).scalar_one())
 
 
-def bytes_per_area(engine: Engine, storage) -> dict[str, int]:
+def bytes_per_area(engine: Engine, storage: StorageSettings) -> dict[str, int]:
     """Bytes of images in each storage area (`StorageSettings`), from the running totals."""
     from pacsd.index.areas import usage_totals
 
-    totals = usage_totals(engine, storage.home_area)
+    totals = usage_totals(engine, storage.home_area or "default")  # validated settings always name it
     return {name: totals.area_bytes.get(name, 0) for name in storage.areas}

@@ -14,22 +14,22 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
-from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, _config, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
 from pynetdicom.dimse_primitives import C_MOVE
 
 from pacsd.config import QueryRetrievePermission, Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import PacsError
+from pacsd.index.repository import StoredInstance
 from pacsd.net.command_set import shorten_comment
 from pacsd.net.find_responses import PendingResponses
 from pacsd.net.qr_models import MODEL_OF
 from pacsd.net.scp import DicomService
-from pacsd.index.repository import StoredInstance
 from pacsd.net.tcp import tune_association_socket
-from pacsd.services.archive import Archive
 from pacsd.net.tls import client_context
-from pacsd.services.deidentify import site_profile
+from pacsd.services.archive import Archive
 from pacsd.services.audit import Actor
+from pacsd.services.deidentify import site_profile
 from pacsd.services.query import QueryService
 from pacsd.services.retrieve import (
     CannotSend,

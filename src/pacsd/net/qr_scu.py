@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, StoragePresentationContexts, build_role, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, build_role, evt
 
 from pacsd.config import CLIENT_AE_TITLE, SERVER_AE_TITLE
 from pacsd.errors import PacsError

@@ -25,17 +25,17 @@ from pynetdicom.sop_class import Verification
 from pacsd.config import Settings
 from pacsd.dicom.sopclasses import STORAGE_CLASSES
 from pacsd.errors import StorageFull, storage_error
+from pacsd.net import seam
 from pacsd.net.command_set import shorten_comment
 from pacsd.net.connlog import ABORTED_BY_PEER, TIMED_OUT, ConnectionTracker
 from pacsd.net.contexts import NegotiationPolicy, follow_requestor_preference
-from pacsd.net import seam
 from pacsd.net.handoff import CLOSED, NEGOTIATED, report, server_class_for
+from pacsd.net.incoming import IncomingFile, incoming_file_of, new_incoming_file, receive_into
 from pacsd.net.listener import listen_with_pacsd_server
 from pacsd.net.pdu_limit import refuse_oversized_pdus
 from pacsd.net.store_reader import StoreRequest
 from pacsd.net.tcp import bound_reads, tune_association_socket
 from pacsd.net.tls import certificate_refuses, server_context
-from pacsd.net.incoming import IncomingFile, incoming_file_of, new_incoming_file, receive_into
 from pacsd.services.archive import Archive
 from pacsd.services.ingest import OUT_OF_RESOURCES, Expected, Source
 

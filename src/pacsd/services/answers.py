@@ -8,11 +8,11 @@ JSON, and an answer holding any (or non-ASCII text) is encoded by pydicom.
 
 from __future__ import annotations
 
-from typing import Any
 import logging
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement

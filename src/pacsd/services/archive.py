@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pacsd.config import Settings
 from pacsd.dicom.sopclasses import resolve_sop_classes
 from pacsd.index.engine import open_index
-from pacsd.index.study_folders import StudyFolderClaims
 from pacsd.index.shared_writer import WriterClient
 from pacsd.index.solo_writer import SoloWhenAloneWriter
+from pacsd.index.study_folders import StudyFolderClaims
 from pacsd.index.writer import IndexWriter
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.audit import AuditTrail

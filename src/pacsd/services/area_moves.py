@@ -15,14 +15,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from pacsd.area_paths import split_area_path
 from pacsd.config import MoveRule
 from pacsd.errors import PacsError
-from pacsd.index.areas import (StudyChoice, area_instance_counts, recount_area_usage, studies_to_move,
-                              study_files_outside, switch_paths, usage_totals)
+from pacsd.index.areas import (
+    StudyChoice,
+    area_instance_counts,
+    recount_area_usage,
+    studies_to_move,
+    study_files_outside,
+    switch_paths,
+    usage_totals,
+)
+from pacsd.pathnames import path_component
 from pacsd.services.archive import Archive
 from pacsd.services.scansheet import study_dir_for
-from pacsd.area_paths import split_area_path
-from pacsd.pathnames import path_component
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from io import BufferedReader
+from pathlib import Path
 
 PARALLEL_FROM = 128 * 1024  # bytes: from this size on the digest is computed in a helper thread
 

@@ -7,10 +7,10 @@ status page can show who asked, when, how many were committed or failed and how 
 
 from __future__ import annotations
 
-from typing import Any
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Row, and_, bindparam, case, func, insert, select, update
 

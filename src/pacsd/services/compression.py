@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from pydicom.uid import UID
 from sqlalchemy import Engine
@@ -176,7 +176,7 @@ class Compressor:
         finally:
             temp.unlink(missing_ok=True)
 
-    def _switch(self, candidate: Candidate, syntax: str, temp, size: int, checksum: str) -> int | None:
+    def _switch(self, candidate: Candidate, syntax: str, temp: Path, size: int, checksum: str) -> int | None:
         """Place the checked file beside the original, durably; point the row at it; remove the original."""
         new_path = self._free_name(candidate.path, syntax)
         journal = index.journal_start(self.engine, candidate, new_path, self.node)

@@ -14,9 +14,9 @@ from pathlib import PurePosixPath
 
 from pacsd.errors import PacsError
 from pacsd.index.repository import StudyIsProtected, delete_study_rows
+from pacsd.pathnames import path_component
 from pacsd.services.archive import Archive
 from pacsd.services.scansheet import study_dir_for
-from pacsd.pathnames import path_component
 
 log = logging.getLogger(__name__)
 

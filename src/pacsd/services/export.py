@@ -5,11 +5,10 @@ The index selects the instances; `pacsd.dicom.dicomdir.write_fileset` writes the
 
 from __future__ import annotations
 
-from typing import Any
 import shutil
 import tempfile
 from pathlib import Path
-
+from typing import Any
 
 from pacsd.dicom.dicomdir import write_fileset
 from pacsd.errors import PacsError

@@ -10,7 +10,6 @@ are in the environment too, as PACSD_<PLACEHOLDER>.
 
 from __future__ import annotations
 
-from pathlib import Path
 import os
 import re
 import signal
@@ -18,17 +17,18 @@ import string
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine
 
 from pacsd.config import HookSettings
 from pacsd.index.repository import study_summary
+from pacsd.pathnames import path_component
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.listeners import InstanceStored
 from pacsd.services.scansheet import study_dir_for
 from pacsd.services.workqueue import WorkQueue
 from pacsd.storage.layout import Layout
-from pacsd.pathnames import path_component
 
 OUTPUT_LOGGED = 4000  # characters of a hook's output kept in the action log
 DRAIN_AFTER_KILL = 2.0  # seconds to read what a killed hook wrote before its pipe is closed

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pacsd.dicom.dicomdir import DICOMDIR, read_fileset
+from pacsd.errors import storage_error
 from pacsd.services.archive import Archive
 from pacsd.services.ingest import Source, StoreResult
-from pacsd.errors import storage_error
 
 _COPY_BUFFER = 1 << 20  # bytes per read while copying a file in
 

@@ -10,8 +10,8 @@ temp file and any placed file are removed: nothing half-done stays behind.  List
 from __future__ import annotations
 
 import json
-from concurrent.futures import Future
 import logging
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -21,10 +21,11 @@ from pacsd.dicom.header import Header, first_text, integer_or_none, read_header
 from pacsd.errors import InvalidDicom, StorageFull
 from pacsd.index.columns import PATIENT_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, column_values
 from pacsd.index.shared_writer import CommitUnknown, WriterClient
+from pacsd.index.solo_writer import SoloWhenAloneWriter
 from pacsd.index.writer import DuplicatePolicy, IndexWriter, InstanceRecord, WriteOutcome
-from pacsd.services.series_numbering import SeriesArrivals
 from pacsd.services.checksum import sha256_soon
 from pacsd.services.listeners import IncomingInstance, InstanceStored, Listeners
+from pacsd.services.series_numbering import SeriesArrivals
 from pacsd.storage.blobstore import BlobStore
 from pacsd.storage.layout import Layout, Placement
 
@@ -74,7 +75,7 @@ class StoreResult:
 class Ingest:
     """Receives complete files on the storage volume and archives them."""
 
-    def __init__(self, blobs: BlobStore, writer: IndexWriter | WriterClient, layout: Layout, duplicates: DuplicatePolicy = "keep",
+    def __init__(self, blobs: BlobStore, writer: IndexWriter | WriterClient | SoloWhenAloneWriter, layout: Layout, duplicates: DuplicatePolicy = "keep",
                  accepted_sop_classes: set[str] | None = None, listeners: Listeners | None = None) -> None:
         """`listeners`: filters asked before an instance is placed, told once it is stored."""
         self.blobs = blobs

@@ -8,9 +8,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from pacsd.services.area_moves import run_moves
 from pacsd.services.retention import run_retention
+
+if TYPE_CHECKING:
+    from pacsd.services.archive import Archive
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +22,7 @@ FIRST_RUN_AFTER = 30.0  # seconds after start: start-up work (resumed end-of-stu
 
 
 class StorageLifecycle:
-    def __init__(self, archive) -> None:
+    def __init__(self, archive: Archive) -> None:
         self.archive = archive
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None

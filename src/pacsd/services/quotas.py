@@ -16,10 +16,14 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from pacsd.config import Quota
 from pacsd.dicom.header import Header
 from pacsd.index.areas import Totals, study_exists, unprotected_studies, usage_totals
+
+if TYPE_CHECKING:
+    from pacsd.services.archive import Archive
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,7 @@ KNOWN_STUDIES = 10_000  # study UIDs remembered as present (a few hundred KB)
 class QuotaGuard:
     """Decides whether an instance (or a study moved into an area) fits every quota."""
 
-    def __init__(self, archive) -> None:
+    def __init__(self, archive: Archive) -> None:
         self.archive = archive
         self.limits: list[Quota] = archive.settings.quotas.limits
         self.refresh = archive.settings.quotas.refresh
@@ -95,6 +99,7 @@ class QuotaGuard:
 
     def _count(self, area: str, size: int, new_study: bool) -> None:
         totals = self._totals
+        assert totals is not None  # read by _current() first
         area_bytes = {**totals.area_bytes, area: totals.area_bytes.get(area, 0) + size}
         self._totals = replace(totals, bytes=totals.bytes + size, studies=totals.studies + int(new_study),
                                area_bytes=area_bytes)

@@ -24,8 +24,8 @@ from pacsd.dicom.deidentify import Profile
 from pacsd.dicom.transcode import CannotTranscode, transcoded
 from pacsd.errors import PacsError
 from pacsd.index.areas import touch_studies
-from pacsd.index.repository import StoredInstance
 from pacsd.index.query_keys import UNIQUE_KEYS, joined_tables, levels_down_to
+from pacsd.index.repository import StoredInstance
 from pacsd.index.schema import instances, studies
 from pacsd.services.deidentify import write_deidentified
 from pacsd.services.query import InvalidQuery, check_level, parse_keys, sql_condition, visible_only

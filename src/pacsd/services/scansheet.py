@@ -20,20 +20,20 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from sqlalchemy import Engine, Row
 
+from pacsd.area_paths import area_path, split_area_path
 from pacsd.config import ScanSheetSettings
 from pacsd.dicom.header import first_text
 from pacsd.dicom.nesting import load_header_json
 from pacsd.dicom.person_names import readable_person_name
 from pacsd.index.repository import SeriesFiles, study_rows
+from pacsd.pathnames import path_component
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.sheetfonts import SheetFonts
 from pacsd.services.sheetpdf import render_sheet_pdf
 from pacsd.services.thumbnails import thumbnail
 from pacsd.services.workqueue import StopRequested
-from pacsd.area_paths import area_path, split_area_path
 from pacsd.storage.blobstore import BlobStore
 from pacsd.storage.layout import Layout
-from pacsd.pathnames import path_component
 
 log = logging.getLogger(__name__)
 

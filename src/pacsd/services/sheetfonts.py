@@ -7,13 +7,13 @@ before it lack.
 
 from __future__ import annotations
 
-from typing import Any
 import copy
 import logging
 import struct
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from fontTools.fontBuilder import FontBuilder
 from fontTools.ttLib import TTFont, TTLibError, newTable

@@ -7,10 +7,10 @@ small per-sheet ones of `pacsd.services.sheetfonts`, made from every string the 
 
 from __future__ import annotations
 
-from typing import Any
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from fpdf import FPDF
 from fpdf.fonts import FontFace

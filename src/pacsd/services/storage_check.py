@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-
+from pacsd.area_paths import area_prefix
 from pacsd.dicom.header import read_header
 from pacsd.errors import InvalidDicom
 from pacsd.index.repository import indexed_checksums, instance_files_by_uid
@@ -28,7 +28,7 @@ from pacsd.services.archive import Archive
 from pacsd.services.checksum import sha256_soon
 from pacsd.services.corrections import recover_interrupted
 from pacsd.services.importer import import_file
-from pacsd.area_paths import area_prefix
+from pacsd.storage.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def check_storage(archive: Archive, checksums: bool = False, repair: bool = Fals
     return report
 
 
-def _is_file(blobs, relative: str) -> bool:
+def _is_file(blobs: BlobStore, relative: str) -> bool:
     try:
         return blobs.path_of(relative).is_file()
     except ValueError:  # in an area the configuration no longer names

@@ -17,8 +17,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from pacsd.dicom.header import first_text, integer_or_none
-from pacsd.storage.layout import Placement, render_component
 from pacsd.pathnames import path_component
+from pacsd.storage.layout import Placement, render_component
 
 log = logging.getLogger(__name__)
 

@@ -20,14 +20,13 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
+from pacsd.area_paths import area_path, split_area_path
 from pacsd.deferred import DeferredFuture
 from pacsd.errors import ConfigError, storage_error
-from pacsd.area_paths import area_path, split_area_path
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from pacsd.pathnames import (
     path_component,
 )
 
+
 def field_value(dataset: Dataset, field: str) -> str:
     """The text of one template field: a keyword, a derived date part, or `A|B` alternatives."""
     for keyword in field.split("|"):

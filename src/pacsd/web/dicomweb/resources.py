@@ -16,8 +16,8 @@ from fastapi import HTTPException, Request
 
 from pacsd.errors import FrameOutOfRange, NoPixelData, PixelDecodeError
 from pacsd.index.areas import touch_studies
-from pacsd.services.archive import Archive
 from pacsd.index.repository import StoredInstance, current_instance, instances_of
+from pacsd.services.archive import Archive
 from pacsd.web.access import visible_accounts
 
 ROOT = "/dicom-web"

@@ -18,8 +18,8 @@ from pacsd.dicom.frames import FRAME_MEDIA_TYPES, UNCOMPRESSED, frame_as_stored,
 from pacsd.dicom.pixels import frame_count
 from pacsd.dicom.render import middle_frame
 from pacsd.errors import FrameOutOfRange
-from pacsd.services.rendering import THUMBNAIL_SIZE, RenderRequest, Viewport, parse_render_request, render_bytes
 from pacsd.index.repository import StoredInstance
+from pacsd.services.rendering import THUMBNAIL_SIZE, RenderRequest, Viewport, parse_render_request, render_bytes
 from pacsd.web.dicomweb.media import OCTET_STREAM, choose_frame_encoding, choose_rendered_type
 from pacsd.web.dicomweb.multipart import OutgoingPart, multipart_type, new_boundary, write_parts
 from pacsd.web.dicomweb.resources import file_of, find_instances, pixel_errors

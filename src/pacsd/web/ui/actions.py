@@ -19,10 +19,10 @@ from starlette.background import BackgroundTask
 
 from pacsd.dicom.person_names import readable_person_name
 from pacsd.index.areas import set_protected
-from pacsd.services.deletion import delete_study
-from pacsd.services.deidentify import site_profile
-from pacsd.services.export import DeidentifiedExportIncomplete, export_fileset, instance_files
 from pacsd.pathnames import path_component
+from pacsd.services.deidentify import site_profile
+from pacsd.services.deletion import delete_study
+from pacsd.services.export import DeidentifiedExportIncomplete, export_fileset, instance_files
 from pacsd.web.access import current_user, require_admin
 from pacsd.web.ui.audit import audit
 from pacsd.web.ui.jobs import Job

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pacsd.index import stats
 from pacsd.index.repository import recent_commitment_requests
-from pacsd.services.area_moves import area_report
 from pacsd.services.archive import Archive
+from pacsd.services.area_moves import area_report
 
 RATE_WINDOW = 60.0  # seconds the ingest rate is averaged over
 STORAGE_CACHE_SECONDS = 30.0

@@ -14,11 +14,11 @@ from fastapi.responses import RedirectResponse, Response
 from pacsd.index import browse
 from pacsd.services.users import User
 from pacsd.web.access import current_user, visible_accounts
+from pacsd.web.ohif import ohif_study_link
 from pacsd.web.ui.audit import audit
 from pacsd.web.ui.lookups import visible_study
 from pacsd.web.ui.sheets import scan_sheet_links
 from pacsd.web.ui.templating import render
-from pacsd.web.ohif import ohif_study_link
 
 router = APIRouter(dependencies=[Depends(current_user)])
 PER_PAGE = 50

@@ -5,7 +5,6 @@ page shows the sub-operation counts.  The DICOM work is `pacsd.services.remote_n
 
 from __future__ import annotations
 
-
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydicom.uid import UID

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
+
 from pacsd.index.repository import first_instance_path
+from pacsd.pathnames import path_component
 from pacsd.services.archive import Archive
 from pacsd.services.scansheet import study_dir_for
-from pacsd.pathnames import path_component
 from pacsd.web.access import current_user
 from pacsd.web.ui.lookups import visible_study
 

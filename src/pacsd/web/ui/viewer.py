@@ -14,11 +14,11 @@ from pacsd.dicom.nesting import load_header_json
 from pacsd.errors import PacsError
 from pacsd.index import browse
 from pacsd.web.access import current_user
-from pacsd.web.ui.lookups import visible_instance, visible_series, visible_study
+from pacsd.web.ohif import ohif_study_link
 from pacsd.web.ui.images import frame_png, thumbnail_png
+from pacsd.web.ui.lookups import visible_instance, visible_series, visible_study
 from pacsd.web.ui.tags import tag_rows
 from pacsd.web.ui.templating import render
-from pacsd.web.ohif import ohif_study_link
 
 log = logging.getLogger(__name__)
 router = APIRouter(dependencies=[Depends(current_user)])

@@ -15,9 +15,8 @@ Create Date: 2026-12-01 08:09:02.673839
 from datetime import datetime, timezone
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '0002'

@@ -8,9 +8,8 @@ Create Date: 2026-12-03 12:40:00
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision: str = '0005'
 down_revision: Union[str, Sequence[str], None] = '0004'
