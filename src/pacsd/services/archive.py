@@ -22,8 +22,10 @@ from pacsd.services.actionlog import ActionLog
 from pacsd.services.audit import AuditTrail
 from pacsd.services.audit_syslog import syslog_sender
 from pacsd.services.endofstudy import EndOfStudyWork
+from pacsd.services.forwarding import Forwarding
 from pacsd.services.hooks import HookRunner
 from pacsd.services.ingest import Ingest
+from pacsd.services.routes import RouteTable, compile_routes
 from pacsd.services.scansheet import ScanSheetWriter
 from pacsd.services.stable import StudyStableDetector
 from pacsd.services.workqueue import WorkQueue
@@ -40,6 +42,7 @@ class Archive:
         `writer_address`: hand instance rows to the shared writer process there instead of
         committing them in this process."""
         self.settings = settings
+        self.routes = RouteTable(compile_routes(settings))  # a bad route stops here, before anything opens
         database = settings.database
         self.engine = open_index(database.target, database.wal_mode, database.auto_upgrade)
         storage = settings.storage
@@ -66,15 +69,20 @@ class Archive:
             accepted_sop_classes=self.accepted_sop_classes,
             actions=self.actions,
             on_stored=self.hooks.instance_stored,
+            companion_rows=self.routes.companion_rows if self.routes.on_stored else None,
         )
         # Set by `end_of_study.request_stop()`: scan sheets in progress give up too.
         background_stop = threading.Event()
         self.scan_sheets = ScanSheetWriter(self.engine, self.blobs, self.layout, settings.scan_sheets, self.actions,
                                            background_stop)
         steps = [("scan-sheet", self.scan_sheets.write)] if settings.scan_sheets.enabled else []
+        self.forwarding = Forwarding(self.engine, settings, self.routes, self.node, self.actions, self.blobs.root,
+                                     self._delete_delivered_study)
+        steps.append(("hook-on_study_stable", self.hooks.study_stable))
+        if self.routes.routes:
+            steps.append(("forwarding", self.forwarding.study_stable))
         self.study_work = WorkQueue(settings.hooks.end_of_study_workers, "pacsd-end-of-study")
-        self.end_of_study = EndOfStudyWork(self.engine, self.node, self.study_work, self.actions,
-                                           [*steps, ("hook-on_study_stable", self.hooks.study_stable)],
+        self.end_of_study = EndOfStudyWork(self.engine, self.node, self.study_work, self.actions, steps,
                                            background_stop)
         self.stable_detector = StudyStableDetector(self.engine, settings.stable_after,
                                                    self.end_of_study.study_stable, node=self.node)
@@ -84,9 +92,16 @@ class Archive:
         detector (the server does; tests may)."""
         self.end_of_study.resume_pending()
         self.stable_detector.start()
+        self.forwarding.start()
+
+    def _delete_delivered_study(self, study_uid: str) -> None:
+        from pacsd.services.deletion import delete_study
+
+        delete_study(self, study_uid, by="forwarding (delete_after_delivery)")
 
     def close(self) -> None:
         self.end_of_study.request_stop()  # first: a backlog of end-of-study work never delays a stop
+        self.forwarding.stop()  # a batch under way finishes (its timeouts bound it); the rest waits
         self.stable_detector.stop()
         self.instance_work.close()
         self.study_work.close(cancel_pending=True)

@@ -90,7 +90,10 @@ class Ingest:
 
     def __init__(self, blobs: BlobStore, writer: IndexWriter, layout: Layout, duplicates: DuplicatePolicy = "keep",
                  accepted_sop_classes: set[str] | None = None, actions: ActionLog | None = None,
-                 on_stored: Callable[[InstanceStored], None] | None = None) -> None:
+                 on_stored: Callable[[InstanceStored], None] | None = None,
+                 companion_rows: Callable[[Header, InstanceRecord], dict[str, list[dict]]] | None = None) -> None:
+        """`companion_rows(header, record)`: rows of other tables to commit with the instance's
+        own (its forwarding work); its failure fails the store (nothing acknowledged without them)."""
         self.blobs = blobs
         self.writer = writer
         self.layout = layout
@@ -99,6 +102,7 @@ class Ingest:
         self.arrivals = SeriesArrivals(writer.engine)
         self.actions = actions
         self.on_stored = on_stored
+        self.companion_rows = companion_rows
 
     def store(self, temp: Path, source: Source, expected: Expected | None = None) -> StoreResult:
         """Archive the file at `temp` (which this call consumes) and return the DICOM status."""
@@ -117,6 +121,8 @@ class Ingest:
             record = self._record(header, source)
             placement = self.layout.placement(header.dataset, lambda: self.arrivals.next(header.series_uid))
             record.account = placement.account
+            if self.companion_rows is not None:
+                record.companion_rows = self.companion_rows(header, record)
             placed = str(self.blobs.place(temp, placement.path))
             record.path = placed
             record.checksum = checksum.result()
