@@ -39,10 +39,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pacsd.cli import commit, db, deid, modify, qr, serve, toolkit, tools, users
+    from pacsd.cli import commit, db, deid, modify, qr, queue, serve, toolkit, tools, users
 
     for command in (*serve.COMMANDS, *tools.COMMANDS, *deid.COMMANDS, *modify.COMMANDS, *toolkit.COMMANDS, *commit.COMMANDS, *qr.COMMANDS,
-                    *users.COMMANDS, *db.COMMANDS):
+                    *users.COMMANDS, *db.COMMANDS, *queue.COMMANDS):
         main.add_command(command)
 
 

@@ -1,0 +1,127 @@
+"""Forwarding routes against real peers: a DCMTK storescp destination that is down and then up,
+one that refuses a SOP class, route matching, and the queue's state as `pacsd queue` shows it."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.conftest import wait_until
+from tests.dicomgen import write_dicom
+from tests.forwarding_support import Storescp, queue_rows, sop_uids
+from tests.studies import send, write_study
+
+FAST_RETRIES = {"retry_first_delay": 0.2, "retry_backoff": 2, "retry_max_delay": 1, "poll_interval": 0.1}
+
+
+@pytest.fixture
+def storescp(tmp_path):
+    started = []
+
+    def factory(name: str = "DEST", **options) -> Storescp:
+        peer = Storescp(tmp_path / name, name, **options)
+        started.append(peer)
+        return peer
+
+    yield factory
+    for peer in started:
+        peer.stop()
+
+
+def forwarding_pacs(pacs_factory, destinations, routes, **sections):
+    pacs = pacs_factory(known_aes=[d.known_ae() for d in destinations], routes=routes,
+                        forwarding={**FAST_RETRIES, **sections.pop("forwarding", {})}, **sections)
+    pacs.archive.start_background()
+    return pacs
+
+
+def test_destination_down_then_up_gets_everything_once(tmp_path, pacs_factory, storescp):
+    dest = storescp()
+    pacs = forwarding_pacs(pacs_factory, [dest], [{"name": "backup", "to": ["DEST"]}])
+    files = write_study(tmp_path / "study", series=2, per_series=3)
+    send(pacs, files)
+    # Down: every item is retried and says why
+    wait_until(lambda: all(r.attempts >= 2 for r in queue_rows(pacs.archive.engine)), what="retries")
+    rows = queue_rows(pacs.archive.engine)
+    assert len(rows) == len(files) and {r.state for r in rows} <= {"pending", "in_flight"}
+    assert all("cannot be reached" in r.last_error for r in rows if r.state == "pending")
+    dest.start()
+    wait_until(lambda: {r.state for r in queue_rows(pacs.archive.engine)} == {"delivered"}, what="delivered")
+    assert Counter(dest.received()) == Counter(sop_uids(files))  # each exactly once
+
+
+def test_destination_refusing_a_sop_class_fails_that_item_only(tmp_path, pacs_factory, storescp):
+    dest = storescp(only_ct=True).start()
+    pacs = forwarding_pacs(pacs_factory, [dest], [{"name": "all", "to": ["DEST"]}])
+    ct = [write_dicom(tmp_path / f"ct{i}.dcm", InstanceNumber=i) for i in range(3)]
+    mr = write_dicom(tmp_path / "mr.dcm", SOPClassUID="1.2.840.10008.5.1.4.1.1.4", Modality="MR")
+    send(pacs, [ct[0], mr, ct[1], ct[2]])
+    wait_until(lambda: {r.state for r in queue_rows(pacs.archive.engine)} <= {"delivered", "failed"}, what="settled")
+    rows = {r.sop_uid: r for r in queue_rows(pacs.archive.engine)}
+    refused = rows.pop(sop_uids([mr])[0])
+    assert refused.state == "failed" and "does not accept SOP class 1.2.840.10008.5.1.4.1.1.4" in refused.last_error
+    assert refused.attempts == 1  # refused for good: not retried
+    assert {r.state for r in rows.values()} == {"delivered"}
+    assert Counter(dest.received()) == Counter(sop_uids(ct))
+
+
+ACCOUNTS = {"entries": [{"name": "cardiology", "physicians": ["DOE^JOHN"]}]}
+
+
+def test_routes_match_by_modality_ae_account_tag_wildcards_and_study_stable(tmp_path, pacs_factory, storescp):
+    dest = storescp().start()
+    routes = [
+        {"name": "by-modality", "to": ["DEST"], "match": {"modality": "MR"}},
+        {"name": "by-ae", "to": ["DEST"], "match": {"calling_aet": "CT_*"}},
+        {"name": "by-account", "to": ["DEST"], "match": {"account": "cardiology"}},
+        {"name": "by-tag", "to": ["DEST"], "match": {"tags": {"StationName": "SCANNER?2*",
+                                                             "0008,0080": ["*General*", "Clinic"]}}},
+        {"name": "ct-when-stable", "when": "study_stable", "to": ["DEST"], "match": {"sop_class": "CT"}},
+    ]
+    pacs = forwarding_pacs(pacs_factory, [dest], routes, storage={"naming": "accounts"}, accounts=ACCOUNTS,
+                           stable_after=0.5)
+    a = write_dicom(tmp_path / "a.dcm", RequestingPhysician="DOE^JOHN", StationName="SCANNER12",
+                    InstitutionName="General")
+    b = write_dicom(tmp_path / "b.dcm", SOPClassUID="1.2.840.10008.5.1.4.1.1.4", Modality="MR",
+                    StationName="SCANNER3", InstitutionName="City General Hospital")
+    c = write_dicom(tmp_path / "c.dcm", StationName="SCANNER22", InstitutionName="Big General")
+    d = write_dicom(tmp_path / "d.dcm", StationName="SCANNER22", InstitutionName="Other")
+    send(pacs, [a], aet="CT_ONE")
+    send(pacs, [b, c, d], aet="MODALITY")
+    uid_a, uid_b, uid_c, uid_d = sop_uids([a, b, c, d])
+    wait_until(lambda: len({r.sop_uid for r in queue_rows(pacs.archive.engine) if r.route == "ct-when-stable"}) == 3,
+               what="study_stable route queued")
+    wait_until(lambda: {r.state for r in queue_rows(pacs.archive.engine)} == {"delivered"}, what="delivered")
+    by_route: dict[str, set[str]] = {}
+    for row in queue_rows(pacs.archive.engine):
+        by_route.setdefault(row.route, set()).add(row.sop_uid)
+    assert by_route == {"by-modality": {uid_b}, "by-ae": {uid_a}, "by-account": {uid_a},
+                        "by-tag": {uid_a, uid_c}, "ct-when-stable": {uid_a, uid_c, uid_d}}
+    assert Counter(dest.received()) == Counter({uid_a: 4, uid_b: 1, uid_c: 2, uid_d: 1})
+
+
+@pytest.mark.parametrize("route, message", [
+    ({"name": "r1", "to": ["NOWHERE"]}, "route 'r1': unknown destination 'NOWHERE'"),
+    ({"name": "r2", "to": ["DEST"], "match": {"tags": {"NoSuchKeyword": "x"}}}, "route 'r2': unknown tag"),
+    ({"name": "r3", "to": ["DEST"], "match": {"tags": {"StudyInstanceUID": "1.2.*"}}},
+     "route 'r3': match.tags 'StudyInstanceUID': '1.2.*': C-FIND takes no wildcards for VR UI"),
+    ({"name": "r4", "to": ["DEST"], "transfer_syntax": "JPEG Baseline (Process 1)"}, "route 'r4': transfer_syntax"),
+    ({"name": "r5", "to": ["http://x.example/dicom-web"], "commitment": True}, "route 'r5': commitment"),
+    ({"name": "r6", "to": ["DEST"], "match": {"tags": {"ReferencedImageSequence": "x"}}}, "route 'r6': match.tags"),
+])
+def test_a_bad_route_stops_start_up_with_one_line_naming_it(tmp_path, route, message):
+    import subprocess
+
+    import yaml
+
+    from tests.conftest import VENV_BIN, free_port
+
+    config = tmp_path / "pacsd.yaml"
+    config.write_text(yaml.safe_dump({"known_aes": [{"ae_title": "DEST", "host": "127.0.0.1", "port": 104}],
+                                      "routes": [route]}))
+    run = subprocess.run([str(VENV_BIN / "pacsd"), "serve", "--config", str(config), "--port", str(free_port()),
+                          "--http-port", str(free_port()), "--storage-dir", str(tmp_path / "s"), "--log-dir", str(tmp_path / "l"),
+                          "--index-db", str(tmp_path / "i.sqlite")], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and message in run.stderr, run.stderr
