@@ -47,7 +47,8 @@ class Storescp:
             config = self.folder.parent / f"{self.aet}-only-ct.cfg"
             config.write_text(_ONLY_CT_CONFIG)
             args += ["-xf", str(config), "OnlyCT"]
-        self.proc = subprocess.Popen([*args, str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.log = open(self.folder.parent / f"{self.aet}-storescp.log", "ab")
+        self.proc = subprocess.Popen([*args, "-v", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)
         from tests.conftest import wait_until
 
         wait_until(lambda: dcmtk("echoscu", "-aec", self.aet, HOST, str(self.port), timeout=10).returncode == 0,
@@ -58,6 +59,7 @@ class Storescp:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+            self.log.close()
 
     def received(self) -> list[str]:
         """SOP Instance UIDs of every file received (repeats included), read with pydicom."""

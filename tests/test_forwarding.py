@@ -12,7 +12,8 @@ from tests.dicomgen import write_dicom
 from tests.forwarding_support import Storescp, queue_rows, sop_uids
 from tests.studies import send, write_study
 
-FAST_RETRIES = {"retry_first_delay": 0.2, "retry_backoff": 2, "retry_max_delay": 1, "poll_interval": 0.1}
+FAST_RETRIES = {"retry_first_delay": 0.2, "retry_backoff": 2, "retry_max_delay": 1, "poll_interval": 0.1,
+                "timeout": 5}
 
 
 @pytest.fixture
