@@ -126,3 +126,68 @@ def test_a_bad_route_stops_start_up_with_one_line_naming_it(tmp_path, route, mes
                           "--index-db", str(tmp_path / "i.sqlite")], capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert run.stderr.count("\n") == 1 and message in run.stderr, run.stderr
+
+
+def second_pacs(tmp_path, pacs_factory, name: str, **sections):
+    """Another pacsd (own storage and index) as a destination."""
+    return pacs_factory(server={"ae_title": name}, storage={"directory": str(tmp_path / name / "storage")},
+                        database={"path": str(tmp_path / name / "index.sqlite"), "url": None},
+                        logging={"directory": str(tmp_path / name / "logs")}, **sections)
+
+
+def stored_uids(pacs) -> list[str]:
+    from sqlalchemy import select
+
+    from pacsd.index.schema import instances
+
+    with pacs.archive.engine.connect() as conn:
+        return list(conn.execute(select(instances.c.sop_uid)).scalars())
+
+
+def test_commitment_on_and_delete_after_delivery(tmp_path, pacs_factory):
+    archive2 = second_pacs(tmp_path, pacs_factory, "ARCHIVE2", known_aes=[
+        {"ae_title": "PACSD", "host": "127.0.0.1", "port": 1, "commitment_reply": "same"}])
+    route = {"name": "router", "to": ["ARCHIVE2"], "commitment": True, "delete_after_delivery": True}
+    pacs = pacs_factory(known_aes=[{"ae_title": "ARCHIVE2", "host": "127.0.0.1", "port": archive2.port}],
+                        routes=[route], forwarding=FAST_RETRIES, stable_after=0.3)
+    pacs.archive.start_background()
+    files = write_study(tmp_path / "study", series=1, per_series=4)
+    send(pacs, files)
+    actions = tmp_path / "logs" / "actions.log"
+    wait_until(lambda: "study-deleted" in actions.read_text(), what="the delivered study removed here")
+    assert pacs.instance_count() == 0
+    assert sorted(stored_uids(archive2)) == sorted(sop_uids(files))
+    rows = queue_rows(pacs.archive.engine)
+    assert [r.state for r in rows] == ["delivered"] * len(files)
+    assert actions.read_text().count(" forwarded ") == len(files)
+    assert pacs.stored_files() == []
+
+
+def test_commitment_refused_keeps_the_local_copy(tmp_path, pacs_factory, storescp):
+    dest = storescp().start()  # storescp does not offer Storage Commitment
+    route = {"name": "router", "to": ["DEST"], "commitment": True, "delete_after_delivery": True}
+    pacs = forwarding_pacs(pacs_factory, [dest], [route], stable_after=0.3,
+                           forwarding={"max_attempts": 2})
+    files = write_study(tmp_path / "study", series=1, per_series=2)
+    send(pacs, files)
+    wait_until(lambda: {r.state for r in queue_rows(pacs.archive.engine)} == {"failed"}, what="failed")
+    assert all("not committed" in r.last_error for r in queue_rows(pacs.archive.engine))
+    assert pacs.instance_count() == len(files)
+
+
+def test_a_second_pacsd_over_stow_rs(tmp_path, pacs_factory):
+    from pacsd.web.server import WebServer
+
+    archive2 = second_pacs(tmp_path, pacs_factory, "WEB2", web={"login": False})
+    server = WebServer(archive2.archive, "127.0.0.1", 0, archive2.server.connections)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.address[1]}/dicom-web"
+        pacs = pacs_factory(routes=[{"name": "web", "to": [base]}], forwarding=FAST_RETRIES)
+        pacs.archive.start_background()
+        files = write_study(tmp_path / "study", series=2, per_series=3)
+        send(pacs, files)
+        wait_until(lambda: {r.state for r in queue_rows(pacs.archive.engine)} == {"delivered"}, what="delivered")
+        assert sorted(stored_uids(archive2)) == sorted(sop_uids(files))
+    finally:
+        server.stop()

@@ -32,10 +32,13 @@ class WebDestination:
     def __init__(self, base_url: str, storage_root: Path, timeout: float) -> None:
         self.url = base_url.rstrip("/") + "/studies"
         self.root = storage_root
-        self._client = httpx.Client(timeout=timeout)
+        self.timeout = timeout
+        self._client: httpx.Client | None = None
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def deliver(self, items: list[QueueItem]) -> list[Delivery]:
         boundary = uuid.uuid4().hex
@@ -45,6 +48,8 @@ class WebDestination:
             return [Delivery(item, RETRY, f"cannot read the stored file: {exc}") for item in items]
         headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
                    "Accept": "application/dicom+json"}
+        if self._client is None:
+            self._client = httpx.Client(timeout=self.timeout)
         try:
             with self._client.stream("POST", self.url, content=_multipart(payloads, boundary),
                                      headers=headers) as response:
