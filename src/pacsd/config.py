@@ -388,7 +388,8 @@ class ForwardingSettings(_Section):
     retry_backoff: float = Field(2.0, ge=1, description="each retry waits this many times longer")
     retry_max_delay: float = Field(600, gt=0, description="the longest wait between two attempts")
     poll_interval: float = Field(1.0, gt=0, description="seconds between looks for new work when idle")
-    timeout: float = Field(60, gt=0, description="seconds for a connection, a response, a commitment report")
+    timeout: float = Field(15, gt=0, description="seconds for a connection, a C-STORE response, a commitment "
+                           "report; a response waited for in vain is sent again")
     claim_timeout: float = Field(900, gt=0, description="an item another node claimed this long ago is "
                                  "taken over (that node died)")
     keep_delivered: float = Field(7 * 86400, ge=0, description="seconds delivered and cancelled items stay listed")
