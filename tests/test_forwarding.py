@@ -191,3 +191,34 @@ def test_a_second_pacsd_over_stow_rs(tmp_path, pacs_factory):
         assert sorted(stored_uids(archive2)) == sorted(sop_uids(files))
     finally:
         server.stop()
+
+
+def pacsd_queue(tmp_path, *args: str):
+    import json
+    import subprocess
+
+    from tests.conftest import VENV_BIN
+
+    run = subprocess.run([str(VENV_BIN / "pacsd"), "queue", *args, "--index-db", str(tmp_path / "index.sqlite")],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout) if "--json" in args else run.stdout
+
+
+def test_queue_command_lists_retries_and_cancels(tmp_path, pacs_factory, storescp):
+    dest = storescp()  # down: items wait for their retry
+    pacs = forwarding_pacs(pacs_factory, [dest], [{"name": "backup", "to": ["DEST"]}],
+                           forwarding={"max_attempts": 1})
+    files = [write_dicom(tmp_path / f"{i}.dcm", InstanceNumber=i) for i in range(3)]
+    send(pacs, files)
+    wait_until(lambda: {r.state for r in queue_rows(pacs.archive.engine)} == {"failed"}, what="failed")
+    failed = pacsd_queue(tmp_path, "list", "--state", "failed", "--json")
+    assert sorted(item["sop_uid"] for item in failed) == sorted(sop_uids(files))
+    assert all(item["route"] == "backup" and "cannot be reached" in item["last_error"] for item in failed)
+    assert pacsd_queue(tmp_path, "cancel", "--id", str(failed[0]["id"])) == "1 items cancelled\n"
+    dest.start()
+    assert pacsd_queue(tmp_path, "retry", "--route", "backup") == "2 items due again\n"
+    wait_until(lambda: sorted(r.state for r in queue_rows(pacs.archive.engine)) ==
+               ["cancelled", "delivered", "delivered"], what="retried items delivered")
+    assert sorted(dest.received()) == sorted(item["sop_uid"] for item in failed[1:])
+    assert pacsd_queue(tmp_path, "list", "--state", "delivered", "--route", "nothing", "--json") == []
