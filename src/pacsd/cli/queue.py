@@ -71,34 +71,31 @@ def list_command(config_path, index_db, database_url, route, state, as_json, lim
                    f"{item['attempts']:>3}  {item['sop_uid']}{error}")
 
 
+def _change(operation: str, config_path, index_db, database_url, route, destination, pks) -> int:
+    """Run forward_queue.retry or .cancel on the selected items; how many changed."""
+    from pacsd.index import forward_queue
+
+    engine = _engine(config_path, index_db, database_url)
+    try:
+        return getattr(forward_queue, operation)(engine, route=route, destination=destination, pks=list(pks))
+    finally:
+        engine.dispose()
+
+
 @queue.command()
 @index_options
 @_selection
-def retry(config_path, index_db, database_url, route, destination, pks) -> None:
+def retry(**selection) -> None:
     """Make failed items (and pending ones waiting to retry) due now, attempts reset."""
-    from pacsd.index import forward_queue
-
-    engine = _engine(config_path, index_db, database_url)
-    try:
-        count = forward_queue.retry(engine, route=route, destination=destination, pks=list(pks))
-    finally:
-        engine.dispose()
-    click.echo(f"{count} items due again")
+    click.echo(f"{_change('retry', **selection)} items due again")
 
 
 @queue.command()
 @index_options
 @_selection
-def cancel(config_path, index_db, database_url, route, destination, pks) -> None:
+def cancel(**selection) -> None:
     """Cancel pending and failed items: they are never sent (kept in the list)."""
-    from pacsd.index import forward_queue
-
-    engine = _engine(config_path, index_db, database_url)
-    try:
-        count = forward_queue.cancel(engine, route=route, destination=destination, pks=list(pks))
-    finally:
-        engine.dispose()
-    click.echo(f"{count} items cancelled")
+    click.echo(f"{_change('cancel', **selection)} items cancelled")
 
 
 COMMANDS = [queue]

@@ -113,19 +113,6 @@ def open_association(contexts: Iterable[tuple[str, str]], host: str, port: int, 
     return _associate(ae, host, port, aec, tls)
 
 
-def open_association(contexts: Iterable[tuple[str, str]], host: str, port: int, aec: str, aet: str,
-                     tls: ssl.SSLContext | None = None, timeout: float | None = None):
-    """An association proposing each (SOP class, transfer syntax) of `contexts` (at most
-    MAX_CONTEXTS), or AssociationFailed saying why; `timeout` bounds connect, ACSE and DIMSE waits."""
-    ae = _client_ae(aet)
-    if timeout is not None:
-        ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-    for sop_class, syntax in contexts:
-        ae.add_requested_context(sop_class, syntax)
-    _config.STORE_SEND_CHUNKED_DATASET = True  # stream from disk: memory stays flat
-    return _associate(ae, host, port, aec, tls)
-
-
 def _why_not_established(assoc) -> str:
     """Why an association did not come up, in the words of the A-ASSOCIATE answer when there was one."""
     answer = assoc.acceptor.primitive
