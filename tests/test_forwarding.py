@@ -4,6 +4,7 @@ one that refuses a SOP class, route matching, and the queue's state as `pacsd qu
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +223,39 @@ def test_queue_command_lists_retries_and_cancels(tmp_path, pacs_factory, storesc
                ["cancelled", "delivered", "delivered"], what="retried items delivered")
     assert sorted(dest.received()) == sorted(item["sop_uid"] for item in failed[1:])
     assert pacsd_queue(tmp_path, "list", "--state", "delivered", "--route", "nothing", "--json") == []
+
+
+def test_orthanc_as_destination(tmp_path, pacs_factory):
+    import json
+    import shutil
+    import subprocess
+
+    import httpx
+
+    from tests.conftest import dcmtk, free_port
+
+    exe = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+    if not Path(exe).exists():
+        pytest.skip("Orthanc is not installed here (Debian package orthanc)")
+    port, http_port = free_port(), free_port()
+    config = tmp_path / "orthanc.json"
+    config.write_text(json.dumps({"Name": "pacsd-test", "StorageDirectory": str(tmp_path / "orthanc"),
+                                  "IndexDirectory": str(tmp_path / "orthanc"), "DicomAet": "ORTHANC",
+                                  "DicomPort": port, "HttpPort": http_port, "RemoteAccessAllowed": False}))
+    orthanc = subprocess.Popen([exe, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: dcmtk("echoscu", "-aec", "ORTHANC", "127.0.0.1", str(port), timeout=10).returncode == 0,
+                   what="Orthanc up")
+        pacs = pacs_factory(known_aes=[{"ae_title": "ORTHANC", "host": "127.0.0.1", "port": port}],
+                            routes=[{"name": "to-orthanc", "to": ["ORTHANC"]}], forwarding=FAST_RETRIES)
+        pacs.archive.start_background()
+        files = write_study(tmp_path / "study", series=2, per_series=3)
+        send(pacs, files)
+        wait_until(lambda: {r.state for r in queue_rows(pacs.archive.engine)} == {"delivered"}, what="delivered")
+        found = set()
+        for instance in httpx.get(f"http://127.0.0.1:{http_port}/instances?expand", timeout=10).json():
+            found.add(instance["MainDicomTags"]["SOPInstanceUID"])
+        assert found == set(sop_uids(files))
+    finally:
+        orthanc.terminate()
+        orthanc.wait(timeout=20)
