@@ -25,6 +25,7 @@ from pynetdicom.sop_class import Verification
 from pacsd.config import CLIENT_AE_TITLE, SERVER_AE_TITLE
 from pacsd.errors import InvalidDicom, PacsError
 from pacsd.net import seam
+from pacsd.net.reactor_pause import pause_safely
 from pacsd.net.tcp import tune_association_socket
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ def _associate(ae: AE, host: str, port: int, aec: str, tls: ssl.SSLContext | Non
     assoc = ae.associate(host, port, ae_title=aec, evt_handlers=[(evt.EVT_CONN_OPEN, _tune)], **tls_args)
     if not assoc.is_established:
         raise AssociationFailed(f"{aec} at {host}:{port} {_why_not_established(assoc)}")
+    pause_safely(assoc)  # no response lost to pynetdicom's reactor (see net.reactor_pause)
     return assoc
 
 
