@@ -30,19 +30,21 @@ def queue_states(server) -> Counter:
 
 
 def test_kill_9_mid_delivery_then_restart_delivers_everything(pacs_process, tmp_path):
-    dest = Storescp(tmp_path / "dest").start()
+    dest = Storescp(tmp_path / "dest")  # started once everything is queued: delivery is then a drain
     try:
         config = tmp_path / "forwarding.yaml"
         config.write_text(yaml.safe_dump({
             "server": {"workers": 2, "shutdown_grace": 2},
             "known_aes": [dest.known_ae()],
             "routes": [{"name": "backup", "to": ["DEST"]}],
-            "forwarding": {"batch": BATCH, "poll_interval": 0.1, "retry_first_delay": 0.2, "timeout": 5},
+            "forwarding": {"batch": BATCH, "poll_interval": 0.1, "retry_first_delay": 0.2, "retry_max_delay": 1,
+                           "timeout": 5},
         }))
         first = pacs_process("--config", str(config))
         files = write_study(tmp_path / "send", series=3, per_series=200)
         send(first, files)  # every instance acknowledged, so every one has its queue row
         assert sum(queue_states(first).values()) == len(files)
+        dest.start()
         wait_until(lambda: len(list(dest.folder.iterdir())) >= 40, 60, "delivery under way")
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.wait(10)
