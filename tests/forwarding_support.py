@@ -30,12 +30,13 @@ class Storescp:
     """A DCMTK storescp (AE `aet`) on a free port; every file it receives kept under a unique
     name (+uf), so a second reception of the same instance shows as a second file."""
 
-    def __init__(self, folder: Path, aet: str = "DEST", only_ct: bool = False) -> None:
+    def __init__(self, folder: Path, aet: str = "DEST", only_ct: bool = False, accept_any_syntax: bool = False) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.aet = aet
         self.port = free_port()
         self.only_ct = only_ct
+        self.accept_any_syntax = accept_any_syntax  # +xa: compressed syntaxes too
         self.proc: subprocess.Popen | None = None
 
     def known_ae(self) -> dict:
@@ -43,6 +44,8 @@ class Storescp:
 
     def start(self) -> "Storescp":
         args = ["storescp", "+uf", "-od", str(self.folder), "-aet", self.aet]
+        if self.accept_any_syntax:
+            args.append("+xa")
         if self.only_ct:
             config = self.folder.parent / f"{self.aet}-only-ct.cfg"
             config.write_text(_ONLY_CT_CONFIG)

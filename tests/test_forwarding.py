@@ -259,3 +259,40 @@ def test_orthanc_as_destination(tmp_path, pacs_factory):
     finally:
         orthanc.terminate()
         orthanc.wait(timeout=20)
+
+
+def test_route_transcodes_for_its_destination(tmp_path, pacs_factory, storescp):
+    import numpy as np
+    from pydicom import dcmread
+    from pydicom.uid import RLELossless
+
+    dest = storescp(accept_any_syntax=True).start()
+    pacs = forwarding_pacs(pacs_factory, [dest], [{"name": "rle", "to": ["DEST"], "transfer_syntax": "RLE Lossless"}])
+    original = write_dicom(tmp_path / "ct.dcm", rows=32, cols=32)
+    send(pacs, [original])
+    wait_until(lambda: {r.state for r in queue_rows(pacs.archive.engine)} == {"delivered"}, what="delivered")
+    (received,) = [p for p in dest.folder.iterdir() if p.is_file()]
+    sent = dcmread(received)
+    assert sent.file_meta.TransferSyntaxUID == RLELossless
+    assert np.array_equal(sent.pixel_array, dcmread(original).pixel_array)  # lossless
+
+
+def test_a_destination_without_the_routes_syntax_gets_it_uncompressed(tmp_path, pacs_factory, storescp):
+    import numpy as np
+    from pydicom import dcmread
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+
+    dest = storescp().start()  # storescp's default: uncompressed syntaxes only
+    pacs = forwarding_pacs(pacs_factory, [dest], [{"name": "all", "to": ["DEST"]}])
+    original = write_dicom(tmp_path / "rle.dcm", rows=32, cols=32)
+    compressed = dcmread(original)
+    compressed.compress(RLELossless)
+    compressed.save_as(original)
+    from tests.peers import c_store_raw
+
+    assert c_store_raw(pacs.port, [original]) == [0]  # sent as RLE, kept so
+    wait_until(lambda: {r.state for r in queue_rows(pacs.archive.engine)} == {"delivered"}, what="delivered")
+    (received,) = [p for p in dest.folder.iterdir() if p.is_file()]
+    sent = dcmread(received)
+    assert sent.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert np.array_equal(sent.pixel_array, dcmread(original).pixel_array)
