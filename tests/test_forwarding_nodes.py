@@ -20,9 +20,10 @@ def test_two_nodes_share_one_queue_and_deliver_each_item_once(tmp_path, pacs_fac
         settings = {"known_aes": [dest.known_ae()], "routes": [{"name": "backup", "to": ["DEST"]}],
                     "forwarding": {"batch": 8, "poll_interval": 0.05, "timeout": 5, "retry_first_delay": 0.2}}
         nodes = [pacs_factory(**settings) for _ in range(2)]
-        files = write_study(tmp_path / "study", series=2, per_series=60)
-        send(nodes[0], files[:60])
-        send(nodes[1], files[60:])
+        # several studies: a study in flight from one node waits (arrival order), the other takes the next
+        files = [f for n in range(6) for f in write_study(tmp_path / f"study{n}", series=1, per_series=20)]
+        send(nodes[0], files[::2])
+        send(nodes[1], files[1::2])
         for node in nodes:  # both start with a backlog, so both claim from the same rows at once
             node.archive.start_background()
         engine = nodes[0].archive.engine

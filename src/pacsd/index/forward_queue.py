@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, case, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, case, delete, exists, func, insert, or_, select, update
 
 from pacsd.index.schema import forward_queue as q
 from pacsd.index.schema import instances, series, studies
@@ -69,12 +69,17 @@ def aware(moment: datetime | None) -> datetime | None:
 
 
 def claim(engine: Engine, destination: str, node: str, limit: int, now: datetime | None = None) -> list[QueueItem]:
-    """Claim up to `limit` due items of `destination` for `node`, oldest first (arrival order)."""
+    """Claim up to `limit` due items of `destination` for `node`, oldest first (arrival order).
+    Items of a study another sender (association or node) has in flight to the destination are
+    left for later, so a study's instances arrive in order."""
     now = now or _now()
     token = str(uuid.uuid4())
+    busy = q.alias("busy")
+    study_in_flight = exists().where(busy.c.study_uid == q.c.study_uid, busy.c.destination == destination,
+                                     busy.c.state == "in_flight")
     with engine.begin() as conn:
         due = (select(q.c.pk).where(q.c.destination == destination, q.c.state == "pending",
-                                    q.c.next_attempt_at <= now)
+                                    q.c.next_attempt_at <= now, ~study_in_flight)
                .order_by(q.c.pk).limit(limit))
         if conn.dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
