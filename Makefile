@@ -14,7 +14,7 @@ HTTP_PORT ?= 8042
 ARGS   ?=
 OHIF_VERSION ?= 3.12.10
 
-.PHONY: run install install-dev system-test-deps test bench bench-backlog bench-compression bench-find bench-dicomweb bench-sheets viewer viewer-if-npm clean
+.PHONY: run install install-dev system-test-deps test bench bench-backlog bench-compression bench-forwarding bench-find bench-dicomweb bench-sheets viewer viewer-if-npm clean
 
 # Debian's python3 has no ensurepip (so no `-m venv`) without the package python3-venv.
 $(BIN)/python:
@@ -62,6 +62,12 @@ bench: install-dev
 bench-compression: install-dev
 	@./scripts/install-system-deps.sh bench
 	$(BIN)/python bench/compression.py $(BENCH_ARGS)
+	$(BIN)/python bench/forwarding.py
+
+# Forwarding to a storescp beside ingest (64x64 and 512x512), and ingest with 100,000 queued items.
+bench-forwarding: install-dev
+	@./scripts/install-system-deps.sh bench
+	$(BIN)/python bench/forwarding.py $(BENCH_ARGS)
 
 bench-backlog: install-dev
 	@./scripts/install-system-deps.sh bench

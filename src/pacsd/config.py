@@ -433,6 +433,59 @@ class LoggingSettings(_Section):
         "WARNING", description="level of the libraries' own lines (fontTools, pynetdicom, uvicorn...)")
 
 
+class RouteMatch(_Section):
+    """What an instance must have for a route to take it: every key given must hold; a key's
+    list is any-of; C-FIND wildcards (* and ?) except on UIDs, numbers and dates (ranges there)."""
+
+    calling_aet: list[str] = Field(default_factory=list, description="calling AE title of the sender")
+    modality: list[str] = Field(default_factory=list)
+    sop_class: list[str] = Field(default_factory=list, description="UIDs, names or modality shorthands")
+    account: list[str] = Field(default_factory=list, description="physician account the study is filed in")
+    tags: dict[str, str | list[str]] = Field(default_factory=dict, description="keyword or gggg,eeee -> "
+                                             "value as in a C-FIND key")
+
+    @field_validator("calling_aet", "modality", "sop_class", "account", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class RouteSettings(_Section):
+    """One forwarding route (`pacsd.services.routes`): which instances go where, and how."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    when: Literal["stored", "study_stable"] = "stored"
+    match: RouteMatch = Field(default_factory=RouteMatch)
+    to: list[str] = Field(min_length=1, description="known_aes titles or DICOMweb base URLs (STOW-RS)")
+    transfer_syntax: str = Field("as_stored", description="as_stored, or a syntax to send in (lossless)")
+    commitment: bool = Field(False, description="count an instance delivered once the destination commits it")
+    delete_after_delivery: bool = Field(False, description="remove the local study once every destination "
+                                        "of its routes has it")
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class ForwardingSettings(_Section):
+    """Delivery of the forwarding queue (the background process)."""
+
+    associations_per_destination: int = Field(1, ge=1, le=16)
+    batch: int = Field(64, ge=1, le=512, description="instances claimed at once (one association carries many)")
+    max_attempts: int = Field(20, ge=1, description="then an item is failed (visible, `pacsd queue retry`)")
+    max_age: float = Field(7 * 86400, gt=0, description="seconds after which an undelivered item is failed")
+    retry_first_delay: float = Field(5, gt=0, description="seconds before the first retry")
+    retry_backoff: float = Field(2.0, ge=1, description="each retry waits this many times longer")
+    retry_max_delay: float = Field(600, gt=0, description="the longest wait between two attempts")
+    poll_interval: float = Field(1.0, gt=0, description="seconds between looks for new work when idle")
+    timeout: float = Field(15, gt=0, description="seconds for a connection, a C-STORE response, a commitment "
+                           "report; a response waited for in vain is sent again")
+    claim_timeout: float = Field(900, gt=0, description="an item another node claimed this long ago is "
+                                 "taken over (that node died)")
+    keep_delivered: float = Field(7 * 86400, ge=0, description="seconds delivered and cancelled items stay listed")
+
+
 class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -458,6 +511,8 @@ class Settings(_Section):
     compression: "CompressionSettings" = Field(default_factory=lambda: CompressionSettings())
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    routes: list[RouteSettings] = Field(default_factory=list)
+    forwarding: ForwardingSettings = Field(default_factory=ForwardingSettings)
 
     @model_validator(mode="after")
     def _known_areas(self) -> "Settings":

@@ -49,13 +49,14 @@ def _register() -> None:
         lifecycle,
         modify,
         qr,
+        queue,
         serve,
         users,
     )
 
     for command in (*serve.COMMANDS, *archive_commands.COMMANDS, *lifecycle.COMMANDS, *compress.COMMANDS,
                     *deid.COMMANDS, *modify.COMMANDS, *file_commands.COMMANDS, *commit.COMMANDS, *qr.COMMANDS,
-                    *users.COMMANDS, *db.COMMANDS):
+                    *users.COMMANDS, *db.COMMANDS, *queue.COMMANDS):
         main.add_command(command)
 
 

@@ -16,7 +16,11 @@ from pacsd.errors import StartupError
 
 
 def check_startup(settings: Settings) -> None:
-    """Raise StartupError when a folder the server writes to or a port it listens on is not usable."""
+    """Raise StartupError when a folder the server writes to or a port it listens on is not usable
+    (RouteError for a forwarding route that cannot work)."""
+    from pacsd.services.routes import compile_routes
+
+    compile_routes(settings)
     check_writable(Path(settings.storage.directory), "storage folder", "--storage-dir or storage.directory")
     for name, folder in settings.storage.areas.items():
         check_writable(Path(folder), f"storage area {name}'s folder", f"storage.areas.{name}")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from pacsd.index.driver_sql import DriverStatement
-from pacsd.index.schema import changes, inserted_key, instances, patients, series, studies
+from pacsd.index.schema import changes, inserted_key, instances, metadata, patients, series, studies
 
 if TYPE_CHECKING:
     from pacsd.index.writer import DuplicatePolicy, InstanceRecord
@@ -88,6 +88,7 @@ class RowWriter:
         outcomes: list[WriteOutcome] = []
         pending: dict[str, dict] = {}  # sop_uid -> instance row being inserted in this group
         totals = _Totals()
+        companions: dict[str, list[dict]] = defaultdict(list)
         for record in records:
             if record.sop_uid in existing:
                 outcomes.append(_duplicate(conn, record, policy, existing[record.sop_uid], now))
@@ -102,6 +103,10 @@ class RowWriter:
                 pending[record.sop_uid] = _instance_row(record, keys.series_pk, now)
                 totals.add(record, keys, created)
                 outcomes.append(WriteOutcome("stored", new_study=created.study))
+            action = outcomes[-1].action  # a retried commit of our own row ("stored", existing) adds none
+            if record.companion_rows and (action == "overwritten" or (action == "stored" and record.sop_uid not in existing)):
+                for table, rows in record.companion_rows.items():
+                    companions[table].extend(rows)
         if pending:
             _INSERT_INSTANCE.execute(conn, list(pending.values()))
             _INSERT_CHANGE.execute(conn, [
@@ -109,6 +114,8 @@ class RowWriter:
             ] + [{"kind": "study-created", "level": "study", "uid": uid, "at": now} for uid in totals.new_studies])
             totals.write(conn, now)
             self._update_study_sets(conn, records, pending)
+        for table, rows in companions.items():
+            conn.execute(insert(metadata.tables[table]), rows)
         return outcomes
 
     # -- keys ----------------------------------------------------------------------------

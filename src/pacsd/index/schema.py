@@ -268,3 +268,32 @@ area_usage = Table(
     Column("bytes", BigInteger, nullable=False, default=0),
     Column("instances", Integer, nullable=False, default=0),
 )
+
+# -- The forwarding queue: one row per instance and destination, inserted in the transaction of the
+# instance's own row (routes `when: stored`) or by the study's end-of-study work (`study_stable`).
+# state: pending -> in_flight (claimed: `claim`, `claimed_by`) -> delivered | failed | cancelled;
+# a retry goes back to pending with a later next_attempt_at.
+forward_queue = Table(
+    "forward_queue",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("route", String(64), nullable=False),
+    Column("destination", String(512), nullable=False),  # a known_aes title or a DICOMweb base URL
+    Column("sop_uid", String(64), nullable=False, index=True),
+    Column("study_uid", String(64), nullable=False, index=True),
+    Column("state", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("enqueued_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("claim", String(36), nullable=False, default=""),
+    Column("claimed_by", String(128), nullable=False, default=""),
+    Column("claimed_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),  # delivered, failed or cancelled
+    Column("transfer_syntax", String(64), nullable=False, default=""),  # '' = as stored
+    Column("commitment", Boolean, nullable=False, default=False),
+    Column("delete_after", Boolean, nullable=False, default=False),
+    Column("last_error", Text, nullable=False, default=""),
+    # the delivery query: due items of one destination in arrival order
+    Index("ix_forward_queue_due", "destination", "state", "next_attempt_at", "pk"),
+    Index("ix_forward_queue_claim", "claim"),
+)

@@ -47,6 +47,9 @@ class InstanceRecord:
     instance_number: int | None = None
     account: str = ""
     calling_aet: str = ""
+    # Rows of other tables (table name -> rows) committed in the same transaction when this
+    # instance is stored or overwritten (not when a duplicate is kept out): e.g. its forwarding work.
+    companion_rows: dict[str, list[dict]] = field(default_factory=dict)
 
 
 @dataclass

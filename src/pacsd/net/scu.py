@@ -25,6 +25,7 @@ from pynetdicom.sop_class import Verification
 from pacsd.config import CLIENT_AE_TITLE, SERVER_AE_TITLE
 from pacsd.errors import InvalidDicom, PacsError
 from pacsd.net import seam
+from pacsd.net.reactor_pause import pause_safely
 from pacsd.net.tcp import tune_association_socket
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,21 @@ def _associate(ae: AE, host: str, port: int, aec: str, tls: ssl.SSLContext | Non
     assoc = ae.associate(host, port, ae_title=aec, evt_handlers=[(evt.EVT_CONN_OPEN, _tune)], **tls_args)
     if not assoc.is_established:
         raise AssociationFailed(f"{aec} at {host}:{port} {_why_not_established(assoc)}")
+    pause_safely(assoc)  # no response lost to pynetdicom's reactor (see net.reactor_pause)
     return assoc
+
+
+def open_association(contexts: Iterable[tuple[str, str]], host: str, port: int, aec: str, aet: str,
+                     tls: ssl.SSLContext | None = None, timeout: float | None = None):
+    """An association proposing each (SOP class, transfer syntax) of `contexts` (at most
+    MAX_CONTEXTS), or AssociationFailed saying why; `timeout` bounds connect, ACSE and DIMSE waits."""
+    ae = _client_ae(aet)
+    if timeout is not None:
+        ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    for sop_class, syntax in contexts:
+        ae.add_requested_context(sop_class, syntax)
+    _config.STORE_SEND_CHUNKED_DATASET = True  # stream from disk: memory stays flat
+    return _associate(ae, host, port, aec, tls)
 
 
 def _why_not_established(assoc) -> str:

@@ -27,11 +27,13 @@ from pacsd.services.audit import AuditTrail
 from pacsd.services.audit_syslog import syslog_sender
 from pacsd.services.compression import CompressionJob, Compressor
 from pacsd.services.end_of_study import EndOfStudyWork
+from pacsd.services.forwarding import Forwarding
 from pacsd.services.hooks import HookRunner
 from pacsd.services.ingest import Ingest
 from pacsd.services.listeners import Listeners
 from pacsd.services.quotas import QuotaGuard
 from pacsd.services.remote_nodes import RemoteNodes
+from pacsd.services.routes import RouteTable, compile_routes
 from pacsd.services.scansheet import ScanSheetWriter
 from pacsd.services.study_stable import StudyStableDetector
 from pacsd.services.workqueue import WorkQueue
@@ -50,6 +52,7 @@ class Archive:
         committing them in this process; `alone()`: whether this process may commit its rows
         itself for now (a receiving process while no other one receives)."""
         self.settings = settings
+        self.routes = RouteTable(compile_routes(settings))  # a bad route stops here, before anything opens
         database = settings.database
         self.engine = open_index(database.target, database.wal_mode, database.auto_upgrade)
         storage = settings.storage
@@ -76,6 +79,8 @@ class Archive:
         background_stop = threading.Event()
         self.scan_sheets = ScanSheetWriter(self.engine, self.blobs, self.layout, settings.scan_sheets, self.actions,
                                            background_stop)
+        self.forwarding = Forwarding(self.engine, settings, self.routes, self.node, self.actions, self.blobs.path_of,
+                                     self._delete_delivered_study)
         self.listeners = Listeners(self).load()  # after what the built-in listeners are made of
         self.remote = RemoteNodes(settings, self.listeners.dicom_client())
         self.ingest = Ingest(self.blobs, self.writer, self.layout, duplicates=settings.duplicates,
@@ -103,9 +108,16 @@ class Archive:
         if self.compression_job is not None:
             self.compression_job.start()
         self.lifecycle.start()
+        self.forwarding.start()
+
+    def _delete_delivered_study(self, study_uid: str) -> None:
+        from pacsd.services.deletion import delete_study
+
+        delete_study(self, study_uid, by="forwarding (delete_after_delivery)")
 
     def close(self) -> None:
         self.end_of_study.request_stop()  # first: a backlog of end-of-study work never delays a stop
+        self.forwarding.stop()  # a batch under way finishes (its timeouts bound it); the rest waits
         self.lifecycle.stop()
         self.stable_detector.stop()
         if self.compression_job is not None:

@@ -1,5 +1,5 @@
 """pacsd's own listeners (see `pacsd.services.listeners`): the storage quotas' filter, the
-action log line of each stored instance and deleted study, the `on_instance` / `on_study_stable`
+forwarding queue's rows and study-level routes, the action log line of each stored instance and deleted study, the `on_instance` / `on_study_stable`
 hooks, and the scan sheet of a stable study.  Built from the `Archive` that owns their state.
 """
 
@@ -13,7 +13,10 @@ if TYPE_CHECKING:
     from pacsd.services.actionlog import ActionLog
     from pacsd.services.archive import Archive
     from pacsd.services.hooks import HookRunner
+    from pacsd.index.writer import InstanceRecord
+    from pacsd.services.forwarding import Forwarding
     from pacsd.services.quotas import QuotaGuard
+    from pacsd.services.routes import RouteTable
     from pacsd.services.scansheet import ScanSheetWriter
 
 
@@ -31,6 +34,23 @@ class QuotaListener:
     def pacsd_filter_instance(self, incoming: IncomingInstance) -> Refusal | None:
         reason = self.quotas.admit(incoming.header)
         return None if reason is None else Refusal(OUT_OF_RESOURCES, reason)
+
+
+class ForwardingListener:
+    """The forward_queue rows of each stored instance that `stored` routes take, committed with
+    its index row; the `study_stable` routes' rows of a stable study."""
+
+    def __init__(self, routes: RouteTable, forwarding: Forwarding) -> None:
+        self.routes, self.forwarding = routes, forwarding
+
+    @hookimpl
+    def pacsd_rows_with_instance(self, incoming: IncomingInstance,
+                                 record: InstanceRecord) -> dict[str, list[dict]] | None:
+        return self.routes.companion_rows(incoming.header, record)
+
+    @hookimpl
+    def pacsd_study_stable(self, study_uid: str) -> None:
+        self.forwarding.study_stable(study_uid)
 
 
 class ActionLogListener:
@@ -85,4 +105,6 @@ def listeners(archive: Archive) -> list[tuple[str, object]]:
     if archive.settings.scan_sheets.enabled:
         made.append(("scan-sheet", ScanSheetListener(archive.scan_sheets)))
     made.append(("hook-on_study_stable", HookListener(archive.hooks)))
+    if archive.routes.routes:
+        made.append(("forwarding", ForwardingListener(archive.routes, archive.forwarding)))
     return made

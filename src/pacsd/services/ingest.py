@@ -103,7 +103,9 @@ class Ingest:
             record = self._record(header, source)
             placement = self.layout.placement(header.dataset, lambda: self.arrivals.next(header.series_uid))
             record.account = placement.account
-            self._filter(header, source, placement)
+            incoming = IncomingInstance(header, source, header.size, placement.account)
+            self._filter(incoming)
+            record.companion_rows = self.listeners.rows_with_instance(incoming, record)  # e.g. forwarding work
             placed = str(self.blobs.place(temp, placement.path))
             record.path = placed
             record.checksum = checksum.result()
@@ -152,8 +154,8 @@ class Ingest:
         except Exception:
             log.exception("stored, but the file %s the index no longer names could not be removed", relative)
 
-    def _filter(self, header: Header, source: Source, placement: Placement) -> None:
-        refusal = self.listeners.filter_instance(IncomingInstance(header, source, header.size, placement.account))
+    def _filter(self, incoming: IncomingInstance) -> None:
+        refusal = self.listeners.filter_instance(incoming)
         if refusal is not None:
             raise _Refused(refusal.status, refusal.reason)
 

@@ -9,6 +9,10 @@ The signals (Orthanc's filter and change callbacks, datasette's hookspecs):
 - `pacsd_filter_instance(incoming)`: before an instance is placed; return a `Refusal` (a DICOM
   status and reason) to refuse it: the first refusal wins, nothing is stored, the sender gets
   that status.  Runs on the receive path: keep it fast.
+- `pacsd_rows_with_instance(incoming, record)`: rows of other tables (table name -> rows) to
+  commit in the instance's own index transaction, e.g. its forwarding work (issue 18: an
+  acknowledged instance always has that work recorded, even across kill -9).  Runs on the receive
+  path after the filters; an exception fails the store (nothing acknowledged without its rows).
 - `pacsd_instance_stored(stored)`: after the file is durable and its index row committed (never
   for a duplicate kept out); once per instance, in the process that stored it (a receiving
   process, the web process for STOW-RS, the CLI for `pacsd import`).  Runs on the receive path
@@ -25,12 +29,12 @@ The signals (Orthanc's filter and change callbacks, datasette's hookspecs):
 - `pacsd_dicom_client()`: the DICOM client (`pacsd.services.remote_nodes.DicomClient`) that
   sends and asks other nodes on a user's behalf; the first listener offering one wins.
 
-How later work plugs in:
-- a forwarding queue: `pacsd_instance_stored` inserts the instance into its durable queue table
-  (routes matched on `stored`'s values) and `pacsd_study_stable` queues study-level routes;
-  a failure there is the listener's to record (the store stands).
-- a storage quota: `pacsd_filter_instance` returns `Refusal(0xA700, "quota of <account> full")`
-  from the incoming header, size and account before anything is placed.
+How pacsd's own features plug in (`pacsd.services.builtin_listeners`):
+- the forwarding queue: `pacsd_rows_with_instance` returns the instance's queue rows (routes
+  matched on its header, calling AE and account) and `pacsd_study_stable` queues study-level
+  routes;
+- the storage quotas: `pacsd_filter_instance` returns `Refusal(0xA700, "quota reached: ...")`
+  from running totals before anything is placed.
 
 Built-in listeners are named here by module (imported when loaded), so this module depends on
 none of them.
@@ -51,6 +55,7 @@ from pluggy import HookImpl
 
 if TYPE_CHECKING:
     from pacsd.dicom.header import Header
+    from pacsd.index.writer import InstanceRecord
     from pacsd.services.ingest import Source
 
 log = logging.getLogger(__name__)
@@ -110,6 +115,11 @@ class ListenerSpec:
         """Refuse the instance (return a Refusal) or let it pass (return None)."""
 
     @hookspec
+    def pacsd_rows_with_instance(self, incoming: IncomingInstance,
+                                 record: InstanceRecord) -> dict[str, list[dict]] | None:
+        """Rows of other tables to commit with the instance's own (table name -> rows)."""
+
+    @hookspec
     def pacsd_instance_stored(self, stored: InstanceStored) -> None:
         """The instance is durable and committed."""
 
@@ -167,6 +177,15 @@ class Listeners:
         except Exception as exc:  # noqa: BLE001 - a broken filter refuses rather than lets pass
             log.exception("a listener's filter failed on %s", incoming.header.sop_instance_uid)
             return Refusal(0xA700, f"filter failed: {exc}")
+
+    def rows_with_instance(self, incoming: IncomingInstance, record: InstanceRecord) -> dict[str, list[dict]]:
+        """Every listener's rows to commit with the instance, table by table (exceptions propagate:
+        the store fails)."""
+        rows: dict[str, list[dict]] = {}
+        for answer in self.manager.hook.pacsd_rows_with_instance(incoming=incoming, record=record):
+            for table, more in (answer or {}).items():
+                rows.setdefault(table, []).extend(more)
+        return rows
 
     def instance_stored(self, stored: InstanceStored) -> None:
         """Tell every listener; one failing is logged and the others are still told."""

@@ -30,6 +30,7 @@
     fill("associations", s.associations, (a) => [a.peer, a.calling_aet, a.called_aet, a.state, a.stored, a.seconds], [4, 5]);
     list("connections", s.connections);
     list("problems", s.problems.map((p) => `${new Date(p.at * 1000).toLocaleTimeString()} ${p.level} ${p.logger}: ${p.message}`));
+    fill("forwarding", s.forwarding, (d) => [d.destination, d.pending, d.in_flight, d.delivered, d.failed, d.oldest_pending_seconds, d.delivered_per_second, d.last_error], [1, 2, 3, 4, 5, 6]);
     fill("commitment", s.commitment, (c) => [c.received_at, c.requester_aet, c.state, c.num_requested, c.num_committed, c.num_failed], [3, 4, 5]);
   }
   function poll() {

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pacsd.web.access import require_admin
 from pacsd.web.ui import activity
 from pacsd.web.ui.problems import recent_problems
+from pacsd.web.ui.queue import queue_figures
 from pacsd.web.ui.templating import render
 
 router = APIRouter()
@@ -44,6 +45,7 @@ def status_json(request: Request) -> JSONResponse:
         "storage": state.storage_figures.read(),
         "problems": state.problems.latest(),
         "commitment": activity.commitment_requests_recent(state.archive),
+        "forwarding": queue_figures(state.archive),
     })
 
 
@@ -92,6 +94,28 @@ class ArchiveCollector:
         yield GaugeMetricFamily("pacsd_disk_used_bytes", "Used bytes on the storage volume", value=storage["disk_used"])
         yield GaugeMetricFamily("pacsd_active_associations", "Open DICOM associations",
                                 value=len(activity.active_associations(state.connections)))
+        yield from forwarding_metrics(queue_figures(state.archive))
         ingest = state.ingest_rate.read()
         yield CounterMetricFamily("pacsd_instances_stored", "Instances stored since the server started",
                                   value=ingest["since_start"])
+
+
+MAX_DESTINATION_LABELS = 64  # destinations come from the settings (and old rows): bounded anyway
+
+
+def forwarding_metrics(figures: list[dict]):
+    """The forwarding queue per destination: items by state, oldest pending age, deliveries per second."""
+    items = GaugeMetricFamily("pacsd_forward_items", "Forwarding queue items", labels=["destination", "state"])
+    oldest = GaugeMetricFamily("pacsd_forward_oldest_pending_seconds", "Age of the oldest pending item",
+                               labels=["destination"])
+    rate = GaugeMetricFamily("pacsd_forward_delivered_per_second", "Deliveries per second (last minute)",
+                             labels=["destination"])
+    for figure in figures[:MAX_DESTINATION_LABELS]:
+        destination = figure["destination"]
+        for state in ("pending", "in_flight", "delivered", "failed", "cancelled"):
+            items.add_metric([destination, state], figure[state])
+        oldest.add_metric([destination], figure["oldest_pending_seconds"])
+        rate.add_metric([destination], figure["delivered_per_second"])
+    yield items
+    yield oldest
+    yield rate
