@@ -201,7 +201,8 @@ def facts_of_json(header_json: str, calling_aet: str, account: str, modality: st
 
 
 class RouteTable:
-    """The compiled routes; `companion_rows` is the one ingest-side entry point."""
+    """The compiled routes; `companion_rows` is the one ingest-side entry point (called by the
+    forwarding listener, `pacsd.services.builtin_listeners`)."""
 
     def __init__(self, routes: list[Route]) -> None:
         self.routes = routes
@@ -210,7 +211,7 @@ class RouteTable:
 
     def companion_rows(self, header: Header, record: InstanceRecord) -> dict[str, list[dict]]:
         """The forward_queue rows of an instance being stored, committed with its index row
-        (`Ingest(companion_rows=...)`)."""
+        (through the listeners' `pacsd_rows_with_instance`)."""
         if not self.on_stored:
             return {}
         facts = facts_of_dataset(header.dataset, record.calling_aet, record.account,
