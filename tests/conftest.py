@@ -23,6 +23,7 @@ from pacsd.config import Settings, load_settings
 from pacsd.index.schema import instances
 from pacsd.net.scp import DicomServer
 from pacsd.services.archive import Archive
+from tests.markers import mark_tiers
 from tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,7 +130,6 @@ BACKENDS = ("sqlite", "postgresql")
 
 
 def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "both_databases: run on SQLite and on PostgreSQL (index_backend)")
     if not (TESTDATA / "MANIFEST.tsv").is_file():
         # Checked before collection: test modules list the files when they are imported.
         raise pytest.UsageError(f"pacsd test data not found: {TESTDATA / 'MANIFEST.tsv'} is missing "
@@ -139,6 +139,10 @@ def pytest_configure(config) -> None:
 def pytest_generate_tests(metafunc) -> None:
     if "index_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_databases"):
         metafunc.parametrize("index_backend", BACKENDS, indirect=True)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    mark_tiers(items)  # unit, dicom, dcmtk, postgres, browser, slow (tests/markers.py)
 
 
 @pytest.fixture(scope="session")
