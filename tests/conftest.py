@@ -162,18 +162,26 @@ def postgres_server():
     server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def index_backend(request) -> str:
-    """sqlite | postgresql: the index database this test runs on (see `both_databases`)."""
+    """sqlite | postgresql: the index database this test runs on (see `both_databases`).
+
+    Module-scoped (it only names the backend) so that a module's shared archive can follow it:
+    pytest runs a module's SQLite tests, then its PostgreSQL ones."""
     return getattr(request, "param", "sqlite")
+
+
+def new_index_database(request, index_backend: str, folder: Path) -> dict:
+    """The `database` settings section of a fresh, empty index on `index_backend`."""
+    if index_backend == "postgresql":
+        return {"url": request.getfixturevalue("postgres_server").new_database()}
+    return {"path": str(folder / "index.sqlite")}
 
 
 @pytest.fixture
 def index_database(request, index_backend, tmp_path) -> dict:
     """The `database` settings section of a fresh, empty index on this test's backend."""
-    if index_backend == "postgresql":
-        return {"url": request.getfixturevalue("postgres_server").new_database()}
-    return {"path": str(tmp_path / "index.sqlite")}
+    return new_index_database(request, index_backend, tmp_path)
 
 
 @pytest.fixture
@@ -182,22 +190,49 @@ def index_target(index_database) -> str:
     return index_database.get("url") or index_database["path"]
 
 
+class PacsStarter:
+    """Starts in-process servers under one folder on one index database; `stop_all` stops them."""
+
+    def __init__(self, folder: Path, database: dict) -> None:
+        self.folder, self.database = folder, database
+        self.started: list[RunningPacs] = []
+
+    def __call__(self, **sections) -> RunningPacs:
+        sections["database"] = {**self.database, **sections.get("database", {})}
+        running = start_pacs(make_settings(self.folder, **sections))
+        self.started.append(running)
+        return running
+
+    def stop_all(self) -> None:
+        for running in self.started:
+            running.stop()
+
+
 @pytest.fixture
 def pacs_factory(tmp_path, index_database):
     """Start in-process servers with chosen settings; all are stopped at the end of the test.
 
     Every server of one test shares the test's index database unless `database=` says otherwise."""
-    started: list[RunningPacs] = []
+    starter = PacsStarter(tmp_path, index_database)
+    yield starter
+    starter.stop_all()
 
-    def factory(**sections) -> RunningPacs:
-        sections["database"] = {**index_database, **sections.get("database", {})}
-        running = start_pacs(make_settings(tmp_path, **sections))
-        started.append(running)
-        return running
 
-    yield factory
-    for running in started:
-        running.stop()
+@pytest.fixture(scope="module")
+def shared_pacs_factory(request, index_backend, tmp_path_factory):
+    """`pacs_factory` for a whole module (per index backend): servers started once and stopped
+    after the module's last test.  Only for tests that read what the module's fixture stored
+    (queries, retrievals, error answers); a test that changes the archive uses `pacs_factory`."""
+    folder = tmp_path_factory.mktemp("shared-pacs")
+    starter = PacsStarter(folder, new_index_database(request, index_backend, folder))
+    yield starter
+    starter.stop_all()
+
+
+@pytest.fixture(scope="module")
+def shared_pacs(shared_pacs_factory) -> RunningPacs:
+    """A running pacsd with default settings, shared by the module's read-only tests."""
+    return shared_pacs_factory()
 
 
 RECEIVE_PATHS = ["fast-receive", "stock-pynetdicom"]
