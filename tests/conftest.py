@@ -191,11 +191,15 @@ def index_target(index_database) -> str:
 
 
 class PacsStarter:
-    """Starts in-process servers under one folder on one index database; `stop_all` stops them."""
+    """Starts in-process servers under one folder on one index database; `stop_all` stops them.
 
-    def __init__(self, folder: Path, database: dict) -> None:
-        self.folder, self.database = folder, database
+    `another_archive()` (when the starter was given `fresh`, a callable making a folder and an
+    empty index database) is a starter of its own storage and index, stopped with this one."""
+
+    def __init__(self, folder: Path, database: dict, fresh=None) -> None:
+        self.folder, self.database, self.fresh = folder, database, fresh
         self.started: list[RunningPacs] = []
+        self.others: list[PacsStarter] = []
 
     def __call__(self, **sections) -> RunningPacs:
         sections["database"] = {**self.database, **sections.get("database", {})}
@@ -203,7 +207,14 @@ class PacsStarter:
         self.started.append(running)
         return running
 
+    def another_archive(self) -> "PacsStarter":
+        other = PacsStarter(*self.fresh(), fresh=self.fresh)
+        self.others.append(other)
+        return other
+
     def stop_all(self) -> None:
+        for other in self.others:
+            other.stop_all()
         for running in self.started:
             running.stop()
 
@@ -222,9 +233,13 @@ def pacs_factory(tmp_path, index_database):
 def shared_pacs_factory(request, index_backend, tmp_path_factory):
     """`pacs_factory` for a whole module (per index backend): servers started once and stopped
     after the module's last test.  Only for tests that read what the module's fixture stored
-    (queries, retrievals, error answers); a test that changes the archive uses `pacs_factory`."""
-    folder = tmp_path_factory.mktemp("shared-pacs")
-    starter = PacsStarter(folder, new_index_database(request, index_backend, folder))
+    (queries, retrievals, error answers); a test that changes the archive uses `pacs_factory`.
+    `shared_pacs_factory.another_archive()` starts servers on a second storage and index."""
+    def fresh() -> tuple[Path, dict]:
+        folder = tmp_path_factory.mktemp("shared-pacs")
+        return folder, new_index_database(request, index_backend, folder)
+
+    starter = PacsStarter(*fresh(), fresh=fresh)
     yield starter
     starter.stop_all()
 
