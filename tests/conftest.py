@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -267,15 +268,31 @@ def pacs(pacs_factory) -> RunningPacs:
     return pacs_factory()
 
 
-@pytest.fixture
-def web(pacs):
-    """The web application of the running `pacs`, served on a free loopback port; yields its base URL."""
+@contextmanager
+def serving_web(pacs: RunningPacs):
+    """The web application of `pacs` served on a free loopback port, for the block; its base URL."""
     from pacsd.web.server import WebServer
 
     server = WebServer(pacs.archive, HOST, 0, pacs.server.connections)
     server.start()
-    yield f"http://{HOST}:{server.address[1]}"
-    server.stop()
+    try:
+        yield f"http://{HOST}:{server.address[1]}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def web(pacs):
+    """The web application of the running `pacs`, served on a free loopback port; yields its base URL."""
+    with serving_web(pacs) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="module")
+def shared_web(shared_pacs):
+    """`web` of the module's `shared_pacs`."""
+    with serving_web(shared_pacs) as base_url:
+        yield base_url
 
 
 class PacsProcess:

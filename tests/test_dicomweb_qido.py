@@ -12,15 +12,17 @@ import pytest
 from pacsd.services.importer import import_file
 from pacsd.services.users import add_user
 from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
+from tests.dicomweb_support import module_pacs, module_web  # noqa: F401 (one archive for the module)
 from tests.dicomweb_support import PASSWORD, client, http, store_testdata
 from tests.studies import write_study
 
 pytestmark = pytest.mark.both_databases
 
 
-@pytest.fixture
-def archive_with_studies(pacs, tmp_path):
+@pytest.fixture(scope="module")
+def archive_with_studies(pacs, tmp_path_factory):
     """Two synthetic studies (CT+MR for DOE^JOHN, CT for ROE^JANE) and the shared test data."""
+    tmp_path = tmp_path_factory.mktemp("studies")
     john = write_study(tmp_path / "john", series=2, per_series=3, PatientName="DOE^JOHN", PatientID="P-JOHN",
                        StudyDate="20230105", AccessionNumber="ACC-J")
     for path in john[3:]:  # second series is MR

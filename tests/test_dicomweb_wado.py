@@ -15,6 +15,7 @@ from pydicom.uid import UID
 
 from pacsd.dicom.pixels import decode_frame, frame_count
 from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
+from tests.dicomweb_support import module_pacs, module_web  # noqa: F401 (one archive for the module)
 from tests.dicomweb_support import client, http, store_testdata
 from tests.dicomgen import write_dicom
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.both_databases
 OCTET_STREAM_PARTS = 'multipart/related; type="application/octet-stream"'
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def stored(pacs):
     return store_testdata(pacs)
 

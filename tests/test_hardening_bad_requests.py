@@ -8,14 +8,15 @@ import pytest
 
 from pacsd.services.importer import import_file
 from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
+from tests.dicomweb_support import module_pacs, module_web  # noqa: F401 (one archive for the module)
 from tests.dicomweb_support import http
 from tests.dicomgen import make_dataset, write_dicom
 
 
-@pytest.fixture
-def image(pacs, tmp_path):
+@pytest.fixture(scope="module")
+def image(pacs, tmp_path_factory):
     ds = make_dataset(rows=64, cols=64)
-    assert import_file(pacs.archive, write_dicom(tmp_path / "ct.dcm", ds)).ok
+    assert import_file(pacs.archive, write_dicom(tmp_path_factory.mktemp("image") / "ct.dcm", ds)).ok
     return ds
 
 
