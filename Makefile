@@ -1,7 +1,8 @@
 # pacsd — the commands README promises.
 #   make run    install into .venv and start the server on its embedded default
 #               (make run PORT=11113 HTTP_PORT=8043 DATA=/srv/pacs ARGS="--aet SITEPACS")
-#   make test   install what the tests need (dev extras, DCMTK) and run them
+#   make test   install what the tests need (dev extras, DCMTK) and run them all
+#   make test-fast  the edit-test loop: no slow, browser or PostgreSQL tests (under 2 minutes)
 #   make bench  run the benchmarks under bench/ (and bench-find, bench-dicomweb, bench-sheets)
 #   make viewer fetch the OHIF viewer (npm package @ohif/app) into $(DATA)/viewer, served at /viewer
 
@@ -14,7 +15,7 @@ HTTP_PORT ?= 8042
 ARGS   ?=
 OHIF_VERSION ?= 3.12.10
 
-.PHONY: run install install-dev system-test-deps test bench bench-backlog bench-find bench-dicomweb bench-sheets viewer viewer-if-npm clean
+.PHONY: run install install-dev system-test-deps test test-fast bench bench-backlog bench-find bench-dicomweb bench-sheets viewer viewer-if-npm clean
 
 # Debian's python3 has no ensurepip (so no `-m venv`) without the package python3-venv.
 $(BIN)/python:
@@ -50,8 +51,16 @@ run: install viewer-if-npm
 	  --index-db $(DATA)/index.sqlite --log-dir $(DATA)/logs $(ARGS)
 
 # The viewer test needs the built viewer: make test builds it (the test is skipped without it).
+# TEST_WORKERS pytest-xdist processes run the tests (most of a test's time is spent waiting on
+# servers, peers and subprocesses, so more workers than cores pay); TEST_WORKERS=0 runs them in
+# this process.
+TEST_WORKERS ?= 4
 test: install-dev system-test-deps viewer
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+# The tiers are markers put on every test at collection (tests/markers.py, pyproject.toml).
+test-fast: install-dev
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow and not browser and not postgres" $(PYTEST_ARGS)
 
 bench: install-dev
 	@./scripts/install-system-deps.sh bench
