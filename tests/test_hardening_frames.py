@@ -9,6 +9,7 @@ import pytest
 
 from pacsd.services.importer import import_file
 from tests.dicomweb_support import dicomweb_admin  # noqa: F401 (an autouse fixture)
+from tests.dicomweb_support import module_pacs, module_web  # noqa: F401 (one archive for the module)
 from tests.dicomweb_support import http
 from tests.dicomgen import make_dataset, write_dicom
 
@@ -17,11 +18,11 @@ FRAMES = 4
 FRAME_BYTES = ROWS * COLS * 2
 
 
-@pytest.fixture
-def multiframe(pacs, tmp_path):
+@pytest.fixture(scope="module")
+def multiframe(pacs, tmp_path_factory):
     ds = make_dataset(rows=ROWS, cols=COLS, NumberOfFrames=FRAMES)
     ds.PixelData = np.arange(FRAMES * ROWS * COLS, dtype=np.uint16).tobytes()
-    path = write_dicom(tmp_path / "mf.dcm", ds)
+    path = write_dicom(tmp_path_factory.mktemp("multiframe") / "mf.dcm", ds)
     assert import_file(pacs.archive, path).ok
     return ds
 
