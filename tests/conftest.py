@@ -347,18 +347,43 @@ class PacsProcess:
         return out
 
 
-@pytest.fixture
-def pacs_process(tmp_path, index_database):
-    """Start the real `pacsd serve` on this test's storage and index database."""
+@contextmanager
+def process_starter(folder: Path, database: dict, graceful: bool = False):
+    """A function starting `pacsd serve` on `folder` and `database`; every one started is killed
+    at the end of the block if still running (`graceful`: stopped with SIGINT first)."""
     processes: list[PacsProcess] = []
 
     def factory(*extra: str) -> PacsProcess:
-        process = PacsProcess(tmp_path, *extra, database=index_database).start()
+        process = PacsProcess(folder, *extra, database=database).start()
         processes.append(process)
         return process
 
-    yield factory
-    for process in processes:
-        if process.proc and process.proc.poll() is None:
-            process.proc.kill()
-            process.proc.wait()
+    try:
+        yield factory
+    finally:
+        for process in processes:
+            if process.proc and process.proc.poll() is None:
+                if graceful:
+                    try:
+                        process.stop()
+                        continue
+                    except subprocess.TimeoutExpired:
+                        pass
+                process.proc.kill()
+                process.proc.wait()
+
+
+@pytest.fixture
+def pacs_process(tmp_path, index_database):
+    """Start the real `pacsd serve` on this test's storage and index database."""
+    with process_starter(tmp_path, index_database) as factory:
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def shared_pacs_process(request, index_backend, tmp_path_factory):
+    """`pacs_process` for a whole module (per index backend), for tests that read or that change
+    nothing the others look at: processes started once and stopped after the module."""
+    folder = tmp_path_factory.mktemp("shared-process")
+    with process_starter(folder, new_index_database(request, index_backend, folder), graceful=True) as factory:
+        yield factory

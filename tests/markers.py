@@ -13,9 +13,10 @@ from functools import cache
 import pytest
 
 # Fixtures that start a pacsd (in-process or the real command), or the web server beside one.
-SERVER_FIXTURES = {"pacs", "pacs_factory", "pacs_process", "web", "shared_pacs", "shared_pacs_factory"}
+SERVER_FIXTURES = {"pacs", "pacs_factory", "pacs_process", "web", "shared_pacs", "shared_pacs_factory",
+                   "shared_web", "shared_pacs_process"}
 # Fixtures that start the whole `pacsd serve` process tree (several processes, ~2-3 s a start).
-PROCESS_FIXTURES = {"pacs_process"}
+PROCESS_FIXTURES = {"pacs_process", "shared_pacs_process"}
 BROWSER_FIXTURES = {"browser", "page"}
 
 # Helpers and names in a module's source that start a server or run a DCMTK tool.
