@@ -43,8 +43,9 @@ def module_pacs(shared_pacs):
 
 
 @pytest.fixture(scope="module", name="web")
-def module_web(shared_web):
-    """`web` on `module_pacs`."""
+def module_web(pacs, shared_web):
+    """`web` on `module_pacs` (asking for `pacs` too, so that `dicomweb_admin` sees it: a test
+    that takes only `web` may be the first of the module on its worker)."""
     return shared_web
 
 
