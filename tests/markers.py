@@ -26,6 +26,8 @@ _RUNS_DCMTK = re.compile(
     r"|dcmcjpeg|dcmdjpeg|dcmconv|dcmgpdir|dcmmkdir|img2dcm|dcm2json|dcm2xml)\b"
     r"|\btests\.(qr_support|sender_preference|studies)\b")
 _RUNS_A_BROWSER = re.compile(r"\bplaywright\b")
+# The `pacsd` command in a subprocess (~1 s of start-up each) or a private network namespace.
+_RUNS_THE_COMMAND = re.compile(r"\bVENV_BIN\b|\bunshare\b|\btests\.(qr_support|sender_preference|test_tools)\b")
 
 
 @cache
@@ -51,7 +53,7 @@ def tiers_of(item) -> set[str]:
         tiers.add("postgres")
     if fixtures & BROWSER_FIXTURES or _RUNS_A_BROWSER.search(source):
         tiers.add("browser")
-    if fixtures & PROCESS_FIXTURES or "browser" in tiers:
+    if fixtures & PROCESS_FIXTURES or "browser" in tiers or _RUNS_THE_COMMAND.search(source):
         tiers.add("slow")
     if not tiers:
         tiers.add("unit")
