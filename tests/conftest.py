@@ -24,7 +24,7 @@ from pacsd.config import Settings, load_settings
 from pacsd.index.schema import instances
 from pacsd.net.scp import DicomServer
 from pacsd.services.archive import Archive
-from tests.markers import mark_tiers
+from tests.markers import mark_tiers, slow_first
 from tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,8 +151,11 @@ def pytest_generate_tests(metafunc) -> None:
         metafunc.parametrize("index_backend", BACKENDS, indirect=True)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest grouped the tests by their fixtures' parameters
 def pytest_collection_modifyitems(items) -> None:
     mark_tiers(items)  # unit, dicom, dcmtk, postgres, browser, slow (tests/markers.py)
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a pytest-xdist worker (make test, make test-fast)
+        slow_first(items)
 
 
 @pytest.fixture(scope="session")

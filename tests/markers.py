@@ -65,3 +65,9 @@ def mark_tiers(items) -> None:
         present = {mark.name for mark in item.iter_markers()}
         for tier in sorted(tiers_of(item) - present):
             item.add_marker(getattr(pytest.mark, tier))
+
+
+def slow_first(items) -> None:
+    """Slow tests first (otherwise in the order pytest chose): with several workers, the longest
+    tests start at once instead of leaving one worker busy with them after the others are done."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
