@@ -15,7 +15,7 @@ HTTP_PORT ?= 8042
 ARGS   ?=
 OHIF_VERSION ?= 3.12.10
 
-.PHONY: run install install-dev system-test-deps test test-fast bench bench-backlog bench-find bench-dicomweb bench-sheets viewer viewer-if-npm clean
+.PHONY: run install install-dev system-test-deps test bench bench-backlog bench-find bench-dicomweb bench-sheets viewer viewer-if-npm clean
 
 # Debian's python3 has no ensurepip (so no `-m venv`) without the package python3-venv.
 $(BIN)/python:
@@ -59,6 +59,7 @@ test: install-dev system-test-deps viewer
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The tiers are markers put on every test at collection (tests/markers.py, pyproject.toml).
+.PHONY: test-fast
 test-fast: install-dev
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow and not browser and not postgres" $(PYTEST_ARGS)
 
