@@ -1,10 +1,10 @@
 # pacsd — the commands README promises.
 #   make run    install into .venv and start the server on its embedded default
 #               (make run PORT=11113 HTTP_PORT=8043 DATA=/srv/pacs ARGS="--aet SITEPACS")
-#   make test   install what the tests need (dev extras, DCMTK) and run them all
-#   make test-fast  the edit-test loop: no slow, browser or PostgreSQL tests (under 2 minutes)
+#   make test   install what the tests need (dev extras, DCMTK) and run them
 #   make bench  run the benchmarks under bench/ (and bench-find, bench-dicomweb, bench-sheets)
 #   make viewer fetch the OHIF viewer (npm package @ohif/app) into $(DATA)/viewer, served at /viewer
+#   make test-fast  the edit-test loop: no slow, browser or PostgreSQL tests (under 2 minutes)
 
 PYTHON ?= python3
 VENV   := .venv
