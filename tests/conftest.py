@@ -151,9 +151,12 @@ def pytest_generate_tests(metafunc) -> None:
         metafunc.parametrize("index_backend", BACKENDS, indirect=True)
 
 
+def pytest_itemcollected(item) -> None:
+    mark_tiers([item])  # unit, dicom, dcmtk, postgres, browser, slow (tests/markers.py), before -m selects
+
+
 @pytest.hookimpl(trylast=True)  # after pytest grouped the tests by their fixtures' parameters
 def pytest_collection_modifyitems(items) -> None:
-    mark_tiers(items)  # unit, dicom, dcmtk, postgres, browser, slow (tests/markers.py)
     if os.environ.get("PYTEST_XDIST_WORKER"):  # a pytest-xdist worker (make test, make test-fast)
         slow_first(items)
 
