@@ -4,6 +4,7 @@
 #   make test   install what the tests need (dev extras, DCMTK) and run them
 #   make bench  run the benchmarks under bench/ (and bench-find, bench-dicomweb, bench-sheets, bench-compression)
 #   make viewer fetch the OHIF viewer (npm package @ohif/app) into $(DATA)/viewer, served at /viewer
+#   make test-fast  the edit-test loop: no slow, browser or PostgreSQL tests (under 2 minutes)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -50,8 +51,17 @@ run: install viewer-if-npm
 	  --index-db $(DATA)/index.sqlite --log-dir $(DATA)/logs $(ARGS)
 
 # The viewer test needs the built viewer: make test builds it (the test is skipped without it).
+# TEST_WORKERS pytest-xdist processes run the tests (most of a test's time is spent waiting on
+# servers, peers and subprocesses, so more workers than cores pay); TEST_WORKERS=0 runs them in
+# this process.
+TEST_WORKERS ?= 4
 test: install-dev system-test-deps viewer
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+# The tiers are markers put on every test at collection (tests/markers.py, pyproject.toml).
+.PHONY: test-fast
+test-fast: install-dev
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow and not browser and not postgres" $(PYTEST_ARGS)
 
 bench: install-dev
 	@./scripts/install-system-deps.sh bench

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from pacsd.config import Settings, load_settings
 from pacsd.index.schema import instances
 from pacsd.net.scp import DicomServer
 from pacsd.services.archive import Archive
+from tests.markers import mark_tiers, slow_first
 from tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +56,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = HOST) -> bool:
+    """True when something listens on host:port (a TCP connect, nothing sent)."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def dcmtk(tool: str, *args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -129,7 +140,6 @@ BACKENDS = ("sqlite", "postgresql")
 
 
 def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "both_databases: run on SQLite and on PostgreSQL (index_backend)")
     if not (TESTDATA / "MANIFEST.tsv").is_file():
         # Checked before collection: test modules list the files when they are imported.
         raise pytest.UsageError(f"pacsd test data not found: {TESTDATA / 'MANIFEST.tsv'} is missing "
@@ -141,6 +151,16 @@ def pytest_generate_tests(metafunc) -> None:
         metafunc.parametrize("index_backend", BACKENDS, indirect=True)
 
 
+def pytest_itemcollected(item) -> None:
+    mark_tiers([item])  # unit, dicom, dcmtk, postgres, browser, slow (tests/markers.py), before -m selects
+
+
+@pytest.hookimpl(trylast=True)  # after pytest grouped the tests by their fixtures' parameters
+def pytest_collection_modifyitems(items) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a pytest-xdist worker (make test, make test-fast)
+        slow_first(items)
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     """One PostgreSQL server for the session (started on first use, stopped at the end)."""
@@ -149,18 +169,26 @@ def postgres_server():
     server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def index_backend(request) -> str:
-    """sqlite | postgresql: the index database this test runs on (see `both_databases`)."""
+    """sqlite | postgresql: the index database this test runs on (see `both_databases`).
+
+    Module-scoped (it only names the backend) so that a module's shared archive can follow it:
+    pytest runs a module's SQLite tests, then its PostgreSQL ones."""
     return getattr(request, "param", "sqlite")
+
+
+def new_index_database(request, index_backend: str, folder: Path) -> dict:
+    """The `database` settings section of a fresh, empty index on `index_backend`."""
+    if index_backend == "postgresql":
+        return {"url": request.getfixturevalue("postgres_server").new_database()}
+    return {"path": str(folder / "index.sqlite")}
 
 
 @pytest.fixture
 def index_database(request, index_backend, tmp_path) -> dict:
     """The `database` settings section of a fresh, empty index on this test's backend."""
-    if index_backend == "postgresql":
-        return {"url": request.getfixturevalue("postgres_server").new_database()}
-    return {"path": str(tmp_path / "index.sqlite")}
+    return new_index_database(request, index_backend, tmp_path)
 
 
 @pytest.fixture
@@ -169,22 +197,64 @@ def index_target(index_database) -> str:
     return index_database.get("url") or index_database["path"]
 
 
+class PacsStarter:
+    """Starts in-process servers under one folder on one index database; `stop_all` stops them.
+
+    `another_archive()` (when the starter was given `fresh`, a callable making a folder and an
+    empty index database) is a starter of its own storage and index, stopped with this one."""
+
+    def __init__(self, folder: Path, database: dict, fresh=None) -> None:
+        self.folder, self.database, self.fresh = folder, database, fresh
+        self.started: list[RunningPacs] = []
+        self.others: list[PacsStarter] = []
+
+    def __call__(self, **sections) -> RunningPacs:
+        sections["database"] = {**self.database, **sections.get("database", {})}
+        running = start_pacs(make_settings(self.folder, **sections))
+        self.started.append(running)
+        return running
+
+    def another_archive(self) -> "PacsStarter":
+        other = PacsStarter(*self.fresh(), fresh=self.fresh)
+        self.others.append(other)
+        return other
+
+    def stop_all(self) -> None:
+        for other in self.others:
+            other.stop_all()
+        for running in self.started:
+            running.stop()
+
+
 @pytest.fixture
 def pacs_factory(tmp_path, index_database):
     """Start in-process servers with chosen settings; all are stopped at the end of the test.
 
     Every server of one test shares the test's index database unless `database=` says otherwise."""
-    started: list[RunningPacs] = []
+    starter = PacsStarter(tmp_path, index_database)
+    yield starter
+    starter.stop_all()
 
-    def factory(**sections) -> RunningPacs:
-        sections["database"] = {**index_database, **sections.get("database", {})}
-        running = start_pacs(make_settings(tmp_path, **sections))
-        started.append(running)
-        return running
 
-    yield factory
-    for running in started:
-        running.stop()
+@pytest.fixture(scope="module")
+def shared_pacs_factory(request, index_backend, tmp_path_factory):
+    """`pacs_factory` for a whole module (per index backend): servers started once and stopped
+    after the module's last test.  Only for tests that read what the module's fixture stored
+    (queries, retrievals, error answers); a test that changes the archive uses `pacs_factory`.
+    `shared_pacs_factory.another_archive()` starts servers on a second storage and index."""
+    def fresh() -> tuple[Path, dict]:
+        folder = tmp_path_factory.mktemp("shared-pacs")
+        return folder, new_index_database(request, index_backend, folder)
+
+    starter = PacsStarter(*fresh(), fresh=fresh)
+    yield starter
+    starter.stop_all()
+
+
+@pytest.fixture(scope="module")
+def shared_pacs(shared_pacs_factory) -> RunningPacs:
+    """A running pacsd with default settings, shared by the module's read-only tests."""
+    return shared_pacs_factory()
 
 
 RECEIVE_PATHS = ["fast-receive", "stock-pynetdicom"]
@@ -204,15 +274,31 @@ def pacs(pacs_factory) -> RunningPacs:
     return pacs_factory()
 
 
-@pytest.fixture
-def web(pacs):
-    """The web application of the running `pacs`, served on a free loopback port; yields its base URL."""
+@contextmanager
+def serving_web(pacs: RunningPacs):
+    """The web application of `pacs` served on a free loopback port, for the block; its base URL."""
     from pacsd.web.server import WebServer
 
     server = WebServer(pacs.archive, HOST, 0, pacs.server.connections)
     server.start()
-    yield f"http://{HOST}:{server.address[1]}"
-    server.stop()
+    try:
+        yield f"http://{HOST}:{server.address[1]}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def web(pacs):
+    """The web application of the running `pacs`, served on a free loopback port; yields its base URL."""
+    with serving_web(pacs) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="module")
+def shared_web(shared_pacs):
+    """`web` of the module's `shared_pacs`."""
+    with serving_web(shared_pacs) as base_url:
+        yield base_url
 
 
 class PacsProcess:
@@ -231,14 +317,18 @@ class PacsProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "PacsProcess":
+        """Start the command; return once it answers /healthz and C-ECHO (DCMTK echoscu).
+
+        The web process is the last one ready: a TCP connect to its port every 0.05 s, then one
+        /healthz and one echoscu, instead of forking echoscu every 0.2 s from the start."""
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"pacsd serve exited: {self.proc.stdout.read()}")
-            if dcmtk("echoscu", "-aec", "PACSD", HOST, str(self.port), timeout=10).returncode == 0 and self._web_up():
+            if port_open(self.http_port) and self._web_up() and dcmtk("echoscu", "-aec", "PACSD", HOST, str(self.port), timeout=10).returncode == 0:
                 return self
-            time.sleep(0.2)
+            time.sleep(0.05)
         raise RuntimeError("pacsd serve did not answer C-ECHO within 30 s")
 
     def _web_up(self) -> bool:
@@ -263,18 +353,43 @@ class PacsProcess:
         return out
 
 
-@pytest.fixture
-def pacs_process(tmp_path, index_database):
-    """Start the real `pacsd serve` on this test's storage and index database."""
+@contextmanager
+def process_starter(folder: Path, database: dict, graceful: bool = False):
+    """A function starting `pacsd serve` on `folder` and `database`; every one started is killed
+    at the end of the block if still running (`graceful`: stopped with SIGINT first)."""
     processes: list[PacsProcess] = []
 
     def factory(*extra: str) -> PacsProcess:
-        process = PacsProcess(tmp_path, *extra, database=index_database).start()
+        process = PacsProcess(folder, *extra, database=database).start()
         processes.append(process)
         return process
 
-    yield factory
-    for process in processes:
-        if process.proc and process.proc.poll() is None:
-            process.proc.kill()
-            process.proc.wait()
+    try:
+        yield factory
+    finally:
+        for process in processes:
+            if process.proc and process.proc.poll() is None:
+                if graceful:
+                    try:
+                        process.stop()
+                        continue
+                    except subprocess.TimeoutExpired:
+                        pass
+                process.proc.kill()
+                process.proc.wait()
+
+
+@pytest.fixture
+def pacs_process(tmp_path, index_database):
+    """Start the real `pacsd serve` on this test's storage and index database."""
+    with process_starter(tmp_path, index_database) as factory:
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def shared_pacs_process(request, index_backend, tmp_path_factory):
+    """`pacs_process` for a whole module (per index backend), for tests that read or that change
+    nothing the others look at: processes started once and stopped after the module."""
+    folder = tmp_path_factory.mktemp("shared-process")
+    with process_starter(folder, new_index_database(request, index_backend, folder), graceful=True) as factory:
+        yield factory

@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from requests.auth import HTTPBasicAuth
 
 from pacsd.services.importer import import_file
-from pacsd.services.users import add_user
+from pacsd.services.users import add_user, find_user
 from tests.conftest import VENV_BIN, shared_testdata_files
 
 ADMIN, PASSWORD = "dicomweb-admin", "correct horse battery staple"
@@ -27,9 +27,26 @@ http = httpx.Client(auth=(ADMIN, PASSWORD), timeout=60)
 
 @pytest.fixture(autouse=True)
 def dicomweb_admin(request):
-    """The administrator every DICOMweb client here logs in as, in the in-process archive."""
+    """The administrator every DICOMweb client here logs in as, in the in-process archive (once:
+    a module may share one archive among its tests, see `module_pacs`)."""
     if "pacs" in request.fixturenames:
-        add_user(request.getfixturevalue("pacs").archive.engine, ADMIN, PASSWORD, is_admin=True)
+        engine = request.getfixturevalue("pacs").archive.engine
+        if find_user(engine, ADMIN) is None:
+            add_user(engine, ADMIN, PASSWORD, is_admin=True)
+
+
+@pytest.fixture(scope="module", name="pacs")
+def module_pacs(shared_pacs):
+    """`pacs` for a module whose tests only read, or add what none of the others looks at:
+    one archive for the module (per index backend).  A module imports it (and `module_web`)."""
+    return shared_pacs
+
+
+@pytest.fixture(scope="module", name="web")
+def module_web(pacs, shared_web):
+    """`web` on `module_pacs` (asking for `pacs` too, so that `dicomweb_admin` sees it: a test
+    that takes only `web` may be the first of the module on its worker)."""
+    return shared_web
 
 
 def add_admin_to(process) -> None:

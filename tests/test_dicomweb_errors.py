@@ -17,21 +17,23 @@ from pacsd.services.users import add_user
 from pacsd.web.app import create_app
 from tests.conftest import make_settings, start_pacs
 from tests.dicomgen import write_dicom
-from tests.dicomweb_support import (
+from tests.dicomweb_support import (  # noqa: F401 (one archive for the module)
     ADMIN,
     PASSWORD,
     dicomweb_admin,  # noqa: F401 (an autouse fixture)
     http,
+    module_pacs,
+    module_web,
     shared_files,
 )
 
 pytestmark = pytest.mark.both_databases
 
 
-@pytest.fixture
-def image(pacs, tmp_path):
+@pytest.fixture(scope="module")
+def image(pacs, tmp_path_factory):
     """One stored CT image: its path and the WADO-RS URL of its instance."""
-    path = write_dicom(tmp_path / "ct.dcm", rows=32, cols=32)
+    path = write_dicom(tmp_path_factory.mktemp("image") / "ct.dcm", rows=32, cols=32)
     assert import_file(pacs.archive, path).ok
     ds = pydicom.dcmread(path)
     return SimpleNamespace(path=path, ds=ds, url=f"studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"

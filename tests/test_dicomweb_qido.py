@@ -11,11 +11,13 @@ import pytest
 
 from pacsd.services.importer import import_file
 from pacsd.services.users import add_user
-from tests.dicomweb_support import (
+from tests.dicomweb_support import (  # noqa: F401 (one archive for the module)
     PASSWORD,
     client,
     dicomweb_admin,  # noqa: F401 (an autouse fixture)
     http,
+    module_pacs,
+    module_web,
     store_testdata,
 )
 from tests.studies import write_study
@@ -23,9 +25,10 @@ from tests.studies import write_study
 pytestmark = pytest.mark.both_databases
 
 
-@pytest.fixture
-def archive_with_studies(pacs, tmp_path):
+@pytest.fixture(scope="module")
+def archive_with_studies(pacs, tmp_path_factory):
     """Two synthetic studies (CT+MR for DOE^JOHN, CT for ROE^JANE) and the shared test data."""
+    tmp_path = tmp_path_factory.mktemp("studies")
     john = write_study(tmp_path / "john", series=2, per_series=3, PatientName="DOE^JOHN", PatientID="P-JOHN",
                        StudyDate="20230105", AccessionNumber="ACC-J")
     for path in john[3:]:  # second series is MR

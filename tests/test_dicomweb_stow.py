@@ -24,12 +24,23 @@ pytestmark = pytest.mark.both_databases
 CANNOT_UNDERSTAND = 0xC000
 
 
-@pytest.fixture
-def server(pacs_process):
+def started_with_admin(pacs_process):
     process = pacs_process()
     process.base = f"http://{HOST}:{process.http_port}"
     add_admin_to(process)
     return process
+
+
+@pytest.fixture
+def server(pacs_process):
+    return started_with_admin(pacs_process)
+
+
+@pytest.fixture(scope="module")
+def server_storing_nothing(shared_pacs_process):
+    """One `pacsd serve` for the module's tests of bodies refused whole: each finds its storage
+    still empty (a body stored by mistake fails that test, or the next)."""
+    return started_with_admin(shared_pacs_process)
 
 
 def test_every_storable_test_file_is_stored(server, tmp_path):
@@ -98,7 +109,8 @@ def test_instance_of_another_study_is_refused_on_a_study_url(server, tmp_path):
     ('multipart/related; type="application/dicom"; boundary=x', b"--x\r\nno header line\r\n\r\nDICM\r\n--x--",
      400, "bad part header"),
 ])
-def test_bad_bodies_are_refused_and_store_nothing(server, tmp_path, content_type, body, status, message):
+def test_bad_bodies_are_refused_and_store_nothing(server_storing_nothing, tmp_path, content_type, body, status, message):
+    server = server_storing_nothing
     good = write_dicom(tmp_path / "good.dcm").read_bytes()
     truncated_after_a_good_part = body.replace(b"DICM", good)
     response = http.post(f"{server.base}/dicom-web/studies", content=truncated_after_a_good_part,

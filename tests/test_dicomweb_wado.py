@@ -15,10 +15,12 @@ from pydicom.uid import UID
 
 from pacsd.dicom.pixels import decode_frame, frame_count
 from tests.dicomgen import write_dicom
-from tests.dicomweb_support import (
+from tests.dicomweb_support import (  # noqa: F401 (one archive for the module)
     client,
-    dicomweb_admin,  # noqa: F401 (an autouse fixture)
+    dicomweb_admin,  # noqa: F401 (an autouse fixture)  # noqa: F401 (an autouse fixture)
     http,
+    module_pacs,
+    module_web,
     store_testdata,
 )
 
@@ -28,7 +30,7 @@ pytestmark = pytest.mark.both_databases
 OCTET_STREAM_PARTS = 'multipart/related; type="application/octet-stream"'
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def stored(pacs):
     return store_testdata(pacs)
 

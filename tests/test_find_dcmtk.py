@@ -24,28 +24,39 @@ CYRILLIC_GREEK = TESTDATA_CHARSETS / "charset_utf8_cyrillic_greek.dcm"
 LATIN1 = TESTDATA / "generated-dcmtk" / "encapsulated_pdf_dscs360.dcm"  # 'Müller^Jörg' in ISO_IR 100
 
 
-@pytest.fixture
-def archive(pacs, tmp_path):
+def store_the_studies(pacs, folder: Path):
     """Three synthetic studies and the two non-ASCII test files, archived in `pacs`."""
     series_ct, series_mr = generate_uid(), generate_uid()
     files = [
-        write_dicom(tmp_path / "a1.dcm", PatientName="DOE^JOHN", PatientID="P1", StudyInstanceUID=STUDY_A,
+        write_dicom(folder / "a1.dcm", PatientName="DOE^JOHN", PatientID="P1", StudyInstanceUID=STUDY_A,
                     SeriesInstanceUID=series_ct, StudyDate="20200105", StudyTime="101500", AccessionNumber="A1",
                     StudyDescription="Chest CT", InstanceNumber=1),
-        write_dicom(tmp_path / "a2.dcm", PatientName="DOE^JOHN", PatientID="P1", StudyInstanceUID=STUDY_A,
+        write_dicom(folder / "a2.dcm", PatientName="DOE^JOHN", PatientID="P1", StudyInstanceUID=STUDY_A,
                     SeriesInstanceUID=series_ct, StudyDate="20200105", StudyTime="101500", AccessionNumber="A1",
                     StudyDescription="Chest CT", InstanceNumber=2),
-        write_dicom(tmp_path / "a3.dcm", PatientName="DOE^JOHN", PatientID="P1", StudyInstanceUID=STUDY_A,
+        write_dicom(folder / "a3.dcm", PatientName="DOE^JOHN", PatientID="P1", StudyInstanceUID=STUDY_A,
                     SeriesInstanceUID=series_mr, StudyDate="20200105", StudyTime="101500", AccessionNumber="A1",
                     StudyDescription="Chest CT", Modality="MR", SOPClassUID=MRImageStorage, InstanceNumber=1),
-        write_dicom(tmp_path / "b.dcm", PatientName="doe^jane", PatientID="P2", StudyInstanceUID=STUDY_B,
+        write_dicom(folder / "b.dcm", PatientName="doe^jane", PatientID="P2", StudyInstanceUID=STUDY_B,
                     StudyDate="20210301", StudyTime="143000", AccessionNumber="A2", StudyDescription="head"),
-        write_dicom(tmp_path / "c.dcm", PatientName="SMITH^ANNA", PatientID="P3", StudyInstanceUID=STUDY_C,
+        write_dicom(folder / "c.dcm", PatientName="SMITH^ANNA", PatientID="P3", StudyInstanceUID=STUDY_C,
                     StudyDate="20190101", StudyTime="080000", AccessionNumber="A_%3", StudyDescription="Knee"),
         JAPANESE, CYRILLIC_GREEK,
     ]
     archive_files(pacs.archive, *files)
     return pacs
+
+
+@pytest.fixture(scope="module")
+def archive(shared_pacs, tmp_path_factory):
+    """The studies of `store_the_studies` in a pacsd shared by the module's tests (they only query)."""
+    return store_the_studies(shared_pacs, tmp_path_factory.mktemp("studies"))
+
+
+@pytest.fixture
+def own_archive(pacs, tmp_path):
+    """The same studies in a pacsd of the test's own (for a test that stores more)."""
+    return store_the_studies(pacs, tmp_path)
 
 
 def study_uids(answers: list[Dataset]) -> set[str]:
@@ -172,16 +183,17 @@ def test_image_level(archive, tmp_path, model):
     assert len(answers) == 1
 
 
-@pytest.fixture
-def timed_series(pacs, tmp_path):
+@pytest.fixture(scope="module")
+def timed_series(shared_pacs_factory, tmp_path_factory):
     """Study D: a CT series of images 0-2 acquired 09:58 .. 10:10 +01:00 on 2020-01-05 (SeriesDate
     20200105), an MR series of image 9 acquired on 2020-02-01 (SeriesDate 20200201, DT of a day)."""
+    pacs, folder = shared_pacs_factory.another_archive()(), tmp_path_factory.mktemp("timed")
     ct, mr = generate_uid(), generate_uid()
     stamps = ["20200105095800+0100", "20200105100500.5+0100", "20200105101000+0100"]
-    files = [write_dicom(tmp_path / f"d{i}.dcm", StudyInstanceUID=STUDY_D, SeriesInstanceUID=ct, InstanceNumber=i,
+    files = [write_dicom(folder / f"d{i}.dcm", StudyInstanceUID=STUDY_D, SeriesInstanceUID=ct, InstanceNumber=i,
                          SeriesDate="20200105", AcquisitionDateTime=stamp, PatientID="PD")
              for i, stamp in enumerate(stamps)]
-    files.append(write_dicom(tmp_path / "d9.dcm", StudyInstanceUID=STUDY_D, SeriesInstanceUID=mr, Modality="MR",
+    files.append(write_dicom(folder / "d9.dcm", StudyInstanceUID=STUDY_D, SeriesInstanceUID=mr, Modality="MR",
                              SOPClassUID=MRImageStorage, SeriesDate="20200201", AcquisitionDateTime="20200201",
                              PatientID="PD", InstanceNumber=9))
     archive_files(pacs.archive, *files)
@@ -255,7 +267,8 @@ def test_iso2022_japanese_query_finds_and_returns_the_name(archive, tmp_path):
     assert answer.InstitutionName == "山田病院"
 
 
-def test_latin1_query_answered_in_latin1(archive, tmp_path):
+def test_latin1_query_answered_in_latin1(own_archive, tmp_path):
+    archive = own_archive
     archive_files(archive.archive, LATIN1)
     query = _query_file(tmp_path / "query.dcm", "ISO_IR 100", PatientName="müller*", StudyInstanceUID="")
     answers, run = findscu(archive, tmp_path / "q", query_file=query)

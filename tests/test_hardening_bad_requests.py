@@ -8,16 +8,18 @@ import pytest
 
 from pacsd.services.importer import import_file
 from tests.dicomgen import make_dataset, write_dicom
-from tests.dicomweb_support import (
-    dicomweb_admin,  # noqa: F401 (an autouse fixture)
+from tests.dicomweb_support import (  # noqa: F401 (one archive for the module)
+    dicomweb_admin,  # noqa: F401 (an autouse fixture)  # noqa: F401 (an autouse fixture)
     http,
+    module_pacs,
+    module_web,
 )
 
 
-@pytest.fixture
-def image(pacs, tmp_path):
+@pytest.fixture(scope="module")
+def image(pacs, tmp_path_factory):
     ds = make_dataset(rows=64, cols=64)
-    assert import_file(pacs.archive, write_dicom(tmp_path / "ct.dcm", ds)).ok
+    assert import_file(pacs.archive, write_dicom(tmp_path_factory.mktemp("image") / "ct.dcm", ds)).ok
     return ds
 
 

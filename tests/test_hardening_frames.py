@@ -9,9 +9,11 @@ import pytest
 
 from pacsd.services.importer import import_file
 from tests.dicomgen import make_dataset, write_dicom
-from tests.dicomweb_support import (
-    dicomweb_admin,  # noqa: F401 (an autouse fixture)
+from tests.dicomweb_support import (  # noqa: F401 (one archive for the module)
+    dicomweb_admin,  # noqa: F401 (an autouse fixture)  # noqa: F401 (an autouse fixture)
     http,
+    module_pacs,
+    module_web,
 )
 
 ROWS = COLS = 256
@@ -19,11 +21,11 @@ FRAMES = 4
 FRAME_BYTES = ROWS * COLS * 2
 
 
-@pytest.fixture
-def multiframe(pacs, tmp_path):
+@pytest.fixture(scope="module")
+def multiframe(pacs, tmp_path_factory):
     ds = make_dataset(rows=ROWS, cols=COLS, NumberOfFrames=FRAMES)
     ds.PixelData = np.arange(FRAMES * ROWS * COLS, dtype=np.uint16).tobytes()
-    path = write_dicom(tmp_path / "mf.dcm", ds)
+    path = write_dicom(tmp_path_factory.mktemp("multiframe") / "mf.dcm", ds)
     assert import_file(pacs.archive, path).ok
     return ds
 

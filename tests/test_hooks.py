@@ -21,10 +21,12 @@ from tests.conftest import HOST, make_settings
 from tests.studies import send, wait_for, write_study
 
 # Writes its arguments (after the output folder) as JSON to a new file in that folder, plus the
-# listing of the folder named by the first argument when it is one.
+# listing of the folder named by the first argument when it is one.  The file appears whole
+# (written beside, then renamed): a test polling the folder never reads half of one.
 RECORDER = ("import json, os, sys, uuid; out, args = sys.argv[1], sys.argv[2:]; "
             "listing = sorted(os.listdir(args[0])) if os.path.isdir(args[0]) else []; "
-            "open(os.path.join(out, uuid.uuid4().hex + '.json'), 'w').write(json.dumps([args, listing]))")
+            "name = os.path.join(out, uuid.uuid4().hex); open(name + '.part', 'w').write(json.dumps([args, listing])); "
+            "os.replace(name + '.part', name + '.json')")
 ACCOUNTS = {"entries": [{"name": "cardiology", "physicians": ["DOE^JOHN"]}]}
 
 

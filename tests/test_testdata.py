@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, TESTDATA, shared_testdata_files
 
 REPO_DATA = REPO / "tests" / "data" / "dicom"
@@ -68,6 +70,7 @@ def _collect(clone: Path) -> subprocess.CompletedProcess:
                           cwd=clone, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # collects the whole suite in a second pytest
 def test_a_plain_copy_of_the_repository_collects_the_whole_suite(tmp_path):
     clone = _plain_copy(tmp_path)
     assert not (clone.parent / "shared").exists()
