@@ -29,8 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import synthetic  # noqa: E402
-from ingest import (BENCH_DIR, HOST, REPO_DIR, count_dicom_files, free_port, send_all, start_group,  # noqa: E402
-                    stop_group, wait_ready)
+from ingest import (  # noqa: E402
+    BENCH_DIR,
+    HOST,
+    REPO_DIR,
+    count_dicom_files,
+    free_port,
+    send_all,
+    start_group,
+    stop_group,
+    wait_ready,
+)
 
 BACKLOG = 100_000
 TIMEOUT = 900.0

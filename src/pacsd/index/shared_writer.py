@@ -25,6 +25,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
@@ -97,7 +98,7 @@ class _Reader:
     def __init__(self) -> None:
         self.buffer = bytearray()
 
-    def feed(self, data: bytes) -> list:
+    def feed(self, data: bytes | memoryview) -> list:
         self.buffer += data
         messages = []
         while len(self.buffer) >= 4:
@@ -232,7 +233,7 @@ class WriterClient:
     of the waiting callers reads the answers for all (leader/followers), so a lone association
     is woken by its own answer, not by a thread that then has to wake it."""
 
-    def __init__(self, address: str, engine: Engine, take_new_folders=lambda: [],
+    def __init__(self, address: str, engine: Engine, take_new_folders: Callable[[], list[str]] = list,
                  answer_timeout: float = ANSWER_TIMEOUT) -> None:
         """`engine`: this process's own engine (for reads, e.g. series numbering);
         `take_new_folders()`: folders this process made since it last asked (their entries must
@@ -268,6 +269,7 @@ class WriterClient:
                 raise WriterUnavailable(f"the index writer is unavailable: {exc}") from None
         ok, answer = self._await(conn, request.request_id)
         if ok:
+            assert isinstance(answer, WriteOutcome)
             return answer
         if answer is None:
             raise CommitUnknown("the index writer stopped before answering; the image may or may not be indexed")

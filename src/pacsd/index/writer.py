@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pacsd.deferred import DeferredFuture
@@ -165,7 +165,7 @@ class IndexWriter:
         for flush in flushes:
             flush.result()
 
-    def _apply(self, conn, jobs: list[WriteJob]) -> list[WriteOutcome]:
+    def _apply(self, conn: Connection, jobs: list[WriteJob]) -> list[WriteOutcome]:
         """Apply a group; jobs of different duplicate policies are applied policy by policy."""
         outcomes: dict[int, WriteOutcome] = {}
         for policy in dict.fromkeys(job.policy for job in jobs):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from pynetdicom.transport import ThreadedAssociationServer
 
-
 # Seconds between the accept loop's looks for a stop request (socketserver's default: 0.5).
 STOP_POLL_INTERVAL = 0.05
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 from pacsd.services.listeners import IncomingInstance, InstanceStored, Refusal, hookimpl
 
 if TYPE_CHECKING:
+    from pacsd.index.writer import InstanceRecord
     from pacsd.services.actionlog import ActionLog
     from pacsd.services.archive import Archive
-    from pacsd.services.hooks import HookRunner
-    from pacsd.index.writer import InstanceRecord
     from pacsd.services.forwarding import Forwarding
+    from pacsd.services.hooks import HookRunner
     from pacsd.services.quotas import QuotaGuard
     from pacsd.services.routes import RouteTable
     from pacsd.services.scansheet import ScanSheetWriter

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from pacsd.config import Settings
 from pacsd.index import forward_queue
 from pacsd.index.forward_queue import Outcome, QueueItem
-from pacsd.net.forward_scu import DELIVERED, FAILED, DicomDestination, Delivery
+from pacsd.net.forward_scu import DELIVERED, FAILED, Delivery, DicomDestination
 from pacsd.net.forward_stow import WebDestination
 from pacsd.services.actionlog import ActionLog
 from pacsd.services.routes import RouteTable, facts_of_json, is_web_destination
