@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, case, delete, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Engine, case, delete, exists, func, insert, or_, select, update
 
 from pacsd.index.schema import forward_queue as q
 from pacsd.index.schema import instances, series, studies
@@ -68,6 +68,13 @@ def aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
 
 
+def _at(moment: datetime | None) -> datetime:
+    """`aware` of a column that is never null."""
+    aware_moment = aware(moment)
+    assert aware_moment is not None
+    return aware_moment
+
+
 def claim(engine: Engine, destination: str, node: str, limit: int, now: datetime | None = None) -> list[QueueItem]:
     """Claim up to `limit` due items of `destination` for `node`, oldest first (arrival order).
     Items of a study another sender (association or node) has in flight to the destination are
@@ -92,7 +99,7 @@ def claim(engine: Engine, destination: str, node: str, limit: int, now: datetime
             select(q, instances.c.path, instances.c.sop_class_uid, instances.c.transfer_syntax.label("stored_syntax"))
             .select_from(q.outerjoin(instances, instances.c.sop_uid == q.c.sop_uid))
             .where(q.c.claim == token).order_by(q.c.pk)).all()
-    return [QueueItem(r.pk, r.route, r.destination, r.sop_uid, r.study_uid, r.attempts, aware(r.enqueued_at),
+    return [QueueItem(r.pk, r.route, r.destination, r.sop_uid, r.study_uid, r.attempts, _at(r.enqueued_at),
                       r.transfer_syntax, bool(r.commitment), bool(r.delete_after), r.path,
                       r.sop_class_uid or "", r.stored_syntax or "") for r in rows]
 
@@ -102,7 +109,7 @@ def record_outcomes(engine: Engine, outcomes: list[Outcome], now: datetime | Non
     now = now or _now()
     with engine.begin() as conn:
         for outcome in outcomes:
-            values = {"state": outcome.state, "attempts": q.c.attempts + 1, "claim": "",
+            values: dict[str, object] = {"state": outcome.state, "attempts": q.c.attempts + 1, "claim": "",
                       "last_error": outcome.error[:2000]}
             if outcome.state == "pending":
                 values["next_attempt_at"] = outcome.next_attempt_at or now
@@ -148,7 +155,7 @@ def study_instances(engine: Engine, study_uid: str) -> list[StudyInstance]:
             .join(series, instances.c.series_pk == series.c.pk).join(studies, series.c.study_pk == studies.c.pk)
             .where(studies.c.study_uid == study_uid).order_by(instances.c.pk)).all()
     return [StudyInstance(r.sop_uid, r.sop_class_uid, r.calling_aet, r.account, r.modality or "", r.header_json,
-                          aware(r.received_at)) for r in rows]
+                          _at(r.received_at)) for r in rows]
 
 
 def queued_since(engine: Engine, study_uid: str, route: str) -> dict[tuple[str, str], datetime]:
@@ -157,7 +164,7 @@ def queued_since(engine: Engine, study_uid: str, route: str) -> dict[tuple[str, 
         rows = conn.execute(select(q.c.sop_uid, q.c.destination, func.max(q.c.enqueued_at))
                             .where(q.c.study_uid == study_uid, q.c.route == route)
                             .group_by(q.c.sop_uid, q.c.destination)).all()
-    return {(r[0], r[1]): aware(r[2]) for r in rows}
+    return {(r[0], r[1]): _at(r[2]) for r in rows}
 
 
 def study_settled_for_deletion(engine: Engine, study_uid: str) -> bool:
@@ -186,7 +193,7 @@ def summary(engine: Engine, now: datetime | None = None) -> list[DestinationSumm
             errors[r[0]] = conn.execute(
                 select(q.c.last_error).where(q.c.destination == r[0], q.c.last_error != "")
                 .order_by(q.c.pk.desc()).limit(1)).scalar() or ""
-    return [DestinationSummary(r[0], *r[1:6], aware(r[6]), errors[r[0]]) for r in rows]
+    return [DestinationSummary(r[0], r[1], r[2], r[3], r[4], r[5], aware(r[6]), errors[r[0]]) for r in rows]
 
 
 def delivered_since(engine: Engine, since: datetime) -> dict[str, int]:
@@ -197,8 +204,9 @@ def delivered_since(engine: Engine, since: datetime) -> dict[str, int]:
     return {r[0]: r[1] for r in rows}
 
 
-def _filters(route: str | None, state: str | None, destination: str | None, pks: list[int] | None):
-    conditions = []
+def _filters(route: str | None, state: str | None, destination: str | None,
+             pks: list[int] | None) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
     if route:
         conditions.append(q.c.route == route)
     if state:
@@ -214,8 +222,8 @@ def list_items(engine: Engine, route: str | None = None, state: str | None = Non
                destination: str | None = None, limit: int = 1000) -> list:
     """Queue rows, newest first, at most `limit`."""
     with engine.connect() as conn:
-        return conn.execute(select(q).where(*_filters(route, state, destination, None))
-                            .order_by(q.c.pk.desc()).limit(limit)).all()
+        return list(conn.execute(select(q).where(*_filters(route, state, destination, None))
+                                 .order_by(q.c.pk.desc()).limit(limit)).all())
 
 
 def retry(engine: Engine, route: str | None = None, destination: str | None = None,
@@ -258,4 +266,4 @@ def fail_expired(engine: Engine, enqueued_before: datetime, now: datetime | None
                 state="failed", finished_at=now,
                 last_error=case((q.c.last_error == "", "max_age reached"),
                                 else_="max_age reached; last error: " + q.c.last_error)))
-    return rows
+    return list(rows)

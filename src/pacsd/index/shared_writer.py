@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from sqlalchemy import Engine
@@ -87,7 +88,7 @@ def listen(address: str) -> socket.socket:
     return sock
 
 
-def _send(sock: socket.socket, message) -> None:
+def _send(sock: socket.socket, message: object) -> None:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     sock.sendall(_LENGTH.pack(len(data)) + data)
 
@@ -194,7 +195,7 @@ class SharedWriterLoop:
         for _, request in group:
             flush = None
             if request.flush_data is not None:
-                flush = DeferredFuture(lambda path=request.flush_data: self.files.make_data_durable(path))
+                flush = DeferredFuture(partial(self.files.make_data_durable, request.flush_data))
             self._group_folders.update(request.new_folders)
             jobs.append(WriteJob(request.record, request.policy, flush))
         self.writer.commit_group(jobs)

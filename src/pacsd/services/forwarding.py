@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -57,7 +58,7 @@ class Forwarding:
             log.info("forwarding: %d items left in flight by an earlier run are pending again", released)
         for destination in self.destinations():
             for slot in range(self.options.associations_per_destination):
-                self._spawn(f"forward-{slot}-{destination[:24]}", lambda d=destination: self._sender(d))
+                self._spawn(f"forward-{slot}-{destination[:24]}", partial(self._sender, destination))
         self._spawn("forward-housekeeping", self._housekeeping)
 
     def stop(self) -> None:
@@ -72,11 +73,13 @@ class Forwarding:
         self._threads.append(thread)
 
     # -- senders ----------------------------------------------------------------------------
-    def _open(self, destination: str):
+    def _open(self, destination: str) -> WebDestination | DicomDestination:
         timeout = self.options.timeout
         if is_web_destination(destination):
             return WebDestination(destination, self.locate, timeout)
         known = self.settings.known_ae(destination)
+        if known is None:  # compile_routes checked every destination at start-up
+            raise RuntimeError(f"{destination} is no longer a known AE")
         tls = None
         if known.tls:
             from pacsd.net.tls import client_context
@@ -101,7 +104,7 @@ class Forwarding:
         finally:
             sender.close()
 
-    def deliver(self, sender, items: list[QueueItem]) -> None:
+    def deliver(self, sender: WebDestination | DicomDestination, items: list[QueueItem]) -> None:
         """Send claimed items, record each outcome, log deliveries and final failures."""
         now = datetime.now(timezone.utc)
         present = [item for item in items if item.path is not None]
