@@ -548,3 +548,39 @@ def test_a_failure_that_may_pass_is_tried_three_times_then_left(tmp_path):
     assert runs[0].compressed == 1 and sum(run.compressed for run in runs[1:]) == 0
     assert (outcome.attempts, outcome.permanent) == (MAX_ATTEMPTS, False)
     assert "No such file" in outcome.reason
+
+
+def test_a_rule_naming_an_area_compresses_only_what_is_in_that_area(tmp_path):
+    """`areas: [long_term]`: a study moved to the long-term area is compressed there (its file
+    stays in that area), one left in the short-term area is not."""
+    from pacsd.services.area_moves import move_study
+    from tests.studies import write_study
+
+    storage = {"directory": str(tmp_path / "fast"),
+               "areas": {"short_term": str(tmp_path / "fast"), "long_term": str(tmp_path / "slow")}}
+    settings = make_settings(tmp_path, storage=storage, compression={
+        "after": 0, "rules": [{"areas": ["long_term"], "syntax": "JPEG-LS Lossless"}]})
+    archive = Archive(settings)
+    try:
+        kept, moved = (write_study(tmp_path / name, series=1, per_series=2) for name in ("kept", "moved"))
+        archive_files(archive, *kept, *moved)
+        moved_study = str(dcmread(moved[0], stop_before_pixels=True).StudyInstanceUID)
+        move_study(archive, moved_study, "long_term")
+        assert archive.compressor.run().compressed == 2
+        rows = rows_by_uid(archive)
+    finally:
+        archive.close()
+    for path in moved:
+        row = rows[str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)]
+        assert row.transfer_syntax == JPEGLSLossless
+        assert row.path.startswith(".areas/long_term/")
+        assert np.array_equal(pixels(tmp_path / "slow" / row.path.removeprefix(".areas/long_term/")), pixels(path))
+    for path in kept:
+        row = rows[str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)]
+        assert row.transfer_syntax == str(dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+        assert not row.path.startswith(".areas/")
+
+
+def test_a_compression_rule_naming_an_unknown_area_is_a_config_error(tmp_path):
+    with pytest.raises(Exception, match="no storage area 'cold'"):
+        make_settings(tmp_path, compression={"rules": [{"areas": ["cold"], "syntax": "RLE Lossless"}]})

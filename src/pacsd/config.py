@@ -518,6 +518,7 @@ class Settings(_Section):
     def _known_areas(self) -> "Settings":
         named = [("retention rule", rule.area) for rule in self.retention.rules]
         named += [("quota", quota.area) for quota in self.quotas.limits]
+        named += [("compression rule", area) for rule in self.compression.rules for area in rule.areas]
         for what, name in named:
             if name and name not in self.storage.areas:
                 raise ValueError(f"{what}: there is no storage area {name!r}")
@@ -637,11 +638,14 @@ class ActionLogSettings(_Section):
 
 
 class CompressionRule(_Section):
-    """Instances of these modalities and SOP classes (empty: any) are compressed in `syntax`."""
+    """Instances of these modalities and SOP classes, in these storage areas (empty: any), are
+    compressed in `syntax`."""
 
     syntax: str
     modalities: list[str] = Field(default_factory=list)
     sop_classes: list[str] = Field(default_factory=list)
+    areas: list[str] = Field(default_factory=list, description="storage areas (storage.areas) whose instances "
+                             "the rule takes; an instance moved into one is compressed there")
 
     @field_validator("syntax")
     @classmethod

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, true, update
 
+from pacsd.index.areas import in_area
 from pacsd.index.schema import changes, compression_journal, compression_outcomes, instances, series, studies
 
 MAX_ATTEMPTS = 3  # a compression failing this often for a passing reason (disk, I/O) is given up
@@ -36,6 +37,8 @@ class RuleFilter:
 
     modalities: Collection[str]
     sop_classes: Collection[str]
+    areas: Collection[str] = ()  # storage areas (the instance's path names it: pacsd.area_paths)
+    home: str = ""  # the home area, whose paths carry no area prefix
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ def candidates(engine: Engine, native_syntaxes: Collection[str], rules: Sequence
             conditions.append(series.c.modality.in_(sorted(rule.modalities)))
         if rule.sop_classes:
             conditions.append(instances.c.sop_class_uid.in_(sorted(rule.sop_classes)))
+        if rule.areas:
+            conditions.append(or_(*(in_area(area, rule.home) for area in sorted(rule.areas))))
         matches.append(and_(*conditions) if conditions else true())
     outcome = compression_outcomes
     statement = (

@@ -71,7 +71,8 @@ class Compressor:
                  stop: threading.Event | None = None) -> None:
         self.engine, self.blobs, self.settings, self.node = engine, blobs, settings, node
         self.stop = stop if stop is not None else threading.Event()
-        self._filters = [RuleFilter(set(rule.modalities), set(rule.sop_classes)) for rule in settings.rules]
+        self._filters = [RuleFilter(set(rule.modalities), set(rule.sop_classes), set(rule.areas), blobs.home)
+                         for rule in settings.rules]
         self._finished: list[int] = []  # journal entries of compressions done, to remove in one go
         self._last_change: int | None = None  # the changes feed's newest entry when last looked at
 
@@ -79,7 +80,8 @@ class Compressor:
         """The syntax of the first rule the instance matches."""
         for rule, match in zip(self.settings.rules, self._filters):
             if (not match.modalities or candidate.modality.upper() in match.modalities) and (
-                    not match.sop_classes or candidate.sop_class_uid in match.sop_classes):
+                    not match.sop_classes or candidate.sop_class_uid in match.sop_classes) and (
+                    not match.areas or self.blobs.area_of(candidate.path) in match.areas):
                 return rule.syntax
         return None
 
