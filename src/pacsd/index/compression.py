@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, insert, or_, select, true, update
 
 from pacsd.index.areas import in_area
 from pacsd.index.schema import changes, compression_journal, compression_outcomes, instances, series, studies
@@ -59,7 +59,7 @@ def candidates(engine: Engine, native_syntaxes: Collection[str], rules: Sequence
         return []
     matches = []
     for rule in rules:
-        conditions = []
+        conditions: list[ColumnElement[bool]] = []
         if rule.modalities:
             conditions.append(series.c.modality.in_(sorted(rule.modalities)))
         if rule.sop_classes:
