@@ -18,6 +18,18 @@ STATES = ("pending", "in_flight", "delivered", "failed", "cancelled")
 OPEN_STATES = ("pending", "in_flight")
 
 
+DELIVERED, RETRY, FAILED = "delivered", "retry", "failed"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one item: DELIVERED, RETRY (down, busy, no answer) or FAILED (refused for good)."""
+
+    item: QueueItem
+    result: str
+    reason: str = ""
+
+
 @dataclass(frozen=True)
 class QueueItem:
     """A claimed item with what sending it needs (`path` None: the instance is gone)."""

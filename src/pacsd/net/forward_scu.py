@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
@@ -17,23 +16,11 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pacsd.config import KnownAE
 from pacsd.dicom.commitment import Reference
 from pacsd.dicom.transcode import transcoded
-from pacsd.index.forward_queue import QueueItem
+from pacsd.index.forward_queue import DELIVERED, FAILED, RETRY, Delivery, QueueItem
 from pacsd.net.commitment_scu import CommitmentFailed, request_commitment
 from pacsd.net.scu import AssociationFailed, open_association
 
 log = logging.getLogger(__name__)
-
-DELIVERED, RETRY, FAILED = "delivered", "retry", "failed"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What became of one item: DELIVERED, RETRY (down, busy, no answer) or FAILED (refused for good)."""
-
-    item: QueueItem
-    result: str
-    reason: str = ""
-
 
 def classify_status(code: int | None) -> tuple[str, str]:
     """A C-STORE answer as (result, reason): success and warnings deliver; 0xA7xx (out of

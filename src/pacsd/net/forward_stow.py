@@ -15,8 +15,7 @@ import httpx
 from pydicom import dcmread
 
 from pacsd.dicom.transcode import transcoded
-from pacsd.index.forward_queue import QueueItem
-from pacsd.net.forward_scu import DELIVERED, FAILED, RETRY, Delivery
+from pacsd.index.forward_queue import DELIVERED, FAILED, RETRY, Delivery, QueueItem
 
 MAX_RESPONSE = 16 << 20  # bytes of a store response we read
 CHUNK = 1 << 20

@@ -83,6 +83,7 @@ class Archive:
                                      self._delete_delivered_study)
         self.listeners = Listeners(self).load()  # after what the built-in listeners are made of
         self.remote = RemoteNodes(settings, self.listeners.dicom_client())
+        self.forwarding.client = self.remote.client
         self.ingest = Ingest(self.blobs, self.writer, self.layout, duplicates=settings.duplicates,
                              accepted_sop_classes=self.accepted_sop_classes, listeners=self.listeners)
         self.study_work = WorkQueue(settings.hooks.end_of_study_workers, "pacsd-end-of-study")

@@ -12,16 +12,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import Engine
 
 from pacsd.config import Settings
 from pacsd.index import forward_queue
-from pacsd.index.forward_queue import Outcome, QueueItem
-from pacsd.net.forward_scu import DELIVERED, FAILED, Delivery, DicomDestination
-from pacsd.net.forward_stow import WebDestination
+from pacsd.index.forward_queue import DELIVERED, FAILED, Delivery, Outcome, QueueItem
 from pacsd.services.actionlog import ActionLog
-from pacsd.services.routes import RouteTable, facts_of_json, is_web_destination
+from pacsd.services.routes import RouteTable, facts_of_json
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +30,19 @@ HOUSEKEEPING_EVERY = 60.0  # seconds between purges of old delivered items and m
 def retry_delay(attempts: int, first: float, backoff: float, cap: float) -> float:
     """Seconds before the next attempt after `attempts` failed ones (exponential, capped)."""
     return min(cap, first * backoff ** max(0, attempts - 1))
+
+
+class ForwardDestination(Protocol):
+    """One destination's sender (`pacsd.net` makes them: `DicomClient.forward_destination`)."""
+
+    def deliver(self, items: list[QueueItem]) -> list[Delivery]: ...
+
+    def close(self) -> None: ...
+
+
+class DestinationOpener(Protocol):
+    def forward_destination(self, destination: str, settings: Settings, locate: Callable[[str], Path],
+                            timeout: float) -> ForwardDestination: ...
 
 
 class Forwarding:
@@ -43,6 +55,7 @@ class Forwarding:
         self.actions = actions
         self.locate = locate  # the file of an index path (BlobStore.path_of)
         self.delete_study = delete_study
+        self.client: DestinationOpener | None = None  # set by the Archive once its listeners are loaded
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -73,19 +86,10 @@ class Forwarding:
         self._threads.append(thread)
 
     # -- senders ----------------------------------------------------------------------------
-    def _open(self, destination: str) -> WebDestination | DicomDestination:
-        timeout = self.options.timeout
-        if is_web_destination(destination):
-            return WebDestination(destination, self.locate, timeout)
-        known = self.settings.known_ae(destination)
-        if known is None:  # compile_routes checked every destination at start-up
-            raise RuntimeError(f"{destination} is no longer a known AE")
-        tls = None
-        if known.tls:
-            from pacsd.net.tls import client_context
-
-            tls = client_context(self.settings.server.tls)
-        return DicomDestination(known, self.settings.server.ae_title, self.locate, timeout, tls)
+    def _open(self, destination: str) -> ForwardDestination:
+        if self.client is None:
+            raise RuntimeError("forwarding has no DICOM client (pacsd.net.builtin_services is not registered)")
+        return self.client.forward_destination(destination, self.settings, self.locate, self.options.timeout)
 
     def _sender(self, destination: str) -> None:
         sender = self._open(destination)
@@ -104,7 +108,7 @@ class Forwarding:
         finally:
             sender.close()
 
-    def deliver(self, sender: WebDestination | DicomDestination, items: list[QueueItem]) -> None:
+    def deliver(self, sender: ForwardDestination, items: list[QueueItem]) -> None:
         """Send claimed items, record each outcome, log deliveries and final failures."""
         now = datetime.now(timezone.utc)
         present = [item for item in items if item.path is not None]

@@ -48,6 +48,10 @@ class DicomClient(Protocol):
     def move(self, node: Node, model: str, level: str, keys: Mapping[str, str], destination: str,
              progress: Callable[[RetrieveCounts], None]) -> RetrieveCounts: ...
 
+    def forward_destination(self, destination: str, settings: Settings, locate: Callable[[str], Path],
+                            timeout: float) -> Any:  # a pacsd.services.forwarding.ForwardDestination
+        ...
+
 
 class RemoteNodes:
     """The known AEs of the settings, reached through a `DicomClient`."""
