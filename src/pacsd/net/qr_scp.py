@@ -25,6 +25,7 @@ from pacsd.net.command_set import shorten_comment
 from pacsd.net.find_responses import PendingResponses
 from pacsd.net.qr_models import MODEL_OF
 from pacsd.net.scp import DicomService
+from pacsd.net.reactor_pause import pause_safely
 from pacsd.net.tcp import tune_association_socket
 from pacsd.net.tls import client_context
 from pacsd.services.archive import Archive
@@ -186,6 +187,7 @@ class QueryRetrieveService(DicomService):
         yield len(selected)
         accepted = {}
         if sub_association:
+            pause_safely(sub_association[0])  # no C-STORE response lost to pynetdicom's reactor
             send_files_unchanged(sub_association[0])
             accepted = accepted_syntaxes(sub_association[0].accepted_contexts)
         log.info("C-MOVE from %s: %d instances to %s%s", calling, len(selected), destination,
