@@ -24,8 +24,8 @@ from pacsd.index.repository import StoredInstance
 from pacsd.net.command_set import shorten_comment
 from pacsd.net.find_responses import PendingResponses
 from pacsd.net.qr_models import MODEL_OF
-from pacsd.net.scp import DicomService
 from pacsd.net.reactor_pause import pause_safely
+from pacsd.net.scp import DicomService
 from pacsd.net.tcp import tune_association_socket
 from pacsd.net.tls import client_context
 from pacsd.services.archive import Archive
