@@ -2,7 +2,8 @@
 patients; when one is reached, refuse new instances (C-STORE status 0xA700) or recycle: delete the
 oldest unprotected studies until the new one fits (Orthanc's recycling).
 
-The receive path asks `QuotaGuard.admit(header)`: it compares the index's running totals (studies'
+The receive path asks `QuotaGuard.admit(header)` (through the filter listener `QuotaListener` in
+`pacsd.services.builtin_listeners`): it compares the index's running totals (studies'
 sizes, counts, area_usage: no scan of the instances), re-read at most every `quotas.refresh`
 seconds and counted on in between with what this process admitted.  Several receiving processes
 each count only their own admissions between re-reads, so a limit may be passed by what they
