@@ -3,13 +3,14 @@ stopped and restricted to some SOP classes, and a look at pacsd's forwarding que
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
 from pydicom import dcmread
 from sqlalchemy import select
 
-from tests.conftest import HOST, dcmtk, free_port
+from tests.conftest import HOST, free_port
 
 _ONLY_CT_CONFIG = """\
 [[TransferSyntaxes]]
@@ -54,9 +55,17 @@ class Storescp:
         self.proc = subprocess.Popen([*args, "-v", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)
         from tests.conftest import wait_until
 
-        wait_until(lambda: dcmtk("echoscu", "-aec", self.aet, HOST, str(self.port), timeout=10).returncode == 0,
-                   what="storescp up")
+        # Listening is enough: storescp serves one association at a time, so a C-ECHO can wait
+        # behind pacsd's forwarding association, which connects as soon as storescp listens.
+        wait_until(self._listening, 60, what="storescp up")
         return self
+
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection((HOST, self.port), timeout=2).close()
+            return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
