@@ -22,9 +22,9 @@ MULTI_VALUED = "_pacsd_multi_valued"  # with it: the tags of those elements hold
 
 
 class ElementWalker:
-    """Reads element headers from a mapped file, jumping over values: proof that it is whole."""
+    """Reads element headers from a mapped file (or its bytes), jumping over values: proof that it is whole."""
 
-    def __init__(self, data: mmap.mmap, size: int, implicit: bool, little: bool) -> None:
+    def __init__(self, data: bytes | mmap.mmap, size: int, implicit: bool, little: bool) -> None:
         self.data, self.size, self.implicit = data, size, implicit
         self.u16, self.u32 = struct.Struct(("<" if little else ">") + "H"), struct.Struct(
             ("<" if little else ">") + "I"

@@ -13,11 +13,12 @@ import math
 import mmap
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
@@ -74,39 +75,48 @@ def _require_uid(dataset: Dataset, keyword: str) -> str:
     return value
 
 
-def read_header(path: Path | str) -> Header:
+def read_header(path: Path | str, content: bytes | None = None) -> Header:
     """Read a Part 10 file's header (no pixel data) and check the file is complete.
 
+    `content`: the file's bytes, when the caller has them in memory (the file is not read).
     Raises InvalidDicom when the file is not DICOM, is truncated, or lacks a required UID.
     Common files take the fast path (`rawheader`), which also gives the DICOM JSON; others
     pydicom's reader.
     """
 
-    path = Path(path)
     try:
+        if content is not None:
+            return _header_of(content, len(content), lambda: BytesIO(content))
         with open(path, "rb") as fp:
             size = os.fstat(fp.fileno()).st_size
             if size < 132:
                 raise InvalidDicom(f"not a DICOM Part 10 file: only {size} bytes")
             with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                fast = rawheader.parse(data, size)
-                if fast is None:
-                    header_bytes, syntax = _whole_file_header(data, size)
-            if fast is not None:
-                return _header(fast.dataset, fast.transfer_syntax, size, fast.header_json)
-            if syntax == DeflatedExplicitVRLittleEndian:
-                # The dataset is deflated as a whole: pydicom inflates it; zlib reports truncation.
-                fp.seek(0)
-                dataset = read_partial(fp, stop_when=_stop_at_pixel_data, defer_size=None)
-            else:
-                dataset = read_partial(BytesIO(header_bytes), stop_when=None, defer_size=None)
-        _read_values(dataset)
+                return _header_of(data, size, lambda: fp)
     except InvalidDicom:
         raise
     except RecursionError:  # pydicom's reader, before our own depth check could count
         raise TooDeeplyNested(f"sequences nested more than {MAX_SEQUENCE_DEPTH} levels deep") from None
     except Exception as exc:  # pydicom, struct and zlib errors share no useful base class
         raise InvalidDicom(f"unreadable DICOM ({type(exc).__name__}: {exc})") from None
+
+
+def _header_of(data: bytes | mmap.mmap, size: int, whole_file: Callable[[], BinaryIO]) -> Header:
+    """The header of a file's bytes (`data`); `whole_file()` opens it as a stream, at any position."""
+    if size < 132:
+        raise InvalidDicom(f"not a DICOM Part 10 file: only {size} bytes")
+    fast = rawheader.parse(data, size)
+    if fast is not None:
+        return _header(fast.dataset, fast.transfer_syntax, size, fast.header_json)
+    header_bytes, syntax = _whole_file_header(data, size)
+    if syntax == DeflatedExplicitVRLittleEndian:
+        # The dataset is deflated as a whole: pydicom inflates it; zlib reports truncation.
+        fp = whole_file()
+        fp.seek(0)
+        dataset = read_partial(fp, stop_when=_stop_at_pixel_data, defer_size=None)
+    else:
+        dataset = read_partial(BytesIO(header_bytes), stop_when=None, defer_size=None)
+    _read_values(dataset)
     return _header(dataset, syntax, size)
 
 
@@ -124,7 +134,7 @@ def _header(dataset: Dataset, syntax: str, size: int, header_json: str | None = 
     )
 
 
-def _whole_file_header(data: mmap.mmap, size: int) -> tuple[bytes, str]:
+def _whole_file_header(data: bytes | mmap.mmap, size: int) -> tuple[bytes, str]:
     """Prove every element of the file fits; return the bytes before pixel data and the syntax."""
     if data[128:132] != b"DICM":
         raise InvalidDicom("not a DICOM Part 10 file: no 'DICM' prefix at byte 128")

@@ -343,8 +343,10 @@ class DicomServer:
             log.warning("refused %s from %s (status 0xA700): %s", request.sop_instance_uid, source.calling_aet, exc)
             result_status, reason, ok, size = OUT_OF_RESOURCES, str(exc), False, 0
         else:
-            size = path.stat().st_size
-            result = self.archive.ingest.store(path, source, Expected(request.sop_class_uid, request.sop_instance_uid))
+            content = incoming.content if incoming is not None else None
+            size = len(content) if content is not None else path.stat().st_size
+            result = self.archive.ingest.store(path, source, Expected(request.sop_class_uid, request.sop_instance_uid),
+                                               content)
             result_status, reason, ok = result.status, result.reason, result.ok
         if stats is not None:
             if ok:

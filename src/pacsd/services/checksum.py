@@ -38,6 +38,13 @@ def sha256_soon(path: Path) -> Future:
     return done
 
 
+def sha256_of(content: bytes) -> Future:
+    """A done future of the digest of bytes in memory (as `sha256_soon` gives for a file)."""
+    done: Future = Future()
+    done.set_result(hashlib.sha256(content).hexdigest())
+    return done
+
+
 def _digest_and_close(f: BufferedReader) -> str:
     with f:
         return hashlib.file_digest(f, "sha256").hexdigest()

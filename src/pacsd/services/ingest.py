@@ -23,7 +23,7 @@ from pacsd.index.columns import PATIENT_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, 
 from pacsd.index.shared_writer import CommitUnknown, WriterClient
 from pacsd.index.solo_writer import SoloWhenAloneWriter
 from pacsd.index.writer import DuplicatePolicy, IndexWriter, InstanceRecord, WriteOutcome
-from pacsd.services.checksum import sha256_soon
+from pacsd.services.checksum import sha256_of, sha256_soon
 from pacsd.services.listeners import IncomingInstance, InstanceStored, Listeners
 from pacsd.services.series_numbering import SeriesArrivals
 from pacsd.storage.blobstore import BlobStore
@@ -86,19 +86,24 @@ class Ingest:
         self.arrivals = SeriesArrivals(writer.engine)
         self.listeners = listeners if listeners is not None else Listeners()
 
-    def store(self, temp: Path, source: Source, expected: Expected | None = None) -> StoreResult:
-        """Archive the file at `temp` (which this call consumes) and return the DICOM status."""
+    def store(self, temp: Path, source: Source, expected: Expected | None = None,
+              content: bytes | None = None) -> StoreResult:
+        """Archive the file at `temp` (which this call consumes) and return the DICOM status.
+
+        `content`: the file's bytes, when the caller still has them (read, not the file)."""
         flushed = self.blobs.flush_data_soon(temp)  # a large file: the disk works during the parse
         try:
-            return self._store(temp, source, expected, flushed)
+            return self._store(temp, source, expected, flushed, content)
         finally:
             self.blobs.abandon_flush(flushed)  # nothing to do once the index writer waited for it
 
-    def _store(self, temp: Path, source: Source, expected: Expected | None, flushed: Future | None) -> StoreResult:
+    def _store(self, temp: Path, source: Source, expected: Expected | None, flushed: Future | None,
+               content: bytes | None) -> StoreResult:
         placed: str | None = None
-        checksum = sha256_soon(temp)  # a helper thread hashes a large file meanwhile
+        # A helper thread hashes a large file meanwhile.
+        checksum = sha256_soon(temp) if content is None else sha256_of(content)
         try:
-            header = read_header(temp)
+            header = read_header(temp, content)
             self._check(header, expected)
             record = self._record(header, source)
             placement = self.layout.placement(header.dataset, lambda: self.arrivals.next(header.series_uid))
