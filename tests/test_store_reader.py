@@ -176,3 +176,45 @@ def test_dataset_cut_off_by_an_abort_leaves_nothing(pacs, peer, tmp_path):
     assoc.abort()
     wait_until(lambda: not temp_files(), what="the temp file removed after the abort")
     assert pacs.instance_count() == 0 and pacs.stored_files() == []
+
+
+A_RELEASE_RQ = bytes([0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0])
+
+
+def read_pdus(sock, count: int, timeout: float = 10.0) -> list[tuple[int, bytes]]:
+    """The next `count` PDUs on a raw socket: (type, body)."""
+    sock.settimeout(timeout)
+    data, found = b"", []
+    while len(found) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {len(found)} PDUs"
+        data += chunk
+        while len(data) >= 6 and len(data) >= 6 + int.from_bytes(data[2:6], "big"):
+            length = int.from_bytes(data[2:6], "big")
+            found.append((data[0], data[6:6 + length]))
+            data = data[6 + length:]
+    return found
+
+
+def test_stores_and_a_release_in_one_segment_are_each_answered(pacs, peer, tmp_path):
+    """Two C-STOREs and the A-RELEASE-RQ sent in one write: the server reads them in one go
+    (several PDUs per `recv`), answers both stores, then the release, whose PDU it read while
+    the association was still in data transfer."""
+    assoc, ct, _ = peer
+    sources = [write_dicom(tmp_path / f"{n}.dcm", InstanceNumber=n) for n in (1, 2)]
+    burst = b"".join(
+        pdu((ct, 0x03, store_request_command(n, str(dcmread(source).SOPInstanceUID))))
+        + pdu((ct, 0x02, dataset_bytes(source)))
+        for n, source in enumerate(sources, start=1)
+    )
+    assoc.dul.kill_dul()  # from here on this test alone reads the socket
+    assoc.dul.join(5)
+    assert not assoc.dul.is_alive()
+    raw = assoc.dul.socket.socket
+    raw.sendall(burst + A_RELEASE_RQ)
+    kinds = [kind for kind, _ in read_pdus(raw, 3)]
+    assert kinds == [0x04, 0x04, 0x06], "two P-DATA-TF (the C-STORE responses), then the A-RELEASE-RP"
+    assert pacs.instance_count() == 2
+    assert sorted(dataset_bytes(p) for p in pacs.stored_files()) == sorted(dataset_bytes(s) for s in sources)
+    assoc.dul.socket.close()
+    assoc.is_established = False  # released by hand: the fixture has nothing left to release

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 IDLE_WAIT = 0.05  # seconds the DUL sleeps in select with nothing to do (timers are checked then)
 WHOLE_PDU_LIMIT = 1 << 20  # larger P-DATA-TF PDUs are streamed in pieces of this size
+READ_AHEAD = 256 * 1024  # bytes one recv may take beyond the PDU being read (several PDUs at once)
 _P_DATA_TF = 0x04
 _PDU_TYPES = frozenset(range(1, 8))
 _HEADER = struct.Struct(">BBL")
@@ -163,6 +164,9 @@ class EventDrivenDul:
         self._wake_w.setblocking(False)
         self._header = bytearray(6)
         self._stream_buffer: bytearray | None = None
+        # Bytes received beyond what was asked for: [_ahead_start, _ahead_end) of _ahead.
+        self._ahead = memoryview(bytearray(READ_AHEAD))
+        self._ahead_start = self._ahead_end = 0
         self.thread = ThreadRef()
         self.on_exit = lambda: None
         self.reader: StoreReader | None = None  # takes the PDVs first, when set
@@ -216,6 +220,8 @@ class EventDrivenDul:
 
     def _wait(self) -> None:
         """Sleep until the socket is readable, something is to be sent, or IDLE_WAIT passes."""
+        if self._ahead_end > self._ahead_start:
+            return  # a PDU (or its start) was read ahead: the socket may have nothing more
         sock = self.dul.socket
         watched = [self._wake_r]
         if sock is not None and sock.socket is not None and sock._is_connected:
@@ -251,12 +257,14 @@ class EventDrivenDul:
     def _transport_event(self) -> bool:
         """Read one PDU if one is waiting; the fast path for P-DATA-TF in Sta6."""
         dul = self.dul
-        if dul.state_machine.current_state != "Sta6":
+        read_ahead = self._ahead_end > self._ahead_start
+        fast = dul.state_machine.current_state == "Sta6"
+        if not fast and not read_ahead:
             return dul._is_transport_event()
-        if not dul.socket.ready:
+        if not read_ahead and not dul.socket.ready:
             return False
         try:
-            self._read_pdu()
+            self._read_pdu(fast)
         except ConnectionBroken:
             dul.event_queue.put("Evt17")  # transport connection closed
         except (OSError, TimeoutError) as exc:
@@ -264,7 +272,10 @@ class EventDrivenDul:
             dul.event_queue.put("Evt17")
         return True
 
-    def _read_pdu(self) -> None:
+    def _read_pdu(self, fast: bool = True) -> None:
+        """Read one PDU; `fast` (Sta6): P-DATA-TF PDUs take the fast path, else every PDU is
+        decoded and queued as pynetdicom's reactor does (bytes read ahead in Sta6 and left
+        when the state changed)."""
         dul = self.dul
         header = self._header
         self._recv_into(memoryview(header))
@@ -277,10 +288,10 @@ class EventDrivenDul:
         if limit is not None and length > limit:
             abort_for_oversized_pdu(dul.assoc, self.raw, length, limit)
             raise ConnectionBroken()
-        if pdu_type == _P_DATA_TF and length <= WHOLE_PDU_LIMIT:
+        if fast and pdu_type == _P_DATA_TF and length <= WHOLE_PDU_LIMIT:
             self._read_p_data(length)
             return
-        if pdu_type == _P_DATA_TF:
+        if fast and pdu_type == _P_DATA_TF:
             self._stream_p_data(length)
             return
         body = bytearray(6 + length)
@@ -357,15 +368,37 @@ class EventDrivenDul:
         self.dul.event_queue.put("Evt19")
 
     def _recv_into(self, view: memoryview) -> None:
-        """Fill `view` from the socket (blocking); ConnectionBroken if the peer closes first.
+        """Fill `view`: from bytes read ahead, then from the socket (blocking);
+        ConnectionBroken if the peer closes first.
 
-        Each read is acknowledged at once: a peer with Nagle on may hold back the rest of a PDU
-        until what it sent so far is acknowledged (see pacsd.net.tcp)."""
-        raw = self.raw
-        got, wanted = 0, len(view)
+        A short read (a PDU header, a small PDU) receives as much as is waiting, up to
+        READ_AHEAD, and keeps the rest for the next calls: one `recv` for several PDUs instead
+        of two per PDU.  A long read goes straight into `view`.  Each read is acknowledged at
+        once: a peer with Nagle on may hold back the rest of a PDU until what it sent so far is
+        acknowledged (see pacsd.net.tcp)."""
+        wanted = len(view)
+        got = min(wanted, self._ahead_end - self._ahead_start)
+        if got:
+            start = self._ahead_start
+            view[:got] = self._ahead[start:start + got]
+            self._ahead_start = start + got
+            if got == wanted:
+                return
+        raw, ahead = self.raw, self._ahead
         while got < wanted:
-            n = raw.recv_into(view[got:])
+            left = wanted - got
+            if left >= READ_AHEAD // 2:
+                n = raw.recv_into(view[got:])
+                if n == 0:
+                    raise ConnectionBroken()
+                quick_ack(raw)
+                got += n
+                continue
+            n = raw.recv_into(ahead)
             if n == 0:
                 raise ConnectionBroken()
             quick_ack(raw)
-            got += n
+            taken = min(n, left)
+            view[got:got + taken] = ahead[:taken]
+            self._ahead_start, self._ahead_end = taken, n
+            got += taken
