@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
+from pynetdicom.dimse_messages import N_EVENT_REPORT_RSP
 from pynetdicom.sop_class import StorageCommitmentPushModel, StorageCommitmentPushModelInstance
 
 from pacsd.dicom.commitment import (
@@ -27,6 +29,7 @@ from pacsd.errors import PacsError
 log = logging.getLogger(__name__)
 
 SAME, NEW = "same association", "new association"
+ANSWER_WAIT = 5.0  # seconds to let our answer to a report on our association go out before releasing it
 
 
 class CommitmentFailed(PacsError):
@@ -34,14 +37,24 @@ class CommitmentFailed(PacsError):
 
 
 class _ReportCatcher:
-    """Answers N-EVENT-REPORTs; keeps the one for our transaction and where it came."""
+    """Answers N-EVENT-REPORTs; keeps the one for our transaction and where it came.
+
+    A report on our own association is known (the handler runs) before our answer to it is
+    queued for sending; `answered` is set once it is, so the association is released after
+    the answer (a release queued first makes pynetdicom refuse to send the answer: P-DATA in
+    Sta7, and its reactor thread dies)."""
 
     def __init__(self, transaction_uid: str) -> None:
         self.transaction_uid = transaction_uid
         self.reports: queue.Queue[tuple[CommitmentResult, str]] = queue.Queue()
+        self.answered = threading.Event()
 
     def handlers(self) -> list:
-        return [(evt.EVT_N_EVENT_REPORT, self._on_report)]
+        return [(evt.EVT_N_EVENT_REPORT, self._on_report), (evt.EVT_DIMSE_SENT, self._on_sent)]
+
+    def _on_sent(self, event) -> None:
+        if isinstance(event.message, N_EVENT_REPORT_RSP) and not event.assoc.is_acceptor:
+            self.answered.set()
 
     def _on_report(self, event):
         try:
@@ -52,6 +65,7 @@ class _ReportCatcher:
         if result.transaction_uid != self.transaction_uid:
             log.warning("report for another transaction (%s) acknowledged and ignored", result.transaction_uid)
             return 0x0000, None
+        self.answered.clear()  # an answer sent before this one (another transaction's) does not count
         self.reports.put((result, NEW if event.assoc.is_acceptor else SAME))
         return 0x0000, None
 
@@ -82,9 +96,12 @@ def request_commitment(host: str, port: int, references: list[Reference], *, our
                 raise CommitmentFailed(f"the commitment request was refused: status "
                                        f"{'none' if code is None else f'0x{code:04X}'} {comment}".rstrip())
             try:
-                return catcher.reports.get(timeout=timeout)
+                result, how = catcher.reports.get(timeout=timeout)
             except queue.Empty:
                 raise CommitmentFailed(f"no commitment report within {timeout:g} s") from None
+            if how == SAME and not catcher.answered.wait(ANSWER_WAIT):
+                log.warning("our answer to the commitment report was not sent within %g s", ANSWER_WAIT)
+            return result, how
         finally:
             if assoc.is_established:
                 assoc.release()
