@@ -13,7 +13,7 @@ import threading
 
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
-from pynetdicom.dimse_messages import N_EVENT_REPORT_RSP
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import StorageCommitmentPushModel, StorageCommitmentPushModelInstance
 
 from pacsd.dicom.commitment import (
@@ -40,20 +40,23 @@ class _ReportCatcher:
     """Answers N-EVENT-REPORTs; keeps the one for our transaction and where it came.
 
     A report on our own association is known (the handler runs) before our answer to it is
-    queued for sending; `answered` is set once it is, so the association is released after
-    the answer (a release queued first makes pynetdicom refuse to send the answer: P-DATA in
-    Sta7, and its reactor thread dies)."""
+    even queued; `answered` is set once the answer's P-DATA-TF is on the wire (the next one
+    our association sends after the report), so the association is released after the answer.
+    A release queued first makes pynetdicom refuse to send the answer (P-DATA in Sta7), and its
+    reactor thread dies.  (Not EVT_DIMSE_SENT: pynetdicom triggers it before it queues the PDUs.)"""
 
     def __init__(self, transaction_uid: str) -> None:
         self.transaction_uid = transaction_uid
         self.reports: queue.Queue[tuple[CommitmentResult, str]] = queue.Queue()
         self.answered = threading.Event()
+        self._answering = False  # our report came on our association: its answer is the next P-DATA
 
     def handlers(self) -> list:
-        return [(evt.EVT_N_EVENT_REPORT, self._on_report), (evt.EVT_DIMSE_SENT, self._on_sent)]
+        return [(evt.EVT_N_EVENT_REPORT, self._on_report), (evt.EVT_PDU_SENT, self._on_sent)]
 
     def _on_sent(self, event) -> None:
-        if isinstance(event.message, N_EVENT_REPORT_RSP) and not event.assoc.is_acceptor:
+        if self._answering and isinstance(event.pdu, P_DATA_TF) and not event.assoc.is_acceptor:
+            self._answering = False
             self.answered.set()
 
     def _on_report(self, event):
@@ -65,7 +68,9 @@ class _ReportCatcher:
         if result.transaction_uid != self.transaction_uid:
             log.warning("report for another transaction (%s) acknowledged and ignored", result.transaction_uid)
             return 0x0000, None
-        self.answered.clear()  # an answer sent before this one (another transaction's) does not count
+        if not event.assoc.is_acceptor:
+            self.answered.clear()  # an answer sent before this one (another transaction's) does not count
+            self._answering = True
         self.reports.put((result, NEW if event.assoc.is_acceptor else SAME))
         return 0x0000, None
 
