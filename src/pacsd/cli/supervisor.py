@@ -34,6 +34,7 @@ from pacsd.config import Settings
 from pacsd.errors import ConfigError
 from pacsd.index.shared_writer import listen as listen_for_writes
 from pacsd.index.shared_writer import writer_address
+from pacsd.net import seam
 from pacsd.net.association_board import clear_old_boards
 from pacsd.net.handoff import CLOSED, NEGOTIATED, hand_over, handoff_pair, parse_report
 from pacsd.net.receiving_load import ReceivingLoad
@@ -454,11 +455,20 @@ def _preload() -> None:
     own copy.  Collected and frozen first, so no garbage collection in a child touches (and so
     copies) the pages of these objects."""
     import gc
+    import importlib
 
-    import pacsd.net.scp  # noqa: F401 - imported for the children
+    import pacsd.net.client  # noqa: F401 - imported for the children; these three by the built-in services
+    import pacsd.net.commitment_scp  # noqa: F401
+    import pacsd.net.qr_scp  # noqa: F401
+    import pacsd.net.scp  # noqa: F401
     import pacsd.services.archive  # noqa: F401
+    import pacsd.services.lifecycle  # noqa: F401 - imported by Archive() (an import cycle otherwise)
     import pacsd.web.server  # noqa: F401
+    from pacsd.services.listeners import BUILTIN_LISTENERS
 
+    for module_name in BUILTIN_LISTENERS:  # loaded by name when an Archive registers its listeners
+        importlib.import_module(module_name)
+    seam.preload()
     gc.collect()
     gc.freeze()
 

@@ -2,7 +2,10 @@
 
 `open_index` takes a SQLite file path or a database URL (`postgresql://user@host/db`, run with
 psycopg 3) and brings the schema up to date through `pacsd.index.migrate`.  The engine is shared
-by the single writer and the readers.
+by the single writer and the readers.  A process forked after its parent found or made a
+database's schema current does not check it again: the processes `pacsd serve` forks open the
+index their parent prepared just before, without each reading the schema (and holding what
+reading it costs, about 5 MB each).  The process that checked checks again on every open.
 """
 
 from __future__ import annotations
@@ -34,13 +37,20 @@ def describe(target: Path | str) -> str:
     return database_url(target).render_as_string(hide_password=True)
 
 
+_current_schemas: dict[str, int] = {}  # database -> the pid of the process that found or made it current
+
+
 def open_index(target: Path | str, wal_mode: bool = True, upgrade: bool = True) -> Engine:
     """Open the index at `target` and bring its schema up to date (`upgrade=False`: only check)."""
     url = database_url(target)
     check_sqlalchemy()  # the writer's driver path: one warning here if this SQLAlchemy lacks what it reads
     engine = _open_sqlite(url, wal_mode) if url.get_backend_name() == "sqlite" else _open_server(url)
+    key = url.render_as_string(hide_password=False)
+    if _current_schemas.get(key, os.getpid()) != os.getpid():
+        return engine  # forked after the parent prepared it
     try:
         prepare_schema(engine, upgrade)
+        _current_schemas[key] = os.getpid()
     except OperationalError as exc:
         engine.dispose()
         raise DatabaseUnreachable(f"cannot open the index {describe(target)}: {exc.orig}".strip()) from None

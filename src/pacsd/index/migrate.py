@@ -7,6 +7,7 @@ in place; any other is upgraded.  PostgreSQL nodes starting together take turns 
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache  # the migrations are part of the package: read once per process (and its children)
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:  # several heads, or none: a broken package

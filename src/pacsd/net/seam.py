@@ -130,6 +130,15 @@ def quicken_client(assoc) -> None:
     shorten_dul_polling(assoc)
 
 
+def preload() -> None:
+    """Import the fast path's modules now, when this pynetdicom has every name they rely on: a
+    parent about to fork its receiving processes shares them instead of each importing its own."""
+    if _all_names_here():
+        import pacsd.net.contexts  # noqa: F401
+        import pacsd.net.event_reactor  # noqa: F401
+        import pacsd.net.pacing  # noqa: F401
+
+
 def install(enabled: bool, receive_into) -> FastPath | None:
     """Turn the fast receive path on for this process (idempotent) and return what a listener
     applies per association; None when `enabled` is false or this pynetdicom lacks a name it
