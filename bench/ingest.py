@@ -203,14 +203,16 @@ class Pacsd(Server):
         row goes through the writer process (database.solo_commit off); with `-nofsync`, the
         files and folders are not flushed (storage.fsync off: one sync per image, the index
         commit's, as Orthanc's one per image is its file's; for comparison, not a setting to
-        run an archive with)."""
-        label = {"auto": "pacsd", "auto-shared": "pacsd-shared", "auto-nofsync": "pacsd-nofsync"}.get(
-            workers, f"pacsd-w{workers}")
+        run an archive with); with `-volume`, one syncfs per commit group (storage.flush: volume)."""
+        label = {"auto": "pacsd", "auto-shared": "pacsd-shared", "auto-nofsync": "pacsd-nofsync",
+                 "auto-volume": "pacsd-volume"}.get(workers, f"pacsd-w{workers}")
         super().__init__(label, "PACSD")
         self.exe = REPO_DIR / ".venv" / "bin" / "pacsd"
         self.solo_commit = not workers.endswith("-shared")
         self.fsync = not workers.endswith("-nofsync")
-        self.workers, self.database = workers.removesuffix("-shared").removesuffix("-nofsync"), database
+        self.flush = "volume" if workers.endswith("-volume") else "files"
+        self.workers = workers.removesuffix("-shared").removesuffix("-nofsync").removesuffix("-volume")
+        self.database = database
 
     def missing(self) -> str | None:
         return None if self.exe.exists() else f"{self.exe} not found (run make install-dev)"
@@ -221,7 +223,7 @@ class Pacsd(Server):
         workers = self.workers if self.workers == "auto" else int(self.workers)
         config.write_text(json.dumps({"server": {"workers": workers}, "http": {"enabled": False},
                                       "database": {"solo_commit": self.solo_commit},
-                                      "storage": {"fsync": self.fsync}}))
+                                      "storage": {"fsync": self.fsync, "flush": self.flush}}))
         index = ["--database-url", self.fresh_database(work.name)] if self.database else \
             ["--index-db", str(d / "index.sqlite")]
         return [str(self.exe), "serve", "--config", str(config), "--host", HOST, "--port", str(port),
@@ -467,7 +469,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", default="auto,1",
                    help="pacsd server.workers, comma-separated (default auto,1: the default, and one process); "
                         "auto-shared: auto with every row through the writer process (database.solo_commit off); "
-                        "auto-nofsync: auto without file and folder flushes (storage.fsync off), for comparison")
+                        "auto-nofsync: auto without file and folder flushes (storage.fsync off), for comparison; "
+                        "auto-volume: auto with one syncfs per commit group (storage.flush: volume)")
     p.add_argument("--repeat", type=int, default=None,
                    help="runs per cell, interleaved between servers; the median is reported (default 3, --quick 1)")
     p.add_argument("--database", default=None,

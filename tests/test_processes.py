@@ -237,10 +237,12 @@ def test_writer_killed_mid_send(pacs_process, tmp_path):
     assert pacsd_check(server, tmp_path).returncode == 0
 
 
-def test_whole_server_killed_mid_send(pacs_process, tmp_path):
+@pytest.mark.parametrize("flush", ["files", "volume"])
+def test_whole_server_killed_mid_send(pacs_process, tmp_path, flush):
     config = tmp_path / "processes.yaml"
-    config.write_text(yaml.safe_dump({"server": {"workers": 2, "shutdown_grace": 2}}))
+    config.write_text(yaml.safe_dump({"server": {"workers": 2, "shutdown_grace": 2}, "storage": {"flush": flush}}))
     first = pacs_process("--config", str(config))
+    assert f"(flush: {flush})" in (tmp_path / "logs" / "pacsd.log").read_text()
     files, acked = send_and_kill(first, tmp_path, lambda: os.kill(first.proc.pid, signal.SIGKILL))
     first.proc.wait(10)
     wait_until(lambda: not any(_alive(pid) for role in ("receiver 1", "receiver 2", "writer", "web", "background")

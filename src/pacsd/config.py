@@ -114,6 +114,11 @@ class StorageSettings(_Section):
     directory: Path = DEFAULT_DATA_DIR / "storage"
     naming: str = "hierarchical"
     fsync: bool = True
+    flush: Literal["files", "volume"] = Field("files", description=(
+        "how stored files are made durable before their rows are committed: 'files' flushes each "
+        "file's data and each folder that gained an entry (fdatasync, fsync); 'volume' flushes the "
+        "whole volume once per commit group (Linux syncfs): less work per image, but it also waits "
+        "for anything else written to that volume, so only for a volume pacsd has to itself"))
     file_mode: int = 0o640
     dir_mode: int = 0o750
     group: str | None = Field(None, description="group given to created folders and files (chgrp)")

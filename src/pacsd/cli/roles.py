@@ -41,7 +41,7 @@ def run_writer(settings: Settings, listener: socket.socket, node: str, ready: Ca
 
     database, storage = settings.database, settings.storage
     engine = open_index(database.target, database.wal_mode, upgrade=False)
-    files = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group, node)
+    files = BlobStore.for_settings(storage, node)
     loop = SharedWriterLoop(listener, engine, database.commit_batch, files)
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # see _stop_event

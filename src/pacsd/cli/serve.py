@@ -15,7 +15,7 @@ import threading
 import click
 
 from pacsd.cli.options import build_settings, server_options
-from pacsd.cli.startup import check_startup
+from pacsd.cli.startup import check_startup, storage_summary
 from pacsd.config import Settings
 from pacsd.logsetup import setup_logging
 
@@ -59,7 +59,7 @@ def run_single_process(settings: Settings) -> None:
             web.start()
         server.start()
         archive.start_background()
-        log.info("pacsd ready: storage %s, index %s", settings.storage.directory, describe(settings.database.target))
+        log.info("pacsd ready: %s, index %s", storage_summary(settings), describe(settings.database.target))
         while not stop.wait(1.0):
             pass
         log.info("stopping: no new associations; open ones have %.0f s to finish",

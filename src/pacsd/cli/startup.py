@@ -30,6 +30,13 @@ def check_startup(settings: Settings) -> None:
         check_port_free(settings.http.host, settings.http.port, "web port", "--http-port or http.port")
 
 
+def storage_summary(settings: Settings) -> str:
+    """The storage folder and how its files are made durable, for the "pacsd ready" line."""
+    storage = settings.storage
+    flush = storage.flush if storage.fsync else "off (storage.fsync: false)"
+    return f"storage {storage.directory} (flush: {flush})"
+
+
 def check_writable(folder: Path, what: str, setting: str) -> None:
     """Create `folder` if needed and write (then remove) a file in it."""
     try:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pacsd.cli.startup import storage_summary
 from pacsd.config import Settings
 from pacsd.errors import ConfigError
 from pacsd.index.shared_writer import listen as listen_for_writes
@@ -142,7 +143,8 @@ class Supervisor:
             self._stop_all()
             return 2
         host, port = self._listener.getsockname()[:2]
-        log.info("pacsd ready: %d receiving processes on %s:%d (parent pid %d)", self.count, host, port, os.getpid())
+        log.info("pacsd ready: %d receiving processes on %s:%d (parent pid %d), %s", self.count, host, port,
+                 os.getpid(), storage_summary(self.settings))
         try:
             self._serve()
         finally:

@@ -57,8 +57,7 @@ class Archive:
         self.engine = open_index(database.target, database.wal_mode, database.auto_upgrade)
         storage = settings.storage
         self.node = node or f"{socket.gethostname()}-{settings.server.port}"
-        self.blobs = BlobStore(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group,
-                               self.node, storage.areas)
+        self.blobs = BlobStore.for_settings(storage, self.node)
         self.writer: IndexWriter | WriterClient | SoloWhenAloneWriter
         if writer_address is None:
             self.writer = self._own_writer()

@@ -3,16 +3,22 @@
 An incoming file is written under `<root>/.incoming/` (same volume, so placing it is a link, not
 a copy) with the writing node's name in front (nodes may share the folder), linked to its final name without ever replacing an existing file (a name collision gets
 a `_1`, `_2`, ... suffix), and the temp name is removed.  `make_durable` then flushes placed
-files: fdatasync of each file, then fsync of the folders that gained entries (not syncfs, which
-also waits for everything else anyone wrote to the volume).  Ingest starts a large file's data flush
-in a helper thread while it parses the file (`flush_data_soon`; concurrent flushes share a
-journal commit; a small file's flush is left for later) and hands that flush to the index
-writer's group, which flushes the folders (`make_entries_durable`) and commits once both are
-done.
+files: fdatasync of each file, then fsync of the folders that gained entries.  Ingest starts a
+large file's data flush in a helper thread while it parses the file (`flush_data_soon`;
+concurrent flushes share a journal commit; a small file's flush is left for later) and hands that
+flush to the index writer's group, which flushes the folders (`make_entries_durable`) and
+commits once both are done.
+
+`storage.flush: volume` replaces those per-file flushes by one syncfs of each volume a group
+wrote to, in `make_entries_durable`: on a volume pacsd has to itself it is less work (one
+journal commit for the whole group), but it waits for whatever else anyone wrote to the volume,
+which is why it is not the default.  Linux reports write-back errors through syncfs since 5.8.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import grp
 import logging
@@ -20,13 +26,17 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from pacsd.area_paths import area_path, split_area_path
 from pacsd.deferred import DeferredFuture
 from pacsd.errors import ConfigError, storage_error
+
+if TYPE_CHECKING:
+    from pacsd.config import StorageSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +50,16 @@ class BlobStore:
     """The image files under one root directory."""
 
     def __init__(self, root: Path | str, fsync: bool = True, file_mode: int = 0o640, dir_mode: int = 0o750,
-                 group: str | None = None, node: str = "", areas: Mapping[str, Path | str] | None = None) -> None:
+                 group: str | None = None, node: str = "", areas: Mapping[str, Path | str] | None = None,
+                 flush: str = "files") -> None:
         """`areas`: every storage area, name -> folder (one of them `root`, the home area); a
-        path the index gives (`.areas/<name>/...` outside the home area) is found in its area."""
+        path the index gives (`.areas/<name>/...` outside the home area) is found in its area.
+        `flush`: "files" or "volume" (see the module's docstring)."""
+        if flush not in ("files", "volume"):
+            raise ConfigError(f"storage.flush: {flush!r} is neither 'files' nor 'volume'")
+        self.flush_volume = fsync and flush == "volume"
+        if self.flush_volume and _syncfs is None:
+            raise ConfigError("storage.flush: volume needs Linux's syncfs, which this system lacks")
         self.root = Path(root).resolve()
         self.area_roots = {name: Path(folder).resolve() for name, folder in (areas or {}).items()}
         self.home = next((name for name, folder in self.area_roots.items() if folder == self.root), "default")
@@ -58,6 +75,12 @@ class BlobStore:
         self._new_entries: set[Path] = set()  # folders that gained a subfolder not yet flushed
         self._new_entries_lock = threading.Lock()
         self._clear_stale_incoming()
+
+    @classmethod
+    def for_settings(cls, storage: StorageSettings, node: str) -> BlobStore:
+        """The store `storage` (the config's section) describes, for the node `node`."""
+        return cls(storage.directory, storage.fsync, storage.file_mode, storage.dir_mode, storage.group, node,
+                   storage.areas, storage.flush)
 
     def _clear_stale_incoming(self) -> None:
         """Temp files left by a crash were never acknowledged: remove ours (and unmarked ones).
@@ -183,8 +206,9 @@ class BlobStore:
         """Flush one placed file's data (fdatasync); its folder entry needs `make_entries_durable`.
 
         Several threads flushing at once share the filesystem's journal commit.  No-op when fsync
-        is turned off; raises StorageFull when the volume reports an error."""
-        if not self.fsync:
+        is turned off, and with `flush: volume` (the group's syncfs flushes it); raises StorageFull
+        when the volume reports an error."""
+        if not self.fsync or self.flush_volume:
             return
         try:
             _fsync_path(self.path_of(relative), data_only=True)
@@ -200,12 +224,26 @@ class BlobStore:
         with self._new_entries_lock:
             folders, self._new_entries = self._new_entries, set()
         folders |= {Path(folder) for folder in extra_folders}
+        if self.flush_volume:
+            self._flush_volumes(relatives, folders)
+            return
         try:
             for folder in folders | {self.path_of(relative).parent for relative in relatives}:
                 try:
                     _fsync_path(folder)
                 except FileNotFoundError:
                     pass  # emptied and removed since (a failed store): nothing to keep
+        except OSError as exc:
+            self._remember_new_entries(folders)
+            raise storage_error(exc, "cannot make stored files durable") from None
+
+    def _flush_volumes(self, relatives: list[str], folders: set[Path]) -> None:
+        """One syncfs of each area holding `relatives` (and of the home area for `folders`, which
+        the receiving processes make there); areas on one volume are flushed once each anyway."""
+        roots = {self._locate(relative)[0] for relative in relatives} | ({self.root} if folders else set())
+        try:
+            for root in sorted(roots):
+                _flush_volume_of(root)
         except OSError as exc:
             self._remember_new_entries(folders)
             raise storage_error(exc, "cannot make stored files durable") from None
@@ -230,7 +268,7 @@ class BlobStore:
         it: placed by then, the file and its new folder entry share that flush's journal commit,
         and no thread is woken for it.  See `abandon_flush` for a file given up."""
         done: Future = Future()
-        if not self.fsync:
+        if not self.fsync or self.flush_volume:  # volume: the group's syncfs flushes it
             done.set_result(None)
             return done
         try:
@@ -340,6 +378,32 @@ def group_id(group: str | None) -> int | None:
         return grp.getgrnam(group).gr_gid
     except KeyError:
         raise ConfigError(f"storage.group: there is no group {group!r} on this machine") from None
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs(fd), or None where there is none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    syncfs.argtypes, syncfs.restype = [ctypes.c_int], ctypes.c_int
+    return syncfs
+
+
+_syncfs = _load_syncfs()
+
+
+def _flush_volume_of(folder: Path) -> None:
+    """Write out everything on the volume holding `folder` (syncfs); raise OSError on failure."""
+    assert _syncfs is not None  # BlobStore refuses flush: volume without it
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error), str(folder))
+    finally:
+        os.close(fd)
 
 
 def _fsync_path(path: Path, data_only: bool = False) -> None:
