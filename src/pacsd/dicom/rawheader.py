@@ -99,6 +99,7 @@ _DECIMAL = re.compile(r" *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *\Z"
 _DECIMAL_CHARACTERS = "0123456789+-.eE \\"  # plain DS values and their separator
 _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
 _SHORT_HEADER = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
+_unpack_short_header, _unpack_u32 = _SHORT_HEADER.unpack_from, _U32.unpack_from
 _VR_NAMES = {vr.encode(): vr for vr in _KNOWN_VRS}  # VR bytes as written -> name; UN and others absent
 # Carried for first_text: the string VRs, and IS (InstanceNumber, SeriesNumber); not DS.
 _FIRST_TEXT_VRS = _CHARSET_TEXT | _CHARSET_SINGLE | _PLAIN | {"AE", "PN", "UI", "UR", "IS"}
@@ -247,7 +248,17 @@ class _Parser:
         data, size, implicit = self.data, self.size, self.implicit
         while end is None or position < end:
             element_start = position
-            tag, vr, length, at = self.element_header(position)
+            if implicit or position + 12 > size:
+                tag, vr, length, at = self.element_header(position)
+            else:  # element_header's common case, inline: one call less per element
+                group, element, vr_bytes, length = _unpack_short_header(data, position)
+                tag = group << 16 | element
+                if group == 0xFFFE:
+                    vr, length, at = None, _unpack_u32(data, position + 4)[0], position + 8
+                elif vr_bytes in LONG_VRS:
+                    vr, length, at = _VR_NAMES.get(vr_bytes), _unpack_u32(data, position + 8)[0], position + 12
+                else:
+                    vr, at = _VR_NAMES.get(vr_bytes), position + 8
             if top and tag in PIXEL_TAGS:
                 return raw, members, element_start
             if end is None and tag == ITEM_END:

@@ -196,14 +196,17 @@ class EventDrivenDul:
                     dul.event_queue.put("Evt18")
                 worked = False
                 try:
-                    if dul._process_recv_primitive():
-                        pass
+                    if dul.to_provider_queue.queue and dul._process_recv_primitive():
+                        pass  # (a look first: on an empty queue it raises and catches IndexError)
                     elif self._transport_event():
                         dul._idle_timer.restart()
                         worked = True
                 except Exception as exc:
                     self._abort(exc)
                     return
+                if not dul.event_queue.queue:  # a look first: get() raising Empty costs more
+                    idle = not worked
+                    continue
                 try:
                     event = dul.event_queue.get(block=False)
                 except queue.Empty:

@@ -161,8 +161,9 @@ class StoreReader:
         except Exception as exc:  # as pynetdicom does for a failing EVT_C_STORE handler
             log.exception("C-STORE %s: the store failed", request.sop_instance_uid)
             status, comment = PROCESSING_FAILURE, str(exc)
-        finally:
-            _close_and_remove(incoming)  # the store consumed it, unless it failed early
+            _close_and_remove(incoming)
+        else:
+            incoming.close()  # the store consumed the file: placed it, or removed it on failure
         log.debug("C-STORE %s read by the fast path: 0x%04X", request.sop_instance_uid, status)
         if not self.assoc.is_established:
             return
