@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import shutil
 import socket
 import sys
@@ -321,10 +322,10 @@ class DicomServer:
         return temp
 
     def _store(self, assoc, request: StoreRequest, incoming: IncomingFile | None,
-               path: Path | None = None) -> tuple[int, str]:
+               path: Path | str | None = None) -> tuple[int, str]:
         """Archive a received dataset; the DICOM status and, for a failure, its reason."""
         stats = self.connections.get(assoc)
-        path = Path(incoming.name) if path is None else path
+        path = incoming.name if path is None else path  # text: see BlobStore._text_path
         source = Source("dimse", assoc.requestor.ae_title.strip(), str(assoc.requestor.address))
         with self._in_flight_lock:
             self._in_flight += 1
@@ -334,7 +335,7 @@ class DicomServer:
             with self._in_flight_lock:
                 self._in_flight -= 1
 
-    def _count_store(self, stats, request: StoreRequest, incoming: IncomingFile | None, path: Path,
+    def _count_store(self, stats, request: StoreRequest, incoming: IncomingFile | None, path: Path | str,
                      source: Source) -> tuple[int, str]:
         try:
             if incoming is not None:
@@ -344,7 +345,7 @@ class DicomServer:
             result_status, reason, ok, size = OUT_OF_RESOURCES, str(exc), False, 0
         else:
             content = incoming.content if incoming is not None else None
-            size = len(content) if content is not None else path.stat().st_size
+            size = len(content) if content is not None else os.stat(path).st_size
             result = self.archive.ingest.store(path, source, Expected(request.sop_class_uid, request.sop_instance_uid),
                                                content)
             result_status, reason, ok = result.status, result.reason, result.ok

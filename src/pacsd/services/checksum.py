@@ -18,7 +18,7 @@ PARALLEL_FROM = 128 * 1024  # bytes: from this size on the digest is computed in
 _hashers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sha256")
 
 
-def sha256_soon(path: Path) -> Future:
+def sha256_soon(path: Path | str) -> Future:
     """A future of the file's hex digest.  The file is opened here, so the caller may rename or
     remove it meanwhile; an error opening or reading it is raised by `result()`."""
     done: Future = Future()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -26,7 +27,7 @@ from pacsd.index.writer import DuplicatePolicy, IndexWriter, InstanceRecord, Wri
 from pacsd.services.checksum import sha256_of, sha256_soon
 from pacsd.services.listeners import IncomingInstance, InstanceStored, Listeners
 from pacsd.services.series_numbering import SeriesArrivals
-from pacsd.storage.blobstore import BlobStore
+from pacsd.storage.blobstore import BlobStore, remove_if_there
 from pacsd.storage.layout import Layout, Placement
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class Ingest:
         self.arrivals = SeriesArrivals(writer.engine)
         self.listeners = listeners if listeners is not None else Listeners()
 
-    def store(self, temp: Path, source: Source, expected: Expected | None = None,
+    def store(self, temp: Path | str, source: Source, expected: Expected | None = None,
               content: bytes | None = None) -> StoreResult:
         """Archive the file at `temp` (which this call consumes) and return the DICOM status.
 
@@ -97,7 +98,7 @@ class Ingest:
         finally:
             self.blobs.abandon_flush(flushed)  # nothing to do once the index writer waited for it
 
-    def _store(self, temp: Path, source: Source, expected: Expected | None, flushed: Future | None,
+    def _store(self, temp: Path | str, source: Source, expected: Expected | None, flushed: Future | None,
                content: bytes | None) -> StoreResult:
         placed: str | None = None
         # A helper thread hashes a large file meanwhile.
@@ -111,7 +112,7 @@ class Ingest:
             incoming = IncomingInstance(header, source, header.size, placement.account)
             self._filter(incoming)
             record.companion_rows = self.listeners.rows_with_instance(incoming, record)  # e.g. forwarding work
-            placed = str(self.blobs.place(temp, placement.path))
+            placed = self.blobs.place(temp, placement.path)
             record.path = placed
             record.checksum = checksum.result()
             # The writer's group makes data and folder entries durable, and commits then.
@@ -125,7 +126,7 @@ class Ingest:
         except OSError as exc:
             return self._fail(temp, placed, OUT_OF_RESOURCES, f"storage error: {exc}", source, expected)
         except CommitUnknown as exc:  # its row may be committed: the file must stay
-            temp.unlink(missing_ok=True)
+            remove_if_there(temp)
             return self._fail(temp, None, OUT_OF_RESOURCES, f"{exc}; left in place: {placed}", source, expected)
         except Exception as exc:  # the index refused: nothing may stay behind
             log.exception("ingest failed")
@@ -203,13 +204,13 @@ class Ingest:
     def _record(self, header: Header, source: Source) -> InstanceRecord:
         return instance_record(header, source.calling_aet)
 
-    def _fail(self, temp: Path, placed: str | None, status: int, reason: str, source: Source,
+    def _fail(self, temp: Path | str, placed: str | None, status: int, reason: str, source: Source,
               expected: Expected | None) -> StoreResult:
-        temp.unlink(missing_ok=True)
+        remove_if_there(temp)
         if placed:
             self.blobs.remove(placed)
         uid = expected.sop_instance_uid if expected else ""
-        log.warning("refused %s from %s (status 0x%04X): %s", uid or temp.name,
+        log.warning("refused %s from %s (status 0x%04X): %s", uid or os.path.basename(temp),
                     source.calling_aet or source.kind, status, reason)
         return StoreResult(status, "failed", uid, reason=reason)
 

@@ -23,6 +23,7 @@ import errno
 import grp
 import logging
 import os
+import posixpath
 import shutil
 import threading
 import time
@@ -64,6 +65,7 @@ class BlobStore:
         self.area_roots = {name: Path(folder).resolve() for name, folder in (areas or {}).items()}
         self.home = next((name for name, folder in self.area_roots.items() if folder == self.root), "default")
         self.area_roots[self.home] = self.root
+        self._root_texts = {name: str(folder) for name, folder in self.area_roots.items()}
         for folder in self.area_roots.values():
             folder.mkdir(parents=True, exist_ok=True, mode=dir_mode)
         self.node = node.replace("/", "_").replace(NODE_MARK, "_")
@@ -72,7 +74,7 @@ class BlobStore:
         self.gid = group_id(group)
         self.incoming = self.root / INCOMING
         self.incoming.mkdir(parents=True, exist_ok=True, mode=dir_mode)
-        self._new_entries: set[Path] = set()  # folders that gained a subfolder not yet flushed
+        self._new_entries: set[str] = set()  # folders that gained a subfolder not yet flushed
         self._new_entries_lock = threading.Lock()
         self._clear_stale_incoming()
 
@@ -135,11 +137,28 @@ class BlobStore:
         root, inside = self._locate(relative)
         return root / inside
 
+    def _text_path(self, relative: str | PurePosixPath) -> str:
+        """`path_of` as text, for the store's own work on every received file.
+
+        No Path object: pathlib interns every part it parses, so a new UID per image would churn
+        the interpreter's table of interned strings (which then grows, privately, in each
+        process), and its parsing costs more than the join."""
+        root, inside = self._text_location(relative)
+        return f"{root}/{inside}"
+
+    def _text_location(self, relative: str | PurePosixPath) -> tuple[str, str]:
+        """`_locate` as text: (the area's folder, the path inside it)."""
+        area, inside = split_area_path(relative, self.home)
+        root = self._root_texts.get(area)
+        if root is None:
+            raise _unknown_area(relative, area)
+        return root, inside
+
     def _locate(self, relative: str | PurePosixPath) -> tuple[Path, str]:
         area, inside = split_area_path(relative, self.home)
         root = self.area_roots.get(area)
         if root is None:
-            raise ValueError(f"{relative!r} is in storage area {area!r}, which storage.areas does not name")
+            raise _unknown_area(relative, area)
         return root, inside
 
     def in_area(self, area: str, relative: str | PurePosixPath) -> str:
@@ -167,8 +186,8 @@ class BlobStore:
                 if self.fsync:
                     os.fdatasync(writer.fileno())
             self.make_private(temp, self.file_mode)
-            self._make_parents(PurePosixPath(relative).parent)
-            final = str(self._link_unique(temp, PurePosixPath(relative)))
+            self._make_parents(posixpath.dirname(str(relative)))
+            final = self._link_unique(temp, str(relative))
             self.make_entries_durable([final])
         except OSError as exc:
             raise storage_error(exc, f"cannot copy to {relative}") from None
@@ -176,19 +195,20 @@ class BlobStore:
             temp.unlink(missing_ok=True)
         return final
 
-    def place(self, temp: Path, relative: PurePosixPath) -> PurePosixPath:
+    def place(self, temp: Path | str, relative: str | PurePosixPath) -> str:
         """Link a temp file to `relative` (or a suffixed name if taken); return the name used.
 
         Never replaces an existing file.  Not yet durable: see `make_durable`.  Raises
         StorageFull when the volume refuses.
         """
+        relative = str(relative)
         try:
             self.make_private(temp, self.file_mode)
-            self._make_parents(relative.parent)
+            self._make_parents(posixpath.dirname(relative))
             final = self._link_unique(temp, relative)
         except OSError as exc:
             raise storage_error(exc, f"cannot store {relative}") from None
-        temp.unlink(missing_ok=True)
+        remove_if_there(temp)
         return final
 
     def make_durable(self, relatives: list[str]) -> None:
@@ -211,7 +231,7 @@ class BlobStore:
         if not self.fsync or self.flush_volume:
             return
         try:
-            _fsync_path(self.path_of(relative), data_only=True)
+            _fsync_path(self._text_path(relative), data_only=True)
         except OSError as exc:
             raise storage_error(exc, "cannot make the stored file durable") from None
 
@@ -223,12 +243,12 @@ class BlobStore:
             return
         with self._new_entries_lock:
             folders, self._new_entries = self._new_entries, set()
-        folders |= {Path(folder) for folder in extra_folders}
+        folders |= set(extra_folders)
         if self.flush_volume:
             self._flush_volumes(relatives, folders)
             return
         try:
-            for folder in folders | {self.path_of(relative).parent for relative in relatives}:
+            for folder in folders | {os.path.dirname(self._text_path(relative)) for relative in relatives}:
                 try:
                     _fsync_path(folder)
                 except FileNotFoundError:
@@ -237,7 +257,7 @@ class BlobStore:
             self._remember_new_entries(folders)
             raise storage_error(exc, "cannot make stored files durable") from None
 
-    def _flush_volumes(self, relatives: list[str], folders: set[Path]) -> None:
+    def _flush_volumes(self, relatives: list[str], folders: set[str]) -> None:
         """One syncfs of each area holding `relatives` (and of the home area for `folders`, which
         the receiving processes make there); areas on one volume are flushed once each anyway."""
         roots = {self._locate(relative)[0] for relative in relatives} | ({self.root} if folders else set())
@@ -253,13 +273,13 @@ class BlobStore:
         shared index writer) to flush with the next group; they are then this one's no more."""
         with self._new_entries_lock:
             folders, self._new_entries = self._new_entries, set()
-        return [str(folder) for folder in folders]
+        return list(folders)
 
-    def _remember_new_entries(self, folders: set[Path]) -> None:
+    def _remember_new_entries(self, folders: set[str]) -> None:
         with self._new_entries_lock:
             self._new_entries |= folders
 
-    def flush_data_soon(self, path: Path) -> Future:
+    def flush_data_soon(self, path: Path | str) -> Future:
         """The flush of a complete file's data (fdatasync); the future raises StorageFull on
         failure.  The flush holds for the file's later names too (a link is the same data).
 
@@ -288,12 +308,15 @@ class BlobStore:
         if isinstance(flush, DeferredFuture):
             flush.cancel()
 
-    def _make_parents(self, relative_dir: PurePosixPath) -> None:
-        if os.path.isdir(self.path_of(relative_dir)):
+    def _make_parents(self, relative_dir: str) -> None:
+        """Make the folders of an index path's folder (text: see `_text_path`)."""
+        if os.path.isdir(self._text_path(relative_dir)):
             return  # the usual case: the series folder exists
-        current, inside = self._locate(relative_dir)
-        for part in PurePosixPath(inside).parts:
-            parent, current = current, current / part
+        current, inside = self._text_location(relative_dir)
+        for part in inside.split("/"):
+            if not part:
+                continue
+            parent, current = current, f"{current}/{part}"
             try:
                 os.mkdir(current, self.dir_mode)
             except FileExistsError:
@@ -321,7 +344,7 @@ class BlobStore:
                         os.fdatasync(out.fileno())
                 self.make_private(path, self.file_mode)
             for temp, (relative, _) in zip(temps, files):
-                self._make_parents(relative.parent)
+                self._make_parents(posixpath.dirname(str(relative)))
                 os.replace(temp, self.path_of(relative))
             self.make_entries_durable([str(relative) for relative, _ in files])
         except OSError as exc:
@@ -330,23 +353,25 @@ class BlobStore:
             raise storage_error(exc, f"cannot write {', '.join(str(relative) for relative, _ in files)}") from None
         return [self.path_of(relative) for relative, _ in files]
 
-    def make_private(self, path: Path, mode: int) -> None:
+    def make_private(self, path: Path | str, mode: int) -> None:
         """Give a created file or folder its exact mode (whatever the umask) and the group."""
         if self.gid is not None:
             os.chown(path, -1, self.gid)
         os.chmod(path, mode)
 
-    def _link_unique(self, temp: Path, relative: PurePosixPath) -> PurePosixPath:
-        stem, suffix = relative.stem, relative.suffix
+    def _link_unique(self, temp: Path | str, relative: str) -> str:
+        folder, name = posixpath.split(relative)
+        dot = name.rfind(".")
+        stem, suffix = (name[:dot], name[dot:]) if 0 < dot < len(name) - 1 else (name, "")  # as PurePath's
         candidate = relative
         for attempt in range(1, 10_000):
             try:
-                os.link(temp, self.path_of(candidate))
+                os.link(temp, self._text_path(candidate))
                 if attempt > 1:
                     log.warning("file name %s was taken; stored as %s", relative, candidate)
                 return candidate
             except FileExistsError:
-                candidate = relative.with_name(f"{stem}_{attempt}{suffix}")
+                candidate = posixpath.join(folder, f"{stem}_{attempt}{suffix}")
         raise OSError(errno.EEXIST, f"no free name for {relative}")
 
     def remove(self, relative: str | PurePosixPath) -> None:
@@ -406,7 +431,19 @@ def _flush_volume_of(folder: Path) -> None:
         os.close(fd)
 
 
-def _fsync_path(path: Path, data_only: bool = False) -> None:
+def _unknown_area(relative: str | PurePosixPath, area: str) -> ValueError:
+    return ValueError(f"{relative!r} is in storage area {area!r}, which storage.areas does not name")
+
+
+def remove_if_there(path: Path | str) -> None:
+    """Remove a file; one that is not there is fine."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_path(path: Path | str, data_only: bool = False) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         (os.fdatasync if data_only else os.fsync)(fd)
