@@ -148,18 +148,19 @@ class BlobStore:
 
     def _text_location(self, relative: str | PurePosixPath) -> tuple[str, str]:
         """`_locate` as text: (the area's folder, the path inside it)."""
-        area, inside = split_area_path(relative, self.home)
-        root = self._root_texts.get(area)
-        if root is None:
-            raise _unknown_area(relative, area)
-        return root, inside
+        area, inside = self._area_of(relative)
+        return self._root_texts[area], inside
 
     def _locate(self, relative: str | PurePosixPath) -> tuple[Path, str]:
+        area, inside = self._area_of(relative)
+        return self.area_roots[area], inside
+
+    def _area_of(self, relative: str | PurePosixPath) -> tuple[str, str]:
+        """(the area, the path inside it) of an index path, in an area storage.areas names."""
         area, inside = split_area_path(relative, self.home)
-        root = self.area_roots.get(area)
-        if root is None:
-            raise _unknown_area(relative, area)
-        return root, inside
+        if area not in self.area_roots:
+            raise ValueError(f"{relative!r} is in storage area {area!r}, which storage.areas does not name")
+        return area, inside
 
     def in_area(self, area: str, relative: str | PurePosixPath) -> str:
         """The index path of `relative` inside `area`."""
@@ -429,10 +430,6 @@ def _flush_volume_of(folder: Path) -> None:
             raise OSError(error, os.strerror(error), str(folder))
     finally:
         os.close(fd)
-
-
-def _unknown_area(relative: str | PurePosixPath, area: str) -> ValueError:
-    return ValueError(f"{relative!r} is in storage area {area!r}, which storage.areas does not name")
 
 
 def remove_if_there(path: Path | str) -> None:
