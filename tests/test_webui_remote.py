@@ -53,7 +53,9 @@ def move_found_study(page, base: str, destination: str) -> str:
     page.select_option("#remote-studies .move-form select[name=destination]", destination)
     page.click("#remote-studies .move-form button[type=submit]")
     page.wait_for_url(re.compile(r"/ui/jobs/\d+$"))
-    page.wait_for_function("!document.querySelector('#job-state').textContent.includes('running')")
+    # The state is blank until the page's first poll answers: wait for a state that is not running.
+    page.wait_for_function("(() => { const state = document.querySelector('#job-state').textContent;"
+                           " return state !== '' && !state.includes('running'); })()")
     screenshot(page, f"13-remote-move-{destination.lower()}")
     return page.inner_text("#job-state")
 
