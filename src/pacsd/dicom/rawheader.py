@@ -376,7 +376,12 @@ def _json_object(members: Any) -> str:
 
 def _plain_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
     """AS, CS, DA, DT, TM, UI: default character set, values split as pydicom does."""
-    return _strings_member(tag, vr, value.decode(_DEFAULT_DECODING).rstrip(" \x00").split("\\"))
+    text = value.decode(_DEFAULT_DECODING).rstrip(" \x00")
+    if "\\" in text:
+        return _strings_member(tag, vr, text.split("\\"))
+    if not text:  # _strings_member's common case, inline: one value
+        return _NO_VALUE % (tag, vr), []
+    return _VALUES % (tag, vr, _quoted(text)), [text]
 
 
 def _application_entities_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
