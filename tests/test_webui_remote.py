@@ -68,6 +68,9 @@ def test_have_a_remote_pacs_move_a_study_here_and_elsewhere(remote_and_local, pa
 
     assert "finished: 3 moved, 0 with warnings, 0 failed" in move_found_study(page, base, "PACSD")
     assert "3 of 3" in page.inner_text("#job-count")
+    as_served = page.request.get(page.url).text()  # the page itself, before its script runs
+    assert '<p id="job-state" class="big ok">finished: 3 moved, 0 with warnings, 0 failed</p>' in as_served
+    assert '<p id="job-count">3 of 3 files</p>' in as_served
     assert local.instance_count() == 3
     page.goto(f"{base}/ui/studies?patient_id=REM-1")
     assert "FAR, AWAY" in page.inner_text("#studies")
