@@ -226,7 +226,7 @@ def test_a_due_request_is_taken_by_one_node(pacs):
              for _ in range(4)]
     try:
         pk = nodes[0].record_request(generate_uid(), [Reference(CTImageStorage, generate_uid())], "NODE", "")
-        nodes[0].schedule([pk])
+        nodes[0].schedule_all_after_restart()  # nobody took it: due now
         with ThreadPoolExecutor(len(nodes)) as pool:
             claims = list(pool.map(lambda jobs: jobs.claim(pk), nodes))
         assert sorted(claims) == [False, False, False, True]
@@ -242,8 +242,7 @@ def test_restart_makes_undelivered_requests_due_but_not_one_another_node_is_send
     jobs = service.jobs
     claimed, retrying, waiting = (
         jobs.record_request(generate_uid(), [Reference(CTImageStorage, generate_uid())], "NODE", "") for _ in range(3))
-    jobs.schedule([claimed, retrying, waiting])
-    assert all(jobs.claim(pk) for pk in (claimed, retrying, waiting))
+    assert jobs.take([claimed, retrying, waiting]) == [claimed, retrying, waiting]
     jobs.failed(jobs.report(retrying), "new", "association refused")  # retries in retry_first_delay
     jobs.wait_for_requester(jobs.report(waiting), "no route")
     assert jobs.due() == []  # `claimed`: another node holds it and may be sending its report now
@@ -260,7 +259,7 @@ def test_retry_delay_grows_by_the_backoff_up_to_its_cap(pacs):
     jobs = type(service.jobs)(pacs.archive.engine, pacs.archive.blobs, settings)
     assert [jobs.retry_delay(attempt) for attempt in range(1, 7)] == [2, 6, 18, 30, 30, 30]
     pk = jobs.record_request(generate_uid(), [Reference(CTImageStorage, generate_uid())], "NODE", "")
-    jobs.schedule([pk])
+    jobs.take([pk])
     waits = []
     for _ in range(4):  # each failed attempt schedules the next one that much later
         jobs.failed(jobs.report(pk), "new", "refused")
@@ -268,3 +267,109 @@ def test_retry_delay_grows_by_the_backoff_up_to_its_cap(pacs):
         attempt_at = delivery_rows(pacs)[-1].at
         waits.append(round((row.next_attempt_at - attempt_at).total_seconds()))
     assert waits == [2, 6, 18, 30]
+
+
+def test_a_request_this_process_took_is_due_for_no_other(pacs):
+    """The process that answered an N-ACTION takes the request at once: another process or node
+    never finds it due, not even after a restart, until the taker's lease runs out."""
+    service = commitment_service(pacs)
+    service.stop()
+    jobs = service.jobs
+    pk = jobs.record_request(generate_uid(), [Reference(CTImageStorage, generate_uid())], "NODE", "")
+    other = type(jobs)(open_index(pacs.settings.database.target), pacs.archive.blobs, pacs.settings.commitment)
+    try:
+        assert jobs.take([pk]) == [pk]
+        assert other.take([pk]) == [] and other.due() == [] and not other.claim(pk)
+        other.schedule_all_after_restart()
+        assert other.due() == []
+    finally:
+        other.engine.dispose()
+
+
+def test_a_requester_calling_again_takes_only_its_own_kept_reports(pacs):
+    service = commitment_service(pacs)
+    service.stop()
+    jobs = service.jobs
+    kept = {aet: jobs.record_request(generate_uid(), [Reference(CTImageStorage, generate_uid())], aet, "")
+            for aet in ("FIRST", "SECOND")}
+    for pk in jobs.take(list(kept.values())):
+        jobs.wait_for_requester(jobs.report(pk), "no open association")
+
+    assert jobs.take_waiting("FIRST") == [kept["FIRST"]]
+    assert jobs.take_waiting("FIRST") == []  # taken: a second association of FIRST finds nothing
+    assert jobs.due() == []  # neither is due for a sweeper: one is taken, the other still kept
+    assert {row.requester_aet: row.state for row in request_rows(pacs)} == {"FIRST": "ready", "SECOND": "waiting"}
+
+
+def test_a_worker_that_does_not_sweep_delivers_only_what_it_is_handed(pacs_factory, modality):
+    """A receiving process of several delivers the requests it took; the due ones (retries, after
+    a restart) are the background process's sweeper's."""
+    from pacsd.net.commitment_scp import ReportRoutes, commitment_sweeper
+    from pacsd.services.commitment_worker import CommitmentWorker
+
+    listen_port = free_port()
+    pacs = pacs_factory(**known(modality, "new", listen_port))
+    commitment_service(pacs).stop()  # only the workers below deliver
+    modality.listen(listen_port)
+    jobs = commitment_service(pacs).jobs
+    handed, due = (jobs.record_request(generate_uid(), [Reference(CTImageStorage, generate_uid())], modality.aet, "")
+                   for _ in range(2))
+    assert jobs.take([handed]) == [handed]
+    jobs.schedule_all_after_restart()
+    assert jobs.due() == [due]
+    state = lambda pk: next(row.state for row in request_rows(pacs) if row.pk == pk)  # noqa: E731
+
+    receiving = CommitmentWorker(jobs, ReportRoutes(pacs.settings).deliver, sweeps=False)
+    receiving.start()
+    try:
+        receiving.hand([handed])
+        first = modality.wait_report()
+        wait_until(lambda: state(handed) == "delivered", what="the handed report delivered")
+        assert state(due) == "received" and modality.reports.empty()
+    finally:
+        receiving.stop()
+
+    sweeper = commitment_sweeper(pacs.settings, pacs.archive)
+    sweeper.start()
+    try:
+        second = modality.wait_report()
+        wait_until(lambda: state(due) == "delivered", what="the due report delivered")
+    finally:
+        sweeper.stop()
+    transaction = {row.pk: row.transaction_uid for row in request_rows(pacs)}
+    assert (first.transaction_uid, second.transaction_uid) == (transaction[handed], transaction[due])
+    assert (first.route, second.route) == ("new", "new")
+
+
+def test_several_receiving_processes_answer_on_the_association_and_retry_from_the_background(
+        pacs_process, modality, tmp_path):
+    """The real `pacsd serve` with two receiving processes: the report goes back on the
+    requester's association; a report whose new association was refused is sent again later
+    (by the background process: no receiving process looks for due reports)."""
+    listen_port = free_port()
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump({
+        "server": {"workers": 2}, **known(modality, "auto", listen_port),
+        "commitment": {"retry_first_delay": 1, "retry_backoff": 1, "connect_timeout": 5}}))
+    pacs = pacs_process("--config", str(config))
+    good = stored(pacs, modality)
+
+    on_association = modality.request(pacs.port, good[:1], keep_open=True)
+    report = modality.wait_report()
+    assert (report.route, report.transaction_uid, report.committed) == ("same", on_association, good[:1])
+    modality.close()
+
+    later = modality.request(pacs.port, good[1:], keep_open=False)  # nobody listens yet: refused
+    index = open_index(pacs.database_target)
+    try:
+        wait_until(lambda: any(r.outcome == "failed" for r in delivery_rows(index)), what="a failed attempt")
+        modality.listen(listen_port)
+        report = modality.wait_report()
+        assert (report.route, report.transaction_uid, report.committed) == ("new", later, good[1:])
+        rows = {row.transaction_uid: row for row in wait_until(
+            lambda: [r for r in request_rows(index)] if all(r.state == "delivered" for r in request_rows(index))
+            else None, what="both delivered")}
+        assert (rows[on_association].delivered_via, rows[later].delivered_via) == ("same", "new")
+        assert rows[later].attempts >= 2
+    finally:
+        index.dispose()

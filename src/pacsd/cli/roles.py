@@ -106,16 +106,20 @@ def run_background(settings: Settings, writer_address: str, hooks_in: socket.soc
                    ready: Callable[[], None]) -> None:
     """The background process, at lower priority: study-stable detection and end-of-study work
     (scan sheets, hooks), resumed from the index after a restart; the receiving processes'
-    on_instance hooks."""
+    on_instance hooks; Storage Commitment reports that fall due (retries, after a restart)."""
+    from pacsd.net.commitment_scp import commitment_sweeper
     from pacsd.services.archive import Archive
 
     os.nice(BACKGROUND_NICENESS)
     stop = _stop_event()
     archive = Archive(settings, node, writer_address=writer_address)
+    commitments = commitment_sweeper(settings, archive)
     try:
         hook_relay.RelayListener(hooks_in, archive.hooks.run_instance_hook).start()
         archive.start_background()
+        commitments.start()
         ready()
         stop.wait()
     finally:
+        commitments.stop(settings.server.shutdown_grace)
         archive.close()

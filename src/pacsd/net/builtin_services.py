@@ -14,7 +14,7 @@ def pacsd_dicom_services(server) -> list:
     from pacsd.net.commitment_scp import StorageCommitmentService
     from pacsd.net.qr_scp import QueryRetrieveService
 
-    return [StorageCommitmentService(server.settings, server.archive),
+    return [StorageCommitmentService(server.settings, server.archive, sweeps=server.background_duties),
             QueryRetrieveService(server.settings, server.archive)]
 
 

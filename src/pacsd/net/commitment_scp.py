@@ -1,14 +1,18 @@
 """Storage Commitment SCP: the N-ACTION handler and the routes a report can take back.
 
 Thin: a request is validated, persisted by `CommitmentJobs` and answered at once; once the
-answer is on the wire the `CommitmentWorker` checks it and calls `deliver`, which picks the
-requester's open association or a new one according to its `commitment_reply` setting.
+answer is on the wire this process takes the request and its `CommitmentWorker` checks it and
+delivers the report through `ReportRoutes`: the requester's open association or a new one,
+according to its `commitment_reply` setting.  Of a server's several receiving processes none
+sweeps for due requests (retries, after a restart): the background process does
+(`commitment_sweeper`), with no association of its own to answer on.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
@@ -42,12 +46,14 @@ def _calling_aet(assoc: Association) -> str:
 
 
 class StorageCommitmentService(DicomService):
-    """The listener's Storage Commitment Push Model SCP (an extra service of `DicomServer`)."""
+    """The listener's Storage Commitment Push Model SCP (an extra service of `DicomServer`); its
+    worker `sweeps` for due requests unless another process of the server does."""
 
-    def __init__(self, settings: Settings, archive: Archive) -> None:
+    def __init__(self, settings: Settings, archive: Archive, sweeps: bool = True) -> None:
         self.settings = settings
         self.jobs = CommitmentJobs(archive.engine, archive.blobs, settings.commitment)
-        self.worker = CommitmentWorker(self.jobs, self.deliver)
+        self.deliver = ReportRoutes(settings, self._open_association).deliver
+        self.worker = CommitmentWorker(self.jobs, self.deliver, sweeps)
         self._lock = threading.Lock()
         self._open: dict[str, list[Association]] = {}  # requester AE -> its open commitment associations
         self._unanswered: dict[Association, list[int]] = {}  # jobs whose N-ACTION answer is not yet sent
@@ -105,9 +111,10 @@ class StorageCommitmentService(DicomService):
         aet = _calling_aet(assoc)
         with self._lock:
             self._open.setdefault(aet, []).append(assoc)
-        if self.jobs.recall_waiting(aet):
-            log.info("%s called again: sending the commitment reports kept for it", aet)
-            self.worker.wake()
+        kept = self.jobs.take_waiting(aet)
+        if kept:
+            log.info("%s called again: sending the %d commitment reports kept for it", aet, len(kept))
+            self.worker.hand(kept)
 
     def _on_closed(self, event) -> None:
         assoc = event.assoc
@@ -123,14 +130,26 @@ class StorageCommitmentService(DicomService):
         with self._lock:
             pks = self._unanswered.pop(assoc, [])
         if pks:
-            self.jobs.schedule(pks)
-            self.worker.wake()
+            self.worker.hand(self.jobs.take(pks))
 
-    # -- delivery (worker thread) ---------------------------------------------------------
     def _open_association(self, aet: str) -> Association | None:
         with self._lock:
             candidates = [assoc for assoc in self._open.get(aet, []) if assoc.is_established]
         return candidates[-1] if candidates else None
+
+
+def _no_association(aet: str) -> None:
+    return None
+
+
+class ReportRoutes:
+    """How a report reaches its requester: on the requester's open association (which
+    `open_association` finds, in the process that has it) or on a new one."""
+
+    def __init__(self, settings: Settings,
+                 open_association: Callable[[str], Association | None] = _no_association) -> None:
+        self.settings = settings
+        self.open_association = open_association
 
     def deliver(self, report: Report) -> Delivery:
         """Send one report the way the requester's `commitment_reply` asks."""
@@ -138,7 +157,7 @@ class StorageCommitmentService(DicomService):
         known = self.settings.known_ae(aet)
         mode = known.commitment_reply if known else "same"
         if mode in ("same", "auto"):
-            assoc = self._open_association(aet)
+            assoc = self.open_association(aet)
             if assoc is not None:
                 error = send_report(assoc, report.result, self.settings.server.ae_title)
                 return Delivery("failed" if error else "delivered", "same", error)
@@ -153,3 +172,10 @@ class StorageCommitmentService(DicomService):
             self.settings.commitment.connect_timeout,
         )
         return Delivery("failed" if error else "delivered", "new", error)
+
+
+def commitment_sweeper(settings: Settings, archive: Archive) -> CommitmentWorker:
+    """The worker of a process that holds no association (a server's background process): it
+    delivers the requests that fall due on new associations, or keeps them for their requester."""
+    jobs = CommitmentJobs(archive.engine, archive.blobs, settings.commitment)
+    return CommitmentWorker(jobs, ReportRoutes(settings).deliver, sweeps=True)

@@ -111,12 +111,15 @@ class DicomServer:
     """One listening AE serving Verification, Storage and the extra services for an `Archive`.
 
     It listens on `server.host`:`server.port` itself, or (`handoff`: a receiving process of
-    several) serves the connections its parent accepted and handed over that Unix socket."""
+    several) serves the connections its parent accepted and handed over that Unix socket; then
+    the services leave their background duties (e.g. sweeping for due commitment reports) to
+    the server's background process."""
 
     def __init__(self, settings: Settings, archive: Archive, handoff: socket.socket | None = None) -> None:
         self.settings = settings
         self.archive = archive
         self.handoff = handoff
+        self.background_duties = handoff is None
         self.connections = ConnectionTracker()
         self.services: list[DicomService] = archive.listeners.dicom_services(self)
         self._server = None

@@ -78,16 +78,32 @@ class CommitmentJobs:
                  transaction_uid, requester_aet, len(references), pk)
         return pk
 
-    def schedule(self, pks: list[int]) -> None:
-        """Make unscheduled, undelivered requests due now (their N-ACTION has been answered)."""
-        if pks:
-            self._set_due(and_(requests_c.pk.in_(pks), requests_c.next_attempt_at.is_(None),
-                               requests_c.state.in_((RECEIVED, READY))))
+    def take(self, pks: list[int]) -> list[int]:
+        """Claim requests whose N-ACTION this process has just answered, to deliver them here and
+        now; the keys it got.  They are never made due first, so no other process or node can take
+        one in between (see `claim`); only if this process dies does the lease run out for others."""
+        return self._take_each(pks, and_(requests_c.next_attempt_at.is_(None),
+                                         requests_c.state.in_((RECEIVED, READY))))
 
-    def recall_waiting(self, requester_aet: str) -> bool:
-        """The requester called again: its waiting reports are due now.  True when there were any."""
-        return self._set_due(and_(requests_c.requester_aet == requester_aet, requests_c.state == WAITING),
-                             state=READY) > 0
+    def take_waiting(self, requester_aet: str) -> list[int]:
+        """The requester called again: claim the reports kept for it, for the process that holds
+        its association; the keys it got."""
+        with self.engine.connect() as conn:
+            pks = list(conn.execute(select(requests_c.pk).where(
+                requests_c.requester_aet == requester_aet, requests_c.state == WAITING,
+            ).order_by(requests_c.pk)).scalars())
+        return self._take_each(pks, requests_c.state == WAITING, state=READY)
+
+    def _take_each(self, pks: list[int], condition: ColumnElement[bool], **values: Any) -> list[int]:
+        lease_end = _now() + CLAIM_LEASE
+        taken = []
+        with self.engine.begin() as conn:
+            for pk in pks:
+                changed = conn.execute(update(commitment_requests).where(requests_c.pk == pk, condition)
+                                       .values(next_attempt_at=lease_end, **values)).rowcount
+                if changed == 1:
+                    taken.append(pk)
+        return taken
 
     def schedule_all_after_restart(self) -> None:
         """At start-up every undelivered request is due (whatever blocked it may be gone), except
@@ -118,12 +134,6 @@ class CommitmentJobs:
             return True
         retry_at = last_attempt_at + timedelta(seconds=self.retry_delay(row.attempts))
         return abs(due_at - retry_at) > _SAME_INSTANT
-
-    def _set_due(self, condition: ColumnElement[bool], **values: Any) -> int:
-        with self.engine.begin() as conn:
-            return conn.execute(
-                update(commitment_requests).where(condition).values(next_attempt_at=_now(), **values)
-            ).rowcount
 
     def due(self) -> list[int]:
         """Keys of the requests whose report should be sent now, oldest first."""
