@@ -65,8 +65,11 @@ def test_detector_thread_fires_once_and_again_after_new_images(pacs_factory, tmp
     assert stable_rows(engine, uid) == 1
     send(pacs, files[2:])  # the study changes: a new quiet period begins
     assert wait_for(lambda: stable_rows(engine, uid) == 2)
-    actions = (tmp_path / "logs" / "actions.log").read_text()
-    assert actions.count(f'study-stable study="{uid}"') == 2
+    # the action log line follows the row's commit: wait for it too, then make sure it is not repeated
+    fired = lambda: (tmp_path / "logs" / "actions.log").read_text().count(f'study-stable study="{uid}"')  # noqa: E731
+    assert wait_for(lambda: fired() == 2)
+    time.sleep(0.5)
+    assert fired() == 2
 
 
 def test_pending_study_is_rearmed_after_restart(pacs_factory, tmp_path):
