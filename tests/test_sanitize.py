@@ -41,3 +41,19 @@ def test_ascii_and_unicode_rules_agree_on_ascii_text():
 def test_length_is_bounded_in_utf8_bytes():
     assert len(path_component("\u00e9" * 100).encode()) <= 64
     assert len(path_component("Z" * 300, max_bytes=128)) == 128
+
+
+def test_a_remembered_answer_depends_on_the_limit_and_the_default_too():
+    """Recent answers are remembered (a series repeats its components); the same text asked with
+    another byte limit or default is made safe for that limit or default, not taken from memory."""
+    text = "Ünïcödé/../" * 10
+    long_answer = path_component(text, max_bytes=128)
+    assert path_component(text, max_bytes=128) == long_answer
+    assert path_component(text) == long_answer.encode()[:64].decode("utf-8", "ignore").rstrip("._ ")
+    assert len(path_component(text).encode()) <= 64 < len(long_answer.encode())
+    assert path_component("..", default="EMPTY") == "EMPTY" and path_component("..") == "UNKNOWN"
+
+
+def test_texts_too_long_to_remember_are_still_made_safe():
+    text = "x/" * 5000
+    assert path_component(text) == ("x_" * 32)[:64].rstrip("._ ")

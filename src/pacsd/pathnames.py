@@ -21,9 +21,30 @@ _SPACES = re.compile(r"\s+")
 _ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # in ASCII, the only characters of the removed categories
 
 
+_MADE_SAFE: dict[tuple[str, str, int], str] = {}  # recent answers of path_component
+_MADE_SAFE_ENTRIES = 256  # then the memo starts again (the SOP components of ~120 images fill it)
+_MADE_SAFE_LONGEST = 256  # longer texts are not remembered: the memo stays under ~100 KB
+
+
 def path_component(value: object, default: str = "UNKNOWN", max_bytes: int = MAX_COMPONENT_BYTES) -> str:
-    """Return `value` as a safe single path component (`default` when nothing is left)."""
+    """Return `value` as a safe single path component (`default` when nothing is left).
+
+    Remembered for recent texts: the images of a series repeat their patient, study and series
+    components (about 2 us each to make safe)."""
     text = str(value if value is not None else "")
+    if len(text) > _MADE_SAFE_LONGEST:
+        return _made_safe(text, default, max_bytes)
+    key = (text, default, max_bytes)
+    safe = _MADE_SAFE.get(key)
+    if safe is None:
+        safe = _made_safe(text, default, max_bytes)
+        if len(_MADE_SAFE) >= _MADE_SAFE_ENTRIES:
+            _MADE_SAFE.clear()
+        _MADE_SAFE[key] = safe
+    return safe
+
+
+def _made_safe(text: str, default: str, max_bytes: int) -> str:
     if text.isascii():  # the usual UID or ID: NFC changes no ASCII text, and Cc is all it can hold
         text = _ASCII_CONTROL.sub("", text)
     else:

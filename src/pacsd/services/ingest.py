@@ -14,7 +14,7 @@ import logging
 import os
 from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from pydicom.dataset import Dataset
 
@@ -168,15 +168,13 @@ class Ingest:
     def _announce(self, header: Header, placed: str, source: Source, placement: Placement, action: str) -> None:
         """Tell the listeners (the action log, hooks, ...); their failures never fail the store."""
         try:
-            study_dir = self.layout.study_dir_of(PurePosixPath(placed))
             stored = InstanceStored(
-                path=self.blobs.root / placed,
-                study_dir=self.blobs.root / study_dir if study_dir is not None else None,
+                relative_path=placed, storage_root=self.blobs.root, study_dir_of=self.layout.study_dir_of,
                 account=placement.account, source=source, sop_instance_uid=header.sop_instance_uid,
                 series_uid=header.series_uid, study_uid=header.study_uid,
                 patient_id=first_text(header.dataset, "PatientID"),
                 patient_name=first_text(header.dataset, "PatientName"),
-                action=action, relative_path=placed, routed_because=placement.reason,
+                action=action, routed_because=placement.reason,
             )
         except Exception:
             log.exception("after storing %s: announcing it failed", header.sop_instance_uid)

@@ -45,9 +45,9 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
+from dataclasses import dataclass, field
+from functools import cached_property, partial
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
@@ -89,12 +89,18 @@ class IncomingInstance:
     account: str  # the physician account the layout routes it to ("" for none)
 
 
+def _no_study_dir(path: PurePosixPath) -> PurePosixPath | None:
+    return None
+
+
 @dataclass(frozen=True)
 class InstanceStored:
-    """An instance just made durable and indexed."""
+    """An instance just made durable and indexed.  `path` and `study_dir` (absolute) are worked
+    out when a listener first reads one: most listeners never do (the built-in ones only for an
+    `on_instance` hook), and making them for every image cost pathlib work on the receive path."""
 
-    path: Path
-    study_dir: Path | None
+    relative_path: str  # in the storage folder, as the index names it
+    storage_root: Path
     account: str
     source: Source
     sop_instance_uid: str
@@ -103,8 +109,19 @@ class InstanceStored:
     patient_id: str
     patient_name: str
     action: str = "stored"  # stored | overwritten
-    relative_path: str = ""  # in the storage folder, as the index names it
     routed_because: str = ""  # why the layout chose the account
+    # the layout's study folder of a relative path (`Layout.study_dir_of`)
+    study_dir_of: Callable[[PurePosixPath], PurePosixPath | None] = field(
+        default=_no_study_dir, repr=False, compare=False)
+
+    @cached_property
+    def path(self) -> Path:
+        return self.storage_root / self.relative_path
+
+    @cached_property
+    def study_dir(self) -> Path | None:
+        inside = self.study_dir_of(PurePosixPath(self.relative_path))
+        return None if inside is None else self.storage_root / inside
 
 
 class ListenerSpec:
