@@ -109,7 +109,11 @@ _FIRST_TEXT_VRS = _CHARSET_TEXT | _CHARSET_SINGLE | _PLAIN | {"AE", "PN", "UI", 
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _quoted = json.encoder.encode_basestring  # a JSON string, as that encoder writes it (C when available)
 _NO_VALUE = '"%08X":{"vr":"%s"}'  # % (tag, VR): a member without values
-_VALUES = '"%08X":{"vr":"%s","Value":[%s]}'  # % (tag, VR, the values as JSON)
+_VALUES_HEAD = '"%08X":{"vr":"%s","Value":['  # % (tag, VR); the values as JSON and "]}" follow
+# VR -> tag -> its _VALUES_HEAD: the same tags come in every image, and formatting the head again
+# cost more than the values.  Bounded: a file of many private tags adds no more than this per VR.
+_HEADS: dict[str, dict[int, str]] = {vr: {} for vr in _KNOWN_VRS}
+_HEADS_PER_VR = 2048
 # a person name of 1, 2 or 3 component groups, % the groups as JSON strings
 _PN_OBJECTS = {1: '{"Alphabetic":%s}', 2: '{"Alphabetic":%s,"Ideographic":%s}',
                3: '{"Alphabetic":%s,"Ideographic":%s,"Phonetic":%s}'}
@@ -269,7 +273,7 @@ class _Parser:
                 vr = self.vr_of(tag)
             if vr == "SQ":
                 items, position, value = self.sequence(at, length)
-                member, values = _VALUES % (tag, "SQ", ",".join(items)), []
+                member, values = _values_member(tag, "SQ", ",".join(items)), []
             else:
                 if length == UNDEFINED:
                     raise _Unusual
@@ -364,6 +368,17 @@ class _Parser:
             raise _Unusual from None
 
 
+def _values_member(tag: int, vr: str, values: str) -> str:
+    """The member of an element with values (`values`: them as JSON, comma-separated)."""
+    heads = _HEADS[vr]
+    head = heads.get(tag)
+    if head is None:
+        head = _VALUES_HEAD % (tag, vr)
+        if len(heads) < _HEADS_PER_VR:
+            heads[tag] = head
+    return head + values + "]}"
+
+
 def _json_object(members: Any) -> str:
     return "{" + ",".join(members) + "}"
 
@@ -381,7 +396,7 @@ def _plain_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str
         return _strings_member(tag, vr, text.split("\\"))
     if not text:  # _strings_member's common case, inline: one value
         return _NO_VALUE % (tag, vr), []
-    return _VALUES % (tag, vr, _quoted(text)), [text]
+    return _values_member(tag, vr, _quoted(text)), [text]
 
 
 def _application_entities_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
@@ -412,7 +427,7 @@ def _person_names_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tu
         return _NO_VALUE % (tag, vr), []
     groups = [name.split("=")[:3] for name in names]  # more than 3 groups: pydicom drops the rest
     objects = [_PN_OBJECTS[len(name)] % tuple(map(_quoted, name)) for name in groups]
-    return _VALUES % (tag, vr, ",".join(objects)), ["=".join(name) for name in groups]
+    return _values_member(tag, vr, ",".join(objects)), ["=".join(name) for name in groups]
 
 
 def _integers_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
@@ -425,7 +440,7 @@ def _integers_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[
         if not _INTEGER.match(text):
             raise _Unusual
         numbers.append(int(text))
-    return _VALUES % (tag, vr, _numbers_text(numbers)), [text.strip() for text in texts]  # str() of pydicom's IS
+    return _values_member(tag, vr, _numbers_text(numbers)), [text.strip() for text in texts]  # str() of pydicom's IS
 
 
 def _decimals_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
@@ -443,18 +458,18 @@ def _decimals_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[
         raise _Unusual from None
     if "inf" in numbers:  # "1e999" matches: an infinity (the pattern lets no NaN through)
         raise _Unusual
-    return _VALUES % (tag, vr, numbers), []
+    return _values_member(tag, vr, numbers), []
 
 
 def _binary_numbers_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
     """US, SS, UL, SL, FL, FD, SV, UV."""
     code, size, single = _NUMBERS[vr]
     if len(value) == size:  # the common case: one value, with a precompiled struct
-        return _VALUES % (tag, vr, _numbers_text(single.unpack(value))), []
+        return _values_member(tag, vr, _numbers_text(single.unpack(value))), []
     count, rest = divmod(len(value), size)
     if rest:
         raise _Unusual
-    return _VALUES % (tag, vr, _numbers_text(struct.unpack(f"<{count}{code}", value))), []
+    return _values_member(tag, vr, _numbers_text(struct.unpack(f"<{count}{code}", value))), []
 
 
 def _attribute_tags_member(parser: _Parser, tag: int, vr: str, value: bytes) -> tuple[str, list[str]]:
@@ -489,8 +504,8 @@ def _strings_member(tag: int, vr: str, values: list[str]) -> tuple[str, list[str
     if len(values) == 1:  # the common case, without join and map
         if not values[0]:
             return _NO_VALUE % (tag, vr), []
-        return _VALUES % (tag, vr, _quoted(values[0])), values
-    return _VALUES % (tag, vr, ",".join(map(_quoted, values))), values
+        return _values_member(tag, vr, _quoted(values[0])), values
+    return _values_member(tag, vr, ",".join(map(_quoted, values))), values
 
 
 def _numbers_text(numbers: list | tuple) -> str:
