@@ -57,3 +57,18 @@ def test_a_remembered_answer_depends_on_the_limit_and_the_default_too():
 def test_texts_too_long_to_remember_are_still_made_safe():
     text = "x/" * 5000
     assert path_component(text) == ("x_" * 32)[:64].rstrip("._ ")
+
+
+@pytest.mark.parametrize("value, max_bytes, expected", [
+    ("1.2.840.10008.5.1.4.1.1.2", 64, "1.2.840.10008.5.1.4.1.1.2"),
+    ("..1.2.3..", 64, "1.2.3"),
+    ("_PID-7_", 64, "PID-7"),
+    ("1.2.3.dcm", 64, "1.2.3.dcm"),
+    ("9" * 70 + ".dcm", 64, "9" * 64),
+    ("1." * 40, 64, ("1." * 32).rstrip(".")),
+    ("._.", 64, "UNKNOWN"),
+])
+def test_plain_names_keep_their_characters_and_lose_dots_at_the_ends(value, max_bytes, expected):
+    """Letters, digits, '.', '-' and '_' (UIDs, IDs, 'UID.dcm') take a shortcut past the
+    replacements; the ends and the length are still the general rule's."""
+    assert path_component(value, max_bytes=max_bytes) == expected

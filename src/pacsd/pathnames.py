@@ -19,6 +19,7 @@ MAX_COMPONENT_BYTES = 64
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 _SPACES = re.compile(r"\s+")
 _ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # in ASCII, the only characters of the removed categories
+_PLAIN_NAME_CHARACTERS = string.ascii_letters + string.digits + ".-_"  # kept as they are, but at the ends
 
 
 _MADE_SAFE: dict[tuple[str, str, int], str] = {}  # recent answers of path_component
@@ -45,6 +46,8 @@ def path_component(value: object, default: str = "UNKNOWN", max_bytes: int = MAX
 
 
 def _made_safe(text: str, default: str, max_bytes: int) -> str:
+    if not text.strip(_PLAIN_NAME_CHARACTERS):  # a UID, or "UID.dcm": nothing to replace or remove
+        return text.strip("._")[:max_bytes].rstrip("._") or default
     if text.isascii():  # the usual UID or ID: NFC changes no ASCII text, and Cc is all it can hold
         text = _ASCII_CONTROL.sub("", text)
     else:
