@@ -118,6 +118,14 @@ _HEADS_PER_VR = 2048
 _PN_OBJECTS = {1: '{"Alphabetic":%s}', 2: '{"Alphabetic":%s,"Ideographic":%s}',
                3: '{"Alphabetic":%s,"Ideographic":%s,"Phonetic":%s}'}
 _new_tuple = tuple.__new__
+# Elements written the same whatever the character set, and the members written for them lately:
+# most elements repeat from image to image of a series (UIDs of the study and series, dates,
+# pixel spacing ...), and looking one up costs a fraction of writing it.  Bounded: cleared when
+# full, values longer than _WRITTEN_LONGEST never kept.
+_SAME_TEXT_VRS = _PLAIN | set(_NUMBERS) | {"UI", "AE", "UR", "IS", "DS", "AT"}
+_WRITTEN: dict[tuple[int, str, bytes], tuple[str, list[str]]] = {}
+_WRITTEN_ENTRIES = 512
+_WRITTEN_LONGEST = 80
 
 
 class _Unusual(Exception):
@@ -283,10 +291,18 @@ class _Parser:
                 value = data[at:position]  # bytes: parse() made sure slices are
                 if tag == _CHARSET_TAG:
                     self.charset(value, top)
-                if value:
-                    member, values = _MEMBER_WRITERS[vr](self, tag, vr, value)
-                else:
+                if not value:
                     member, values = _NO_VALUE % (tag, vr), []
+                elif vr in _SAME_TEXT_VRS and len(value) <= _WRITTEN_LONGEST:
+                    written = _WRITTEN.get((tag, vr, value))
+                    if written is None:
+                        written = _MEMBER_WRITERS[vr](self, tag, vr, value)
+                        if len(_WRITTEN) >= _WRITTEN_ENTRIES:
+                            _WRITTEN.clear()
+                        _WRITTEN[(tag, vr, value)] = written
+                    member, values = written
+                else:
+                    member, values = _MEMBER_WRITERS[vr](self, tag, vr, value)
             members[tag] = member
             if top:  # items stay raw bytes in their sequence's element: pydicom reads them on access
                 key = BaseTag(tag)
