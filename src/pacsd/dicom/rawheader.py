@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom import config as pydicom_config
-from pydicom.charset import convert_encodings, python_encoding
+from pydicom.charset import convert_encodings, default_encoding, python_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -61,6 +61,7 @@ from pacsd.dicom.element_walk import (
     ElementWalker,
 )
 from pacsd.dicom.nesting import check_depth
+from pacsd.dicom.quick_dataset import quick_dataset, quick_file_meta
 from pacsd.errors import InvalidDicom
 
 BULK_DATA_THRESHOLD = 1024  # as ingest's: pydicom inlines a value up to (threshold // 4) * 3 bytes
@@ -190,11 +191,8 @@ class _Parser:
         raw, members, stop = self.elements(position, self.size, top=True)
         if stop < self.size:  # pixel data: element headers only from here, proof the file is whole
             ElementWalker(self.data, self.size, implicit=self.implicit, little=True).walk_dataset(stop)
-        file_meta = FileMetaDataset(meta)
-        file_meta.set_original_encoding(False, True, _DEFAULT_CODEC)
-        dataset = Dataset(raw)  # not a FileDataset: nothing reads its file attributes, 30 us less
-        dataset.file_meta = file_meta
-        dataset.set_original_encoding(self.implicit, True, self.character_set(dataset))
+        # not a FileDataset: nothing reads its file attributes, 30 us less
+        dataset = quick_dataset(raw, self.implicit, self.character_set(), quick_file_meta(meta, _DEFAULT_CODEC))
         dataset.__dict__[FIRST_TEXTS] = self.first_texts
         dataset.__dict__[MULTI_VALUED] = self.multi_valued
         # ingest.header_json writes the top level in tag order (pydicom's Dataset iterates sorted);
@@ -202,11 +200,11 @@ class _Parser:
         # valid file, already ascending, costs one pass.
         return RawHeader(dataset, syntax, _json_object(map(members.__getitem__, sorted(members))))
 
-    def character_set(self, dataset: Dataset) -> str | list[str]:
-        """What pydicom's `Dataset._character_set` gives, without converting the raw element
-        (the fast path reads one character set name at most)."""
+    def character_set(self) -> str | list[str]:
+        """What pydicom's `Dataset._character_set` gives for the top-level dataset, without
+        converting the raw element (the fast path reads one character set name at most)."""
         if self.charset_name is None:
-            return dataset._parent_encoding
+            return default_encoding  # a top-level dataset's parent encoding
         return convert_encodings(self.charset_name)
 
     def meta(self, position: int) -> tuple[dict, int, str]:
