@@ -187,3 +187,21 @@ def test_integer_strings_give_pydicoms_first_text(tmp_path, instance_number):
     assert 0x00200013 in fast.dataset.__dict__[FIRST_TEXTS]
     assert first_text(fast.dataset, "InstanceNumber", "-") == first_text(slow.dataset, "InstanceNumber", "-")
     assert first_text(fast.dataset, "SeriesNumber") == first_text(slow.dataset, "SeriesNumber") == "1"
+
+
+def test_text_read_before_the_character_set_steps_aside_also_when_remembered(tmp_path):
+    """Text decoded before a Specific Character Set that comes late (elements out of order) may
+    have been decoded wrongly: the fast path steps aside, also when it remembers that text from
+    an earlier image instead of decoding it again."""
+    plain = write_dicom(tmp_path / "plain.dcm", rows=8, cols=8, Manufacturer="ACME").read_bytes()
+    data = write_dicom(tmp_path / "utf8.dcm", rows=8, cols=8, Manufacturer="ACME",
+                       SpecificCharacterSet="ISO_IR 192").read_bytes()
+    charset_at, charset_end = _element_bytes(data, 0x00080005, b"CS")
+    maker_at, maker_end = _element_bytes(data, 0x00080070, b"LO")
+    assert charset_end <= maker_at
+    late_charset = (data[:charset_at] + data[charset_end:maker_end] + data[charset_at:charset_end]
+                    + data[maker_end:])
+    assert rawheader.parse(late_charset, len(late_charset)) is None  # decoded here: it steps aside
+    assert rawheader.parse(plain, len(plain)).header_json  # "ACME" remembered, decoded as the default
+    assert rawheader.parse(late_charset, len(late_charset)) is None  # remembered: it steps aside too
+    assert rawheader.parse(data, len(data)).header_json  # in order, the same file is read

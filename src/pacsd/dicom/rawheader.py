@@ -119,12 +119,12 @@ _HEADS_PER_VR = 2048
 _PN_OBJECTS = {1: '{"Alphabetic":%s}', 2: '{"Alphabetic":%s,"Ideographic":%s}',
                3: '{"Alphabetic":%s,"Ideographic":%s,"Phonetic":%s}'}
 _new_tuple = tuple.__new__
-# Elements written the same whatever the character set, and the members written for them lately:
-# most elements repeat from image to image of a series (UIDs of the study and series, dates,
+# The members written lately, by tag, VR, value (and codec, for text in the character set): most
+# elements repeat from image to image of a series (UIDs of the study and series, dates, names,
 # pixel spacing ...), and looking one up costs a fraction of writing it.  Bounded: cleared when
 # full, values longer than _WRITTEN_LONGEST never kept.
-_SAME_TEXT_VRS = _PLAIN | set(_NUMBERS) | {"UI", "AE", "UR", "IS", "DS", "AT"}
-_WRITTEN: dict[tuple[int, str, bytes], tuple[str, list[str]]] = {}
+_SAME_TEXT_VRS = _PLAIN | _BINARY | set(_NUMBERS) | {"UI", "AE", "UR", "IS", "DS", "AT"}  # whatever the character set
+_WRITTEN: dict[tuple, tuple[str, list[str]]] = {}
 _WRITTEN_ENTRIES = 512
 _WRITTEN_LONGEST = 80
 
@@ -291,13 +291,18 @@ class _Parser:
                     self.charset(value, top)
                 if not value:
                     member, values = _NO_VALUE % (tag, vr), []
-                elif vr in _SAME_TEXT_VRS and len(value) <= _WRITTEN_LONGEST:
-                    written = _WRITTEN.get((tag, vr, value))
+                elif len(value) <= _WRITTEN_LONGEST:
+                    # text in the character set: the codec is part of the key, and what text()
+                    # notes about text decoded before any character set is noted on a hit too
+                    key = (tag, vr, value) if vr in _SAME_TEXT_VRS else (tag, vr, value, self.decoding)
+                    written = _WRITTEN.get(key)
                     if written is None:
                         written = _MEMBER_WRITERS[vr](self, tag, vr, value)
                         if len(_WRITTEN) >= _WRITTEN_ENTRIES:
                             _WRITTEN.clear()
-                        _WRITTEN[(tag, vr, value)] = written
+                        _WRITTEN[key] = written
+                    elif len(key) == 4 and self.codec == _DEFAULT_CODEC:
+                        self.text_before_charset = True
                     member, values = written
                 else:
                     member, values = _MEMBER_WRITERS[vr](self, tag, vr, value)
