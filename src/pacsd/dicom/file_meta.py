@@ -23,8 +23,7 @@ def file_meta_bytes(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: 
         _element(0x0002, "UI", sop_class_uid),
         _element(0x0003, "UI", sop_instance_uid),
         _element(0x0010, "UI", transfer_syntax),
-        _element(0x0012, "UI", str(PYNETDICOM_IMPLEMENTATION_UID)),
-        _element(0x0013, "SH", PYNETDICOM_IMPLEMENTATION_VERSION),
+        _IMPLEMENTATION,
     ))
     return PREAMBLE + _SHORT.pack(0x0002, 0x0000, b"UL", 4) + struct.pack("<L", len(group)) + group
 
@@ -34,3 +33,7 @@ def _element(element: int, vr: str, text: str) -> bytes:
     if len(value) % 2:
         value += b"\0" if vr == "UI" else b" "
     return _SHORT.pack(0x0002, element, vr.encode(), len(value)) + value
+
+
+_IMPLEMENTATION = (_element(0x0012, "UI", str(PYNETDICOM_IMPLEMENTATION_UID))  # the same in every file
+                   + _element(0x0013, "SH", PYNETDICOM_IMPLEMENTATION_VERSION))

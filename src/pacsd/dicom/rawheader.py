@@ -294,14 +294,14 @@ class _Parser:
                 elif len(value) <= _WRITTEN_LONGEST:
                     # text in the character set: the codec is part of the key, and what text()
                     # notes about text decoded before any character set is noted on a hit too
-                    key = (tag, vr, value) if vr in _SAME_TEXT_VRS else (tag, vr, value, self.decoding)
-                    written = _WRITTEN.get(key)
+                    seen = (tag, vr, value) if vr in _SAME_TEXT_VRS else (tag, vr, value, self.decoding)
+                    written = _WRITTEN.get(seen)
                     if written is None:
                         written = _MEMBER_WRITERS[vr](self, tag, vr, value)
                         if len(_WRITTEN) >= _WRITTEN_ENTRIES:
                             _WRITTEN.clear()
-                        _WRITTEN[key] = written
-                    elif len(key) == 4 and self.codec == _DEFAULT_CODEC:
+                        _WRITTEN[seen] = written
+                    elif len(seen) == 4 and self.codec == _DEFAULT_CODEC:
                         self.text_before_charset = True
                     member, values = written
                 else:

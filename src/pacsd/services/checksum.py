@@ -38,11 +38,22 @@ def sha256_soon(path: Path | str) -> Future:
     return done
 
 
-def sha256_of(content: bytes) -> Future:
-    """A done future of the digest of bytes in memory (as `sha256_soon` gives for a file)."""
-    done: Future = Future()
-    done.set_result(hashlib.sha256(content).hexdigest())
-    return done
+class KnownDigest:
+    """A digest computed already, read as a future's: `result()` (no Future's lock and condition,
+    made for every small received image)."""
+
+    __slots__ = ("digest",)
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+
+    def result(self) -> str:
+        return self.digest
+
+
+def sha256_of(content: bytes) -> KnownDigest:
+    """The digest of bytes in memory, read as `sha256_soon`'s future is read."""
+    return KnownDigest(hashlib.sha256(content).hexdigest())
 
 
 def _digest_and_close(f: BufferedReader) -> str:
