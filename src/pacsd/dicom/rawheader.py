@@ -217,7 +217,7 @@ class _Parser:
             position = self.need(at, length)
             value = bytes(data[at:position])
             key = BaseTag(tag)
-            raw[key] = RawDataElement(key, vr, length, value, at, False, True)
+            raw[key] = _new_tuple(RawDataElement, (key, vr, length, value, at, False, True, True, False))  # see elements()
             if tag == 0x00020010:
                 syntax = value.decode("ascii", "replace").strip("\x00 ")
         return raw, position, syntax

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, ref
 
 import sqlalchemy
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, bindparam, select
@@ -94,6 +94,7 @@ class DriverStatement:
             element.key for element in visitors.iterate(statement)
             if isinstance(element, BindParameter) and element.expanding))
         self._plans: WeakKeyDictionary[Dialect, dict[tuple, _Plan]] = WeakKeyDictionary()
+        self._last: tuple[Callable[[], Dialect | None], dict[tuple, _Plan]] = (lambda: None, {})  # the last dialect's plans
 
     def execute(self, conn: Connection, parameters: Parameters | Sequence[Parameters]) -> None:
         if isinstance(parameters, Mapping):
@@ -130,10 +131,14 @@ class DriverStatement:
                 cursor.close()
 
     def _plan(self, dialect: Dialect, parameters: Parameters) -> _Plan:
-        key = (tuple(parameters), *(len(parameters[name]) for name in self._expanding))
-        plans = self._plans.get(dialect)
-        if plans is None:
-            plans = self._plans[dialect] = {}
+        expanding = self._expanding
+        key = (tuple(parameters), *(len(parameters[name]) for name in expanding)) if expanding \
+            else (tuple(parameters),)
+        last_dialect, plans = self._last
+        if last_dialect() is not dialect:  # another engine's dialect (tests open many): look it up
+            known = self._plans.get(dialect)
+            plans = known if known is not None else self._plans.setdefault(dialect, {})
+            self._last = (ref(dialect), plans)
         plan = plans.get(key)
         if plan is None:
             plan = plans[key] = _compile(self.statement, dialect, parameters, self._expanding)
